@@ -1,0 +1,536 @@
+//! The Elements seat endpoint: request building, response parsing and paging.
+//!
+//! `POST {base}/partner/external/v3/general/customers/{id}/3rd-party-products/type/{n}/tenants/batch`
+//! answers either an object `{"data": [...], "metadata": {"totalCount": N, ...}}` or a bare JSON
+//! array of tenant records. Both are accepted; records that lack a tenant id or a non-negative
+//! seat number are skipped one by one, anything else that is not such a page fails the target.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use crate::auth::{AuthError, TokenSource};
+use crate::config::{LicenseAssignedStatus, TenantType};
+use crate::metrics::TenantSeats;
+use crate::transport::{HttpResponse, Transport, TransportError};
+
+/// Pages fetched at most when the server gives no `totalCount` (bare arrays): a guard against
+/// a server that ignores `pageIndex` and never sends a short page.
+pub const MAX_PAGES_WITHOUT_TOTAL: u32 = 1000;
+
+/// Why a target could not be polled.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token could be had.
+    #[error(transparent)]
+    Token(#[from] AuthError),
+    /// The request failed without a complete response.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The API answered with an error status.
+    #[error("API answered {status}: {detail}")]
+    Status {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Status, content type and the start of the body.
+        detail: String,
+    },
+    /// The body is not a page of tenants.
+    #[error("cannot parse tenants page {page}: {reason} ({detail})")]
+    Parse {
+        /// The page that failed.
+        page: u32,
+        /// What is wrong.
+        reason: String,
+        /// Status, content type and the start of the body.
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// The `cause` label of `avepoint_exporter_target_errors_total`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            ApiError::Token(_) => "token",
+            ApiError::Transport(TransportError::Timeout(_)) => "timeout",
+            ApiError::Transport(TransportError::Connect(_) | TransportError::Other(_)) => "connect",
+            ApiError::Transport(TransportError::TooLarge) => "too_large",
+            ApiError::Transport(TransportError::Truncated { .. }) => "parse",
+            ApiError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                "rate_limited"
+            }
+            ApiError::Status { status, .. } if status.is_server_error() => "http_5xx",
+            ApiError::Status { .. } => "http_4xx",
+            ApiError::Parse { .. } => "parse",
+        }
+    }
+}
+
+/// One page of the response, parsed.
+#[derive(Debug, PartialEq)]
+pub struct Page {
+    /// Valid tenant records, in response order.
+    pub tenants: Vec<TenantSeats>,
+    /// Records skipped, each with the reason.
+    pub invalid: Vec<String>,
+    /// `metadata.totalCount`, when the envelope has one.
+    pub total_count: Option<u64>,
+}
+
+impl Page {
+    /// Records on the page, valid or not (what paging decisions count).
+    pub fn len(&self) -> usize {
+        self.tenants.len() + self.invalid.len()
+    }
+
+    /// Whether the page has no records at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Parses one response body into a [`Page`]; the error says what is wrong with its shape.
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let root: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let (records, total_count) = match root {
+        Value::Array(records) => (records, None),
+        Value::Object(mut map) => {
+            let records = match map.remove("data") {
+                Some(Value::Array(records)) => records,
+                Some(Value::Null) | None => {
+                    return Err("object without a \"data\" list".into());
+                }
+                Some(_) => return Err("\"data\" is not a list".into()),
+            };
+            let total = match map.get("metadata") {
+                Some(Value::Object(meta)) => match meta.get("totalCount") {
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or("metadata.totalCount is not a non-negative integer")?,
+                    ),
+                    None => None,
+                },
+                _ => None,
+            };
+            (records, total)
+        }
+        _ => return Err("expected an object with \"data\" or a list of tenants".into()),
+    };
+    let mut page = Page {
+        tenants: Vec::with_capacity(records.len()),
+        invalid: Vec::new(),
+        total_count,
+    };
+    for (i, record) in records.iter().enumerate() {
+        match parse_record(record) {
+            Ok(t) => page.tenants.push(t),
+            Err(why) => page.invalid.push(format!("record {i}: {why}")),
+        }
+    }
+    Ok(page)
+}
+
+fn parse_record(record: &Value) -> Result<TenantSeats, String> {
+    let Value::Object(map) = record else {
+        return Err("not an object".into());
+    };
+    let id = match map.get("tenantId") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Null) | None => return Err("missing tenantId".into()),
+        Some(other) => return Err(format!("tenantId {other} is not a non-empty string")),
+    };
+    let name = match map.get("tenantName") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let seats = |key: &str| match map.get(key) {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| format!("tenant {id:?}: {key} {v} is not a non-negative integer")),
+        None => Err(format!("tenant {id:?}: missing {key}")),
+    };
+    Ok(TenantSeats {
+        available: seats("availableUserSeat")?,
+        assigned: seats("assignedUserSeat")?,
+        id,
+        name,
+    })
+}
+
+/// What to fetch after a target's first page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagePlan {
+    /// The first page is all there is.
+    Done,
+    /// `totalCount` says there are exactly this many pages; fetch the rest at once.
+    Pages(u32),
+    /// No `totalCount`: fetch one page after another until a short or empty page.
+    UntilShort,
+}
+
+/// Decides the paging after the first page.
+pub fn plan_after_first(first: &Page, page_size: u8) -> PagePlan {
+    let size = usize::from(page_size);
+    if first.is_empty() || first.len() < size {
+        return PagePlan::Done;
+    }
+    match first.total_count {
+        Some(total) => {
+            let pages = total
+                .div_ceil(u64::from(page_size))
+                .min(u64::from(u32::MAX)) as u32;
+            if pages <= 1 {
+                PagePlan::Done
+            } else {
+                PagePlan::Pages(pages)
+            }
+        }
+        None => PagePlan::UntilShort,
+    }
+}
+
+/// Whether paging stops after `page` (1-based) given the records collected so far.
+pub fn is_last_page(
+    page: &Page,
+    page_size: u8,
+    collected: usize,
+    first_total: Option<u64>,
+) -> bool {
+    page.is_empty()
+        || page.len() < usize::from(page_size)
+        || first_total.is_some_and(|t| collected as u64 >= t)
+}
+
+/// One (customer, tenant type) pair to poll.
+#[derive(Debug, Clone)]
+pub struct TargetRequest {
+    /// Customer id, as in the path.
+    pub customer_id: Arc<str>,
+    /// Tenant type, as in the path.
+    pub tenant_type: TenantType,
+    /// Optional body filter.
+    pub license_assigned_status: Option<LicenseAssignedStatus>,
+}
+
+/// What a successful poll of a target produced.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// Tenants, duplicates merged (the last record of an id wins), sorted by id.
+    pub tenants: Vec<TenantSeats>,
+    /// Records skipped as invalid, with reasons.
+    pub invalid: Vec<String>,
+    /// Pages requested.
+    pub pages: u32,
+}
+
+/// The Elements client of one configuration.
+pub struct Client {
+    transport: Arc<Transport>,
+    auth: Arc<TokenSource>,
+    base_url: Url,
+    page_size: u8,
+}
+
+impl Client {
+    /// A client for `base_url`, asking for `page_size` records per page.
+    pub fn new(
+        transport: Arc<Transport>,
+        auth: Arc<TokenSource>,
+        base_url: Url,
+        page_size: u8,
+    ) -> Self {
+        Client {
+            transport,
+            auth,
+            base_url,
+            page_size,
+        }
+    }
+
+    /// The URL of one page of a target's tenants.
+    pub fn page_url(&self, target: &TargetRequest, page: u32) -> Url {
+        let mut url = self.base_url.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!(
+            "{prefix}/partner/external/v3/general/customers/{}/3rd-party-products/type/{}/tenants/batch",
+            target.customer_id,
+            target.tenant_type.api_number()
+        ));
+        url.set_query(Some(&format!(
+            "pageIndex={page}&pageSize={}",
+            self.page_size
+        )));
+        url
+    }
+
+    /// Fetches every page of a target's tenants.
+    pub async fn fetch_tenants(&self, target: &TargetRequest) -> Result<Fetched, ApiError> {
+        let first = self.fetch_page(target, 1).await?;
+        let first_total = first.total_count;
+        let plan = plan_after_first(&first, self.page_size);
+        let mut fetched = Fetched {
+            pages: 1,
+            ..Fetched::default()
+        };
+        let mut collected = first.len();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut stop = false;
+        let mut absorb = |page: Page, fetched: &mut Fetched| {
+            let mut new_ids = 0;
+            for t in page.tenants {
+                match seen.get(&t.id) {
+                    Some(&i) => fetched.tenants[i] = t,
+                    None => {
+                        new_ids += 1;
+                        seen.insert(t.id.clone(), fetched.tenants.len());
+                        fetched.tenants.push(t);
+                    }
+                }
+            }
+            fetched.invalid.extend(page.invalid);
+            new_ids
+        };
+        absorb(first, &mut fetched);
+        match plan {
+            PagePlan::Done => {}
+            PagePlan::Pages(n) => {
+                // The count is known: ask for the remaining pages at once (the transport
+                // bounds how many are in flight), then read them in order.
+                let rest = futures_util::future::join_all(
+                    (2..=n).map(|page| self.fetch_page(target, page)),
+                )
+                .await;
+                fetched.pages = n;
+                for page in rest {
+                    let page = page?;
+                    if stop {
+                        continue;
+                    }
+                    collected += page.len();
+                    stop = is_last_page(&page, self.page_size, collected, first_total);
+                    absorb(page, &mut fetched);
+                }
+            }
+            PagePlan::UntilShort => {
+                let mut index = 2;
+                while !stop && index <= MAX_PAGES_WITHOUT_TOTAL {
+                    let page = self.fetch_page(target, index).await?;
+                    fetched.pages = index;
+                    collected += page.len();
+                    stop = is_last_page(&page, self.page_size, collected, None);
+                    if absorb(page, &mut fetched) == 0 {
+                        // A full page of ids already seen: the server ignores pageIndex.
+                        tracing::warn!(
+                            customer_id = %target.customer_id,
+                            tenant_type = %target.tenant_type,
+                            page = index,
+                            "page repeats tenants already seen; stopping paging"
+                        );
+                        stop = true;
+                    }
+                    index += 1;
+                }
+            }
+        }
+        fetched.tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(fetched)
+    }
+
+    /// Fetches one page, refreshing the token once if the API answers 401.
+    async fn fetch_page(&self, target: &TargetRequest, page: u32) -> Result<Page, ApiError> {
+        let url = self.page_url(target, page);
+        let body = match target.license_assigned_status {
+            Some(status) => format!("{{\"licenseAssignedStatus\":{}}}", status.api_number()),
+            None => "{}".to_owned(),
+        };
+        let mut refreshed = false;
+        loop {
+            let token = self.auth.token().await?;
+            let resp = self
+                .transport
+                .send(crate::transport::Endpoint::Tenants, |c| {
+                    c.post(url.clone())
+                        .bearer_auth(&token)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .body(body.clone())
+                })
+                .await?;
+            if resp.status == StatusCode::UNAUTHORIZED && !refreshed {
+                self.auth.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            return page_from_response(&resp, page);
+        }
+    }
+}
+
+fn page_from_response(resp: &HttpResponse, page: u32) -> Result<Page, ApiError> {
+    if !resp.status.is_success() {
+        return Err(ApiError::Status {
+            status: resp.status,
+            detail: resp.describe(),
+        });
+    }
+    parse_page(&resp.body).map_err(|reason| ApiError::Parse {
+        page,
+        reason,
+        detail: resp.describe(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str, available: u64, assigned: u64) -> TenantSeats {
+        TenantSeats {
+            id: id.into(),
+            name: format!("{id} name"),
+            available,
+            assigned,
+        }
+    }
+
+    #[test]
+    fn parses_object_envelope() {
+        let body = br#"{"data":[{"type":0,"tenantId":"a","tenantName":"a name","availableUserSeat":25,"assignedUserSeat":5,"extra":{"x":1}}],
+            "metadata":{"pageIndex":1,"pageSize":50,"totalCount":1},"other":true}"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.tenants, vec![tenant("a", 25, 5)]);
+        assert_eq!(page.total_count, Some(1));
+        assert!(page.invalid.is_empty());
+    }
+
+    #[test]
+    fn parses_bare_array() {
+        let body = br#"[{"tenantId":"a","tenantName":"a name","availableUserSeat":1,"assignedUserSeat":2}]"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.tenants, vec![tenant("a", 1, 2)]);
+        assert_eq!(page.total_count, None);
+    }
+
+    #[test]
+    fn skips_invalid_records_only() {
+        let body = br#"{"data":[
+            {"tenantId":"ok","tenantName":"ok name","availableUserSeat":0,"assignedUserSeat":0},
+            {"tenantName":"no id","availableUserSeat":1,"assignedUserSeat":1},
+            {"tenantId":"neg","availableUserSeat":-1,"assignedUserSeat":1},
+            {"tenantId":"missing","assignedUserSeat":1},
+            {"tenantId":"str","availableUserSeat":"5","assignedUserSeat":1},
+            {"tenantId":"noname","availableUserSeat":2,"assignedUserSeat":3},
+            42
+        ]}"#;
+        let page = parse_page(body).unwrap();
+        assert_eq!(page.tenants.len(), 2);
+        assert_eq!(page.tenants[1].name, "");
+        assert_eq!(page.invalid.len(), 5, "{:?}", page.invalid);
+        assert_eq!(page.len(), 7);
+        assert!(page.invalid[0].contains("missing tenantId"));
+        assert!(page.invalid[1].contains("availableUserSeat -1 is not a non-negative integer"));
+        assert!(page.invalid[2].contains("missing availableUserSeat"));
+    }
+
+    #[test]
+    fn rejects_other_shapes() {
+        assert!(parse_page(b"<html>oops</html>")
+            .unwrap_err()
+            .starts_with("not JSON"));
+        assert!(parse_page(br#"{"data":[{"tenantId":"a""#)
+            .unwrap_err()
+            .starts_with("not JSON"));
+        assert_eq!(
+            parse_page(br#"{"items":[]}"#).unwrap_err(),
+            "object without a \"data\" list"
+        );
+        assert_eq!(
+            parse_page(br#"{"data":{}}"#).unwrap_err(),
+            "\"data\" is not a list"
+        );
+        assert!(parse_page(b"42").is_err());
+        assert!(parse_page(br#"{"data":[],"metadata":{"totalCount":-3}}"#).is_err());
+        // The doc's own sample is not valid JSON.
+        let sample = br#"[ { "type": 0, "tenantId": "f", "tenantName":"T", "availableUserSeat": 25, "assignedUserSeat": 25 }
+            "metadata": { "pageIndex": 1, "pageSize": 50, "totalCount": 2 } ]"#;
+        assert!(parse_page(sample).is_err());
+    }
+
+    fn page_of(n: usize, total: Option<u64>) -> Page {
+        Page {
+            tenants: (0..n).map(|i| tenant(&i.to_string(), 1, 1)).collect(),
+            invalid: vec![],
+            total_count: total,
+        }
+    }
+
+    #[test]
+    fn paging_plan() {
+        assert_eq!(plan_after_first(&page_of(0, Some(0)), 100), PagePlan::Done);
+        assert_eq!(
+            plan_after_first(&page_of(50, Some(50)), 100),
+            PagePlan::Done
+        );
+        assert_eq!(
+            plan_after_first(&page_of(100, Some(100)), 100),
+            PagePlan::Done
+        );
+        assert_eq!(
+            plan_after_first(&page_of(100, Some(250)), 100),
+            PagePlan::Pages(3)
+        );
+        assert_eq!(
+            plan_after_first(&page_of(100, Some(201)), 100),
+            PagePlan::Pages(3)
+        );
+        assert_eq!(
+            plan_after_first(&page_of(10, Some(10_000)), 10),
+            PagePlan::Pages(1000)
+        );
+        // A short first page ends paging even if totalCount claims more.
+        assert_eq!(
+            plan_after_first(&page_of(99, Some(250)), 100),
+            PagePlan::Done
+        );
+        // Bare arrays: a full page means there may be more.
+        assert_eq!(
+            plan_after_first(&page_of(100, None), 100),
+            PagePlan::UntilShort
+        );
+        assert_eq!(plan_after_first(&page_of(7, None), 100), PagePlan::Done);
+    }
+
+    #[test]
+    fn last_page_decision() {
+        assert!(is_last_page(&page_of(0, None), 100, 100, None));
+        assert!(is_last_page(&page_of(50, None), 100, 150, None));
+        assert!(!is_last_page(&page_of(100, None), 100, 200, None));
+        assert!(is_last_page(&page_of(100, Some(200)), 100, 200, Some(200)));
+        assert!(!is_last_page(&page_of(100, Some(250)), 100, 200, Some(250)));
+    }
+
+    #[test]
+    fn error_causes() {
+        let status = |s: u16| ApiError::Status {
+            status: StatusCode::from_u16(s).unwrap(),
+            detail: String::new(),
+        };
+        assert_eq!(status(429).cause(), "rate_limited");
+        assert_eq!(status(503).cause(), "http_5xx");
+        assert_eq!(status(403).cause(), "http_4xx");
+        assert_eq!(
+            ApiError::Transport(TransportError::TooLarge).cause(),
+            "too_large"
+        );
+        assert_eq!(
+            ApiError::Transport(TransportError::Timeout(std::time::Duration::from_secs(1))).cause(),
+            "timeout"
+        );
+        assert_eq!(
+            ApiError::Token(AuthError::Parse(String::new())).cause(),
+            "token"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The running daemon: builds the poll plan from a configuration, starts the poller and the
+//! HTTP server, and applies config reloads (SIGHUP or `POST /-/reload`).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::Client;
+use crate::auth::TokenSource;
+use crate::config::{Config, ConfigError, ProcessEnvironment};
+use crate::demo::DemoApi;
+use crate::metrics::{BuildInfo, Metrics};
+use crate::poller::{self, Plan, Status};
+use crate::server::{self, AppState, ReloadRequest, ServerError};
+use crate::transport::{Transport, TransportError, TransportOptions};
+
+/// What the command line decides.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Config file (ignored in demo mode).
+    pub config_file: PathBuf,
+    /// Addresses to listen on.
+    pub listen_addresses: Vec<String>,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Poll the built-in simulated API instead of the configured one.
+    pub demo: bool,
+    /// This instance's shard.
+    pub shard: u32,
+    /// Number of shards.
+    pub total_shards: u32,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP server could not listen.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// Anything else at start-up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Builds the poll plan of a configuration for one shard.
+pub fn build_plan(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    shard: u32,
+    total_shards: u32,
+) -> Result<Plan, TransportError> {
+    let e = &config.elements;
+    let transport = Arc::new(Transport::new(
+        TransportOptions {
+            timeout: e.timeout,
+            max_concurrency: e.max_concurrency,
+            max_requests_per_second: e.max_requests_per_second,
+            retries: e.retries,
+            backoff_base: Duration::from_millis(500),
+            max_backoff: config.poll.interval,
+        },
+        metrics.clone(),
+    )?);
+    let auth = Arc::new(TokenSource::new(
+        transport.clone(),
+        e.token_url.clone(),
+        e.client_id.clone(),
+        e.client_secret.clone(),
+        e.scope.clone(),
+    ));
+    let client = Arc::new(Client::new(
+        transport,
+        auth,
+        e.base_url.clone(),
+        e.page_size,
+    ));
+    Ok(Plan {
+        targets: poller::targets_of(config, shard, total_shards),
+        client,
+        poll: config.poll,
+    })
+}
+
+fn now_unix() -> f64 {
+    poller::unix_seconds(SystemTime::now())
+}
+
+/// Runs the exporter until `shutdown` completes.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let build = BuildInfo::current();
+    let metrics = Arc::new(Metrics::new(&build).map_err(|e| AppError::Setup(e.to_string()))?);
+    metrics.set_shard(options.shard, options.total_shards);
+
+    let demo = if options.demo {
+        let api = DemoApi::start()
+            .await
+            .map_err(|e| AppError::Setup(format!("cannot start the demo API: {e}")))?;
+        tracing::info!(api = %api.addr, "demo mode: polling the built-in simulated Elements API");
+        Some(api)
+    } else {
+        None
+    };
+    let config = match &demo {
+        Some(api) => api.config()?,
+        None => Config::load(&options.config_file, &ProcessEnvironment)?,
+    };
+    if demo.is_none() {
+        warn_about(&config);
+    }
+    metrics.config_reload_successful.set(1);
+    metrics.config_reload_success_timestamp.set(now_unix());
+
+    let listeners = server::bind(&options.listen_addresses).await?;
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(address = %addr, "listening");
+        }
+    }
+
+    let plan = build_plan(&config, &metrics, options.shard, options.total_shards)
+        .map_err(|e| AppError::Setup(format!("cannot build the HTTP client: {e}")))?;
+    tracing::info!(
+        customers = config.customers.len(),
+        targets = plan.targets.len(),
+        shard = options.shard,
+        total_shards = options.total_shards,
+        interval = %humantime::format_duration(config.poll.interval),
+        "starting"
+    );
+    let (plan_tx, plan_rx) = watch::channel(Arc::new(plan));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let poller = tokio::spawn(poller::run(
+        plan_rx,
+        metrics.clone(),
+        status.clone(),
+        stopped(),
+    ));
+
+    let reload = if demo.is_none() {
+        let (tx, rx) = mpsc::channel::<ReloadRequest>(4);
+        spawn_sighup(tx.clone());
+        tokio::spawn(reloader(rx, options.clone(), metrics.clone(), plan_tx));
+        Some(tx)
+    } else {
+        None
+    };
+    let state = Arc::new(AppState {
+        metrics,
+        status,
+        telemetry_path: options.telemetry_path.clone(),
+        reload,
+        build,
+    });
+    let server = tokio::spawn(server::serve(listeners, state, stopped()));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = poller.await;
+    let _ = server.await;
+    Ok(())
+}
+
+fn warn_about(config: &Config) {
+    if config.poll.interval < Duration::from_secs(60) {
+        tracing::warn!(
+            interval = %humantime::format_duration(config.poll.interval),
+            "poll.interval is below 1m; be kind to the Elements API"
+        );
+    }
+}
+
+/// Applies reload requests one at a time: a valid new file replaces the plan, an invalid one
+/// is refused and the current plan stays.
+async fn reloader(
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    options: Options,
+    metrics: Arc<Metrics>,
+    plans: watch::Sender<Arc<Plan>>,
+) {
+    while let Some(answer) = requests.recv().await {
+        let result = Config::load(&options.config_file, &ProcessEnvironment)
+            .map_err(|e| e.problems().join("; "))
+            .and_then(|config| {
+                warn_about(&config);
+                build_plan(&config, &metrics, options.shard, options.total_shards)
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(plan) => {
+                tracing::info!(targets = plan.targets.len(), "config reloaded");
+                metrics.config_reload_successful.set(1);
+                metrics.config_reload_success_timestamp.set(now_unix());
+                let _ = plans.send(Arc::new(plan));
+                let _ = answer.send(Ok(()));
+            }
+            Err(reason) => {
+                tracing::error!(error = %reason, "config reload failed; keeping the current config");
+                metrics.config_reload_successful.set(0);
+                let _ = answer.send(Err(reason));
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::Sender<ReloadRequest>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received; reloading the config");
+                    let (answer, _) = tokio::sync::oneshot::channel();
+                    if tx.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_tx: mpsc::Sender<ReloadRequest>) {}

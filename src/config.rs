@@ -1,0 +1,1150 @@
+//! The YAML configuration file, parsed once into validated types.
+//!
+//! Parsing walks the YAML tree by hand instead of deriving `Deserialize`, so that *every*
+//! problem in a file is reported at once, each with its key path and the offending value
+//! (`customers[2].tenant_types[0]: unknown tenant type "office"; ...`). After [`Config::parse`]
+//! succeeds, no other module needs to validate anything again.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde_yaml::{Mapping, Value};
+
+/// Default API host (commercial environment).
+pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
+/// Default scope requested for the seat endpoint.
+pub const DEFAULT_SCOPE: &str = "elements.license.read.all";
+/// Environment variable that, when set, supplies the client secret and wins over the file.
+pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
+
+/// A problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why reading it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read, but is not valid; every problem is listed.
+    #[error("invalid config: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// Every problem as its own line (one for a read error).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(problems) => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A string that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it (the token request).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the client secret was found; shown by `--check-config` instead of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `elements.client_secret` in the file.
+    Inline,
+    /// `elements.client_secret_file`.
+    File,
+    /// The `ELEMENTS_CLIENT_SECRET` environment variable.
+    Environment,
+}
+
+/// The four kinds of third-party tenant the Elements API knows, with their API numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TenantType {
+    /// Type 0.
+    Microsoft365,
+    /// Type 1.
+    Salesforce,
+    /// Type 2.
+    Google,
+    /// Type 3.
+    Dynamics365,
+}
+
+impl TenantType {
+    /// All types, in API number order.
+    pub const ALL: [TenantType; 4] = [
+        TenantType::Microsoft365,
+        TenantType::Salesforce,
+        TenantType::Google,
+        TenantType::Dynamics365,
+    ];
+
+    /// The `tenant_type` label value and config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TenantType::Microsoft365 => "microsoft_365",
+            TenantType::Salesforce => "salesforce",
+            TenantType::Google => "google",
+            TenantType::Dynamics365 => "dynamics_365",
+        }
+    }
+
+    /// The number used in the API path.
+    pub fn api_number(self) -> u8 {
+        self as u8
+    }
+
+    /// Parses a config value: a name or the API number 0..3.
+    pub fn parse(value: &str) -> Option<Self> {
+        TenantType::ALL
+            .into_iter()
+            .find(|t| t.name() == value || t.api_number().to_string() == value)
+    }
+}
+
+impl fmt::Display for TenantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The optional `licenseAssignedStatus` filter sent in the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseAssignedStatus {
+    /// 0: available user seats.
+    Available,
+    /// 1: assigned user seats.
+    Assigned,
+}
+
+impl LicenseAssignedStatus {
+    /// The number the API expects.
+    pub fn api_number(self) -> u8 {
+        match self {
+            LicenseAssignedStatus::Available => 0,
+            LicenseAssignedStatus::Assigned => 1,
+        }
+    }
+}
+
+/// Settings of the Elements API connection.
+#[derive(Debug, Clone)]
+pub struct ElementsConfig {
+    /// API host, e.g. `https://graph.avepointonlineservices.com`.
+    pub base_url: Url,
+    /// OAuth2 token endpoint.
+    pub token_url: Url,
+    /// OAuth2 client id of the app registration.
+    pub client_id: String,
+    /// OAuth2 client secret.
+    pub client_secret: Secret,
+    /// Where the secret came from.
+    pub secret_source: SecretSource,
+    /// OAuth2 scope.
+    pub scope: String,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// `pageSize` of each request, 1..=100.
+    pub page_size: u8,
+    /// Requests in flight at once.
+    pub max_concurrency: NonZeroUsize,
+    /// Request rate limit; `None` means unlimited.
+    pub max_requests_per_second: Option<NonZeroU32>,
+    /// Extra attempts for retryable failures.
+    pub retries: u32,
+}
+
+/// Scheduling of poll cycles.
+#[derive(Debug, Clone, Copy)]
+pub struct PollConfig {
+    /// Time between the starts of two cycles.
+    pub interval: Duration,
+    /// How long last-good series survive failing polls.
+    pub stale_after: Duration,
+}
+
+/// One customer whose tenants are polled.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// The Elements customer id, used in the API path and the `customer_id` label.
+    pub id: String,
+    /// Display name for the `customer_name` label (empty when not configured).
+    pub name: String,
+    /// Tenant types to poll, without duplicates.
+    pub tenant_types: Vec<TenantType>,
+    /// Optional body filter.
+    pub license_assigned_status: Option<LicenseAssignedStatus>,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API connection.
+    pub elements: ElementsConfig,
+    /// Scheduling.
+    pub poll: PollConfig,
+    /// Customers, in file order, with unique ids.
+    pub customers: Vec<Customer>,
+}
+
+/// Where configuration values that live outside the file come from: the environment and
+/// secret files. Tests pass their own instead of touching the process environment.
+pub trait Environment {
+    /// The value of an environment variable, if set.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The contents of a file.
+    fn read_file(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The real process environment and file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, env)
+    }
+
+    /// Validates the YAML text of a config file.
+    pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let root: Value = serde_yaml::from_str(text).map_err(|e| {
+            ConfigError::Invalid(vec![format!(
+                "not valid YAML: {}",
+                one_line(&e.to_string())
+            )])
+        })?;
+        let mut p = Problems::default();
+        let config = parse_root(&root, env, &mut p);
+        match config {
+            Some(config) if p.0.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(p.0)),
+        }
+    }
+
+    /// Number of (customer, tenant type) targets.
+    pub fn target_count(&self) -> usize {
+        self.customers.iter().map(|c| c.tenant_types.len()).sum()
+    }
+
+    /// A human summary for `--check-config`; never contains the secret.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let e = &self.elements;
+        let mut s = String::new();
+        let _ = writeln!(s, "config OK");
+        let _ = writeln!(s, "  base_url: {}", e.base_url);
+        let _ = writeln!(s, "  token_url: {}", e.token_url);
+        let _ = writeln!(s, "  client_id: {}", e.client_id);
+        let _ = writeln!(
+            s,
+            "  client secret: from {}",
+            match e.secret_source {
+                SecretSource::Inline => "client_secret",
+                SecretSource::File => "client_secret_file",
+                SecretSource::Environment => SECRET_ENV,
+            }
+        );
+        let _ = writeln!(s, "  scope: {}", e.scope);
+        let _ = writeln!(
+            s,
+            "  timeout: {}, page_size: {}, max_concurrency: {}, max_requests_per_second: {}, retries: {}",
+            humantime::format_duration(e.timeout),
+            e.page_size,
+            e.max_concurrency,
+            e.max_requests_per_second.map_or(0, NonZeroU32::get),
+            e.retries
+        );
+        let _ = writeln!(
+            s,
+            "  poll interval: {}, stale_after: {}",
+            humantime::format_duration(self.poll.interval),
+            humantime::format_duration(self.poll.stale_after)
+        );
+        let _ = writeln!(
+            s,
+            "  customers: {} ({} targets)",
+            self.customers.len(),
+            self.target_count()
+        );
+        for c in &self.customers {
+            let types: Vec<&str> = c.tenant_types.iter().map(|t| t.name()).collect();
+            let status = match c.license_assigned_status {
+                Some(LicenseAssignedStatus::Available) => ", license_assigned_status: available",
+                Some(LicenseAssignedStatus::Assigned) => ", license_assigned_status: assigned",
+                None => "",
+            };
+            let name = if c.name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.name)
+            };
+            let _ = writeln!(s, "    - {}{name}: {}{status}", c.id, types.join(", "));
+        }
+        s
+    }
+}
+
+/// Collected problems, each `path: message`.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, path: &str, message: impl fmt::Display) {
+        self.0.push(format!("{path}: {message}"));
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Shows a YAML value the way the user wrote it, for error messages.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{s:?}"),
+        Value::Null => "null".to_owned(),
+        other => serde_yaml::to_string(other)
+            .map(|s| one_line(s.trim()))
+            .unwrap_or_else(|_| "?".to_owned()),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A mapping whose keys are checked against a known list; reading a key marks it known.
+struct Section<'a> {
+    path: String,
+    map: &'a Mapping,
+}
+
+impl<'a> Section<'a> {
+    /// Checks that `value` is a mapping with only `allowed` keys.
+    fn new(
+        value: &'a Value,
+        path: &str,
+        allowed: &[&str],
+        p: &mut Problems,
+    ) -> Option<Section<'a>> {
+        let Value::Mapping(map) = value else {
+            p.add(
+                if path.is_empty() { "config" } else { path },
+                format!("expected a mapping, got {}", kind(value)),
+            );
+            return None;
+        };
+        for key in map.keys() {
+            match key.as_str() {
+                Some(k) if allowed.contains(&k) => {}
+                Some(k) => p.add(
+                    &join(path, k),
+                    format!("unknown key; expected one of {}", allowed.join(", ")),
+                ),
+                None => p.add(path, format!("keys must be strings, got {}", show(key))),
+            }
+        }
+        Some(Section {
+            path: path.to_owned(),
+            map,
+        })
+    }
+
+    fn path(&self, key: &str) -> String {
+        join(&self.path, key)
+    }
+
+    /// The value of `key`, treating an explicit `null` as absent.
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &str, p: &mut Problems) -> Option<String> {
+        let value = self.get(key)?;
+        match value {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::String(_) => {
+                p.add(&self.path(key), "must not be empty");
+                None
+            }
+            // Numbers and booleans are accepted where a string is wanted (ids, names).
+            Value::Number(n) => Some(n.to_string()),
+            other => {
+                p.add(
+                    &self.path(key),
+                    format!("expected a string, got {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn integer(&self, key: &str, min: u64, max: u64, p: &mut Problems) -> Option<u64> {
+        let value = self.get(key)?;
+        match value.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ if value.is_number() => {
+                p.add(
+                    &self.path(key),
+                    format!("{} is out of range; expected {min}..{max}", show(value)),
+                );
+                None
+            }
+            _ => {
+                p.add(
+                    &self.path(key),
+                    format!("expected an integer, got {}", show(value)),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&self, key: &str, p: &mut Problems) -> Option<Duration> {
+        let value = self.get(key)?;
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => {
+                p.add(
+                    &self.path(key),
+                    format!(
+                        "expected a duration such as 30s, 5m or 1h30m, got {}",
+                        show(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                p.add(&self.path(key), e);
+                None
+            }
+        }
+    }
+
+    fn url(&self, key: &str, p: &mut Problems) -> Option<Url> {
+        let text = self.string(key, p)?;
+        match Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(_) => {
+                p.add(
+                    &self.path(key),
+                    format!("{text:?} is not an http(s) URL with a host"),
+                );
+                None
+            }
+            Err(e) => {
+                p.add(&self.path(key), format!("{text:?} is not a valid URL: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (Prometheus style).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let bad =
+        || format!("{text:?} is not a duration; use a number with a unit, e.g. 30s, 5m, 1h30m");
+    if t.is_empty() || !t.as_bytes()[0].is_ascii_digit() {
+        return Err(bad());
+    }
+    // Every number must carry a unit: humantime would otherwise reject it with a vaguer message.
+    if t.as_bytes()[t.len() - 1].is_ascii_digit() {
+        return Err(format!(
+            "{text:?} has no unit; use s, m, h or d, e.g. 30s, 5m, 1h30m"
+        ));
+    }
+    humantime::parse_duration(t).map_err(|_| bad())
+}
+
+fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<Config> {
+    if root.is_null() {
+        p.add("config", "the file is empty");
+        return None;
+    }
+    let section = Section::new(root, "", &["elements", "poll", "customers"], p)?;
+    let elements = match section.get("elements") {
+        Some(v) => parse_elements(v, env, p),
+        None => {
+            p.add(
+                "elements",
+                "missing; the API connection settings are required",
+            );
+            None
+        }
+    };
+    let poll = parse_poll(section.get("poll"), p);
+    let customers = match section.get("customers") {
+        Some(v) => parse_customers(v, p),
+        None => {
+            p.add("customers", "missing; list at least one customer to poll");
+            None
+        }
+    };
+    Some(Config {
+        elements: elements?,
+        poll: poll?,
+        customers: customers?,
+    })
+}
+
+fn parse_elements(
+    value: &Value,
+    env: &dyn Environment,
+    p: &mut Problems,
+) -> Option<ElementsConfig> {
+    let s = Section::new(
+        value,
+        "elements",
+        &[
+            "base_url",
+            "token_url",
+            "client_id",
+            "client_secret",
+            "client_secret_file",
+            "scope",
+            "timeout",
+            "page_size",
+            "max_concurrency",
+            "max_requests_per_second",
+            "retries",
+        ],
+        p,
+    )?;
+    let base_url = match s.get("base_url") {
+        Some(_) => s.url("base_url", p),
+        None => Url::parse(DEFAULT_BASE_URL).ok(),
+    };
+    let token_url = if s.get("token_url").is_some() {
+        s.url("token_url", p)
+    } else {
+        p.add(
+            "elements.token_url",
+            "missing; e.g. https://identity.avepointonlineservices.com/connect/token",
+        );
+        None
+    };
+    let client_id = s.string("client_id", p);
+    if client_id.is_none() && s.get("client_id").is_none() {
+        p.add(
+            "elements.client_id",
+            "missing; the app registration's client id",
+        );
+    }
+    let secret = parse_secret(&s, env, p);
+    let scope = s
+        .string("scope", p)
+        .unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+    let timeout = s.duration("timeout", p).unwrap_or(Duration::from_secs(30));
+    if timeout.is_zero() {
+        p.add("elements.timeout", "must be greater than 0s");
+    }
+    let page_size = s.integer("page_size", 1, 100, p).unwrap_or(100) as u8;
+    let max_concurrency = s.integer("max_concurrency", 1, 1024, p).unwrap_or(4) as usize;
+    let max_rps = s
+        .integer("max_requests_per_second", 0, 100_000, p)
+        .unwrap_or(10) as u32;
+    let retries = s.integer("retries", 0, 20, p).unwrap_or(3) as u32;
+    let (client_secret, secret_source) = secret?;
+    Some(ElementsConfig {
+        base_url: base_url?,
+        token_url: token_url?,
+        client_id: client_id?,
+        client_secret,
+        secret_source,
+        scope,
+        timeout,
+        page_size,
+        max_concurrency: NonZeroUsize::new(max_concurrency)?,
+        max_requests_per_second: NonZeroU32::new(max_rps),
+        retries,
+    })
+}
+
+fn parse_secret(
+    s: &Section<'_>,
+    env: &dyn Environment,
+    p: &mut Problems,
+) -> Option<(Secret, SecretSource)> {
+    let inline = s.string("client_secret", p);
+    let file = s.string("client_secret_file", p);
+    if let Some(value) = env.var(SECRET_ENV) {
+        return Some((Secret::new(value), SecretSource::Environment));
+    }
+    match (inline, file) {
+        (Some(secret), None) => Some((Secret::new(secret), SecretSource::Inline)),
+        (None, Some(path)) => match env.read_file(Path::new(&path)) {
+            Ok(text) if !text.trim().is_empty() => {
+                Some((Secret::new(text.trim()), SecretSource::File))
+            }
+            Ok(_) => {
+                p.add("elements.client_secret_file", format!("{path:?} is empty"));
+                None
+            }
+            Err(e) => {
+                p.add(
+                    "elements.client_secret_file",
+                    format!("cannot read {path:?}: {e}"),
+                );
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            p.add(
+                "elements",
+                "both client_secret and client_secret_file are set; keep exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            if s.get("client_secret").is_none() && s.get("client_secret_file").is_none() {
+                p.add(
+                    "elements",
+                    format!(
+                        "no client secret; set client_secret_file, client_secret or the {SECRET_ENV} environment variable"
+                    ),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
+    let default_interval = Duration::from_secs(300);
+    let Some(value) = value else {
+        return Some(PollConfig {
+            interval: default_interval,
+            stale_after: default_interval * 3,
+        });
+    };
+    let s = Section::new(value, "poll", &["interval", "stale_after"], p)?;
+    let interval = s.duration("interval", p);
+    let interval = match interval {
+        Some(i) if i < Duration::from_secs(1) => {
+            p.add(
+                "poll.interval",
+                format!(
+                    "{} is too short; the minimum is 1s",
+                    humantime::format_duration(i)
+                ),
+            );
+            None
+        }
+        Some(i) => Some(i),
+        None if s.get("interval").is_some() => None,
+        None => Some(default_interval),
+    }?;
+    let stale_after = match s.duration("stale_after", p) {
+        Some(st) if st < interval => {
+            p.add(
+                "poll.stale_after",
+                format!(
+                    "{} is shorter than poll.interval ({}); it must be at least the interval",
+                    humantime::format_duration(st),
+                    humantime::format_duration(interval)
+                ),
+            );
+            None
+        }
+        Some(st) => Some(st),
+        None if s.get("stale_after").is_some() => None,
+        None => Some(interval * 3),
+    }?;
+    Some(PollConfig {
+        interval,
+        stale_after,
+    })
+}
+
+fn parse_customers(value: &Value, p: &mut Problems) -> Option<Vec<Customer>> {
+    let Value::Sequence(items) = value else {
+        p.add(
+            "customers",
+            format!("expected a list of customers, got {}", kind(value)),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        p.add("customers", "the list is empty; add at least one customer");
+        return None;
+    }
+    let mut seen = HashSet::new();
+    let mut customers = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("customers[{i}]");
+        match parse_customer(item, &path, p) {
+            Some(c) => {
+                if !seen.insert(c.id.clone()) {
+                    p.add(
+                        &format!("{path}.id"),
+                        format!("duplicate customer id {:?}", c.id),
+                    );
+                    ok = false;
+                }
+                customers.push(c);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(customers)
+}
+
+fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Customer> {
+    let s = Section::new(
+        value,
+        path,
+        &["id", "name", "tenant_types", "license_assigned_status"],
+        p,
+    )?;
+    let id = s.string("id", p);
+    if s.get("id").is_none() {
+        p.add(&s.path("id"), "missing; the Elements customer id");
+    }
+    if let Some(id) = &id {
+        if id.contains(['/', '?', '#']) || id.chars().any(char::is_whitespace) {
+            p.add(
+                &s.path("id"),
+                format!("{id:?} may not contain '/', '?', '#' or spaces"),
+            );
+        }
+    }
+    let name = s.string("name", p).unwrap_or_default();
+    let tenant_types = match s.get("tenant_types") {
+        None => Some(TenantType::ALL.to_vec()),
+        Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),
+    };
+    let status = match s.get("license_assigned_status") {
+        None => Some(None),
+        Some(v) => {
+            let text = match v {
+                Value::String(t) => t.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            match text.as_str() {
+                "available" | "0" => Some(Some(LicenseAssignedStatus::Available)),
+                "assigned" | "1" => Some(Some(LicenseAssignedStatus::Assigned)),
+                _ => {
+                    p.add(
+                        &s.path("license_assigned_status"),
+                        format!(
+                            "unknown value {}; expected available (0) or assigned (1)",
+                            show(v)
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let id = id?;
+    if id.contains(['/', '?', '#']) || id.chars().any(char::is_whitespace) {
+        return None;
+    }
+    Some(Customer {
+        id,
+        name,
+        tenant_types: tenant_types?,
+        license_assigned_status: status?,
+    })
+}
+
+fn parse_tenant_types(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<TenantType>> {
+    let Value::Sequence(items) = value else {
+        p.add(
+            path,
+            format!("expected a list of tenant types, got {}", kind(value)),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        p.add(
+            path,
+            "the list is empty; omit the key to poll all four types",
+        );
+        return None;
+    }
+    let mut types = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let text = match item {
+            Value::String(t) => Some(t.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        match text.as_deref().and_then(TenantType::parse) {
+            Some(t) if types.contains(&t) => {
+                p.add(
+                    &format!("{path}[{i}]"),
+                    format!("duplicate tenant type {t}"),
+                );
+                ok = false;
+            }
+            Some(t) => types.push(t),
+            None => {
+                p.add(
+                    &format!("{path}[{i}]"),
+                    format!(
+                        "unknown tenant type {}; expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)",
+                        show(item)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A fake environment: variables and files from maps.
+    #[derive(Default)]
+    struct FakeEnv {
+        vars: HashMap<String, String>,
+        files: HashMap<PathBuf, String>,
+    }
+
+    impl Environment for FakeEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.vars.get(name).cloned()
+        }
+        fn read_file(&self, path: &Path) -> std::io::Result<String> {
+            self.files
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    const GOOD: &str = r#"
+elements:
+  token_url: https://identity.example.com/connect/token
+  client_id: abc
+  client_secret: s3cr3t-value
+customers:
+  - id: c1
+    name: Contoso
+"#;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text, &FakeEnv::default()) {
+            Ok(_) => vec![],
+            Err(e) => e.problems(),
+        }
+    }
+
+    fn with(extra_elements: &str, rest: &str) -> String {
+        format!(
+            "elements:\n  token_url: https://id.example.com/t\n  client_id: abc\n  client_secret: x\n{extra_elements}{rest}"
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(GOOD, &FakeEnv::default()).unwrap();
+        assert_eq!(
+            c.elements.base_url.as_str(),
+            "https://graph.avepointonlineservices.com/"
+        );
+        assert_eq!(c.elements.scope, DEFAULT_SCOPE);
+        assert_eq!(c.elements.page_size, 100);
+        assert_eq!(c.elements.max_concurrency.get(), 4);
+        assert_eq!(
+            c.elements.max_requests_per_second.map(|n| n.get()),
+            Some(10)
+        );
+        assert_eq!(c.elements.retries, 3);
+        assert_eq!(c.elements.timeout, Duration::from_secs(30));
+        assert_eq!(c.poll.interval, Duration::from_secs(300));
+        assert_eq!(c.poll.stale_after, Duration::from_secs(900));
+        assert_eq!(c.customers[0].tenant_types, TenantType::ALL.to_vec());
+        assert_eq!(c.customers[0].name, "Contoso");
+        assert_eq!(c.elements.secret_source, SecretSource::Inline);
+        assert_eq!(c.target_count(), 4);
+    }
+
+    #[test]
+    fn summary_and_debug_never_show_the_secret() {
+        let c = Config::parse(GOOD, &FakeEnv::default()).unwrap();
+        assert!(!c.summary().contains("s3cr3t-value"));
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        assert!(c
+            .summary()
+            .contains("c1 (Contoso): microsoft_365, salesforce, google, dynamics_365"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("5 minutes please").is_err());
+        assert!(parse_duration("-5m").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("m5").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let p = problems(&with(
+            "  pagesize: 10\n",
+            "customers:\n  - id: c1\n    colour: red\n",
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].starts_with("elements.pagesize: unknown key"), "{p:?}");
+        assert!(
+            p[1].starts_with("customers[0].colour: unknown key"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_and_wrong_types() {
+        let p = problems(&with(
+            "  page_size: 101\n  max_concurrency: 0\n  retries: lots\n  timeout: 10\n",
+            "poll:\n  interval: 500ms\ncustomers:\n  - id: c1\n",
+        ));
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("elements.page_size: 101 is out of range; expected 1..100"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("elements.max_concurrency: 0 is out of range"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("elements.retries: expected an integer, got \"lots\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("elements.timeout: expected a duration"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("poll.interval: 500ms is too short; the minimum is 1s"),
+            "{joined}"
+        );
+        assert_eq!(p.len(), 5, "{joined}");
+    }
+
+    #[test]
+    fn tenant_types_by_name_or_number() {
+        let text = with(
+            "",
+            "customers:\n  - id: c1\n    tenant_types: [3, google, \"0\"]\n",
+        );
+        let c = Config::parse(&text, &FakeEnv::default()).unwrap();
+        assert_eq!(
+            c.customers[0].tenant_types,
+            vec![
+                TenantType::Dynamics365,
+                TenantType::Google,
+                TenantType::Microsoft365
+            ]
+        );
+        let p = problems(&with(
+            "",
+            "customers:\n  - id: c1\n  - id: c2\n  - id: c3\n    tenant_types: [office, 4]\n",
+        ));
+        assert_eq!(
+            p[0],
+            "customers[2].tenant_types[0]: unknown tenant type \"office\"; expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)"
+        );
+        assert!(p[1].starts_with("customers[2].tenant_types[1]: unknown tenant type 4"));
+    }
+
+    #[test]
+    fn license_assigned_status_values() {
+        for (v, want) in [
+            ("available", LicenseAssignedStatus::Available),
+            ("0", LicenseAssignedStatus::Available),
+            ("assigned", LicenseAssignedStatus::Assigned),
+            ("1", LicenseAssignedStatus::Assigned),
+        ] {
+            let text = with(
+                "",
+                &format!("customers:\n  - id: c1\n    license_assigned_status: {v}\n"),
+            );
+            let c = Config::parse(&text, &FakeEnv::default()).unwrap();
+            assert_eq!(c.customers[0].license_assigned_status, Some(want));
+        }
+        let p = problems(&with(
+            "",
+            "customers:\n  - id: c1\n    license_assigned_status: 2\n",
+        ));
+        assert_eq!(
+            p,
+            vec!["customers[0].license_assigned_status: unknown value 2; expected available (0) or assigned (1)"]
+        );
+    }
+
+    #[test]
+    fn duplicate_customer_ids() {
+        let p = problems(&with(
+            "",
+            "customers:\n  - id: c1\n  - id: c2\n  - id: c1\n",
+        ));
+        assert_eq!(p, vec!["customers[2].id: duplicate customer id \"c1\""]);
+    }
+
+    #[test]
+    fn secret_sources() {
+        let base = "elements:\n  token_url: https://id.example.com/t\n  client_id: abc\n";
+        let cust = "customers:\n  - id: c1\n";
+        // None at all.
+        let p = problems(&format!("{base}{cust}"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("elements: no client secret"), "{p:?}");
+        // Both.
+        let p = problems(&format!(
+            "{base}  client_secret: a\n  client_secret_file: /x\n{cust}"
+        ));
+        assert_eq!(
+            p,
+            vec!["elements: both client_secret and client_secret_file are set; keep exactly one"]
+        );
+        // File, read through the environment abstraction and trimmed.
+        let mut env = FakeEnv::default();
+        env.files
+            .insert(PathBuf::from("/run/s"), "from-file\n".into());
+        let c =
+            Config::parse(&format!("{base}  client_secret_file: /run/s\n{cust}"), &env).unwrap();
+        assert_eq!(c.elements.client_secret.expose(), "from-file");
+        assert_eq!(c.elements.secret_source, SecretSource::File);
+        // Missing file.
+        let p = problems(&format!("{base}  client_secret_file: /nope\n{cust}"));
+        assert!(
+            p[0].starts_with("elements.client_secret_file: cannot read \"/nope\""),
+            "{p:?}"
+        );
+        // Environment wins over both.
+        env.vars.insert(SECRET_ENV.into(), "from-env".into());
+        let c =
+            Config::parse(&format!("{base}  client_secret_file: /run/s\n{cust}"), &env).unwrap();
+        assert_eq!(c.elements.client_secret.expose(), "from-env");
+        let c = Config::parse(&format!("{base}{cust}"), &env).unwrap();
+        assert_eq!(c.elements.secret_source, SecretSource::Environment);
+    }
+
+    #[test]
+    fn stale_after_must_cover_the_interval() {
+        let p = problems(&with(
+            "",
+            "poll:\n  interval: 5m\n  stale_after: 1m\ncustomers:\n  - id: c1\n",
+        ));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("poll.stale_after: 1m is shorter than poll.interval (5m)"));
+        let c = Config::parse(
+            &with("", "poll:\n  interval: 10s\ncustomers:\n  - id: c1\n"),
+            &FakeEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(c.poll.stale_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn structural_errors_are_one_line_each() {
+        assert_eq!(problems(""), vec!["config: the file is empty"]);
+        assert_eq!(
+            problems("- a\n- b\n"),
+            vec!["config: expected a mapping, got a list"]
+        );
+        let p = problems("elements: [\n");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("not valid YAML:"));
+        assert!(!p[0].contains('\n'));
+        let p = problems(&with("  base_url: ftp://x\n", "customers: {}\n"));
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("elements.base_url: \"ftp://x\" is not an http(s) URL")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l == "customers: expected a list of customers, got a mapping"),
+            "{p:?}"
+        );
+        let p = problems("elements:\n  client_secret: x\ncustomers:\n  - name: no id\n");
+        assert!(p.contains(&"elements.token_url: missing; e.g. https://identity.avepointonlineservices.com/connect/token".to_owned()), "{p:?}");
+        assert!(
+            p.contains(&"elements.client_id: missing; the app registration's client id".to_owned()),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&"customers[0].id: missing; the Elements customer id".to_owned()),
+            "{p:?}"
+        );
+    }
+}

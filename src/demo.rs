@@ -1,0 +1,438 @@
+//! A simulated Elements API for `--demo`: a real HTTP server on a loopback port with a token
+//! endpoint and the paged tenants endpoint, so the demo exercises the same client code as
+//! production. A handful of named customers span all four tenant types; some have enough
+//! tenants to need several pages; seat counts drift on every poll; one tenant steadily runs
+//! out of seats (and later 50 more seats are bought), another is already out.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ProcessEnvironment, TenantType};
+
+/// Poll interval of the demo configuration.
+pub const DEMO_INTERVAL: &str = "5s";
+/// Page size of the demo configuration (small, so that paging is visible).
+pub const DEMO_PAGE_SIZE: u8 = 50;
+const DEMO_CLIENT_ID: &str = "demo-client";
+const DEMO_SECRET: &str = "demo-secret";
+const DEMO_TOKEN: &str = "demo-access-token";
+
+/// One simulated tenant: its seat curve is a function of the poll number.
+#[derive(Debug, Clone)]
+struct DemoTenant {
+    id: String,
+    name: String,
+    /// Seats bought.
+    total: u64,
+    /// Assigned seats at poll 0.
+    assigned: u64,
+    kind: Curve,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Curve {
+    /// Wobbles by a few seats around the start value.
+    Drift,
+    /// Assigns one more seat each poll until full, stays full for a while, then 50 more seats
+    /// are bought and it starts again.
+    Exhausting,
+}
+
+impl DemoTenant {
+    /// (available, assigned) at poll `n`.
+    fn seats(&self, n: u64) -> (u64, u64) {
+        let assigned = match self.kind {
+            Curve::Drift => {
+                let h = fnv(&self.id);
+                let amplitude = (self.total / 20).clamp(1, 12) as i64;
+                let phase = (h % 17) as i64;
+                // A triangle wave: deterministic, integer, visibly moving.
+                let period = 2 * amplitude;
+                let pos = (n as i64 + phase) % period;
+                let offset = if pos < amplitude { pos } else { period - pos } - amplitude / 2;
+                (self.assigned as i64 + offset).clamp(0, self.total as i64) as u64
+            }
+            Curve::Exhausting => {
+                let free0 = self.total.saturating_sub(self.assigned);
+                let cycle = free0 + 20;
+                let round = n / cycle;
+                let step = n % cycle;
+                let total = self.total + 50 * round;
+                let assigned = (self.assigned + 50 * round + step).min(total);
+                return (total - assigned, assigned);
+            }
+        };
+        (self.total - assigned, assigned)
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A simulated customer.
+#[derive(Debug, Clone)]
+struct DemoCustomer {
+    id: &'static str,
+    name: &'static str,
+    tenants: HashMap<TenantType, Vec<DemoTenant>>,
+}
+
+fn customers() -> Vec<DemoCustomer> {
+    let t = |id: &str, name: &str, total: u64, assigned: u64| DemoTenant {
+        id: id.into(),
+        name: name.into(),
+        total,
+        assigned,
+        kind: Curve::Drift,
+    };
+    let many = |prefix: &str, label: &str, n: usize| -> Vec<DemoTenant> {
+        (0..n)
+            .map(|i| {
+                let total = 25 + (fnv(&format!("{prefix}{i}")) % 400);
+                t(
+                    &format!("{prefix}-{i:04}"),
+                    &format!("{label} {i:03}"),
+                    total,
+                    total * 6 / 10,
+                )
+            })
+            .collect()
+    };
+    vec![
+        DemoCustomer {
+            id: "f1620000-b9d4-4a0e-a165-97db0000fc15",
+            name: "Contoso",
+            tenants: HashMap::from([
+                (
+                    TenantType::Microsoft365,
+                    vec![
+                        t(
+                            "9a4f6c1e-0001-4e5b-9d3a-65215f920001",
+                            "contoso.onmicrosoft.com",
+                            500,
+                            310,
+                        ),
+                        DemoTenant {
+                            kind: Curve::Exhausting,
+                            ..t(
+                                "9a4f6c1e-0002-4e5b-9d3a-65215f920002",
+                                "Contoso Sales",
+                                120,
+                                108,
+                            )
+                        },
+                        t(
+                            "9a4f6c1e-0003-4e5b-9d3a-65215f920003",
+                            "Contoso \"EU\" Ops",
+                            80,
+                            41,
+                        ),
+                    ],
+                ),
+                (
+                    TenantType::Salesforce,
+                    vec![t("00D5g000004XyZ1EAK", "Contoso CRM", 60, 52)],
+                ),
+                (
+                    TenantType::Google,
+                    vec![t("C03az79cb", "contoso.com", 150, 90)],
+                ),
+                (
+                    TenantType::Dynamics365,
+                    vec![t("d365-contoso-prod", "Contoso Dynamics", 40, 22)],
+                ),
+            ]),
+        },
+        DemoCustomer {
+            id: "2b7e0000-4c1d-4f7a-9e55-3c0a0000aa01",
+            name: "Fabrikam",
+            tenants: HashMap::from([
+                (
+                    TenantType::Microsoft365,
+                    many("fab365", "Fabrikam branch", 120),
+                ),
+                (
+                    TenantType::Dynamics365,
+                    vec![t("d365-fabrikam", "Fabrikam Finance", 200, 150)],
+                ),
+            ]),
+        },
+        DemoCustomer {
+            id: "7c310000-8f2e-4b6d-a0c4-11d90000bb02",
+            name: "Northwind Traders",
+            tenants: HashMap::from([
+                (
+                    TenantType::Microsoft365,
+                    vec![t(
+                        "9a4f6c1e-0101-4e5b-9d3a-65215f920101",
+                        "northwind.onmicrosoft.com",
+                        75,
+                        60,
+                    )],
+                ),
+                (TenantType::Salesforce, many("nwsf", "Northwind SF org", 55)),
+            ]),
+        },
+        DemoCustomer {
+            id: "5d880000-1a9b-4c3e-8f21-77e20000cc03",
+            name: "Tailspin Toys",
+            tenants: HashMap::from([
+                (
+                    TenantType::Google,
+                    vec![t("C01tailspin", "tailspintoys.com", 30, 30)],
+                ),
+                (
+                    TenantType::Microsoft365,
+                    vec![t(
+                        "9a4f6c1e-0201-4e5b-9d3a-65215f920201",
+                        "Tailspin Toys Zürich",
+                        45,
+                        20,
+                    )],
+                ),
+            ]),
+        },
+    ]
+}
+
+/// A running simulated API.
+pub struct DemoApi {
+    /// Address it listens on (loopback).
+    pub addr: SocketAddr,
+    customers: Vec<DemoCustomer>,
+}
+
+struct DemoState {
+    customers: Vec<DemoCustomer>,
+    /// Polls seen per (customer, type): advanced by each first-page request.
+    polls: Mutex<HashMap<(String, u8), u64>>,
+}
+
+impl DemoApi {
+    /// Starts the simulated API on `127.0.0.1:0` in the background.
+    pub async fn start() -> std::io::Result<DemoApi> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(DemoState {
+            customers: customers(),
+            polls: Mutex::new(HashMap::new()),
+        });
+        let customers = state.customers.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(DemoApi { addr, customers })
+    }
+
+    /// A configuration that polls every simulated customer and all four tenant types.
+    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut yaml = format!(
+            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {DEMO_PAGE_SIZE}\n  max_concurrency: 4\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {DEMO_INTERVAL}\n  stale_after: 1m\ncustomers:\n",
+            addr = self.addr
+        );
+        for c in &self.customers {
+            yaml.push_str(&format!("  - id: {}\n    name: {}\n", c.id, c.name));
+        }
+        // The environment is not consulted: ELEMENTS_CLIENT_SECRET must not replace the demo's.
+        Config::parse(&yaml, &NoEnv)
+    }
+}
+
+/// An environment with nothing in it, so `ELEMENTS_CLIENT_SECRET` cannot leak into the demo.
+struct NoEnv;
+impl crate::config::Environment for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn read_file(&self, path: &std::path::Path) -> std::io::Result<String> {
+        crate::config::Environment::read_file(&ProcessEnvironment, path)
+    }
+}
+
+fn json(
+    status: StatusCode,
+    body: String,
+) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: &DemoState,
+) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let authorized = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {DEMO_TOKEN}"));
+    let method = req.method().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if method != Method::POST {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{\"error\":\"use POST\"}".into(),
+        );
+    }
+    if path == "/connect/token" {
+        let form = String::from_utf8_lossy(&body);
+        let ok = form.contains("grant_type=client_credentials")
+            && form.contains(&format!("client_id={DEMO_CLIENT_ID}"))
+            && form.contains(&format!("client_secret={DEMO_SECRET}"));
+        return if ok {
+            json(
+                StatusCode::OK,
+                format!("{{\"access_token\":\"{DEMO_TOKEN}\",\"expires_in\":3600,\"token_type\":\"Bearer\",\"scope\":\"elements.license.read.all\"}}"),
+            )
+        } else {
+            json(
+                StatusCode::BAD_REQUEST,
+                "{\"error\":\"invalid_client\"}".into(),
+            )
+        };
+    }
+    if !authorized {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            "{\"error\":\"invalid_token\"}".into(),
+        );
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ["partner", "external", "v3", "general", "customers", customer, "3rd-party-products", "type", kind, "tenants", "batch"] =
+        parts.as_slice()
+    else {
+        return json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into());
+    };
+    let Some(tenant_type) = TenantType::parse(kind) else {
+        return json(StatusCode::BAD_REQUEST, "{\"error\":\"bad type\"}".into());
+    };
+    let mut page_index = 1u64;
+    let mut page_size = 50u64;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("pageIndex", v)) => page_index = v.parse().unwrap_or(1).max(1),
+            Some(("pageSize", v)) => page_size = v.parse().unwrap_or(50).clamp(1, 100),
+            _ => {}
+        }
+    }
+    let Some(c) = state.customers.iter().find(|c| c.id == *customer) else {
+        return json(
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"customer not found\"}".into(),
+        );
+    };
+    let poll = {
+        let mut polls = state.polls.lock().unwrap_or_else(|p| p.into_inner());
+        let n = polls
+            .entry((c.id.to_owned(), tenant_type.api_number()))
+            .or_insert(0);
+        if page_index == 1 {
+            *n += 1;
+        }
+        *n - 1
+    };
+    let empty = Vec::new();
+    let tenants = c.tenants.get(&tenant_type).unwrap_or(&empty);
+    let start = ((page_index - 1) * page_size) as usize;
+    let records: Vec<serde_json::Value> = tenants
+        .iter()
+        .skip(start)
+        .take(page_size as usize)
+        .map(|t| {
+            let (available, assigned) = t.seats(poll);
+            serde_json::json!({
+                "type": tenant_type.api_number(),
+                "tenantId": t.id,
+                "tenantName": t.name,
+                "availableUserSeat": available,
+                "assignedUserSeat": assigned,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "data": records,
+        "metadata": {"pageIndex": page_index, "pageSize": page_size, "totalCount": tenants.len()},
+    });
+    json(StatusCode::OK, body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exhausting_tenant_runs_out_then_buys_more() {
+        let t = DemoTenant {
+            id: "x".into(),
+            name: "x".into(),
+            total: 120,
+            assigned: 108,
+            kind: Curve::Exhausting,
+        };
+        assert_eq!(t.seats(0), (12, 108));
+        assert_eq!(t.seats(5), (7, 113));
+        assert_eq!(t.seats(12), (0, 120));
+        assert_eq!(t.seats(31), (0, 120));
+        assert_eq!(t.seats(32), (12, 158));
+    }
+
+    #[test]
+    fn drifting_tenants_move_and_stay_in_bounds() {
+        for c in customers() {
+            for tenants in c.tenants.values() {
+                for t in tenants {
+                    let values: Vec<(u64, u64)> = (0..40).map(|n| t.seats(n)).collect();
+                    assert!(values.iter().all(|(a, s)| a + s >= t.total.min(a + s)));
+                    assert!(values.iter().all(|(_, s)| *s <= t.total + 50 * 2));
+                    if t.total > 30 {
+                        assert!(
+                            values.windows(2).any(|w| w[0] != w[1]),
+                            "{} never moves",
+                            t.id
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Prometheus exporter for the user seats of AvePoint Elements customer tenants.
+//!
+//! # Layout
+//! - [`config`]: the YAML configuration, parsed once into validated types.
+//! - [`auth`]: OAuth2 client-credentials tokens, cached and refreshed one at a time.
+//! - [`transport`]: how every HTTP request is sent: concurrency and rate limits, retries with
+//!   backoff, body size limit, request metrics.
+//! - [`api`]: the Elements seat endpoint: wire types, parsing, paging.
+//! - [`poller`]: the scheduler that polls every target each interval and publishes snapshots;
+//!   sharding.
+//! - [`metrics`]: the self-metrics registry and the pre-rendered seat snapshot.
+//! - [`server`]: the HTTP endpoints.
+//! - [`demo`]: the simulated Elements API behind `--demo`.
+//! - [`app`]: wires the above into the running daemon, including config reload.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod poller;
+pub mod server;
+pub mod transport;

@@ -1,0 +1,487 @@
+//! The exporter's metrics: a dedicated registry for self-metrics and a pre-rendered snapshot of
+//! the seat series.
+//!
+//! Seat series are rendered into bytes once per poll cycle ([`render_snapshot`]), plain and
+//! gzip-compressed, and published with an atomic pointer swap. A scrape ([`Metrics::scrape`])
+//! clones that reference and appends only the small per-scrape part (self-metrics and `process_*`),
+//! so no scrape waits for a poll, no poll waits for a scrape, and no lock is held while writing.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::config::TenantType;
+
+/// Content type of the text exposition format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Build facts for `avepoint_exporter_build_info`.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git revision, or `unknown`.
+    pub revision: &'static str,
+    /// Compiler version, or `unknown`.
+    pub rustc_version: &'static str,
+}
+
+impl BuildInfo {
+    /// The facts of this binary, as recorded by `build.rs`.
+    pub fn current() -> BuildInfo {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            revision: option_env!("AEE_GIT_REVISION").unwrap_or("unknown"),
+            rustc_version: option_env!("AEE_RUSTC_VERSION").unwrap_or("unknown"),
+        }
+    }
+}
+
+/// Self-metrics updated as things happen, plus the current seat snapshot.
+pub struct Metrics {
+    registry: Registry,
+    snapshot: ArcSwap<Snapshot>,
+    /// Duration of whole poll cycles.
+    pub poll_duration: Histogram,
+    /// HTTP requests sent, by `endpoint` and `code`.
+    pub api_requests: IntCounterVec,
+    /// Latency of HTTP requests, by `endpoint`.
+    pub api_request_duration: HistogramVec,
+    /// Failed target polls, by `customer_id`, `tenant_type` and `cause`.
+    pub target_errors: IntCounterVec,
+    /// Tenant records skipped as invalid, by `customer_id` and `tenant_type`.
+    pub invalid_records: IntCounterVec,
+    /// Cycles that took longer than the interval.
+    pub poll_overruns: IntCounter,
+    /// 1 if the last config (re)load succeeded.
+    pub config_reload_successful: IntGauge,
+    /// Unix time of the last good (re)load.
+    pub config_reload_success_timestamp: Gauge,
+    shard_info: IntGaugeVec,
+}
+
+/// Creates a metric and registers it, or fails with the registry's error.
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<T>,
+) -> prometheus::Result<T> {
+    let metric = metric?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    /// A fresh registry with every self-metric registered and an empty snapshot.
+    pub fn new(build: &BuildInfo) -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let ns = |name: &str, help: &str| Opts::new(name, help).namespace("avepoint_exporter");
+        let hns =
+            |name: &str, help: &str| HistogramOpts::new(name, help).namespace("avepoint_exporter");
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                ns(
+                    "build_info",
+                    "Build facts of the running exporter; always 1.",
+                ),
+                &["version", "revision", "rustc_version"],
+            ),
+        )?;
+        build_info
+            .with_label_values(&[build.version, build.revision, build.rustc_version])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Metrics {
+            snapshot: ArcSwap::from_pointee(Snapshot::empty()),
+            poll_duration: register(
+                &registry,
+                Histogram::with_opts(
+                    hns("poll_duration_seconds", "Duration of whole poll cycles.").buckets(vec![
+                        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                    ]),
+                ),
+            )?,
+            api_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    ns(
+                        "api_requests_total",
+                        "HTTP requests sent to the Elements API, by endpoint and HTTP status (or error).",
+                    ),
+                    &["endpoint", "code"],
+                ),
+            )?,
+            api_request_duration: register(
+                &registry,
+                HistogramVec::new(
+                    hns(
+                        "api_request_duration_seconds",
+                        "Latency of HTTP requests to the Elements API.",
+                    )
+                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    &["endpoint"],
+                ),
+            )?,
+            target_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    ns("target_errors_total", "Failed target polls, by cause."),
+                    &["customer_id", "tenant_type", "cause"],
+                ),
+            )?,
+            invalid_records: register(
+                &registry,
+                IntCounterVec::new(
+                    ns(
+                        "invalid_records_total",
+                        "Tenant records skipped because a required field was missing or invalid.",
+                    ),
+                    &["customer_id", "tenant_type"],
+                ),
+            )?,
+            poll_overruns: register(
+                &registry,
+                IntCounter::with_opts(ns(
+                    "poll_overruns_total",
+                    "Poll cycles that took longer than the poll interval.",
+                )),
+            )?,
+            config_reload_successful: register(
+                &registry,
+                IntGauge::with_opts(ns(
+                    "config_last_reload_successful",
+                    "1 if the last configuration (re)load succeeded, else 0.",
+                )),
+            )?,
+            config_reload_success_timestamp: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "config_last_reload_success_timestamp_seconds",
+                    "Unix time of the last successful configuration (re)load.",
+                )),
+            )?,
+            shard_info: register(
+                &registry,
+                IntGaugeVec::new(
+                    ns(
+                        "shard_info",
+                        "The shard of the targets this instance polls; always 1.",
+                    ),
+                    &["shard", "total_shards"],
+                ),
+            )?,
+            registry,
+        })
+    }
+
+    /// Records which shard this instance polls.
+    pub fn set_shard(&self, shard: u32, total: u32) {
+        self.shard_info.reset();
+        self.shard_info
+            .with_label_values(&[&shard.to_string(), &total.to_string()])
+            .set(1);
+    }
+
+    /// Replaces the seat snapshot served by scrapes.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The current seat snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The body of one scrape, as chunks to write in order: the shared snapshot, then the
+    /// freshly rendered self-metrics. With `gzip`, each chunk is a gzip member (a concatenation
+    /// of members is a valid gzip stream).
+    pub fn scrape(&self, gzip: bool) -> Vec<Bytes> {
+        let snapshot = self.snapshot.load_full();
+        let mut dynamic = Vec::with_capacity(8 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut dynamic) {
+            tracing::error!(error = %e, "cannot encode self-metrics");
+        }
+        if gzip {
+            vec![snapshot.gzip.clone(), Bytes::from(gzip_bytes(&dynamic, 1))]
+        } else {
+            vec![snapshot.plain.clone(), Bytes::from(dynamic)]
+        }
+    }
+}
+
+/// The seat series of one poll cycle, rendered once.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Text exposition.
+    pub plain: Bytes,
+    /// The same text, gzip-compressed.
+    pub gzip: Bytes,
+    /// Number of seat series (two per tenant).
+    pub series: usize,
+}
+
+impl Snapshot {
+    fn empty() -> Snapshot {
+        render_snapshot(&[])
+    }
+}
+
+/// Compresses `data` as one gzip member.
+fn gzip_bytes(data: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        Compression::new(level),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
+}
+
+/// The constant labels of one target, escaped once and shared by all its series.
+#[derive(Debug)]
+pub struct TargetLabels {
+    /// Customer id.
+    pub customer_id: Arc<str>,
+    /// Customer display name.
+    pub customer_name: Arc<str>,
+    /// Tenant type.
+    pub tenant_type: TenantType,
+    /// `customer_id="…",customer_name="…",tenant_type="…"`, escaped.
+    seat_prefix: String,
+    /// `customer_id="…",tenant_type="…"`, escaped.
+    target_labels: String,
+}
+
+impl TargetLabels {
+    /// Escapes the labels of a target once.
+    pub fn new(customer_id: Arc<str>, customer_name: Arc<str>, tenant_type: TenantType) -> Self {
+        let mut seat_prefix = String::new();
+        let mut target_labels = String::new();
+        let _ = write!(
+            seat_prefix,
+            "customer_id=\"{}\",customer_name=\"{}\",tenant_type=\"{}\"",
+            Escaped(&customer_id),
+            Escaped(&customer_name),
+            tenant_type.name()
+        );
+        let _ = write!(
+            target_labels,
+            "customer_id=\"{}\",tenant_type=\"{}\"",
+            Escaped(&customer_id),
+            tenant_type.name()
+        );
+        TargetLabels {
+            customer_id,
+            customer_name,
+            tenant_type,
+            seat_prefix,
+            target_labels,
+        }
+    }
+}
+
+/// One tenant's seats as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSeats {
+    /// Tenant id (the `tenant_id` label).
+    pub id: String,
+    /// Tenant name (the `tenant_name` label).
+    pub name: String,
+    /// Available (unassigned) user seats.
+    pub available: u64,
+    /// Assigned user seats.
+    pub assigned: u64,
+}
+
+/// What the snapshot shows of one target.
+#[derive(Debug)]
+pub struct TargetView<'a> {
+    /// The target's labels.
+    pub labels: &'a TargetLabels,
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Unix time of the last success, if any.
+    pub last_success: Option<f64>,
+    /// Tenants returned by the last successful poll (still fresh), sorted by id.
+    pub tenants: &'a [TenantSeats],
+    /// Tenants returned by the last successful poll (for `target_tenants`).
+    pub last_tenant_count: Option<usize>,
+}
+
+/// Writes a label value escaped per the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let rep = match b {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                b'\n' => "\\n",
+                _ => continue,
+            };
+            f.write_str(&s[start..i])?;
+            f.write_str(rep)?;
+            start = i + 1;
+        }
+        f.write_str(&s[start..])
+    }
+}
+
+/// Renders the seat series and per-target health of a poll cycle into a [`Snapshot`].
+pub fn render_snapshot(targets: &[TargetView<'_>]) -> Snapshot {
+    let tenants: usize = targets.iter().map(|t| t.tenants.len()).sum();
+    let mut out = String::with_capacity(256 * tenants + 200 * targets.len() + 2048);
+    for (name, help, pick) in [
+        (
+            "available_user_seats",
+            "Available (unassigned) user seats of the tenant, from the last successful poll.",
+            (|t: &TenantSeats| t.available) as fn(&TenantSeats) -> u64,
+        ),
+        (
+            "assigned_user_seats",
+            "Assigned user seats of the tenant, from the last successful poll.",
+            |t: &TenantSeats| t.assigned,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for target in targets {
+            for tenant in target.tenants {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{},tenant_id=\"{}\",tenant_name=\"{}\"}} {}",
+                    target.labels.seat_prefix,
+                    Escaped(&tenant.id),
+                    Escaped(&tenant.name),
+                    pick(tenant)
+                );
+            }
+        }
+    }
+    let target_family = |out: &mut String,
+                         name: &str,
+                         help: &str,
+                         value: &dyn Fn(&TargetView) -> Option<String>| {
+        let _ = writeln!(
+            out,
+            "# HELP avepoint_exporter_{name} {help}\n# TYPE avepoint_exporter_{name} gauge"
+        );
+        for t in targets {
+            if let Some(v) = value(t) {
+                let _ = writeln!(
+                    out,
+                    "avepoint_exporter_{name}{{{}}} {v}",
+                    t.labels.target_labels
+                );
+            }
+        }
+    };
+    target_family(
+        &mut out,
+        "target_up",
+        "1 if the last poll of the target (customer, tenant type) succeeded, else 0.",
+        &|t| Some(if t.up { "1" } else { "0" }.to_owned()),
+    );
+    target_family(
+        &mut out,
+        "target_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of the target.",
+        &|t| t.last_success.map(|ts| format!("{ts:.3}")),
+    );
+    target_family(
+        &mut out,
+        "target_tenants",
+        "Tenants returned by the last successful poll of the target.",
+        &|t| t.last_tenant_count.map(|n| n.to_string()),
+    );
+    let plain = Bytes::from(out);
+    let gzip = Bytes::from(gzip_bytes(&plain, 6));
+    Snapshot {
+        plain,
+        gzip,
+        series: tenants * 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(id: &str, name: &str) -> TargetLabels {
+        TargetLabels::new(id.into(), name.into(), TenantType::Salesforce)
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(
+            Escaped("a\"b\\c\nd é").to_string(),
+            "a\\\"b\\\\c\\nd é".to_owned()
+        );
+        assert_eq!(Escaped("plain").to_string(), "plain");
+    }
+
+    #[test]
+    fn renders_seats_and_target_health() {
+        let l = labels("c\"1", "Con\\toso");
+        let tenants = vec![TenantSeats {
+            id: "t1".into(),
+            name: "Line\nBreak".into(),
+            available: 3,
+            assigned: 97,
+        }];
+        let snap = render_snapshot(&[TargetView {
+            labels: &l,
+            up: true,
+            last_success: Some(1700000000.5),
+            tenants: &tenants,
+            last_tenant_count: Some(1),
+        }]);
+        let text = std::str::from_utf8(&snap.plain).unwrap();
+        assert!(text.contains(
+            "available_user_seats{customer_id=\"c\\\"1\",customer_name=\"Con\\\\toso\",tenant_type=\"salesforce\",tenant_id=\"t1\",tenant_name=\"Line\\nBreak\"} 3\n"
+        ), "{text}");
+        assert!(text.contains("assigned_user_seats{customer_id=\"c\\\"1\",customer_name=\"Con\\\\toso\",tenant_type=\"salesforce\",tenant_id=\"t1\",tenant_name=\"Line\\nBreak\"} 97\n"));
+        assert!(text.contains(
+            "avepoint_exporter_target_up{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1\n"
+        ));
+        assert!(text.contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1700000000.500\n"));
+        assert_eq!(snap.series, 2);
+        // The gzip form decompresses to the same bytes.
+        let mut d = flate2::read::GzDecoder::new(&snap.gzip[..]);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut d, &mut back).unwrap();
+        assert_eq!(back, text);
+    }
+
+    #[test]
+    fn scrape_appends_self_metrics_once() {
+        let m = Metrics::new(&BuildInfo::current()).unwrap();
+        m.api_requests.with_label_values(&["token", "200"]).inc();
+        let body: Vec<u8> = m.scrape(false).concat();
+        let text = String::from_utf8(body).unwrap();
+        assert!(text
+            .contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"token\"} 1"));
+        assert_eq!(text.matches("# TYPE available_user_seats gauge").count(), 1);
+        // gzip: two members that decompress to the same text.
+        let gz: Vec<u8> = m.scrape(true).concat();
+        let mut d = flate2::read::MultiGzDecoder::new(&gz[..]);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut d, &mut back).unwrap();
+        assert!(back.starts_with("# HELP available_user_seats"));
+        assert!(back.contains("avepoint_exporter_build_info"));
+    }
+}

@@ -1,0 +1,372 @@
+//! The scheduler: polls every target at start and then every interval, never overlapping
+//! cycles, and publishes a complete new snapshot after each cycle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::api::{Client, Fetched, TargetRequest};
+use crate::config::{Config, PollConfig, TenantType};
+use crate::metrics::{render_snapshot, Metrics, TargetLabels, TargetView, TenantSeats};
+
+/// One (customer, tenant type) pair, with its labels escaped once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Labels shared by all series of the target.
+    pub labels: Arc<TargetLabels>,
+    /// What to ask the API.
+    pub request: TargetRequest,
+}
+
+/// Everything a poll cycle needs; replaced as a whole on config reload.
+pub struct Plan {
+    /// Targets of this shard, in config order.
+    pub targets: Vec<Target>,
+    /// The API client.
+    pub client: Arc<Client>,
+    /// Scheduling.
+    pub poll: PollConfig,
+}
+
+/// A stable shard number for a customer: FNV-1a (64-bit) of the id's UTF-8 bytes, modulo
+/// `total`. The hash is fixed by its definition, so it is the same on every version and
+/// platform.
+pub fn shard_of(customer_id: &str, total: u32) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = customer_id
+        .bytes()
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    (hash % u64::from(total.max(1))) as u32
+}
+
+/// The targets of `config` that belong to `shard` of `total`.
+pub fn targets_of(config: &Config, shard: u32, total: u32) -> Vec<Target> {
+    config
+        .customers
+        .iter()
+        .filter(|c| shard_of(&c.id, total) == shard)
+        .flat_map(|c| {
+            let id: Arc<str> = c.id.as_str().into();
+            let name: Arc<str> = c.name.as_str().into();
+            c.tenant_types.iter().map(move |&t| Target {
+                labels: Arc::new(TargetLabels::new(id.clone(), name.clone(), t)),
+                request: TargetRequest {
+                    customer_id: id.clone(),
+                    tenant_type: t,
+                    license_assigned_status: c.license_assigned_status,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The last known state of a target, as shown on the landing page.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    /// Customer id.
+    pub customer_id: Arc<str>,
+    /// Customer display name.
+    pub customer_name: Arc<str>,
+    /// Tenant type.
+    pub tenant_type: TenantType,
+    /// When the last poll finished, if it ran.
+    pub last_poll: Option<SystemTime>,
+    /// The error of the last poll, if it failed.
+    pub last_error: Option<String>,
+    /// When the last successful poll finished.
+    pub last_success: Option<SystemTime>,
+    /// Tenants currently published for the target.
+    pub tenants: usize,
+}
+
+/// What the poller publishes for the HTTP server besides the metrics.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// One entry per target of the current plan.
+    pub targets: Vec<TargetStatus>,
+    /// Completed cycles.
+    pub cycles: u64,
+}
+
+impl Status {
+    /// True once every target has been polled at least once.
+    pub fn ready(&self) -> bool {
+        self.cycles > 0 && self.targets.iter().all(|t| t.last_poll.is_some())
+    }
+}
+
+#[derive(Default)]
+struct TargetState {
+    tenants: Arc<Vec<TenantSeats>>,
+    last_tenant_count: Option<usize>,
+    last_poll: Option<SystemTime>,
+    last_success: Option<SystemTime>,
+    last_error: Option<String>,
+}
+
+type Key = (Arc<str>, TenantType);
+
+/// Runs poll cycles until `shutdown` completes. A new plan sent on `plans` (config reload)
+/// starts a cycle at once; targets that stay keep their last-good series.
+pub async fn run(
+    mut plans: watch::Receiver<Arc<Plan>>,
+    metrics: Arc<Metrics>,
+    status: Arc<ArcSwap<Status>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut states: HashMap<Key, TargetState> = HashMap::new();
+    let mut cycles = 0u64;
+    loop {
+        let plan = plans.borrow_and_update().clone();
+        let mut ticker = tokio::time::interval(plan.poll.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                changed = plans.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone: keep the current plan.
+                        std::future::pending::<()>().await;
+                    }
+                    break;
+                }
+                _ = ticker.tick() => {}
+            }
+            let started = Instant::now();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = cycle(&plan, &mut states, &metrics) => {}
+            }
+            let took = started.elapsed();
+            metrics.poll_duration.observe(took.as_secs_f64());
+            cycles += 1;
+            if took > plan.poll.interval {
+                metrics.poll_overruns.inc();
+                tracing::warn!(
+                    took_ms = took.as_millis() as u64,
+                    interval_ms = plan.poll.interval.as_millis() as u64,
+                    "poll cycle took longer than the interval; the next one starts late"
+                );
+            }
+            publish(&plan, &mut states, &metrics, &status, cycles, took);
+        }
+    }
+}
+
+/// Polls every target of the plan once, concurrently; the transport bounds requests in flight.
+async fn cycle(plan: &Plan, states: &mut HashMap<Key, TargetState>, metrics: &Metrics) {
+    let mut tasks = JoinSet::new();
+    for (i, target) in plan.targets.iter().enumerate() {
+        let client = plan.client.clone();
+        let request = target.request.clone();
+        tasks.spawn(async move { (i, client.fetch_tenants(&request).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (i, result) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "poll task failed");
+                continue;
+            }
+        };
+        let target = &plan.targets[i];
+        let key = (
+            target.request.customer_id.clone(),
+            target.request.tenant_type,
+        );
+        let state = states.entry(key).or_default();
+        let now = SystemTime::now();
+        state.last_poll = Some(now);
+        let customer_id = &*target.request.customer_id;
+        let tenant_type = target.request.tenant_type.name();
+        match result {
+            Ok(Fetched {
+                tenants,
+                invalid,
+                pages,
+            }) => {
+                if !invalid.is_empty() {
+                    metrics
+                        .invalid_records
+                        .with_label_values(&[customer_id, tenant_type])
+                        .inc_by(invalid.len() as u64);
+                    tracing::warn!(
+                        customer_id,
+                        tenant_type,
+                        skipped = invalid.len(),
+                        first = %invalid[..invalid.len().min(3)].join("; "),
+                        "skipped invalid tenant records"
+                    );
+                }
+                tracing::debug!(
+                    customer_id,
+                    tenant_type,
+                    tenants = tenants.len(),
+                    pages,
+                    "target polled"
+                );
+                state.last_tenant_count = Some(tenants.len());
+                state.tenants = Arc::new(tenants);
+                state.last_success = Some(now);
+                state.last_error = None;
+            }
+            Err(e) => {
+                let cause = e.cause();
+                metrics
+                    .target_errors
+                    .with_label_values(&[customer_id, tenant_type, cause])
+                    .inc();
+                tracing::warn!(customer_id, tenant_type, cause, error = %e, "target poll failed");
+                state.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Drops stale series, renders the snapshot and the status, and logs the cycle summary.
+fn publish(
+    plan: &Plan,
+    states: &mut HashMap<Key, TargetState>,
+    metrics: &Metrics,
+    status: &ArcSwap<Status>,
+    cycles: u64,
+    took: Duration,
+) {
+    let now = SystemTime::now();
+    // Forget targets that are no longer configured.
+    let keys: std::collections::HashSet<Key> = plan
+        .targets
+        .iter()
+        .map(|t| (t.request.customer_id.clone(), t.request.tenant_type))
+        .collect();
+    states.retain(|k, _| keys.contains(k));
+    let mut ok = 0;
+    let mut views = Vec::with_capacity(plan.targets.len());
+    let mut statuses = Vec::with_capacity(plan.targets.len());
+    for target in &plan.targets {
+        let key = (
+            target.request.customer_id.clone(),
+            target.request.tenant_type,
+        );
+        let state = states.entry(key).or_default();
+        let up = state.last_poll.is_some() && state.last_error.is_none();
+        ok += usize::from(up);
+        let stale = state
+            .last_success
+            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > plan.poll.stale_after);
+        if stale && !state.tenants.is_empty() {
+            tracing::warn!(
+                customer_id = &*target.request.customer_id,
+                tenant_type = target.request.tenant_type.name(),
+                "no successful poll within stale_after; dropping the target's series"
+            );
+            state.tenants = Arc::new(Vec::new());
+        }
+        statuses.push(TargetStatus {
+            customer_id: target.labels.customer_id.clone(),
+            customer_name: target.labels.customer_name.clone(),
+            tenant_type: target.labels.tenant_type,
+            last_poll: state.last_poll,
+            last_error: state.last_error.clone(),
+            last_success: state.last_success,
+            tenants: state.tenants.len(),
+        });
+    }
+    for target in &plan.targets {
+        let key = (
+            target.request.customer_id.clone(),
+            target.request.tenant_type,
+        );
+        if let Some(state) = states.get(&key) {
+            views.push(TargetView {
+                labels: &target.labels,
+                up: state.last_poll.is_some() && state.last_error.is_none(),
+                last_success: state.last_success.map(unix_seconds),
+                tenants: &state.tenants,
+                last_tenant_count: state.last_tenant_count,
+            });
+        }
+    }
+    let snapshot = render_snapshot(&views);
+    let series = snapshot.series;
+    metrics.publish(snapshot);
+    let tenants: usize = statuses.iter().map(|s| s.tenants).sum();
+    status.store(Arc::new(Status {
+        targets: statuses,
+        cycles,
+    }));
+    tracing::info!(
+        targets = plan.targets.len(),
+        ok,
+        failed = plan.targets.len() - ok,
+        tenants,
+        series,
+        duration_ms = took.as_millis() as u64,
+        "poll cycle complete"
+    );
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_hash_is_fixed() {
+        // FNV-1a 64 reference values: these must never change between versions.
+        assert_eq!(
+            shard_of("", u32::MAX),
+            (0xcbf2_9ce4_8422_2325u64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(
+            shard_of("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8cu64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_cover_every_target() {
+        let ids: Vec<String> = (0..500)
+            .map(|i| format!("{i:08x}-b9d4-4000-a165-97db0000fc15"))
+            .collect();
+        for total in 1..=8u32 {
+            let mut owner = vec![None; ids.len()];
+            for shard in 0..total {
+                for (i, id) in ids.iter().enumerate() {
+                    if shard_of(id, total) == shard {
+                        assert!(owner[i].is_none(), "{id} in two shards of {total}");
+                        owner[i] = Some(shard);
+                    }
+                }
+            }
+            assert!(
+                owner.iter().all(Option::is_some),
+                "a target in no shard of {total}"
+            );
+            // Each shard gets a fair share (within 40% of even) at 500 customers.
+            for shard in 0..total {
+                let n = owner.iter().filter(|o| **o == Some(shard)).count();
+                let even = ids.len() / total as usize;
+                assert!(
+                    n * 10 >= even * 6 && n * 10 <= even * 14,
+                    "shard {shard}/{total}: {n}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The HTTP server: `/metrics`, the landing page, health, readiness and reload endpoints, on
+//! hyper 1 with graceful shutdown.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::{BuildInfo, Metrics, TEXT_CONTENT_TYPE};
+use crate::poller::Status;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A request to reload the configuration; answered with `Err(reason)` when refused.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address is not `host:port` or `:port`.
+    #[error("--web.listen-address {addr:?}: {reason}")]
+    BadAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The address is taken by another process.
+    #[error("cannot listen on {addr}: address already in use (is another exporter running?)")]
+    AddrInUse {
+        /// The address as given.
+        addr: String,
+    },
+    /// Binding failed for another reason.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What request handlers read.
+pub struct AppState {
+    /// Metrics and the seat snapshot.
+    pub metrics: Arc<Metrics>,
+    /// Per-target status from the poller.
+    pub status: Arc<ArcSwap<Status>>,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Where reload requests go; `None` disables `/-/reload` (demo mode).
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// Build facts for the landing page.
+    pub build: BuildInfo,
+}
+
+/// Binds every listen address (`host:port`, or `:port` for all interfaces).
+pub async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let target = match addr.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => addr.clone(),
+        };
+        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&target)
+            .await
+            .map_err(|e| ServerError::BadAddress {
+                addr: addr.clone(),
+                reason: format!("expected host:port or :port ({e})"),
+            })?
+            .collect();
+        let first = resolved.first().ok_or_else(|| ServerError::BadAddress {
+            addr: addr.clone(),
+            reason: "resolves to no address".into(),
+        })?;
+        let listener = TcpListener::bind(first).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::AddrInUse { addr: addr.clone() }
+            } else {
+                ServerError::Bind {
+                    addr: addr.clone(),
+                    source,
+                }
+            }
+        })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves HTTP on `listeners` until `shutdown` completes, then stops accepting and waits up
+/// to [`DRAIN_TIMEOUT`] for requests in flight.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let (conn_tx, mut conn_rx) = mpsc::channel::<tokio::net::TcpStream>(64);
+    let mut accept_tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let conn_tx = conn_tx.clone();
+        accept_tasks.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        if conn_tx.send(stream).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly and go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(conn_tx);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            stream = conn_rx.recv() => {
+                let Some(stream) = stream else { break };
+                let state = state.clone();
+                let service = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection error");
+                    }
+                });
+            }
+        }
+    }
+    accept_tasks.abort_all();
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::debug!("all connections closed"),
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut resp = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}\n"),
+    );
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+    let path = req.uri().path();
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let resp = if path == state.telemetry_path {
+        if read {
+            metrics(&req, state)
+        } else {
+            method_not_allowed("GET, HEAD")
+        }
+    } else {
+        match path {
+            "/" if read => landing(state),
+            "/-/healthy" if read => text(StatusCode::OK, "Healthy\n"),
+            "/-/ready" if read => {
+                let status = state.status.load();
+                if status.ready() {
+                    text(StatusCode::OK, "Ready\n")
+                } else {
+                    let polled = status
+                        .targets
+                        .iter()
+                        .filter(|t| t.last_poll.is_some())
+                        .count();
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "Not ready: {polled} of {} targets polled\n",
+                            status.targets.len()
+                        ),
+                    )
+                }
+            }
+            "/" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+            "/-/reload" if *req.method() == Method::POST => reload(state).await,
+            "/-/reload" => method_not_allowed("POST"),
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    };
+    if *req.method() == Method::HEAD {
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, Full::new(Bytes::new()).boxed());
+    }
+    resp
+}
+
+/// Whether the client accepts a gzip response (`gzip` listed without `q=0`).
+pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').any(|item| {
+        let mut parts = item.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let q_zero = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        name.eq_ignore_ascii_case("gzip") && !q_zero
+    })
+}
+
+fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
+    let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
+    let chunks = state.metrics.scrape(gzip);
+    let frames = futures_util::stream::iter(
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, Infallible>(Frame::data(c))),
+    );
+    let mut resp = Response::new(StreamBody::new(frames).boxed());
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
+}
+
+async fn reload(state: &AppState) -> Response<Body> {
+    let Some(tx) = &state.reload else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload is not available in demo mode\n",
+        );
+    };
+    let (answer_tx, answer_rx) = oneshot::channel();
+    if tx.send(answer_tx).await.is_err() {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reloader is not running\n",
+        );
+    }
+    match answer_rx.await {
+        Ok(Ok(())) => text(StatusCode::OK, "config reloaded\n"),
+        Ok(Err(reason)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("config reload failed: {reason}\n"),
+        ),
+        Err(_) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reloader is not running\n",
+        ),
+    }
+}
+
+/// Escapes text for HTML.
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn ago(t: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    format!("{}s ago", secs)
+}
+
+fn landing(state: &AppState) -> Response<Body> {
+    let status = state.status.load();
+    let path = html(&state.telemetry_path);
+    let mut page = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AvePoint Elements Exporter</title>\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}.down{{color:#b00}}</style></head>\n\
+<body><h1>AvePoint Elements Exporter</h1>\n<p>Version {} (revision {})</p>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
+<h2>Targets</h2>\n<p>{} targets, {} poll cycles completed.</p>\n<table><tr><th>customer id</th><th>customer</th><th>tenant type</th><th>last poll</th><th>result</th><th>last success</th><th>tenants</th></tr>\n",
+        html(state.build.version),
+        html(state.build.revision),
+        status.targets.len(),
+        status.cycles
+    );
+    for t in &status.targets {
+        let (class, result) = match (&t.last_poll, &t.last_error) {
+            (None, _) => ("", "not polled yet".to_owned()),
+            (Some(_), None) => ("", "ok".to_owned()),
+            (Some(_), Some(e)) => ("down", format!("error: {}", html(e))),
+        };
+        let _ = writeln!(
+            page,
+            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{result}</td><td>{}</td><td>{}</td></tr>",
+            html(&t.customer_id),
+            html(&t.customer_name),
+            t.tenant_type,
+            t.last_poll.map(ago).unwrap_or_else(|| "never".into()),
+            t.last_success.map(ago).unwrap_or_else(|| "never".into()),
+            t.tenants
+        );
+    }
+    page.push_str("</table>\n</body></html>\n");
+    let mut resp = text(StatusCode::OK, page);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let h = |s: &'static str| accepts_gzip(Some(&HeaderValue::from_static(s)));
+        assert!(h("gzip"));
+        assert!(h("deflate, gzip;q=0.5"));
+        assert!(h("GZIP"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("identity"));
+        assert!(!h("x-gzip2"));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn html_escaping() {
+        assert_eq!(
+            html("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! Sending one HTTP request to Elements the way every request must be sent: within the
+//! concurrency and rate limits, retried on transient failures with backoff and jitter, with a
+//! bounded body, and counted in `avepoint_exporter_api_requests_total`.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use tokio::sync::Semaphore;
+
+use crate::metrics::Metrics;
+
+/// Largest response body accepted.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Which Elements endpoint a request goes to (the `endpoint` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The OAuth2 token endpoint.
+    Token,
+    /// The tenants batch endpoint.
+    Tenants,
+}
+
+impl Endpoint {
+    fn label(self) -> &'static str {
+        match self {
+            Endpoint::Token => "token",
+            Endpoint::Tenants => "tenants",
+        }
+    }
+}
+
+/// A complete HTTP response (any status).
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// `Content-Type` header, or empty.
+    pub content_type: String,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// Status, content type and the first 200 bytes of the body, for log lines.
+    pub fn describe(&self) -> String {
+        describe(self.status, &self.content_type, &self.body)
+    }
+
+    /// Status, content type and body length, for responses whose body may hold a secret.
+    pub fn describe_without_body(&self) -> String {
+        format!(
+            "status {}, content type {:?}, {} bytes",
+            self.status.as_u16(),
+            self.content_type,
+            self.body.len()
+        )
+    }
+}
+
+/// Formats status, content type and the first 200 bytes of a body, for log lines.
+pub fn describe(status: StatusCode, content_type: &str, body: &[u8]) -> String {
+    let cut = &body[..body.len().min(200)];
+    format!(
+        "status {}, content type {:?}, body starts {:?}",
+        status.as_u16(),
+        content_type,
+        String::from_utf8_lossy(cut)
+    )
+}
+
+/// Why a request produced no complete response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The request or the body read took longer than the timeout.
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    /// No connection could be made.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("response body larger than {MAX_BODY_BYTES} bytes refused")]
+    TooLarge,
+    /// The connection broke while reading the body.
+    #[error("response body truncated ({detail}): {cause}")]
+    Truncated {
+        /// Status, content type and the first bytes received.
+        detail: String,
+        /// The underlying error.
+        cause: String,
+    },
+    /// Any other failure of the HTTP client.
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// Knobs of the transport.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Timeout of one attempt (request and body).
+    pub timeout: Duration,
+    /// Requests in flight at once.
+    pub max_concurrency: NonZeroUsize,
+    /// Request rate limit.
+    pub max_requests_per_second: Option<NonZeroU32>,
+    /// Extra attempts for retryable failures.
+    pub retries: u32,
+    /// First backoff delay; doubled each attempt, with full jitter.
+    pub backoff_base: Duration,
+    /// Upper bound of any wait between attempts (including `Retry-After`).
+    pub max_backoff: Duration,
+}
+
+/// The shared HTTP sender of one configuration.
+pub struct Transport {
+    client: reqwest::Client,
+    permits: Semaphore,
+    limiter: Option<DefaultDirectRateLimiter>,
+    options: TransportOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl Transport {
+    /// Builds the HTTP client (rustls) and the limits.
+    pub fn new(options: TransportOptions, metrics: Arc<Metrics>) -> Result<Self, TransportError> {
+        let client = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!(
+                "avepoint-elements-exporter/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| TransportError::Other(e.to_string()))?;
+        Ok(Transport {
+            client,
+            permits: Semaphore::new(options.max_concurrency.get()),
+            limiter: options
+                .max_requests_per_second
+                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            options,
+            metrics,
+        })
+    }
+
+    /// The underlying client, to build requests with.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends the request built by `build` (called again for each attempt) and reads the whole
+    /// body. Responses with status 5xx or 429 and transport failures are retried up to
+    /// `retries` times; the last response is returned whatever its status.
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<HttpResponse, TransportError> {
+        let mut attempt = 0;
+        loop {
+            let outcome = self.attempt(endpoint, &build).await;
+            let retry_after = match &outcome {
+                Ok((resp, headers)) if retryable_status(resp.status) => {
+                    Some(retry_after(headers, SystemTime::now()))
+                }
+                Err(TransportError::Timeout(_) | TransportError::Connect(_))
+                | Err(TransportError::Other(_)) => Some(None),
+                _ => None,
+            };
+            match retry_after {
+                Some(hint) if attempt < self.options.retries => {
+                    let wait = hint
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.options.max_backoff);
+                    tracing::debug!(
+                        endpoint = endpoint.label(),
+                        attempt = attempt + 1,
+                        wait_ms = wait.as_millis() as u64,
+                        "retrying request"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                _ => return outcome.map(|(resp, _)| resp),
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random wait in [0, base × 2^attempt].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .options
+            .backoff_base
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.options.max_backoff);
+        cap.mul_f64(fastrand::f64())
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: Endpoint,
+        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<(HttpResponse, HeaderMap), TransportError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        // The semaphore is never closed, so acquiring cannot fail; treat it as unlimited if so.
+        let _permit = self.permits.acquire().await.ok();
+        let timer = self
+            .metrics
+            .api_request_duration
+            .with_label_values(&[endpoint.label()])
+            .start_timer();
+        let result = self.exchange(build(&self.client)).await;
+        timer.observe_duration();
+        let code = match &result {
+            Ok((resp, _)) => resp.status.as_u16().to_string(),
+            Err(_) => "error".to_owned(),
+        };
+        self.metrics
+            .api_requests
+            .with_label_values(&[endpoint.label(), &code])
+            .inc();
+        result
+    }
+
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(HttpResponse, HeaderMap), TransportError> {
+        let mut resp = request.send().await.map_err(|e| self.classify(e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if resp.content_length().unwrap_or(0) > MAX_BODY_BYTES as u64 {
+            return Err(TransportError::TooLarge);
+        }
+        let mut body = BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(TransportError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(TransportError::Timeout(self.options.timeout))
+                }
+                Err(e) => {
+                    return Err(TransportError::Truncated {
+                        detail: describe(status, &content_type, &body),
+                        cause: error_chain(&e),
+                    })
+                }
+            }
+        }
+        Ok((
+            HttpResponse {
+                status,
+                content_type,
+                body: body.freeze(),
+            },
+            headers,
+        ))
+    }
+
+    fn classify(&self, e: reqwest::Error) -> TransportError {
+        if e.is_timeout() {
+            TransportError::Timeout(self.options.timeout)
+        } else if e.is_connect() {
+            TransportError::Connect(error_chain(&e))
+        } else {
+            TransportError::Other(error_chain(&e))
+        }
+    }
+}
+
+/// 5xx and 429 are worth another attempt; other statuses are final.
+fn retryable_status(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The wait a `Retry-After` header asks for (delta-seconds or an HTTP date), if any.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An error with its sources, on one line (reqwest hides the useful part in the sources).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:50:07 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:00:00 GMT"),
+        );
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn which_statuses_retry() {
+        assert!(retryable_status(StatusCode::INTERNAL_SERVER_ERROR));
+        assert!(retryable_status(StatusCode::BAD_GATEWAY));
+        assert!(retryable_status(StatusCode::TOO_MANY_REQUESTS));
+        assert!(!retryable_status(StatusCode::BAD_REQUEST));
+        assert!(!retryable_status(StatusCode::FORBIDDEN));
+        assert!(!retryable_status(StatusCode::NOT_FOUND));
+        assert!(!retryable_status(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn describe_cuts_at_200_bytes() {
+        let body = vec![b'x'; 500];
+        let d = describe(StatusCode::OK, "text/html", &body);
+        assert!(d.starts_with("status 200, content type \"text/html\", body starts \"xxx"));
+        assert_eq!(d.matches("xx").count(), 100); // 200 of the body's x, none of the rest
+    }
+}
