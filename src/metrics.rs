@@ -7,13 +7,11 @@
 //! so no scrape waits for a poll, no poll waits for a scrape, and no lock is held while writing.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -205,19 +203,34 @@ impl Metrics {
     }
 
     /// The body of one scrape, as chunks to write in order: the shared snapshot, then the
-    /// freshly rendered self-metrics. With `gzip`, each chunk is a gzip member (a concatenation
-    /// of members is a valid gzip stream).
+    /// freshly rendered self-metrics.
+    ///
+    /// With `gzip` the chunks form one gzip stream: a header, the snapshot's pre-compressed
+    /// deflate blocks (sync-flushed, so more blocks may follow), the self-metrics compressed
+    /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
     pub fn scrape(&self, gzip: bool) -> Vec<Bytes> {
         let snapshot = self.snapshot.load_full();
         let mut dynamic = Vec::with_capacity(8 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut dynamic) {
             tracing::error!(error = %e, "cannot encode self-metrics");
         }
-        if gzip {
-            vec![snapshot.gzip.clone(), Bytes::from(gzip_bytes(&dynamic, 1))]
-        } else {
-            vec![snapshot.plain.clone(), Bytes::from(dynamic)]
+        if !gzip {
+            return vec![snapshot.plain.clone(), Bytes::from(dynamic)];
         }
+        let mut crc =
+            crc32fast::Hasher::new_with_initial_len(snapshot.crc, snapshot.plain.len() as u64);
+        let mut tail_crc = crc32fast::Hasher::new();
+        tail_crc.update(&dynamic);
+        crc.combine(&tail_crc);
+        let mut tail = deflate_raw(&dynamic, Compression::fast(), true);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        let total = (snapshot.plain.len() + dynamic.len()) as u32; // ISIZE is the length mod 2^32
+        tail.extend_from_slice(&total.to_le_bytes());
+        vec![
+            Bytes::from_static(&GZIP_HEADER),
+            snapshot.deflate.clone(),
+            Bytes::from(tail),
+        ]
     }
 }
 
@@ -226,8 +239,10 @@ impl Metrics {
 pub struct Snapshot {
     /// Text exposition.
     pub plain: Bytes,
-    /// The same text, gzip-compressed.
-    pub gzip: Bytes,
+    /// The same text as raw deflate blocks, sync-flushed but not final (see [`Metrics::scrape`]).
+    pub deflate: Bytes,
+    /// CRC-32 of `plain`.
+    pub crc: u32,
     /// Number of seat series (two per tenant).
     pub series: usize,
 }
@@ -238,15 +253,37 @@ impl Snapshot {
     }
 }
 
-/// Compresses `data` as one gzip member.
-fn gzip_bytes(data: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        Compression::new(level),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
+/// A gzip member header: deflate, no flags, no mtime, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// Compresses `data` into raw deflate blocks; with `finish` the last block is final,
+/// otherwise the output ends with a sync flush so that more blocks can follow.
+fn deflate_raw(data: &[u8], level: Compression, finish: bool) -> Vec<u8> {
+    let mut c = Compress::new(level, false);
+    let mut out = Vec::with_capacity(data.len() / 4 + 64);
+    let flush = if finish {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = c.total_in() as usize;
+        let status = match c.compress_vec(&data[consumed..], &mut out, flush) {
+            Ok(status) => status,
+            // Only a misuse of the API can fail here; return what we have.
+            Err(_) => return out,
+        };
+        let all_in = c.total_in() as usize == data.len();
+        let room_left = out.len() < out.capacity();
+        match status {
+            Status::StreamEnd => return out,
+            _ if !finish && all_in && room_left => return out,
+            _ => {}
+        }
+    }
 }
 
 /// The constant labels of one target, escaped once and shared by all its series.
@@ -409,10 +446,11 @@ pub fn render_snapshot(targets: &[TargetView<'_>]) -> Snapshot {
         &|t| t.last_tenant_count.map(|n| n.to_string()),
     );
     let plain = Bytes::from(out);
-    let gzip = Bytes::from(gzip_bytes(&plain, 6));
+    let deflate = Bytes::from(deflate_raw(&plain, Compression::new(6), false));
     Snapshot {
+        crc: crc32fast::hash(&plain),
         plain,
-        gzip,
+        deflate,
         series: tenants * 2,
     }
 }
@@ -460,11 +498,14 @@ mod tests {
         ));
         assert!(text.contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1700000000.500\n"));
         assert_eq!(snap.series, 2);
-        // The gzip form decompresses to the same bytes.
-        let mut d = flate2::read::GzDecoder::new(&snap.gzip[..]);
+    }
+
+    /// Decodes a gzip body with a decoder that reads exactly one member and checks its CRC.
+    fn gunzip(data: &[u8]) -> String {
+        let mut d = flate2::read::GzDecoder::new(data);
         let mut back = String::new();
         std::io::Read::read_to_string(&mut d, &mut back).unwrap();
-        assert_eq!(back, text);
+        back
     }
 
     #[test]
@@ -476,12 +517,36 @@ mod tests {
         assert!(text
             .contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"token\"} 1"));
         assert_eq!(text.matches("# TYPE available_user_seats gauge").count(), 1);
-        // gzip: two members that decompress to the same text.
+        // gzip: one member (single-member decoders such as curl's read all of it).
         let gz: Vec<u8> = m.scrape(true).concat();
-        let mut d = flate2::read::MultiGzDecoder::new(&gz[..]);
-        let mut back = String::new();
-        std::io::Read::read_to_string(&mut d, &mut back).unwrap();
+        let back = gunzip(&gz);
         assert!(back.starts_with("# HELP available_user_seats"));
         assert!(back.contains("avepoint_exporter_build_info"));
+    }
+
+    #[test]
+    fn gzip_of_a_large_snapshot_round_trips() {
+        let m = Metrics::new(&BuildInfo::current()).unwrap();
+        let l = labels("c", "n");
+        let tenants: Vec<TenantSeats> = (0..20_000)
+            .map(|i| TenantSeats {
+                id: format!("tenant-{i}"),
+                name: format!("Tenant number {i}"),
+                available: i,
+                assigned: 3 * i,
+            })
+            .collect();
+        let snap = render_snapshot(&[TargetView {
+            labels: &l,
+            up: true,
+            last_success: Some(1.0),
+            tenants: &tenants,
+            last_tenant_count: Some(tenants.len()),
+        }]);
+        let plain = snap.plain.clone();
+        m.publish(snap);
+        let back = gunzip(&m.scrape(true).concat());
+        assert!(back.starts_with(std::str::from_utf8(&plain).unwrap()));
+        assert!(back.contains("avepoint_exporter_poll_overruns_total 0"));
     }
 }

@@ -126,6 +126,15 @@ pub async fn run(
     let mut cycles = 0u64;
     loop {
         let plan = plans.borrow_and_update().clone();
+        // Show the new targets (not yet polled) on the landing page and in readiness at once.
+        status.store(Arc::new(Status {
+            targets: plan
+                .targets
+                .iter()
+                .map(|t| target_status(t, states.get(&key_of(t))))
+                .collect(),
+            cycles,
+        }));
         let mut ticker = tokio::time::interval(plan.poll.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -242,11 +251,7 @@ fn publish(
 ) {
     let now = SystemTime::now();
     // Forget targets that are no longer configured.
-    let keys: std::collections::HashSet<Key> = plan
-        .targets
-        .iter()
-        .map(|t| (t.request.customer_id.clone(), t.request.tenant_type))
-        .collect();
+    let keys: std::collections::HashSet<Key> = plan.targets.iter().map(key_of).collect();
     states.retain(|k, _| keys.contains(k));
     let mut ok = 0;
     let mut views = Vec::with_capacity(plan.targets.len());
@@ -270,15 +275,7 @@ fn publish(
             );
             state.tenants = Arc::new(Vec::new());
         }
-        statuses.push(TargetStatus {
-            customer_id: target.labels.customer_id.clone(),
-            customer_name: target.labels.customer_name.clone(),
-            tenant_type: target.labels.tenant_type,
-            last_poll: state.last_poll,
-            last_error: state.last_error.clone(),
-            last_success: state.last_success,
-            tenants: state.tenants.len(),
-        });
+        statuses.push(target_status(target, Some(state)));
     }
     for target in &plan.targets {
         let key = (
@@ -312,6 +309,25 @@ fn publish(
         duration_ms = took.as_millis() as u64,
         "poll cycle complete"
     );
+}
+
+fn key_of(target: &Target) -> Key {
+    (
+        target.request.customer_id.clone(),
+        target.request.tenant_type,
+    )
+}
+
+fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {
+    TargetStatus {
+        customer_id: target.labels.customer_id.clone(),
+        customer_name: target.labels.customer_name.clone(),
+        tenant_type: target.labels.tenant_type,
+        last_poll: state.and_then(|s| s.last_poll),
+        last_error: state.and_then(|s| s.last_error.clone()),
+        last_success: state.and_then(|s| s.last_success),
+        tenants: state.map_or(0, |s| s.tenants.len()),
+    }
 }
 
 /// Seconds since the Unix epoch.

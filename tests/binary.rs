@@ -1,0 +1,345 @@
+//! The binary as an operator uses it: endpoints, signals, config checking, reload, demo mode.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+async fn simple_api() -> FakeApi {
+    FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::json(envelope(&[record("t1", "Tenant <One>", 4, 6)], 1, 100, 1))
+    })
+    .await
+}
+
+fn start_with(api: &FakeApi, dir: &tempfile::TempDir, customers: &str) -> Exporter {
+    let config = write_config(
+        dir,
+        api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n{customers}"),
+    );
+    Exporter::start(&["--config.file", config.to_str().unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_404_405_gzip_and_landing_page() {
+    let api = simple_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = start_with(
+        &api,
+        &dir,
+        "  - id: cust-1\n    name: Contoso & Co\n    tenant_types: [google]\n",
+    );
+    let plain = exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    let client = reqwest::Client::new();
+
+    assert_eq!(exporter.get("/nope").await.0, 404);
+    assert_eq!(exporter.get("/metrics/extra").await.0, 404);
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/metrics", "GET, HEAD"),
+        (reqwest::Method::DELETE, "/", "GET, HEAD"),
+        (reqwest::Method::PUT, "/-/healthy", "GET, HEAD"),
+        (reqwest::Method::GET, "/-/reload", "POST"),
+    ] {
+        let resp = client
+            .request(method.clone(), exporter.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow);
+    }
+
+    // gzip when asked for; the body decompresses to the same exposition (modulo counters).
+    let resp = client
+        .get(exporter.url("/metrics"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let bytes = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(
+        series(&text, "available_user_seats"),
+        series(&plain, "available_user_seats")
+    );
+    assert!(text.contains("avepoint_exporter_build_info{"));
+    assert!(text.contains("process_resident_memory_bytes"));
+    let resp = client.get(exporter.url("/metrics")).send().await.unwrap();
+    assert!(resp.headers().get("content-encoding").is_none());
+
+    // Landing page: version, link, one row per target with its result.
+    let (status, page) = exporter.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    assert!(page.contains("<a href=\"/metrics\">Metrics</a>"));
+    assert!(
+        page.contains("<td>cust-1</td><td>Contoso &amp; Co</td><td>google</td>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>ok</td>"));
+    assert_eq!(exporter.get("/-/healthy").await, (200, "Healthy\n".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_telemetry_path() {
+    let api = simple_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &api, "customers:\n  - id: c\n");
+    let exporter = Exporter::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--web.telemetry-path",
+        "/seats",
+    ]);
+    assert_eq!(exporter.get("/metrics").await.0, 404);
+    let (status, body) = exporter.get("/seats").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("# TYPE available_user_seats gauge"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_exit_0_within_5s() {
+    let api = simple_api().await;
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut exporter = start_with(&api, &dir, "  - id: c\n");
+        exporter
+            .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+            .await;
+        // An open keep-alive connection must not hold shutdown up.
+        let _idle = std::net::TcpStream::connect(exporter.addr).unwrap();
+        let status = exporter.signal_and_wait(signal, Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "SIG{signal}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_in_use_exits_2_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let api = simple_api().await;
+    let config = write_config(&dir, &api, "customers:\n  - id: c\n");
+    let (code, _, stderr) = run_binary(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.listen-address",
+            &addr,
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot listen on {addr}: address already in use"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_example_and_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config.yaml");
+    // The example reads its secret from a file; point it at one that exists.
+    let text = std::fs::read_to_string(example).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "example-secret-value\n").unwrap();
+    let text = text.replace(
+        "/run/secrets/elements-client-secret",
+        secret.to_str().unwrap(),
+    );
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, text).unwrap();
+    let (code, stdout, stderr) = run_binary(
+        &["--check-config", "--config.file", good.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("config OK\n"), "{stdout}");
+    assert!(stdout.contains("client secret: from client_secret_file"));
+    assert!(stdout.contains("poll interval: 5m"), "{stdout}");
+    assert!(!stdout.contains("example-secret-value"));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: hunter2\n  page_size: 0\npoll:\n  interval: 5\ncustomers:\n  - id: a\n    tenant_types: [office]\n  - id: a\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_binary(
+        &["--check-config", "--config.file", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let prefix = format!("{}: ", bad.display());
+    assert_eq!(
+        lines,
+        vec![
+            format!("{prefix}elements.page_size: 0 is out of range; expected 1..100"),
+            format!("{prefix}poll.interval: expected a duration such as 30s, 5m or 1h30m, got 5"),
+            format!("{prefix}customers[0].tenant_types[0]: unknown tenant type \"office\"; expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)"),
+        ],
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"));
+
+    // Missing file: one line, exit 1; also when starting normally.
+    let (code, _, stderr) = run_binary(
+        &["--check-config", "--config.file", "/nonexistent/c.yaml"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/c.yaml: No such file or directory"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_binary(
+        &[
+            "--config.file",
+            "/nonexistent/c.yaml",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error: cannot read config file /nonexistent/c.yaml"),
+        "{stderr}"
+    );
+    // Bad flags: exit 1.
+    let (code, _, stderr) = run_binary(&["--log.level", "loud"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, _) = run_binary(&["--shard", "3", "--total-shards", "2"], dir.path());
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn duplicate_customer_ids_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("dup.yaml");
+    std::fs::write(
+        &bad,
+        "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\ncustomers:\n  - id: a\n  - id: a\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_binary(
+        &["--check-config", "--config.file", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("customers[1].id: duplicate customer id \"a\""),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
+    let api = simple_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = start_with(&api, &dir, "  - id: first\n    tenant_types: [0]\n");
+    exporter
+        .metrics_when("first poll", |t| t.contains("customer_id=\"first\""))
+        .await;
+    let client = reqwest::Client::new();
+    // A valid new file: the new customer appears, the old one goes.
+    write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: second\n    tenant_types: [0]\n",
+    );
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = exporter
+        .metrics_when("the reloaded customer", |t| {
+            t.contains("available_user_seats{customer_id=\"second\"")
+        })
+        .await;
+    assert!(!text.contains("customer_id=\"first\""));
+    assert!(text.contains("avepoint_exporter_config_last_reload_successful 1"));
+    // An invalid file is refused; the current metrics stay.
+    write_config(
+        &dir,
+        &api,
+        "customers:\n  - id: x\n    tenant_types: [nope]\n",
+    );
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("customers[0].tenant_types[0]: unknown tenant type \"nope\""),
+        "{body}"
+    );
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(text.contains("available_user_seats{customer_id=\"second\""));
+    assert!(text.contains("avepoint_exporter_config_last_reload_successful 0"));
+    // SIGHUP reloads too.
+    write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: third\n    tenant_types: [0]\n",
+    );
+    std::process::Command::new("kill")
+        .args(["-HUP", &exporter.child.id().to_string()])
+        .status()
+        .unwrap();
+    exporter
+        .metrics_when("the SIGHUP-reloaded customer", |t| {
+            t.contains("available_user_seats{customer_id=\"third\"")
+                && t.contains("avepoint_exporter_config_last_reload_successful 1")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_metrics_within_2s() {
+    let start = Instant::now();
+    let exporter = Exporter::start(&["--demo", "--config.file", "/nonexistent.yaml"]);
+    let text = exporter
+        .metrics_when("demo metrics", |t| {
+            t.contains("avepoint_exporter_target_tenants{")
+        })
+        .await;
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // All four tenant types, several customers, a tenant out of seats, multi-page targets.
+    for kind in ["microsoft_365", "salesforce", "google", "dynamics_365"] {
+        assert!(
+            text.contains(&format!("tenant_type=\"{kind}\",tenant_id=")),
+            "{kind}"
+        );
+    }
+    assert!(series(&text, "available_user_seats").len() > 100);
+    assert!(series(&text, "available_user_seats")
+        .iter()
+        .any(|l| l.ends_with(" 0")));
+    assert!(text.contains("tenant_type=\"microsoft_365\"} 120"));
+    assert_eq!(exporter.get("/-/ready").await.0, 200);
+}

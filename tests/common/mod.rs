@@ -1,0 +1,388 @@
+//! Test fixtures: a hand-written fake Elements API on 127.0.0.1:0 that records every request,
+//! and a handle on the real exporter binary started against it.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// How long any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// One request the fake API received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: String,
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// The fake's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub delay: Duration,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(body: impl Into<String>) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+            delay: Duration::ZERO,
+            headers: vec![],
+        }
+    }
+    pub fn status(status: u16, content_type: &'static str, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into(),
+            ..Reply::json("")
+        }
+    }
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = Box<dyn FnMut(&Recorded) -> Reply + Send>;
+
+/// A fake Elements API (token endpoint at `/token`).
+pub struct FakeApi {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    handler: Arc<Mutex<Handler>>,
+    pub max_in_flight: Arc<AtomicUsize>,
+}
+
+impl FakeApi {
+    /// Starts the fake; `handler` answers every request (see [`FakeApi::tokens`]).
+    pub async fn start(handler: impl FnMut(&Recorded) -> Reply + Send + 'static) -> FakeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Mutex<Handler>> = Arc::new(Mutex::new(Box::new(handler)));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let (r, h, inf, max) = (
+            requests.clone(),
+            handler.clone(),
+            in_flight.clone(),
+            max_in_flight.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (r, h, inf, max) = (r.clone(), h.clone(), inf.clone(), max.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (r, h, inf, max) = (r.clone(), h.clone(), inf.clone(), max.clone());
+                        async move {
+                            let now = inf.fetch_add(1, Ordering::SeqCst) + 1;
+                            max.fetch_max(now, Ordering::SeqCst);
+                            let header = |name| {
+                                req.headers()
+                                    .get(name)
+                                    .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+                                    .map(str::to_owned)
+                            };
+                            let recorded = Recorded {
+                                method: req.method().to_string(),
+                                path: req.uri().path().to_owned(),
+                                query: req.uri().query().unwrap_or("").to_owned(),
+                                authorization: header("authorization"),
+                                content_type: header("content-type"),
+                                body: String::new(),
+                            };
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let recorded = Recorded {
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                                ..recorded
+                            };
+                            r.lock().unwrap().push(recorded.clone());
+                            let reply = (h.lock().unwrap())(&recorded);
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            inf.fetch_sub(1, Ordering::SeqCst);
+                            let mut resp = Response::builder()
+                                .status(reply.status)
+                                .header("content-type", reply.content_type);
+                            for (k, v) in &reply.headers {
+                                resp = resp.header(*k, v);
+                            }
+                            Ok::<_, Infallible>(
+                                resp.body(Full::new(Bytes::from(reply.body))).unwrap(),
+                            )
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeApi {
+            addr,
+            requests,
+            handler,
+            max_in_flight,
+        }
+    }
+
+    /// Replaces the handler.
+    pub fn set_handler(&self, handler: impl FnMut(&Recorded) -> Reply + Send + 'static) {
+        *self.handler.lock().unwrap() = Box::new(handler);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests to the tenants endpoint.
+    pub fn tenant_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path != "/token")
+            .collect()
+    }
+
+    /// Requests to the token endpoint.
+    pub fn token_requests(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == "/token")
+            .collect()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The standard token reply: `tok-N` valid for an hour.
+pub fn token_reply(n: usize) -> Reply {
+    Reply::json(format!(
+        r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#
+    ))
+}
+
+/// The tenants path of a customer and type number.
+pub fn tenants_path(customer: &str, kind: u8) -> String {
+    format!("/partner/external/v3/general/customers/{customer}/3rd-party-products/type/{kind}/tenants/batch")
+}
+
+/// A tenant record as JSON.
+pub fn record(id: &str, name: &str, available: i64, assigned: i64) -> serde_json::Value {
+    serde_json::json!({"type": 0, "tenantId": id, "tenantName": name,
+        "availableUserSeat": available, "assignedUserSeat": assigned, "someNewField": [1, 2]})
+}
+
+/// `{"data": records, "metadata": {...}}`.
+pub fn envelope(records: &[serde_json::Value], page: u32, size: u32, total: usize) -> String {
+    serde_json::json!({"data": records,
+        "metadata": {"pageIndex": page, "pageSize": size, "totalCount": total}})
+    .to_string()
+}
+
+/// The `pageIndex` of a recorded request.
+pub fn page_index(r: &Recorded) -> u32 {
+    r.query
+        .split('&')
+        .find_map(|p| p.strip_prefix("pageIndex="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A config file for the fake API, in a fresh temp dir (kept alive by the returned guard).
+pub fn write_config(dir: &tempfile::TempDir, api: &FakeApi, rest: &str) -> PathBuf {
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "elements:\n  base_url: {base}\n  token_url: {base}/token\n  client_id: my-client\n  client_secret: my-very-secret-value\n  timeout: 5s\n  retries: 0\n  max_requests_per_second: 0\n{rest}",
+            base = api.base_url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_avepoint-elements-exporter")
+}
+
+/// The exporter binary, running.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Exporter {
+    /// Starts the binary with `args` plus a listen address on a free port, and waits until it
+    /// says where it listens.
+    pub fn start(args: &[&str]) -> Exporter {
+        let mut child = Command::new(binary())
+            .args(args)
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.level",
+                "debug",
+            ])
+            .env_remove("ELEMENTS_CLIENT_SECRET")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("message=listening address=").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(DEADLINE) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("exporter did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Exporter { child, addr, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET a path: (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(self.url(path)).await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// The exposition, once `ready` says it has what the test waits for.
+    pub async fn metrics_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(resp) = reqwest::get(self.url("/metrics")).await {
+                let text = resp.text().await.unwrap_or_default();
+                if ready(&text) {
+                    return text;
+                }
+                if start.elapsed() > DEADLINE {
+                    panic!(
+                        "timed out waiting for {what}; last exposition:\n{text}\nlog:\n{}",
+                        self.log_text()
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the log has a line containing `needle`, and returns it.
+    pub async fn log_line(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("no log line with {needle:?}:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends a signal and waits for the exit status, failing after `within`.
+    pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no exit within {within:?} of SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Lines of the exposition that belong to `metric` (exact name), sorted.
+pub fn series(text: &str, metric: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+pub fn run_binary(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ELEMENTS_CLIENT_SECRET")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,470 @@
+//! The real binary against the fake Elements API: requests sent, paging, envelopes, tokens,
+//! failures, and the exposition that results.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+
+const CUSTOMER: &str = "f1620000-b9d4-0000-a165-97db0000fc15";
+
+fn seats_line(metric: &str, kind: &str, id: &str, name: &str, value: i64) -> String {
+    format!(
+        "{metric}{{customer_id=\"{CUSTOMER}\",customer_name=\"Contoso\",tenant_type=\"{kind}\",tenant_id=\"{id}\",tenant_name=\"{name}\"}} {value}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_250_tenants_over_3_pages_with_exact_requests() {
+    let all: Vec<serde_json::Value> = (0..250)
+        .map(|i| record(&format!("t{i:03}"), &format!("Tenant {i}"), i, 1000 - i))
+        .collect();
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(t2.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        let page = page_index(r) as usize;
+        let chunk: Vec<_> = all
+            .iter()
+            .skip((page - 1) * 100)
+            .take(100)
+            .cloned()
+            .collect();
+        Reply::json(envelope(&chunk, page as u32, 100, 250))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("250 tenants", |t| {
+            t.contains("avepoint_exporter_target_tenants{")
+        })
+        .await;
+
+    // Exact requests: one token request, then pages 1..3, each a POST with bearer and {}.
+    let token = &api.token_requests()[0];
+    assert_eq!(token.method, "POST");
+    assert_eq!(
+        token.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    let mut form: Vec<&str> = token.body.split('&').collect();
+    form.sort();
+    assert_eq!(
+        form,
+        vec![
+            "client_id=my-client",
+            "client_secret=my-very-secret-value",
+            "grant_type=client_credentials",
+            "scope=elements.license.read.all"
+        ]
+    );
+    let mut reqs = api.tenant_requests();
+    reqs.sort_by_key(page_index);
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    for (i, r) in reqs.iter().enumerate() {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, tenants_path(CUSTOMER, 0));
+        assert_eq!(r.query, format!("pageIndex={}&pageSize=100", i + 1));
+        assert_eq!(r.body, "{}");
+        assert_eq!(r.content_type.as_deref(), Some("application/json"));
+        assert_eq!(r.authorization.as_deref(), Some("Bearer tok-1"));
+    }
+
+    // Exact exposition: every tenant once, with its values.
+    let available = series(&text, "available_user_seats");
+    let mut want: Vec<String> = (0..250)
+        .map(|i| {
+            seats_line(
+                "available_user_seats",
+                "microsoft_365",
+                &format!("t{i:03}"),
+                &format!("Tenant {i}"),
+                i,
+            )
+        })
+        .collect();
+    want.sort();
+    assert_eq!(available, want);
+    let assigned = series(&text, "assigned_user_seats");
+    assert_eq!(assigned.len(), 250);
+    assert!(assigned.contains(&seats_line(
+        "assigned_user_seats",
+        "microsoft_365",
+        "t007",
+        "Tenant 7",
+        993
+    )));
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_tenants"),
+        vec![format!("avepoint_exporter_target_tenants{{customer_id=\"{CUSTOMER}\",tenant_type=\"microsoft_365\"}} 250")]
+    );
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_up"),
+        vec![format!("avepoint_exporter_target_up{{customer_id=\"{CUSTOMER}\",tenant_type=\"microsoft_365\"}} 1")]
+    );
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"tenants\"} 3")
+    );
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"token\"} 1")
+    );
+    // The secret never reaches the log or the metrics.
+    assert!(!exporter.log_text().contains("my-very-secret-value"));
+    assert!(!text.contains("my-very-secret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_array_pages_until_short_and_sends_license_status() {
+    let all: Vec<serde_json::Value> = (0..130)
+        .map(|i| record(&format!("s{i:03}"), "SF org", 5, 6))
+        .collect();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let page = page_index(r) as usize;
+        let chunk: Vec<_> = all
+            .iter()
+            .skip((page - 1) * 100)
+            .take(100)
+            .cloned()
+            .collect();
+        Reply::json(serde_json::Value::Array(chunk).to_string())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    let reqs = api.tenant_requests();
+    let queries: Vec<&str> = reqs.iter().map(|r| r.query.as_str()).collect();
+    assert_eq!(
+        queries,
+        vec!["pageIndex=1&pageSize=100", "pageIndex=2&pageSize=100"]
+    );
+    assert!(reqs
+        .iter()
+        .all(|r| r.body == r#"{"licenseAssignedStatus":1}"#));
+    assert!(reqs.iter().all(|r| r.path == tenants_path(CUSTOMER, 1)));
+    assert_eq!(series(&text, "available_user_seats").len(), 130);
+    assert!(text.contains(&seats_line(
+        "available_user_seats",
+        "salesforce",
+        "s129",
+        "SF org",
+        5
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_tenant_disappears_and_token_is_reused() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p2 = polls.clone();
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(t2.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        let n = p2.fetch_add(1, Ordering::SeqCst);
+        let mut records = vec![record("keep", "Keep", 10, 20)];
+        if n == 0 {
+            records.push(record("gone", "Gone soon", 1, 2));
+        }
+        // The same tenant twice in one answer is merged into one series.
+        records.push(record("keep", "Keep", 11 + n as i64, 20));
+        Reply::json(envelope(&records, 1, 100, records.len()))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let first = exporter
+        .metrics_when("first poll", |t| t.contains("tenant_id=\"gone\""))
+        .await;
+    assert_eq!(
+        series(&first, "available_user_seats"),
+        vec![
+            seats_line("available_user_seats", "google", "gone", "Gone soon", 1),
+            seats_line("available_user_seats", "google", "keep", "Keep", 11),
+        ]
+    );
+    let later = exporter
+        .metrics_when("a poll without the removed tenant", |t| {
+            t.contains("avepoint_exporter_target_up{") && !t.contains("tenant_id=\"gone\"")
+        })
+        .await;
+    assert_eq!(series(&later, "available_user_seats").len(), 1);
+    assert_eq!(series(&later, "assigned_user_seats").len(), 1);
+    // Wait for a third poll, then check the token was fetched once for all of them.
+    exporter
+        .metrics_when("third poll", |_| polls.load(Ordering::SeqCst) >= 3)
+        .await;
+    assert_eq!(api.token_requests().len(), 1);
+    assert!(api
+        .tenant_requests()
+        .iter()
+        .all(|r| r.authorization.as_deref() == Some("Bearer tok-1")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_names_are_escaped() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let records = vec![
+            record("q", "say \"hi\"", 1, 1),
+            record("b", "back\\slash", 2, 2),
+            record("n", "two\nlines", 3, 3),
+            record("u", "Zürich 東京 🚀", 4, 4),
+        ];
+        Reply::json(envelope(&records, 1, 100, 4))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    assert_eq!(
+        series(&text, "available_user_seats"),
+        vec![
+            seats_line(
+                "available_user_seats",
+                "dynamics_365",
+                "b",
+                "back\\\\slash",
+                2
+            ),
+            seats_line(
+                "available_user_seats",
+                "dynamics_365",
+                "n",
+                "two\\nlines",
+                3
+            ),
+            seats_line(
+                "available_user_seats",
+                "dynamics_365",
+                "q",
+                "say \\\"hi\\\"",
+                1
+            ),
+            seats_line(
+                "available_user_seats",
+                "dynamics_365",
+                "u",
+                "Zürich 東京 🚀",
+                4
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path(CUSTOMER, 0) {
+            return Reply::status(200, "text/html", "<html><body>Service maintenance</body></html>");
+        }
+        if r.path == tenants_path(CUSTOMER, 2) {
+            // A record with a negative seat number and one without an id are skipped.
+            let records = vec![
+                record("ok", "Fine", 7, 8),
+                record("neg", "Negative", -1, 8),
+                serde_json::json!({"tenantName": "no id", "availableUserSeat": 1, "assignedUserSeat": 1}),
+            ];
+            return Reply::json(envelope(&records, 1, 100, 3));
+        }
+        Reply::status(403, "application/json", r#"{"error":"forbidden"}"#)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    let up = series(&text, "avepoint_exporter_target_up");
+    assert_eq!(
+        up,
+        vec![
+            format!("avepoint_exporter_target_up{{customer_id=\"{CUSTOMER}\",tenant_type=\"google\"}} 1"),
+            format!("avepoint_exporter_target_up{{customer_id=\"{CUSTOMER}\",tenant_type=\"microsoft_365\"}} 0"),
+            format!("avepoint_exporter_target_up{{customer_id=\"{CUSTOMER}\",tenant_type=\"salesforce\"}} 0"),
+        ]
+    );
+    assert_eq!(
+        series(&text, "available_user_seats"),
+        vec![seats_line(
+            "available_user_seats",
+            "google",
+            "ok",
+            "Fine",
+            7
+        )]
+    );
+    assert!(text.contains(&format!("avepoint_exporter_target_errors_total{{cause=\"parse\",customer_id=\"{CUSTOMER}\",tenant_type=\"microsoft_365\"}} 1")));
+    assert!(text.contains(&format!("avepoint_exporter_target_errors_total{{cause=\"http_4xx\",customer_id=\"{CUSTOMER}\",tenant_type=\"salesforce\"}} 1")));
+    assert!(text.contains(&format!("avepoint_exporter_invalid_records_total{{customer_id=\"{CUSTOMER}\",tenant_type=\"google\"}} 2")));
+    // The parse failure is logged with status, content type and the start of the body.
+    let line = exporter.log_line("cause=parse").await;
+    assert!(line.contains("level=warn"), "{line}");
+    assert!(line.contains("status 200"), "{line}");
+    assert!(line.contains("text/html"), "{line}");
+    assert!(line.contains("Service maintenance"), "{line}");
+    let line = exporter.log_line("skipped invalid tenant records").await;
+    assert!(line.contains("skipped=2"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t2 = tokens.clone();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(t2.fetch_add(1, Ordering::SeqCst) + 1);
+        }
+        match c2.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::status(401, "application/json", "{}"),
+            1 => Reply::status(503, "text/plain", "busy"),
+            _ => Reply::json(envelope(&[record("a", "A", 1, 2)], 1, 100, 1)),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: x\n  client_secret: y\n  retries: 2\npoll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [microsoft_365]\n",
+            b = api.base_url()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    let auths: Vec<String> = api
+        .tenant_requests()
+        .iter()
+        .map(|r| r.authorization.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(auths, vec!["Bearer tok-1", "Bearer tok-2", "Bearer tok-2"]);
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"401\",endpoint=\"tenants\"} 1")
+    );
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"503\",endpoint=\"tenants\"} 1")
+    );
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"tenants\"} 1")
+    );
+    assert!(text.contains(&format!(
+        "avepoint_exporter_target_up{{customer_id=\"{CUSTOMER}\",tenant_type=\"microsoft_365\"}} 1"
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_max_concurrency_requests_in_flight() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+            .delayed(Duration::from_millis(40))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let customers: String = (0..6)
+        .map(|i| format!("  - id: c{i}\n    tenant_types: [0, 1]\n"))
+        .collect();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("  max_concurrency: 3\npoll:\n  interval: 1h\ncustomers:\n{customers}"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| {
+            t.matches("avepoint_exporter_target_tenants{").count() == 12
+        })
+        .await;
+    assert_eq!(series(&text, "available_user_seats").len(), 12);
+    assert_eq!(api.tenant_requests().len(), 12);
+    assert_eq!(api.max_in_flight.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_after_every_target_was_polled() {
+    let release = Arc::new(Mutex::new(false));
+    let r2 = release.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        // Hold the answer until the test releases it.
+        let delay = if *r2.lock().unwrap() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(3)
+        };
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1)).delayed(delay)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [0]\n"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let (status, body) = exporter.get("/-/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (503, "Not ready: 0 of 1 targets polled\n")
+    );
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+    *release.lock().unwrap() = true;
+    exporter
+        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
+        .await;
+    assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));
+}
