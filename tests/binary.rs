@@ -343,3 +343,16 @@ async fn demo_serves_metrics_within_2s() {
     assert!(text.contains("tenant_type=\"microsoft_365\"} 120"));
     assert_eq!(exporter.get("/-/ready").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_one_object_per_line_with_cycle_summary() {
+    let exporter = Exporter::start(&["--demo", "--log.format", "json"]);
+    let line = exporter.log_line("poll cycle complete").await;
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["fields"]["targets"], 16);
+    assert_eq!(v["fields"]["failed"], 0);
+    for l in exporter.log.lock().unwrap().iter() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+}

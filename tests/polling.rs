@@ -430,6 +430,8 @@ async fn at_most_max_concurrency_requests_in_flight() {
     assert_eq!(series(&text, "available_user_seats").len(), 12);
     assert_eq!(api.tenant_requests().len(), 12);
     assert_eq!(api.max_in_flight.load(Ordering::SeqCst), 3);
+    // Twelve targets asked for a token at once; one token request served them all.
+    assert_eq!(api.token_requests().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -467,4 +469,129 @@ async fn ready_only_after_every_target_was_polled() {
         .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
         .await;
     assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_pages_than_the_first_total_count_allows() {
+    // Object envelope: claims 150 tenants but always sends a full page of new ids.
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let page = page_index(r);
+        if r.path == tenants_path("endless", 0) {
+            let records: Vec<_> = (0..100)
+                .map(|i| record(&format!("p{page}-{i}"), "x", 1, 1))
+                .collect();
+            return Reply::json(envelope(&records, page, 100, 150));
+        }
+        // Bare array that ignores pageIndex: the same full page every time.
+        let records: Vec<_> = (0..100)
+            .map(|i| record(&format!("same-{i}"), "x", 1, 1))
+            .collect();
+        Reply::json(serde_json::Value::Array(records).to_string())
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("poll", |t| {
+            t.matches("avepoint_exporter_target_tenants{").count() == 2
+        })
+        .await;
+    let pages = |customer: &str| {
+        let mut p: Vec<u32> = api
+            .tenant_requests()
+            .iter()
+            .filter(|r| r.path == tenants_path(customer, 0))
+            .map(page_index)
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(pages("endless"), vec![1, 2]);
+    assert_eq!(pages("repeating"), vec![1, 2]);
+    assert!(text.contains("avepoint_exporter_target_tenants{customer_id=\"endless\",tenant_type=\"microsoft_365\"} 200"));
+    assert!(text.contains("avepoint_exporter_target_tenants{customer_id=\"repeating\",tenant_type=\"microsoft_365\"} 100"));
+    exporter.log_line("page repeats tenants already seen").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cycles_never_overlap_and_overruns_are_counted() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+            .delayed(Duration::from_millis(1300))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1s\ncustomers:\n  - id: slow\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    exporter
+        .metrics_when("two overrun cycles", |t| {
+            t.contains("avepoint_exporter_poll_overruns_total 2")
+        })
+        .await;
+    // One target, one request at a time: had cycles overlapped, two would have been in flight.
+    assert_eq!(api.max_in_flight.load(Ordering::SeqCst), 1);
+    exporter
+        .log_line("poll cycle took longer than the interval")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_target_keeps_last_good_series_until_stale_after() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if c2.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
+        } else {
+            Reply::status(500, "text/plain", "boom")
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1s\n  stale_after: 2s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    // Down, but the last-good values are still served...
+    let text = exporter
+        .metrics_when("a failed poll", |t| {
+            t.contains(
+                "avepoint_exporter_target_up{customer_id=\"c\",tenant_type=\"microsoft_365\"} 0",
+            )
+        })
+        .await;
+    assert!(text.contains("available_user_seats{customer_id=\"c\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"));
+    assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"http_5xx\",customer_id=\"c\",tenant_type=\"microsoft_365\"}"));
+    // ...until stale_after has passed since the last success.
+    let text = exporter
+        .metrics_when("stale series dropped", |t| {
+            t.contains("avepoint_exporter_target_up{") && !t.contains("available_user_seats{")
+        })
+        .await;
+    assert!(
+        text.contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"c\"")
+    );
+    exporter
+        .log_line("no successful poll within stale_after")
+        .await;
 }

@@ -269,6 +269,14 @@ impl Exporter {
                 if let Some(rest) = line.split("message=listening address=").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 }
+                // --log.format json
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["fields"]["message"] == "listening" {
+                        if let Some(a) = v["fields"]["address"].as_str() {
+                            let _ = tx.send(a.to_owned());
+                        }
+                    }
+                }
                 log2.lock().unwrap().push(line);
             }
         });
