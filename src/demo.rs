@@ -209,26 +209,57 @@ fn customers() -> Vec<DemoCustomer> {
     ]
 }
 
+/// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
+/// `tenants_per_customer` Microsoft 365 tenants each, answered after `latency`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// Number of customers.
+    pub customers: usize,
+    /// Tenants of each customer.
+    pub tenants_per_customer: usize,
+    /// Delay before each tenants answer.
+    pub latency: std::time::Duration,
+    /// Percentage of tenants whose id changes on every poll (tenant churn).
+    pub churn_percent: u8,
+    /// `max_concurrency` of the generated config.
+    pub max_concurrency: usize,
+}
+
 /// A running simulated API.
 pub struct DemoApi {
     /// Address it listens on (loopback).
     pub addr: SocketAddr,
     customers: Vec<DemoCustomer>,
+    scale: Option<Scale>,
 }
 
 struct DemoState {
     customers: Vec<DemoCustomer>,
+    scale: Option<Scale>,
     /// Polls seen per (customer, type): advanced by each first-page request.
     polls: Mutex<HashMap<(String, u8), u64>>,
 }
 
 impl DemoApi {
-    /// Starts the simulated API on `127.0.0.1:0` in the background.
+    /// Starts the simulated API with the demo's named customers on `127.0.0.1:0`.
     pub async fn start() -> std::io::Result<DemoApi> {
+        DemoApi::launch(customers(), None).await
+    }
+
+    /// Starts the simulated API with a synthetic dataset of the given size.
+    pub async fn start_scaled(scale: Scale) -> std::io::Result<DemoApi> {
+        DemoApi::launch(Vec::new(), Some(scale)).await
+    }
+
+    async fn launch(
+        customers: Vec<DemoCustomer>,
+        scale: Option<Scale>,
+    ) -> std::io::Result<DemoApi> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(DemoState {
-            customers: customers(),
+            customers,
+            scale,
             polls: Mutex::new(HashMap::new()),
         });
         let customers = state.customers.clone();
@@ -249,20 +280,40 @@ impl DemoApi {
                 });
             }
         });
-        Ok(DemoApi { addr, customers })
+        Ok(DemoApi {
+            addr,
+            customers,
+            scale,
+        })
     }
 
     /// A configuration that polls every simulated customer and all four tenant types.
     pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(&self.config_yaml(), &NoEnv)
+    }
+
+    /// The text of [`DemoApi::config`] (for the scaled dataset: one hour interval, page size
+    /// 100, Microsoft 365 only).
+    pub fn config_yaml(&self) -> String {
+        let (page_size, concurrency, interval) = match self.scale {
+            Some(s) => (100, s.max_concurrency, "1h"),
+            None => (DEMO_PAGE_SIZE, 4, DEMO_INTERVAL),
+        };
         let mut yaml = format!(
-            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {DEMO_PAGE_SIZE}\n  max_concurrency: 4\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {DEMO_INTERVAL}\n  stale_after: 1m\ncustomers:\n",
+            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {page_size}\n  max_concurrency: {concurrency}\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {interval}\n  stale_after: 3h\ncustomers:\n",
             addr = self.addr
         );
         for c in &self.customers {
             yaml.push_str(&format!("  - id: {}\n    name: {}\n", c.id, c.name));
         }
-        // The environment is not consulted: ELEMENTS_CLIENT_SECRET must not replace the demo's.
-        Config::parse(&yaml, &NoEnv)
+        if let Some(s) = self.scale {
+            for i in 0..s.customers {
+                yaml.push_str(&format!(
+                    "  - id: bench-{i:05}\n    name: Bench customer {i}\n    tenant_types: [microsoft_365]\n"
+                ));
+            }
+        }
+        yaml
     }
 }
 
@@ -355,22 +406,21 @@ async fn handle(
             _ => {}
         }
     }
+    if let Some(scale) = state.scale {
+        let poll = advance(state, customer, tenant_type, page_index);
+        tokio::time::sleep(scale.latency).await;
+        return json(
+            StatusCode::OK,
+            synthetic_page(&scale, customer, poll, page_index, page_size),
+        );
+    }
     let Some(c) = state.customers.iter().find(|c| c.id == *customer) else {
         return json(
             StatusCode::NOT_FOUND,
             "{\"error\":\"customer not found\"}".into(),
         );
     };
-    let poll = {
-        let mut polls = state.polls.lock().unwrap_or_else(|p| p.into_inner());
-        let n = polls
-            .entry((c.id.to_owned(), tenant_type.api_number()))
-            .or_insert(0);
-        if page_index == 1 {
-            *n += 1;
-        }
-        *n - 1
-    };
+    let poll = advance(state, c.id, tenant_type, page_index);
     let empty = Vec::new();
     let tenants = c.tenants.get(&tenant_type).unwrap_or(&empty);
     let start = ((page_index - 1) * page_size) as usize;
@@ -396,9 +446,88 @@ async fn handle(
     json(StatusCode::OK, body.to_string())
 }
 
+/// The poll number of a target: advanced by each first-page request.
+fn advance(state: &DemoState, customer: &str, tenant_type: TenantType, page_index: u64) -> u64 {
+    let mut polls = state.polls.lock().unwrap_or_else(|p| p.into_inner());
+    let n = polls
+        .entry((customer.to_owned(), tenant_type.api_number()))
+        .or_insert(0);
+    if page_index == 1 {
+        *n += 1;
+    }
+    *n - 1
+}
+
+/// One page of a synthetic customer's tenants, rendered straight to JSON.
+fn synthetic_page(
+    scale: &Scale,
+    customer: &str,
+    poll: u64,
+    page_index: u64,
+    page_size: u64,
+) -> String {
+    use std::fmt::Write as _;
+    let total = scale.tenants_per_customer as u64;
+    let start = (page_index - 1) * page_size;
+    let end = (start + page_size).min(total);
+    let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
+    out.push_str("{\"data\":[");
+    for j in start..end {
+        if j > start {
+            out.push(',');
+        }
+        let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
+        let assigned = (seats * 7 / 10 + poll % 5).min(seats);
+        let _ = write!(out, "{{\"type\":0,\"tenantId\":\"{customer}-t{j:05}");
+        if (j % 100) < u64::from(scale.churn_percent) {
+            let _ = write!(out, "-p{poll}");
+        }
+        let _ = write!(
+            out,
+            "\",\"tenantName\":\"Tenant {j} of {customer}\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
+            seats - assigned
+        );
+    }
+    let _ = write!(
+        out,
+        "],\"metadata\":{{\"pageIndex\":{page_index},\"pageSize\":{page_size},\"totalCount\":{total}}}}}"
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synthetic_pages_parse_and_churn() {
+        let scale = Scale {
+            customers: 1,
+            tenants_per_customer: 250,
+            latency: std::time::Duration::ZERO,
+            churn_percent: 10,
+            max_concurrency: 1,
+        };
+        let p1 =
+            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 1, 100).as_bytes())
+                .unwrap();
+        assert_eq!((p1.tenants.len(), p1.total_count), (100, Some(250)));
+        assert!(p1.invalid.is_empty());
+        let p3 =
+            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 3, 100).as_bytes())
+                .unwrap();
+        assert_eq!(p3.tenants.len(), 50);
+        let next =
+            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 1, 1, 100).as_bytes())
+                .unwrap();
+        let changed = p1
+            .tenants
+            .iter()
+            .zip(&next.tenants)
+            .filter(|(a, b)| a.id != b.id)
+            .count();
+        assert_eq!(changed, 10);
+    }
 
     #[test]
     fn exhausting_tenant_runs_out_then_buys_more() {

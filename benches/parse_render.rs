@@ -1,0 +1,84 @@
+//! Criterion benches for the two hot paths: parsing a page of the API's answer, and rendering
+//! the seat snapshot (plus what one scrape costs once the snapshot exists).
+
+use std::hint::black_box;
+
+use avepoint_elements_exporter::api::parse_page;
+use avepoint_elements_exporter::config::TenantType;
+use avepoint_elements_exporter::metrics::{
+    render_snapshot, BuildInfo, Metrics, TargetLabels, TargetView, TenantSeats,
+};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn page_body(records: usize) -> String {
+    let data: Vec<serde_json::Value> = (0..records)
+        .map(|i| {
+            serde_json::json!({"type": 0, "tenantId": format!("9a4f6c1e-{i:04}-4e5b-9d3a-65215f920001"),
+                "tenantName": format!("Tenant {i} of Contoso"), "availableUserSeat": i, "assignedUserSeat": 3 * i})
+        })
+        .collect();
+    serde_json::json!({"data": data, "metadata": {"pageIndex": 1, "pageSize": records, "totalCount": 1000}})
+        .to_string()
+}
+
+fn parse(c: &mut Criterion) {
+    let body = page_body(100);
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("page_of_100", |b| {
+        b.iter(|| parse_page(black_box(body.as_bytes())))
+    });
+    g.finish();
+}
+
+fn render(c: &mut Criterion) {
+    // 500 targets of 100 tenants: 50 000 tenants, 100 000 seat series.
+    let labels: Vec<TargetLabels> = (0..500)
+        .map(|i| {
+            TargetLabels::new(
+                format!("bench-{i:05}").into(),
+                format!("Customer {i}").into(),
+                TenantType::Microsoft365,
+            )
+        })
+        .collect();
+    let tenants: Vec<Vec<TenantSeats>> = (0..500)
+        .map(|i| {
+            (0..100)
+                .map(|j| TenantSeats {
+                    id: format!("bench-{i:05}-t{j:05}"),
+                    name: format!("Tenant {j} of bench-{i:05}"),
+                    available: j,
+                    assigned: 2 * j,
+                })
+                .collect()
+        })
+        .collect();
+    let views: Vec<TargetView> = labels
+        .iter()
+        .zip(&tenants)
+        .map(|(l, t)| TargetView {
+            labels: l,
+            up: true,
+            last_success: Some(1.7e9),
+            tenants: t,
+            last_tenant_count: Some(t.len()),
+        })
+        .collect();
+    let mut g = c.benchmark_group("render");
+    g.sample_size(10);
+    g.bench_function("snapshot_100k_series", |b| {
+        b.iter(|| render_snapshot(black_box(&views)))
+    });
+    g.finish();
+
+    let metrics = Metrics::new(&BuildInfo::current()).expect("registry");
+    metrics.publish(render_snapshot(&views));
+    let mut g = c.benchmark_group("scrape");
+    g.bench_function("plain_100k_series", |b| b.iter(|| metrics.scrape(false)));
+    g.bench_function("gzip_100k_series", |b| b.iter(|| metrics.scrape(true)));
+    g.finish();
+}
+
+criterion_group!(benches, parse, render);
+criterion_main!(benches);
