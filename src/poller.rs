@@ -357,32 +357,47 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_and_cover_every_target() {
-        let ids: Vec<String> = (0..500)
-            .map(|i| format!("{i:08x}-b9d4-4000-a165-97db0000fc15"))
-            .collect();
+        use crate::config::Environment;
+        struct NoEnv;
+        impl Environment for NoEnv {
+            fn var(&self, _: &str) -> Option<String> {
+                None
+            }
+            fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
+                Err(std::io::ErrorKind::NotFound.into())
+            }
+        }
+        let mut yaml = String::from(
+            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\ncustomers:\n",
+        );
+        for i in 0..300 {
+            yaml.push_str(&format!("  - id: {i:08x}-b9d4-4000-a165-97db0000fc15\n"));
+        }
+        let config = Config::parse(&yaml, &NoEnv).unwrap();
+        let all: Vec<Key> = targets_of(&config, 0, 1).iter().map(key_of).collect();
+        assert_eq!(all.len(), 1200);
         for total in 1..=8u32 {
-            let mut owner = vec![None; ids.len()];
+            let mut seen = std::collections::HashMap::new();
             for shard in 0..total {
-                for (i, id) in ids.iter().enumerate() {
-                    if shard_of(id, total) == shard {
-                        assert!(owner[i].is_none(), "{id} in two shards of {total}");
-                        owner[i] = Some(shard);
-                    }
+                let targets = targets_of(&config, shard, total);
+                // Each shard gets a fair share (within 40 % of even).
+                let even = all.len() / total as usize;
+                assert!(targets.len() * 10 >= even * 6 && targets.len() * 10 <= even * 14);
+                for t in &targets {
+                    assert_eq!(shard_of(&t.request.customer_id, total), shard);
+                    let previous = seen.insert(key_of(t), shard);
+                    assert!(
+                        previous.is_none(),
+                        "{:?} in two shards of {total}",
+                        key_of(t)
+                    );
                 }
             }
-            assert!(
-                owner.iter().all(Option::is_some),
-                "a target in no shard of {total}"
+            assert_eq!(
+                seen.len(),
+                all.len(),
+                "every target in some shard of {total}"
             );
-            // Each shard gets a fair share (within 40% of even) at 500 customers.
-            for shard in 0..total {
-                let n = owner.iter().filter(|o| **o == Some(shard)).count();
-                let even = ids.len() / total as usize;
-                assert!(
-                    n * 10 >= even * 6 && n * 10 <= even * 14,
-                    "shard {shard}/{total}: {n}"
-                );
-            }
         }
     }
 }
