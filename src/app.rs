@@ -134,6 +134,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         interval = %humantime::format_duration(config.poll.interval),
         "starting"
     );
+    // Readiness and the landing page know every target before the first poll.
+    let status = Arc::new(ArcSwap::from_pointee(Status::pending(&plan)));
     let (plan_tx, plan_rx) = watch::channel(Arc::new(plan));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -142,7 +144,6 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let poller = tokio::spawn(poller::run(
         plan_rx,
         metrics.clone(),

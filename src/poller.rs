@@ -96,6 +96,18 @@ pub struct Status {
 }
 
 impl Status {
+    /// The status before any poll: every target listed, none polled.
+    pub fn pending(plan: &Plan) -> Status {
+        Status {
+            targets: plan
+                .targets
+                .iter()
+                .map(|t| target_status(t, None))
+                .collect(),
+            cycles: 0,
+        }
+    }
+
     /// True once every target has been polled at least once.
     pub fn ready(&self) -> bool {
         self.cycles > 0 && self.targets.iter().all(|t| t.last_poll.is_some())
