@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Static checks of the deployment kit (deploy/ and grafana/):
+#   - every YAML and JSON file parses;
+#   - every path the compose file references (build context, Dockerfile, bind-mount sources)
+#     and every COPY source of deploy/Dockerfile exists (and is not excluded from the build
+#     context by deploy/Dockerfile.dockerignore);
+#   - promtool check config / check rules / test rules;
+#   - deploy/kubernetes/prometheusrule.yaml is exactly what generate-prometheusrule.sh makes
+#     from deploy/prometheus/rules.yml;
+#   - Kubernetes workloads: strict security contexts, probes, the config and secret files the
+#     config names are mounted, shard count = replicas; `kubectl kustomize` builds (if kubectl);
+#   - systemd-analyze verify and an exposure threshold on the unit (if systemd-analyze);
+#   - the example configs pass --check-config (if the exporter binary exists).
+# Usage: .ci/check-deploy.sh [path/to/avepoint-elements-exporter]
+set -euo pipefail
+
+bin=${1:-target/debug/avepoint-elements-exporter}
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
+cd "$(dirname "$0")/.."
+
+ok() { printf 'check-deploy: ok: %s\n' "$*"; }
+skip() { printf 'check-deploy: skipped: %s\n' "$*"; }
+fail() { printf 'check-deploy: FAILED: %s\n' "$*" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# ---------------------------------------------------------------- tools
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  if command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null 2>&1 ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null; } || true
+  fi
+  python3 -c 'import yaml' 2>/dev/null ||
+    python3 -m pip install -q pyyaml 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages pyyaml
+fi
+command -v promtool >/dev/null || fail "promtool is not installed (apt-get install prometheus)"
+
+# ---------------------------------------------------------------- structure (python)
+python3 - <<'PY'
+import fnmatch, glob, json, os, re, shlex, sys
+import yaml
+
+failures = []
+def fail(msg):
+    failures.append(msg)
+
+# Every YAML and JSON file parses.
+parsed = {}
+files = sorted(p for d in ("deploy", "grafana") for p in glob.glob(f"{d}/**/*", recursive=True)
+               if os.path.isfile(p))
+n_yaml = n_json = 0
+for p in files:
+    try:
+        with open(p, encoding="utf-8") as f:
+            if p.endswith((".yml", ".yaml")):
+                parsed[p] = [d for d in yaml.safe_load_all(f) if d is not None]
+                n_yaml += 1
+            elif p.endswith(".json"):
+                parsed[p] = [json.load(f)]
+                n_json += 1
+    except Exception as e:  # noqa: BLE001 - report any parse error
+        fail(f"{p}: does not parse: {e}")
+if n_yaml == 0:
+    fail("no YAML found under deploy/ and grafana/")
+
+# Compose: build context, Dockerfile, bind-mount sources.
+compose_path = "deploy/docker-compose.yml"
+compose = parsed.get(compose_path, [{}])[0]
+base = os.path.dirname(compose_path)
+mount_targets = set()
+service_names = set((compose.get("services") or {}).keys())
+if not service_names:
+    fail(f"{compose_path}: no services")
+for name, svc in (compose.get("services") or {}).items():
+    build = svc.get("build")
+    if build is not None:
+        ctx = build if isinstance(build, str) else build.get("context", ".")
+        ctx_path = os.path.normpath(os.path.join(base, ctx))
+        if not os.path.isdir(ctx_path):
+            fail(f"{compose_path}: services.{name}.build.context {ctx!r} -> {ctx_path} does not exist")
+        dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+        df_path = os.path.normpath(os.path.join(ctx_path, dockerfile))
+        if not os.path.isfile(df_path):
+            fail(f"{compose_path}: services.{name}.build.dockerfile {dockerfile!r} -> {df_path} does not exist")
+    for v in svc.get("volumes") or []:
+        if isinstance(v, dict):
+            src, dst = (v.get("source") if v.get("type") == "bind" else None), v.get("target")
+        else:
+            parts = v.split(":")
+            src, dst = parts[0], (parts[1] if len(parts) > 1 else None)
+            if not src.startswith((".", "/", "~")):
+                src = None  # a named volume
+        if dst:
+            mount_targets.add((dst, src and os.path.normpath(os.path.join(base, src))))
+        if src is not None:
+            path = os.path.normpath(os.path.join(base, os.path.expanduser(src)))
+            if not os.path.exists(path):
+                fail(f"{compose_path}: services.{name}.volumes {v!r}: {path} does not exist")
+
+# Dockerfile COPY sources exist relative to the build context (the repository root) and are
+# not excluded by the Dockerfile-specific .dockerignore.
+dockerfile_path = "deploy/Dockerfile"
+ignore = []
+if os.path.isfile(dockerfile_path + ".dockerignore"):
+    with open(dockerfile_path + ".dockerignore") as f:
+        ignore = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+n_copy = 0
+with open(dockerfile_path) as f:
+    text = f.read().replace("\\\n", " ")
+for line in text.splitlines():
+    m = re.match(r"\s*(COPY|ADD)\s+(.*)", line, re.I)
+    if not m:
+        continue
+    args = m.group(2).strip()
+    words = json.loads(args) if args.startswith("[") else shlex.split(args)
+    flags = [w for w in words if w.startswith("--")]
+    words = [w for w in words if not w.startswith("--")]
+    if any(fl.startswith("--from=") for fl in flags):
+        continue  # from another stage
+    for src in words[:-1]:
+        n_copy += 1
+        if not glob.glob(src):
+            fail(f"{dockerfile_path}: {line.strip()!r}: {src} does not exist in the build context (repository root)")
+        for pat in ignore:
+            if fnmatch.fnmatch(src.rstrip("/"), pat.lstrip("/").rstrip("/")):
+                fail(f"{dockerfile_path}: {src} is excluded by {dockerfile_path}.dockerignore ({pat})")
+if n_copy == 0:
+    fail(f"{dockerfile_path}: no COPY line")
+if not re.search(r"^USER\s+(65532|nonroot)", text, re.M):
+    fail(f"{dockerfile_path}: the final stage must run as USER 65532 (nonroot)")
+
+# Grafana provisioning fits the compose file.
+for p, docs in parsed.items():
+    if not p.startswith("grafana/provisioning/"):
+        continue
+    for doc in docs:
+        for prov in doc.get("providers") or []:
+            path = (prov.get("options") or {}).get("path")
+            if path and not any(dst == path for dst, _ in mount_targets):
+                fail(f"{p}: dashboard provider path {path} is not a volume target in {compose_path}")
+        for ds in doc.get("datasources") or []:
+            host = re.sub(r"^\w+://([^:/]+).*", r"\1", ds.get("url", ""))
+            if host not in service_names:
+                fail(f"{p}: datasource {ds.get('name')} points at {host!r}, not a service of {compose_path}")
+
+# Grafana dashboards: uid, datasource variable, every panel on ${datasource}.
+for p, docs in parsed.items():
+    if not (p.startswith("grafana/") and p.endswith(".json")):
+        continue
+    d = docs[0]
+    if not d.get("uid"):
+        fail(f"{p}: no uid")
+    names = [v.get("name") for v in d.get("templating", {}).get("list", [])]
+    if "datasource" not in names:
+        fail(f"{p}: no datasource variable")
+    def walk(c):
+        for panel in c.get("panels", []):
+            yield panel
+            yield from walk(panel)
+    for panel in walk(d):
+        for t in panel.get("targets", []):
+            if (t.get("datasource") or {}).get("uid") != "${datasource}":
+                fail(f"{p}: panel {panel.get('title')!r} target {t.get('refId')} does not use ${{datasource}}")
+
+# Kubernetes workloads.
+cfg_docs = parsed.get("deploy/kubernetes/configmap.yaml", [])
+secret_file = None
+for doc in cfg_docs:
+    if doc.get("kind") == "ConfigMap" and "config.yaml" in (doc.get("data") or {}):
+        secret_file = (yaml.safe_load(doc["data"]["config.yaml"]).get("elements") or {}).get("client_secret_file")
+n_workloads = 0
+for p, docs in sorted(parsed.items()):
+    if not p.startswith("deploy/kubernetes/"):
+        continue
+    for doc in docs:
+        if doc.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        n_workloads += 1
+        where = f"{p}: {doc['kind']} {doc['metadata']['name']}"
+        pod = doc["spec"]["template"]["spec"]
+        psc = pod.get("securityContext") or {}
+        if pod.get("automountServiceAccountToken") is not False:
+            fail(f"{where}: automountServiceAccountToken should be false")
+        # Files the pod's volumes provide, by mount path.
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod.get("initContainers", []) + pod.get("containers", []):
+            cw = f"{where} container {c['name']}"
+            sc = c.get("securityContext") or {}
+            if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
+                fail(f"{cw}: runAsNonRoot is not true")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                fail(f"{cw}: readOnlyRootFilesystem is not true")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                fail(f"{cw}: allowPrivilegeEscalation is not false")
+            if sc.get("privileged"):
+                fail(f"{cw}: privileged")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                fail(f"{cw}: capabilities.drop does not contain ALL")
+            if (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+                fail(f"{cw}: no seccompProfile RuntimeDefault")
+            if not (c.get("resources") or {}).get("requests") or not (c.get("resources") or {}).get("limits"):
+                fail(f"{cw}: resources.requests and resources.limits are required")
+            ports = {pt.get("name"): pt.get("containerPort") for pt in c.get("ports", [])}
+            if ports.get("http-metrics") != 9978:
+                fail(f"{cw}: no port http-metrics 9978")
+            for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+                if ((c.get(probe) or {}).get("httpGet") or {}).get("path") != path:
+                    fail(f"{cw}: {probe} is not an httpGet of {path}")
+            provided = set()
+            for m in c.get("volumeMounts", []):
+                v = vols.get(m["name"])
+                if v is None:
+                    fail(f"{cw}: volumeMount {m['name']} has no volume")
+                    continue
+                sources = (v.get("projected") or {}).get("sources") or [
+                    {k: v[k]} for k in ("configMap", "secret") if k in v]
+                for s in sources:
+                    for kind in ("configMap", "secret"):
+                        if kind in s:
+                            for item in s[kind].get("items") or []:
+                                provided.add(os.path.join(m["mountPath"], item["path"]))
+            args = c.get("args", [])
+            config_file = next((a.split("=", 1)[1] for a in args if a.startswith("--config.file=")), None)
+            if config_file not in provided:
+                fail(f"{cw}: --config.file={config_file} is not a mounted file ({sorted(provided)})")
+            if secret_file and secret_file not in provided:
+                fail(f"{cw}: the config's client_secret_file {secret_file} is not a mounted file ({sorted(provided)})")
+            if any(a.startswith("--total-shards") for a in args):
+                shards = int(next(a.split("=", 1)[1] for a in args if a.startswith("--total-shards=")))
+                if doc["kind"] != "StatefulSet" or doc["spec"].get("replicas") != shards:
+                    fail(f"{cw}: --total-shards={shards} but replicas={doc['spec'].get('replicas')}")
+                if "--shard.from-pod-name" in args and not any(
+                        e.get("name") == "POD_NAME" and
+                        ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath") == "metadata.name"
+                        for e in c.get("env", [])):
+                    fail(f"{cw}: --shard.from-pod-name without env POD_NAME from metadata.name")
+if n_workloads == 0:
+    fail("no Deployment or StatefulSet under deploy/kubernetes")
+
+kust = parsed.get("deploy/kubernetes/kustomization.yaml", [{}])[0]
+for r in kust.get("resources", []):
+    if not os.path.exists(os.path.join("deploy/kubernetes", r)):
+        fail(f"deploy/kubernetes/kustomization.yaml: resource {r} does not exist")
+
+if failures:
+    for f in failures:
+        print("check-deploy: FAILED: " + f, file=sys.stderr)
+    sys.exit(1)
+print(f"check-deploy: ok: {n_yaml} YAML and {n_json} JSON files parse; compose paths, "
+      f"{n_copy} Dockerfile COPY sources, grafana provisioning and {n_workloads} Kubernetes "
+      f"workloads check out")
+PY
+
+# ---------------------------------------------------------------- Prometheus
+promtool check config deploy/prometheus/prometheus.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool check config"; }
+ok "promtool check config deploy/prometheus/prometheus.yml"
+promtool check rules deploy/prometheus/rules.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool check rules"; }
+ok "promtool check rules deploy/prometheus/rules.yml"
+promtool test rules deploy/prometheus/rules_test.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool test rules"; }
+ok "promtool test rules deploy/prometheus/rules_test.yml"
+
+# ---------------------------------------------------------------- generated PrometheusRule
+bash deploy/kubernetes/generate-prometheusrule.sh >"$tmp/prometheusrule.yaml"
+if ! diff -u deploy/kubernetes/prometheusrule.yaml "$tmp/prometheusrule.yaml"; then
+  fail "deploy/kubernetes/prometheusrule.yaml is out of date with deploy/prometheus/rules.yml; run deploy/kubernetes/generate-prometheusrule.sh --write"
+fi
+ok "deploy/kubernetes/prometheusrule.yaml matches deploy/prometheus/rules.yml"
+
+# ---------------------------------------------------------------- kustomize
+if command -v kubectl >/dev/null; then
+  kubectl kustomize deploy/kubernetes >"$tmp/kustomized.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize deploy/kubernetes"; }
+  ok "kubectl kustomize deploy/kubernetes ($(grep -c '^kind:' "$tmp/kustomized.yaml") resources)"
+else
+  skip "kubectl kustomize (kubectl not installed)"
+fi
+
+# ---------------------------------------------------------------- systemd
+unit=deploy/systemd/avepoint-elements-exporter.service
+if command -v systemd-analyze >/dev/null; then
+  # verify wants ExecStart's binary to exist: point it at the built one, or at /bin/true.
+  exe=/bin/true
+  [ -x "$bin" ] && exe=$bin
+  sed "s#^ExecStart=/usr/local/bin/avepoint-elements-exporter#ExecStart=$exe#" "$unit" >"$tmp/avepoint-elements-exporter.service"
+  systemd-analyze verify "$tmp/avepoint-elements-exporter.service" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "systemd-analyze verify $unit"; }
+  if [ -s "$tmp/out" ]; then cat "$tmp/out"; fail "systemd-analyze verify $unit printed warnings"; fi
+  ok "systemd-analyze verify $unit"
+  if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+    # --threshold is the exposure level times ten: 20 = "2.0 OK".
+    systemd-analyze security --offline=yes --threshold=20 "$tmp/avepoint-elements-exporter.service" >"$tmp/out" 2>&1 ||
+      { tail -n 30 "$tmp/out"; fail "systemd-analyze security: exposure of $unit above 2.0"; }
+    ok "systemd-analyze security: $(grep -o 'exposure level.*' "$tmp/out" | sed 's/ for [^:]*//')"
+  fi
+else
+  skip "systemd-analyze verify $unit (systemd-analyze not installed)"
+fi
+
+# ---------------------------------------------------------------- example configs
+if [ -x "$bin" ]; then
+  printf 'not-a-real-secret\n' >"$tmp/client-secret"
+  python3 - "$tmp" <<'PY'
+import sys, yaml
+tmp = sys.argv[1]
+cm = next(d for d in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")) if d and d.get("kind") == "ConfigMap")
+configs = {"kubernetes": cm["data"]["config.yaml"], "systemd": open("deploy/systemd/config.yaml").read()}
+for name, text in configs.items():
+    secret = yaml.safe_load(text)["elements"]["client_secret_file"]
+    with open(f"{tmp}/{name}-config.yaml", "w") as f:
+        f.write(text.replace(secret, f"{tmp}/client-secret"))
+PY
+  for name in kubernetes systemd; do
+    "$bin" --check-config --config.file "$tmp/$name-config.yaml" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--check-config of the $name example config"; }
+  done
+  ok "--check-config accepts deploy/kubernetes/configmap.yaml and deploy/systemd/config.yaml"
+else
+  skip "--check-config of the example configs ($bin not built)"
+fi
+
+echo "check-deploy: all checks passed"

@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# End-to-end check of the deployment kit against a real Prometheus:
+#   1. starts the exporter in --demo mode and waits until it is ready;
+#   2. starts Prometheus (Debian's /usr/bin/prometheus, or whatever `prometheus` is on PATH)
+#      scraping it every second and evaluating deploy/prometheus/rules.yml every second;
+#   3. once a few samples are stored, runs every PromQL expression of every panel of every
+#      Grafana dashboard under grafana/ (template variables replaced) and every label_values()
+#      variable query, and fails when one errors or returns nothing;
+#   4. fails when a rule's health is not "ok", when no seat alert (AvePointTenant*) is pending
+#      or firing on the demo data, or when an exporter-health alert is (the demo is healthy).
+# Usage: .ci/prometheus-e2e.sh [path/to/avepoint-elements-exporter]
+set -euo pipefail
+
+bin=${1:-target/debug/avepoint-elements-exporter}
+case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
+cd "$(dirname "$0")/.."
+root=$PWD
+
+[ -x "$bin" ] || { echo "prometheus-e2e: exporter binary $bin not found (build it first)" >&2; exit 1; }
+prometheus_bin=$(command -v prometheus || true)
+[ -n "$prometheus_bin" ] || { echo "prometheus-e2e: prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+exporter_pid=""
+prometheus_pid=""
+cleanup() {
+  status=$?
+  for pid in $prometheus_pid $exporter_pid; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in $prometheus_pid $exporter_pid; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    echo "--- exporter log (last 20 lines)"; tail -n 20 "$tmp/exporter.log" 2>/dev/null || true
+    echo "--- prometheus log (last 20 lines)"; tail -n 20 "$tmp/prometheus.log" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for URL SECONDS PID: poll until URL answers 200, the process dies, or the deadline passes.
+wait_for() {
+  local url=$1 deadline=$((SECONDS + $2)) pid=$3
+  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { echo "prometheus-e2e: process $pid exited while waiting for $url" >&2; return 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { echo "prometheus-e2e: timed out waiting for $url" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+exporter_port=$(free_port)
+"$bin" --demo --web.listen-address "127.0.0.1:$exporter_port" >"$tmp/exporter.log" 2>&1 &
+exporter_pid=$!
+wait_for "http://127.0.0.1:$exporter_port/-/ready" 30 "$exporter_pid"
+
+cat >"$tmp/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $root/deploy/prometheus/rules.yml
+scrape_configs:
+  - job_name: avepoint-elements-exporter
+    static_configs:
+      - targets: ["127.0.0.1:$exporter_port"]
+EOF
+
+prometheus_port=$(free_port)
+"$prometheus_bin" \
+  --config.file="$tmp/prometheus.yml" \
+  --storage.tsdb.path="$tmp/data" \
+  --web.listen-address="127.0.0.1:$prometheus_port" \
+  --log.level=warn >"$tmp/prometheus.log" 2>&1 &
+prometheus_pid=$!
+prom="http://127.0.0.1:$prometheus_port"
+wait_for "$prom/-/ready" 60 "$prometheus_pid"
+
+# Wait (polling) until Prometheus holds at least 15 scrapes of every seat series (about 15 s at
+# 1 s, which spans three demo polls) so that rate(), deriv() and predict_linear() have data.
+want_scrapes=15
+deadline=$((SECONDS + 90))
+while :; do
+  n=$(curl -fsS "$prom/api/v1/query" \
+        --data-urlencode 'query=min(count_over_time(available_user_seats{job="avepoint-elements-exporter"}[5m]))' 2>/dev/null |
+      python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' 2>/dev/null || echo 0)
+  kill -0 "$exporter_pid" 2>/dev/null || { echo "prometheus-e2e: the exporter exited" >&2; exit 1; }
+  kill -0 "$prometheus_pid" 2>/dev/null || { echo "prometheus-e2e: prometheus exited" >&2; exit 1; }
+  [ "$n" -lt "$want_scrapes" ] || break
+  [ "$SECONDS" -lt "$deadline" ] || { echo "prometheus-e2e: only $n scrapes stored after 90 s" >&2; exit 1; }
+  sleep 0.5
+done
+
+PROM="$prom" python3 - "$root"/grafana <<'PY'
+import json, os, re, sys, urllib.parse, urllib.request
+
+prom = os.environ["PROM"]
+grafana_dir = sys.argv[1]
+failures = []
+
+def api(path, params=None):
+    data = urllib.parse.urlencode(params).encode() if params is not None else None
+    try:
+        with urllib.request.urlopen(prom + path, data=data, timeout=30) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:  # Prometheus answers 400/422 with a JSON error body
+        try:
+            return json.load(e)
+        except ValueError:
+            return {"status": "error", "error": f"HTTP {e.code}"}
+
+# Grafana's built-in variables; every dashboard variable ($customer, ${tenant_type}, ...) matches all.
+BUILTIN = {"__rate_interval": "1m", "__interval": "15s", "__interval_ms": "15000",
+           "__range": "1h", "__range_s": "3600", "__range_ms": "3600000"}
+VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)\]\]|\$(\w+)")
+
+def substitute(expr):
+    def repl(m):
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name in BUILTIN:
+            return BUILTIN[name]
+        if name.startswith("__"):
+            raise ValueError(f"unknown Grafana built-in variable ${name}")
+        return ".*"
+    return VAR.sub(repl, expr)
+
+def panels_of(container):
+    for p in container.get("panels", []):
+        yield p
+        yield from panels_of(p)  # panels nested in (collapsed) rows
+
+files = sorted(os.path.join(d, f) for d, _, fs in os.walk(grafana_dir) for f in fs if f.endswith(".json"))
+if not files:
+    failures.append(f"no dashboard JSON under {grafana_dir}")
+panel_queries = 0
+variable_queries = 0
+for path in files:
+    with open(path, encoding="utf-8") as f:
+        dashboard = json.load(f)
+    for panel in panels_of(dashboard):
+        for t in panel.get("targets", []):
+            if not t.get("expr"):
+                continue
+            where = f"{os.path.basename(path)}: panel {panel.get('title')!r} target {t.get('refId')}"
+            try:
+                expr = substitute(t["expr"])
+            except ValueError as e:
+                failures.append(f"{where}: {e}")
+                continue
+            panel_queries += 1
+            r = api("/api/v1/query", {"query": expr})
+            if r.get("status") != "success":
+                failures.append(f"{where}: query failed: {r.get('error')}\n    {expr}")
+            elif r["data"]["resultType"] in ("vector", "matrix") and not r["data"]["result"]:
+                failures.append(f"{where}: empty result\n    {expr}")
+    for v in dashboard.get("templating", {}).get("list", []):
+        if v.get("type") != "query":
+            continue
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else (q or "")
+        m = re.fullmatch(r"\s*label_values\((?:(.*),)?\s*(\w+)\s*\)\s*", q)
+        where = f"{os.path.basename(path)}: variable ${v.get('name')}"
+        if not m:
+            failures.append(f"{where}: unsupported variable query {q!r}")
+            continue
+        variable_queries += 1
+        params = {"match[]": substitute(m.group(1).strip())} if m.group(1) else None
+        url = f"/api/v1/label/{m.group(2)}/values"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        r = api(url)
+        if r.get("status") != "success":
+            failures.append(f"{where}: {q} failed: {r.get('error')}")
+        elif not r["data"]:
+            failures.append(f"{where}: {q} has no values")
+
+rules = api("/api/v1/rules")
+n_rules = 0
+for g in rules.get("data", {}).get("groups", []):
+    for rule in g.get("rules", []):
+        n_rules += 1
+        if rule.get("health") != "ok":
+            failures.append(f"rule {rule.get('name')} (group {g.get('name')}): health "
+                            f"{rule.get('health')!r}, lastError: {rule.get('lastError')!r}")
+if n_rules == 0:
+    failures.append("Prometheus loaded no rules from deploy/prometheus/rules.yml")
+
+seat = api("/api/v1/query", {"query": 'ALERTS{alertname=~"AvePointTenant.*"}'})["data"]["result"]
+if not seat:
+    failures.append("no AvePointTenant* alert is pending or firing on the demo data")
+by_alert = {}
+for a in seat:
+    m = a["metric"]
+    by_alert.setdefault((m.get("alertname"), m.get("alertstate")), []).append(
+        f"{m.get('customer_name')} / {m.get('tenant_name')} ({m.get('tenant_type')})")
+for (name, state), tenants in sorted(by_alert.items()):
+    more = f" and {len(tenants) - 3} more" if len(tenants) > 3 else ""
+    print(f"prometheus-e2e: {name} {state} for {len(tenants)} tenant(s): {', '.join(tenants[:3])}{more}")
+health = api("/api/v1/query", {"query": 'ALERTS{alertname=~"AvePointExporter.*"}'})["data"]["result"]
+for a in health:
+    failures.append(f"exporter-health alert {a['metric'].get('alertname')} is "
+                    f"{a['metric'].get('alertstate')} on the healthy demo: {a['metric']}")
+
+if failures:
+    print("prometheus-e2e: FAILED", file=sys.stderr)
+    for f in failures:
+        print("  " + f, file=sys.stderr)
+    sys.exit(1)
+print(f"prometheus-e2e: {panel_queries} panel queries ok, {variable_queries} variable queries ok, "
+      f"{n_rules} rules healthy, {len(seat)} seat alerts pending or firing "
+      f"({len(files)} dashboard{'s' if len(files) != 1 else ''})")
+PY
