@@ -356,3 +356,60 @@ async fn json_logs_one_object_per_line_with_cycle_summary() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_poll_only_their_customers() {
+    use avepoint_elements_exporter::poller::shard_of;
+    let api = simple_api().await;
+    let ids: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
+    let customers: String = ids
+        .iter()
+        .map(|id| format!("  - id: {id}\n    tenant_types: [0]\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        &format!("poll:\n  interval: 1h\ncustomers:\n{customers}"),
+    );
+    let mut all = Vec::new();
+    for shard in 0..3u32 {
+        // Shard 2 takes its number from the pod name, as in the StatefulSet.
+        let mut cmd_args = vec![
+            "--config.file",
+            config.to_str().unwrap(),
+            "--total-shards",
+            "3",
+        ];
+        let shard_arg = shard.to_string();
+        let mut env = vec![];
+        if shard == 2 {
+            cmd_args.push("--shard.from-pod-name");
+            env.push(("POD_NAME", "avepoint-elements-exporter-sharded-2"));
+        } else {
+            cmd_args.extend(["--shard", &shard_arg]);
+        }
+        let exporter = Exporter::start_with_env(&cmd_args, &env);
+        let want: Vec<&String> = ids.iter().filter(|id| shard_of(id, 3) == shard).collect();
+        let text = exporter
+            .metrics_when("poll", |t| {
+                t.matches("avepoint_exporter_target_tenants{").count() == want.len()
+            })
+            .await;
+        assert!(text.contains(&format!(
+            "avepoint_exporter_shard_info{{shard=\"{shard}\",total_shards=\"3\"}} 1"
+        )));
+        for id in &ids {
+            let polled = text.contains(&format!("target_up{{customer_id=\"{id}\","));
+            assert_eq!(polled, want.contains(&id), "{id} in shard {shard}");
+        }
+        all.extend(want);
+    }
+    all.sort();
+    let mut expected: Vec<&String> = ids.iter().collect();
+    expected.sort();
+    assert_eq!(
+        all, expected,
+        "the shards together cover every customer once"
+    );
+}

@@ -246,8 +246,14 @@ impl Exporter {
     /// Starts the binary with `args` plus a listen address on a free port, and waits until it
     /// says where it listens.
     pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with_env(args, &[])
+    }
+
+    /// Like [`Exporter::start`], with extra environment variables for the child.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let mut child = Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .args([
                 "--web.listen-address",
                 "127.0.0.1:0",
