@@ -17,27 +17,22 @@ async fn simple_api() -> FakeApi {
     .await
 }
 
-fn start_with(api: &FakeApi, dir: &tempfile::TempDir, customers: &str) -> Exporter {
-    let config = write_config(
-        dir,
+/// The exporter on a one-hour poll of `customers` (YAML list items).
+fn start_with(api: &FakeApi, customers: &str) -> (tempfile::TempDir, Exporter) {
+    start_on(
         api,
         &format!("poll:\n  interval: 1h\ncustomers:\n{customers}"),
-    );
-    Exporter::start(&["--config.file", config.to_str().unwrap()])
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_404_405_gzip_and_landing_page() {
     let api = simple_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = start_with(
+    let (_dir, exporter) = start_with(
         &api,
-        &dir,
         "  - id: cust-1\n    name: Contoso & Co\n    tenant_types: [google]\n",
     );
-    let plain = exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    let plain = exporter.first_poll().await;
     let client = reqwest::Client::new();
 
     assert_eq!(exporter.get("/nope").await.0, 404);
@@ -117,11 +112,8 @@ async fn custom_telemetry_path() {
 async fn sigterm_and_sigint_exit_0_within_5s() {
     let api = simple_api().await;
     for signal in ["TERM", "INT"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut exporter = start_with(&api, &dir, "  - id: c\n");
-        exporter
-            .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-            .await;
+        let (_dir, mut exporter) = start_with(&api, "  - id: c\n");
+        exporter.first_poll().await;
         // An open keep-alive connection must not hold shutdown up.
         let _idle = std::net::TcpStream::connect(exporter.addr).unwrap();
         let status = exporter.signal_and_wait(signal, Duration::from_secs(5));
@@ -260,8 +252,7 @@ fn duplicate_customer_ids_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     let api = simple_api().await;
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = start_with(&api, &dir, "  - id: first\n    tenant_types: [0]\n");
+    let (dir, exporter) = start_with(&api, "  - id: first\n    tenant_types: [0]\n");
     exporter
         .metrics_when("first poll", |t| t.contains("customer_id=\"first\""))
         .await;

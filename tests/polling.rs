@@ -38,13 +38,7 @@ async fn pages_250_tenants_over_3_pages_with_exact_requests() {
         Reply::json(envelope(&chunk, page as u32, 100, 250))
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n"),
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n"));
     let text = exporter
         .metrics_when("250 tenants", |t| {
             t.contains("avepoint_exporter_target_tenants{")
@@ -143,16 +137,8 @@ async fn bare_array_pages_until_short_and_sends_license_status() {
         Reply::json(serde_json::Value::Array(chunk).to_string())
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n"),
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
-    let text = exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n"));
+    let text = exporter.first_poll().await;
     let reqs = api.tenant_requests();
     let queries: Vec<&str> = reqs.iter().map(|r| r.query.as_str()).collect();
     assert_eq!(
@@ -193,13 +179,7 @@ async fn removed_tenant_disappears_and_token_is_reused() {
         Reply::json(envelope(&records, 1, 100, records.len()))
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n"),
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n"));
     let first = exporter
         .metrics_when("first poll", |t| t.contains("tenant_id=\"gone\""))
         .await;
@@ -243,16 +223,8 @@ async fn awkward_names_are_escaped() {
         Reply::json(envelope(&records, 1, 100, 4))
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n"),
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
-    let text = exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n"));
+    let text = exporter.first_poll().await;
     assert_eq!(
         series(&text, "available_user_seats"),
         vec![
@@ -309,16 +281,8 @@ async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
         Reply::status(403, "application/json", r#"{"error":"forbidden"}"#)
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n"),
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
-    let text = exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n"));
+    let text = exporter.first_poll().await;
     let up = series(&text, "avepoint_exporter_target_up");
     assert_eq!(
         up,
@@ -379,9 +343,7 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
     )
     .unwrap();
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
-    let text = exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    let text = exporter.first_poll().await;
     let auths: Vec<String> = api
         .tenant_requests()
         .iter()
@@ -451,13 +413,10 @@ async fn ready_only_after_every_target_was_polled() {
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1)).delayed(delay)
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
+    let (_dir, exporter) = start_on(
         &api,
         &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [0]\n"),
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     let (status, body) = exporter.get("/-/ready").await;
     assert_eq!(
         (status, body.as_str()),
@@ -465,9 +424,7 @@ async fn ready_only_after_every_target_was_polled() {
     );
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     *release.lock().unwrap() = true;
-    exporter
-        .metrics_when("poll", |t| t.contains("avepoint_exporter_target_tenants{"))
-        .await;
+    exporter.first_poll().await;
     assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));
 }
 
@@ -492,13 +449,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
         Reply::json(serde_json::Value::Array(records).to_string())
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
-        &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n",
-    );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let (_dir, exporter) = start_on(&api, "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n");
     let text = exporter
         .metrics_when("poll", |t| {
             t.matches("avepoint_exporter_target_tenants{").count() == 2
@@ -531,13 +482,10 @@ async fn cycles_never_overlap_and_overruns_are_counted() {
             .delayed(Duration::from_millis(1300))
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
+    let (_dir, exporter) = start_on(
         &api,
         "poll:\n  interval: 1s\ncustomers:\n  - id: slow\n    tenant_types: [0]\n",
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     exporter
         .metrics_when("two overrun cycles", |t| {
             t.contains("avepoint_exporter_poll_overruns_total 2")
@@ -565,13 +513,10 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &dir,
+    let (_dir, exporter) = start_on(
         &api,
         "poll:\n  interval: 1s\n  stale_after: 2s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     // Down, but the last-good values are still served...
     let text = exporter
         .metrics_when("a failed poll", |t| {

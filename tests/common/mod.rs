@@ -231,6 +231,15 @@ pub fn write_config(dir: &tempfile::TempDir, api: &FakeApi, rest: &str) -> PathB
     path
 }
 
+/// Writes a config for `api` (see [`write_config`]) and starts the exporter on it; keep the
+/// returned directory alive as long as the exporter.
+pub fn start_on(api: &FakeApi, rest: &str) -> (tempfile::TempDir, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, api, rest);
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    (dir, exporter)
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_avepoint-elements-exporter")
 }
@@ -325,6 +334,14 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The exposition once every target has been polled at least once with success.
+    pub async fn first_poll(&self) -> String {
+        self.metrics_when("the first poll", |t| {
+            t.contains("avepoint_exporter_target_tenants{")
+        })
+        .await
     }
 
     /// Waits until the log has a line containing `needle`, and returns it.
