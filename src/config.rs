@@ -760,18 +760,20 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
         &["id", "name", "tenant_types", "license_assigned_status"],
         p,
     )?;
-    let id = s.string("id", p);
     if s.get("id").is_none() {
         p.add(&s.path("id"), "missing; the Elements customer id");
     }
-    if let Some(id) = &id {
-        if id.contains(['/', '?', '#']) || id.chars().any(char::is_whitespace) {
+    // The id goes into the URL path: refuse what would change the path's meaning.
+    let id = s.string("id", p).filter(|id| {
+        let ok = !id.contains(['/', '?', '#']) && !id.chars().any(char::is_whitespace);
+        if !ok {
             p.add(
                 &s.path("id"),
                 format!("{id:?} may not contain '/', '?', '#' or spaces"),
             );
         }
-    }
+        ok
+    });
     let name = s.string("name", p).unwrap_or_default();
     let tenant_types = match s.get("tenant_types") {
         None => Some(TenantType::ALL.to_vec()),
@@ -801,12 +803,8 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
             }
         }
     };
-    let id = id?;
-    if id.contains(['/', '?', '#']) || id.chars().any(char::is_whitespace) {
-        return None;
-    }
     Some(Customer {
-        id,
+        id: id?,
         name,
         tenant_types: tenant_types?,
         license_assigned_status: status?,
@@ -1047,6 +1045,18 @@ customers:
         assert_eq!(
             p,
             vec!["customers[0].license_assigned_status: unknown value 2; expected available (0) or assigned (1)"]
+        );
+    }
+
+    #[test]
+    fn customer_ids_cannot_change_the_url_path() {
+        let p = problems(&with("", "customers:\n  - id: a/../b\n  - id: \"c d\"\n"));
+        assert_eq!(
+            p,
+            vec![
+                "customers[0].id: \"a/../b\" may not contain '/', '?', '#' or spaces",
+                "customers[1].id: \"c d\" may not contain '/', '?', '#' or spaces",
+            ]
         );
     }
 

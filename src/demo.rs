@@ -551,8 +551,17 @@ mod tests {
             for tenants in c.tenants.values() {
                 for t in tenants {
                     let values: Vec<(u64, u64)> = (0..40).map(|n| t.seats(n)).collect();
-                    assert!(values.iter().all(|(a, s)| a + s >= t.total.min(a + s)));
-                    assert!(values.iter().all(|(_, s)| *s <= t.total + 50 * 2));
+                    for (n, &(available, assigned)) in values.iter().enumerate() {
+                        // Seats only change hands; the exhausting tenant buys 50 more per round.
+                        let bought = match t.kind {
+                            Curve::Drift => t.total,
+                            Curve::Exhausting => {
+                                let round = n as u64 / (t.total - t.assigned + 20);
+                                t.total + 50 * round
+                            }
+                        };
+                        assert_eq!(available + assigned, bought, "{} at poll {n}", t.id);
+                    }
                     if t.total > 30 {
                         assert!(
                             values.windows(2).any(|w| w[0] != w[1]),

@@ -123,6 +123,13 @@ struct TargetState {
     last_error: Option<String>,
 }
 
+impl TargetState {
+    /// Polled at least once, and the last poll succeeded.
+    fn up(&self) -> bool {
+        self.last_poll.is_some() && self.last_error.is_none()
+    }
+}
+
 type Key = (Arc<str>, TenantType);
 
 /// Runs poll cycles until `shutdown` completes. A new plan sent on `plans` (config reload)
@@ -274,7 +281,7 @@ fn publish(
             target.request.tenant_type,
         );
         let state = states.entry(key).or_default();
-        let up = state.last_poll.is_some() && state.last_error.is_none();
+        let up = state.up();
         ok += usize::from(up);
         let stale = state
             .last_success
@@ -297,7 +304,7 @@ fn publish(
         if let Some(state) = states.get(&key) {
             views.push(TargetView {
                 labels: &target.labels,
-                up: state.last_poll.is_some() && state.last_error.is_none(),
+                up: state.up(),
                 last_success: state.last_success.map(unix_seconds),
                 tenants: &state.tenants,
                 last_tenant_count: state.last_tenant_count,
