@@ -333,15 +333,13 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("c.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: x\n  client_secret: y\n  retries: 2\npoll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [microsoft_365]\n",
-            b = api.base_url()
-        ),
-    )
-    .unwrap();
+    let config = write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  retries: 2\n",
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [microsoft_365]\n"),
+    );
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     let text = exporter.first_poll().await;
     let auths: Vec<String> = api
@@ -539,4 +537,167 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
     exporter
         .log_line("no successful poll within stale_after")
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_the_rate_limit_holds() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("limited", 0) && c2.fetch_add(1, Ordering::SeqCst) == 0 {
+            let mut reply = Reply::status(429, "application/json", "{}");
+            reply.headers.push(("retry-after", "2".into()));
+            return reply;
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let customers: String = (0..8)
+        .map(|i| format!("  - id: c{i}\n    tenant_types: [0]\n"))
+        .collect();
+    let config = write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  retries: 1\n  max_concurrency: 16\n  max_requests_per_second: 4\n",
+        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n{customers}"),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("all 9 targets", |t| {
+            t.matches("avepoint_exporter_target_up{").count() == 9
+                && t.matches("available_user_seats{").count() == 9
+        })
+        .await;
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"429\",endpoint=\"tenants\"} 1")
+    );
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 11);
+    // Leaving out the retry, 10 requests (token, 9 targets) at 4 per second with a burst of 4:
+    // the last starts at least 1.5 s after the first (unlimited, all within milliseconds).
+    let limited_retry = reqs
+        .iter()
+        .rposition(|r| r.path == tenants_path("limited", 0))
+        .unwrap();
+    let first_ten: Vec<_> = reqs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != limited_retry)
+        .map(|(_, r)| r.at)
+        .collect();
+    let span = first_ten[9] - first_ten[0];
+    assert!(
+        span >= Duration::from_millis(1400),
+        "10 requests in {span:?} at 4/s"
+    );
+    // The retry waited for Retry-After (2 s), far longer than the first backoff (<= 0.5 s).
+    let limited: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.path == tenants_path("limited", 0))
+        .collect();
+    assert_eq!(limited.len(), 2);
+    let wait = limited[1].at - limited[0].at;
+    assert!(
+        wait >= Duration::from_millis(1900),
+        "retried after {wait:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_oversized_bodies_and_429_are_counted_by_cause() {
+    let huge = Arc::new(format!(
+        "[{}]",
+        vec!["{\"tenantId\":\"x\"}"; 1_100_000].join(",")
+    ));
+    assert!(huge.len() > 16 * 1024 * 1024);
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("slow", 0) {
+            return Reply::json(envelope(&[], 1, 100, 0)).delayed(Duration::from_secs(3));
+        }
+        if r.path == tenants_path("huge", 0) {
+            return Reply::json(huge.as_str());
+        }
+        Reply::status(429, "application/json", "{}")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  timeout: 1s\n  retries: 0\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 1h\ncustomers:\n  - id: slow\n    tenant_types: [0]\n  - id: huge\n    tenant_types: [0]\n  - id: limited\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        // Error counters move as each target fails; target_up with the cycle's snapshot.
+        .metrics_when("three failures", |t| {
+            t.matches("avepoint_exporter_target_errors_total{").count() == 3
+                && t.matches("tenant_type=\"microsoft_365\"} 0").count() == 3
+        })
+        .await;
+    for (customer, cause) in [
+        ("slow", "timeout"),
+        ("huge", "too_large"),
+        ("limited", "rate_limited"),
+    ] {
+        assert!(
+            text.contains(&format!("avepoint_exporter_target_errors_total{{cause=\"{cause}\",customer_id=\"{customer}\",tenant_type=\"microsoft_365\"}} 1")),
+            "{customer}: {text}"
+        );
+        assert!(text.contains(&format!("avepoint_exporter_target_up{{customer_id=\"{customer}\",tenant_type=\"microsoft_365\"}} 0")));
+    }
+    assert!(
+        text.contains("avepoint_exporter_api_requests_total{code=\"error\",endpoint=\"tenants\"}")
+    );
+    // The exporter keeps serving.
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_body_marks_the_target_down_with_its_first_bytes_logged() {
+    let tokens = FakeApi::start(|_| token_reply(1)).await;
+    // An API that promises 5000 bytes, sends the start of a page and closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"data\":[{\"tenantId\":\"cut-here")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(
+        &dir,
+        &format!("http://{api_addr}"),
+        &tokens.base_url(),
+        TEST_LIMITS,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("a failed poll", |t| {
+            t.contains("avepoint_exporter_target_errors_total{")
+        })
+        .await;
+    assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"parse\",customer_id=\"c\",tenant_type=\"microsoft_365\"} 1"), "{text}");
+    let line = exporter.log_line("target poll failed").await;
+    assert!(line.contains("truncated"), "{line}");
+    assert!(line.contains("status 200"), "{line}");
+    assert!(line.contains("application/json"), "{line}");
+    assert!(line.contains("cut-here"), "{line}");
 }

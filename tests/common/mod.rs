@@ -31,6 +31,8 @@ pub struct Recorded {
     pub body: String,
     pub authorization: Option<String>,
     pub content_type: Option<String>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 /// The fake's answer to one request.
@@ -115,6 +117,7 @@ impl FakeApi {
                                 authorization: header("authorization"),
                                 content_type: header("content-type"),
                                 body: String::new(),
+                                at: Instant::now(),
                             };
                             let body = req.into_body().collect().await.unwrap().to_bytes();
                             let recorded = Recorded {
@@ -218,13 +221,27 @@ pub fn page_index(r: &Recorded) -> u32 {
 }
 
 /// A config file for the fake API, in a fresh temp dir (kept alive by the returned guard).
+/// Limits of [`write_config`]: no retries, no rate limit, 5 s timeout.
+pub const TEST_LIMITS: &str = "  timeout: 5s\n  retries: 0\n  max_requests_per_second: 0\n";
+
 pub fn write_config(dir: &tempfile::TempDir, api: &FakeApi, rest: &str) -> PathBuf {
+    write_config_with(dir, &api.base_url(), &api.base_url(), TEST_LIMITS, rest)
+}
+
+/// A config with the API at `base`, the token endpoint at `{token_base}/token`, `limits`
+/// (further `elements` keys) and `rest` (the `poll` and `customers` sections).
+pub fn write_config_with(
+    dir: &tempfile::TempDir,
+    base: &str,
+    token_base: &str,
+    limits: &str,
+    rest: &str,
+) -> PathBuf {
     let path = dir.path().join("config.yaml");
     std::fs::write(
         &path,
         format!(
-            "elements:\n  base_url: {base}\n  token_url: {base}/token\n  client_id: my-client\n  client_secret: my-very-secret-value\n  timeout: 5s\n  retries: 0\n  max_requests_per_second: 0\n{rest}",
-            base = api.base_url()
+            "elements:\n  base_url: {base}\n  token_url: {token_base}/token\n  client_id: my-client\n  client_secret: my-very-secret-value\n{limits}{rest}"
         ),
     )
     .unwrap();
