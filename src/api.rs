@@ -14,11 +14,12 @@ use serde_json::Value;
 use crate::auth::{AuthError, TokenSource};
 use crate::config::{LicenseAssignedStatus, TenantType};
 use crate::metrics::TenantSeats;
-use crate::transport::{HttpResponse, Transport, TransportError};
+use crate::transport::{HttpResponse, Prepared, Transport, TransportError};
 
-/// Pages fetched at most when the server gives no `totalCount` (bare arrays): a guard against
-/// a server that ignores `pageIndex` and never sends a short page.
-pub const MAX_PAGES_WITHOUT_TOTAL: u32 = 1000;
+/// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
+/// against a server that never sends a short page, or claims an absurd `totalCount`. A target
+/// that would need more fails with cause `parse` rather than publishing a partial list.
+pub const MAX_PAGES: u32 = 1000;
 
 /// Why a target could not be polled.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,9 @@ pub enum ApiError {
         /// Status, content type and the start of the body.
         detail: String,
     },
+    /// The pages never end (see [`MAX_PAGES`]).
+    #[error("paging guard: {0}")]
+    Paging(String),
     /// The body is not a page of tenants.
     #[error("cannot parse tenants page {page}: {reason} ({detail})")]
     Parse {
@@ -63,7 +67,7 @@ impl ApiError {
             }
             ApiError::Status { status, .. } if status.is_server_error() => "http_5xx",
             ApiError::Status { .. } => "http_4xx",
-            ApiError::Parse { .. } => "parse",
+            ApiError::Parse { .. } | ApiError::Paging(_) => "parse",
         }
     }
 }
@@ -295,6 +299,13 @@ impl Client {
         absorb(first, &mut fetched);
         match plan {
             PagePlan::Done => {}
+            PagePlan::Pages(n) if n > MAX_PAGES => {
+                return Err(ApiError::Paging(format!(
+                    "metadata.totalCount {} needs {n} pages of {}, more than {MAX_PAGES}",
+                    first_total.unwrap_or_default(),
+                    self.page_size
+                )));
+            }
             PagePlan::Pages(n) => {
                 // The count is known: ask for the remaining pages at once (the transport
                 // bounds how many are in flight), then read them in order.
@@ -315,7 +326,12 @@ impl Client {
             }
             PagePlan::UntilShort => {
                 let mut index = 2;
-                while !stop && index <= MAX_PAGES_WITHOUT_TOTAL {
+                while !stop {
+                    if index > MAX_PAGES {
+                        return Err(ApiError::Paging(format!(
+                            "{MAX_PAGES} full pages without a totalCount or a short page"
+                        )));
+                    }
                     let page = self.fetch_page(target, index).await?;
                     fetched.pages = index;
                     collected += page.len();
@@ -338,7 +354,8 @@ impl Client {
         Ok(fetched)
     }
 
-    /// Fetches one page, refreshing the token once if the API answers 401.
+    /// Fetches one page, refreshing the token once if the API answers 401. Each attempt
+    /// carries a token that is fresh when it is sent.
     async fn fetch_page(&self, target: &TargetRequest, page: u32) -> Result<Page, ApiError> {
         let url = self.page_url(target, page);
         let body = match target.license_assigned_status {
@@ -347,15 +364,22 @@ impl Client {
         };
         let mut refreshed = false;
         loop {
-            let token = self.auth.token().await?;
-            let resp = self
+            let (resp, token) = self
                 .transport
                 .send(crate::transport::Endpoint::Tenants, |c| {
-                    c.post(url.clone())
-                        .bearer_auth(&token)
+                    let request = c
+                        .post(url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .header(reqwest::header::ACCEPT, "application/json")
-                        .body(body.clone())
+                        .body(body.clone());
+                    async move {
+                        let token = self.auth.token().await?;
+                        Ok::<_, ApiError>(Prepared {
+                            request: request.bearer_auth(&token.value),
+                            send_before: Some(token.refresh_at),
+                            tag: token.value,
+                        })
+                    }
                 })
                 .await?;
             if resp.status == StatusCode::UNAUTHORIZED && !refreshed {

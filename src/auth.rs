@@ -1,6 +1,7 @@
 //! OAuth2 client-credentials tokens for the Elements API, cached until shortly before they
 //! expire, fetched by one request at a time however many callers wait.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,22 +11,31 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::Secret;
-use crate::transport::{Endpoint, Transport, TransportError};
+use crate::transport::{Endpoint, Prepared, Transport, TransportError};
+
+/// How long a failed token request answers for every caller before one asks again: a token
+/// endpoint that is down sees one request (with its retries) per cycle, not one per target.
+pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Why no token could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// The token request itself failed.
     #[error("token request failed: {0}")]
     Transport(#[from] TransportError),
-    /// The token endpoint answered with an error status.
+    /// The token endpoint refused the credentials (400 `invalid_client`, 401, ...).
     #[error(
-        "token endpoint refused the credentials ({0}); check client_id, the secret and the scope"
+        "token endpoint refused client_id {client_id:?} ({detail}); check client_id, the client secret and the scope"
     )]
-    Refused(String),
+    Refused {
+        /// The client id sent (never the secret).
+        client_id: String,
+        /// Status, OAuth2 error code and description or the start of the body.
+        detail: String,
+    },
     /// The token endpoint's answer is not a token.
     #[error("token endpoint answered something that is not a token ({0})")]
     Parse(String),
@@ -39,9 +49,29 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-struct CachedToken {
-    value: Arc<str>,
-    refresh_at: Instant,
+/// The parts of an OAuth2 error response (RFC 6749 §5.2) we log.
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// An access token and when it is due for refresh.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The bearer token.
+    pub value: Arc<str>,
+    /// From this instant on the token is not sent any more; a new one is fetched.
+    pub refresh_at: Instant,
+}
+
+#[derive(Default)]
+struct Cache {
+    token: Option<Token>,
+    /// The last failed fetch: its number, when it ended and its error, shared with everyone
+    /// who waited for it or came within [`FAILURE_HOLD`].
+    failure: Option<(u64, Instant, AuthError)>,
 }
 
 /// Client credentials and the cached token.
@@ -51,7 +81,9 @@ pub struct TokenSource {
     client_id: String,
     secret: Secret,
     scope: String,
-    cache: Mutex<Option<CachedToken>>,
+    cache: Mutex<Cache>,
+    /// Fetches finished so far (numbers the failures).
+    fetches: AtomicU64,
 }
 
 impl TokenSource {
@@ -69,50 +101,85 @@ impl TokenSource {
             client_id,
             secret,
             scope,
-            cache: Mutex::new(None),
+            cache: Mutex::new(Cache::default()),
+            fetches: AtomicU64::new(0),
         }
     }
 
     /// A valid access token: the cached one, or a new one. Callers that arrive while a token
-    /// is being fetched wait for that request instead of sending their own.
-    pub async fn token(&self) -> Result<Arc<str>, AuthError> {
+    /// is being fetched wait for that request instead of sending their own, and share its
+    /// failure too, as do callers within [`FAILURE_HOLD`] of it.
+    pub async fn token(&self) -> Result<Token, AuthError> {
+        let seen = self.fetches.load(Ordering::SeqCst);
         let mut cache = self.cache.lock().await;
-        if let Some(token) = cache.as_ref() {
+        if let Some(token) = &cache.token {
             if Instant::now() < token.refresh_at {
-                return Ok(token.value.clone());
+                return Ok(token.clone());
             }
         }
-        let fresh = self.fetch().await?;
-        let value = fresh.value.clone();
-        *cache = Some(fresh);
-        Ok(value)
+        if let Some((number, at, error)) = &cache.failure {
+            if *number > seen || at.elapsed() < FAILURE_HOLD {
+                return Err(error.clone());
+            }
+        }
+        let result = self.fetch().await;
+        let number = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        match result {
+            Ok(token) => {
+                cache.token = Some(token.clone());
+                cache.failure = None;
+                Ok(token)
+            }
+            Err(error) => {
+                cache.token = None;
+                cache.failure = Some((number, Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 
     /// Forgets `rejected` (a token the API answered 401 to), unless it was already replaced.
     pub async fn invalidate(&self, rejected: &str) {
         let mut cache = self.cache.lock().await;
-        if cache.as_ref().is_some_and(|t| &*t.value == rejected) {
-            *cache = None;
+        if cache.token.as_ref().is_some_and(|t| &*t.value == rejected) {
+            cache.token = None;
         }
     }
 
-    async fn fetch(&self) -> Result<CachedToken, AuthError> {
+    async fn fetch(&self) -> Result<Token, AuthError> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.secret.expose()),
             ("scope", self.scope.as_str()),
         ];
-        let resp = self
+        let (resp, ()) = self
             .transport
             .send(Endpoint::Token, |c| {
-                c.post(self.token_url.clone())
+                let request = c
+                    .post(self.token_url.clone())
                     .header(reqwest::header::ACCEPT, "application/json")
-                    .form(&form)
+                    .form(&form);
+                async move { Ok::<_, AuthError>(Prepared::plain(request)) }
             })
             .await?;
         if !resp.status.is_success() {
-            return Err(AuthError::Refused(resp.describe()));
+            let detail = match serde_json::from_slice::<OAuthError>(&resp.body) {
+                Ok(e) => format!(
+                    "status {}, error {:?}{}",
+                    resp.status.as_u16(),
+                    e.error,
+                    e.error_description
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ),
+                Err(_) => resp.describe(),
+            };
+            return Err(AuthError::Refused {
+                client_id: self.client_id.clone(),
+                // A server that echoes the request must not make us log the secret.
+                detail: redact(&detail, self.secret.expose()),
+            });
         }
         let parsed: TokenResponse = serde_json::from_slice(&resp.body)
             .map_err(|e| AuthError::Parse(format!("{e}; {}", resp.describe_without_body())))?;
@@ -123,10 +190,19 @@ impl TokenSource {
             .expires_in
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_LIFETIME);
-        Ok(CachedToken {
+        Ok(Token {
             value: parsed.access_token.into(),
             refresh_at: Instant::now() + refresh_after(lifetime),
         })
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced.
+fn redact(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(secret, "<secret>")
     }
 }
 
@@ -152,5 +228,14 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact("a s3cret b s3cret", "s3cret"),
+            "a <secret> b <secret>"
+        );
+        assert_eq!(redact("abc", ""), "abc");
     }
 }

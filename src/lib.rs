@@ -5,6 +5,7 @@
 //! - [`auth`]: OAuth2 client-credentials tokens, cached and refreshed one at a time.
 //! - [`transport`]: how every HTTP request is sent: concurrency and rate limits, retries with
 //!   backoff, body size limit, request metrics.
+//! - [`ratelimit`]: the shared, adaptive request rate (paced, paused and cut by 429s).
 //! - [`api`]: the Elements seat endpoint: wire types, parsing, paging.
 //! - [`poller`]: the scheduler that polls every target each interval and publishes snapshots;
 //!   sharding.
@@ -22,5 +23,6 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod poller;
+pub mod ratelimit;
 pub mod server;
 pub mod transport;

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub invalid_records: IntCounterVec,
     /// Cycles that took longer than the interval.
     pub poll_overruns: IntCounter,
+    /// The client's current request rate limit (0 = unpaced).
+    pub api_rate_limit: Gauge,
     /// 1 if the last config (re)load succeeded.
     pub config_reload_successful: IntGauge,
     /// Unix time of the last good (re)load.
@@ -154,6 +156,13 @@ impl Metrics {
                 IntCounter::with_opts(ns(
                     "poll_overruns_total",
                     "Poll cycles that took longer than the poll interval.",
+                )),
+            )?,
+            api_rate_limit: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "api_rate_limit_requests_per_second",
+                    "Requests per second the API client currently allows itself: the configured limit, lower after the API answered 429; 0 = unlimited.",
                 )),
             )?,
             config_reload_successful: register(

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::api::{Client, Fetched, TargetRequest};
+use crate::api::{ApiError, Client, Fetched, TargetRequest};
 use crate::config::{Config, PollConfig, TenantType};
 use crate::metrics::{render_snapshot, Metrics, TargetLabels, TargetView, TenantSeats};
 
@@ -169,35 +169,55 @@ pub async fn run(
                 _ = ticker.tick() => {}
             }
             let started = Instant::now();
-            tokio::select! {
+            let cut = tokio::select! {
                 _ = &mut shutdown => return,
-                _ = cycle(&plan, &mut states, &metrics) => {}
-            }
+                cut = cycle(&plan, &mut states, &metrics, started + plan.poll.interval) => cut,
+            };
             let took = started.elapsed();
             metrics.poll_duration.observe(took.as_secs_f64());
             cycles += 1;
-            if took > plan.poll.interval {
+            if cut > 0 || took > plan.poll.interval {
                 metrics.poll_overruns.inc();
-                tracing::warn!(
-                    took_ms = took.as_millis() as u64,
-                    interval_ms = plan.poll.interval.as_millis() as u64,
-                    "poll cycle took longer than the interval; the next one starts late"
-                );
             }
             publish(&plan, &mut states, &metrics, &status, cycles, took);
         }
     }
 }
 
-/// Polls every target of the plan once, concurrently; the transport bounds requests in flight.
-async fn cycle(plan: &Plan, states: &mut HashMap<Key, TargetState>, metrics: &Metrics) {
+/// Polls every target of the plan once, concurrently (the transport bounds requests in
+/// flight), until `deadline`: targets still unfinished then are cancelled and count as failed
+/// with cause `timeout`. Targets polled longest ago go first, so a cycle cut short leaves
+/// other targets behind next time. Returns how many were cut.
+async fn cycle(
+    plan: &Plan,
+    states: &mut HashMap<Key, TargetState>,
+    metrics: &Metrics,
+    deadline: Instant,
+) -> usize {
+    let mut order: Vec<usize> = (0..plan.targets.len()).collect();
+    order.sort_by_key(|&i| {
+        states
+            .get(&key_of(&plan.targets[i]))
+            .and_then(|s| s.last_poll)
+    });
     let mut tasks = JoinSet::new();
-    for (i, target) in plan.targets.iter().enumerate() {
+    for i in order {
         let client = plan.client.clone();
-        let request = target.request.clone();
+        let request = plan.targets[i].request.clone();
         tasks.spawn(async move { (i, client.fetch_tenants(&request).await) });
     }
-    while let Some(joined) = tasks.join_next().await {
+    let mut unfinished = vec![true; plan.targets.len()];
+    let mut token_failures = 0;
+    let mut token_error = None;
+    loop {
+        let joined = match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(joined)) => joined,
+            Ok(None) => break,
+            Err(_) => {
+                tasks.abort_all();
+                break;
+            }
+        };
         let (i, result) = match joined {
             Ok(done) => done,
             Err(e) => {
@@ -205,58 +225,106 @@ async fn cycle(plan: &Plan, states: &mut HashMap<Key, TargetState>, metrics: &Me
                 continue;
             }
         };
+        unfinished[i] = false;
         let target = &plan.targets[i];
-        let key = (
-            target.request.customer_id.clone(),
-            target.request.tenant_type,
-        );
-        let state = states.entry(key).or_default();
-        let now = SystemTime::now();
-        state.last_poll = Some(now);
-        let customer_id = &*target.request.customer_id;
-        let tenant_type = target.request.tenant_type.name();
+        let state = states.entry(key_of(target)).or_default();
         match result {
-            Ok(Fetched {
-                tenants,
-                invalid,
-                pages,
-            }) => {
-                if !invalid.is_empty() {
-                    metrics
-                        .invalid_records
-                        .with_label_values(&[customer_id, tenant_type])
-                        .inc_by(invalid.len() as u64);
-                    tracing::warn!(
-                        customer_id,
-                        tenant_type,
-                        skipped = invalid.len(),
-                        first = %invalid[..invalid.len().min(3)].join("; "),
-                        "skipped invalid tenant records"
-                    );
-                }
-                tracing::debug!(
-                    customer_id,
-                    tenant_type,
-                    tenants = tenants.len(),
-                    pages,
-                    "target polled"
-                );
-                state.last_tenant_count = Some(tenants.len());
-                state.tenants = Arc::new(tenants);
-                state.last_success = Some(now);
-                state.last_error = None;
+            Ok(fetched) => record_success(target, state, metrics, fetched),
+            Err(e @ ApiError::Token(_)) => {
+                // One line per cycle, not one per target: they all fail the same way.
+                token_failures += 1;
+                record_failure(target, state, metrics, e.cause(), e.to_string(), false);
+                token_error.get_or_insert(e);
             }
-            Err(e) => {
-                let cause = e.cause();
-                metrics
-                    .target_errors
-                    .with_label_values(&[customer_id, tenant_type, cause])
-                    .inc();
-                tracing::warn!(customer_id, tenant_type, cause, error = %e, "target poll failed");
-                state.last_error = Some(e.to_string());
-            }
+            Err(e) => record_failure(target, state, metrics, e.cause(), e.to_string(), true),
         }
     }
+    if let Some(error) = token_error {
+        tracing::warn!(
+            targets = token_failures,
+            cause = "token",
+            error = %error,
+            "cannot get an access token; targets that needed one are down"
+        );
+    }
+    let cut = unfinished.iter().filter(|u| **u).count();
+    if cut > 0 {
+        let message = format!(
+            "poll cycle reached its deadline (poll.interval, {}) before this target finished",
+            humantime::format_duration(plan.poll.interval)
+        );
+        for (target, _) in plan.targets.iter().zip(&unfinished).filter(|(_, u)| **u) {
+            let state = states.entry(key_of(target)).or_default();
+            record_failure(target, state, metrics, "timeout", message.clone(), false);
+        }
+        tracing::warn!(
+            unfinished = cut,
+            targets = plan.targets.len(),
+            interval_ms = plan.poll.interval.as_millis() as u64,
+            "poll cycle cut at its deadline (the interval); unfinished targets count as timed out \
+             and go first next cycle: raise poll.interval or the API limits"
+        );
+    }
+    cut
+}
+
+fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
+    let Fetched {
+        tenants,
+        invalid,
+        pages,
+    } = fetched;
+    let customer_id = &*target.request.customer_id;
+    let tenant_type = target.request.tenant_type.name();
+    let now = SystemTime::now();
+    if !invalid.is_empty() {
+        metrics
+            .invalid_records
+            .with_label_values(&[customer_id, tenant_type])
+            .inc_by(invalid.len() as u64);
+        tracing::warn!(
+            customer_id,
+            tenant_type,
+            skipped = invalid.len(),
+            first = %invalid[..invalid.len().min(3)].join("; "),
+            "skipped invalid tenant records"
+        );
+    }
+    tracing::debug!(
+        customer_id,
+        tenant_type,
+        tenants = tenants.len(),
+        pages,
+        "target polled"
+    );
+    state.last_poll = Some(now);
+    state.last_tenant_count = Some(tenants.len());
+    state.tenants = Arc::new(tenants);
+    state.last_success = Some(now);
+    state.last_error = None;
+}
+
+fn record_failure(
+    target: &Target,
+    state: &mut TargetState,
+    metrics: &Metrics,
+    cause: &str,
+    error: String,
+    log: bool,
+) {
+    let customer_id = &*target.request.customer_id;
+    let tenant_type = target.request.tenant_type.name();
+    metrics
+        .target_errors
+        .with_label_values(&[customer_id, tenant_type, cause])
+        .inc();
+    if log {
+        tracing::warn!(customer_id, tenant_type, cause, error = %error, "target poll failed");
+    } else {
+        tracing::debug!(customer_id, tenant_type, cause, error = %error, "target poll failed");
+    }
+    state.last_poll = Some(SystemTime::now());
+    state.last_error = Some(error);
 }
 
 /// Drops stale series, renders the snapshot and the status, and logs the cycle summary.

@@ -2,17 +2,19 @@
 //! concurrency and rate limits, retried on transient failures with backoff and jitter, with a
 //! bounded body, and counted in `avepoint_exporter_api_requests_total`.
 
+use std::future::Future;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 
 /// Largest response body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -75,7 +77,7 @@ pub fn describe(status: StatusCode, content_type: &str, body: &[u8]) -> String {
 }
 
 /// Why a request produced no complete response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
     /// The request or the body read took longer than the timeout.
     #[error("request timed out after {0:?}")]
@@ -116,14 +118,40 @@ pub struct TransportOptions {
     pub max_backoff: Duration,
 }
 
+/// A request ready to be sent, made by the `prepare` step of [`Transport::send`] just before
+/// each attempt (so that it carries a token that is fresh at that moment).
+pub struct Prepared<T> {
+    /// The request.
+    pub request: reqwest::RequestBuilder,
+    /// The request must not be sent after this instant (its token is due for refresh then);
+    /// if waiting for a slot took that long, it is prepared again.
+    pub send_before: Option<Instant>,
+    /// Handed back with the response (for example the token the request carried).
+    pub tag: T,
+}
+
+impl Prepared<()> {
+    /// A request that can be sent at any time.
+    pub fn plain(request: reqwest::RequestBuilder) -> Self {
+        Prepared {
+            request,
+            send_before: None,
+            tag: (),
+        }
+    }
+}
+
 /// The shared HTTP sender of one configuration.
 pub struct Transport {
     client: reqwest::Client,
     permits: Semaphore,
-    limiter: Option<DefaultDirectRateLimiter>,
+    limiter: RateLimiter,
     options: TransportOptions,
     metrics: Arc<Metrics>,
 }
+
+/// What one attempt produced: a response, or a transport failure.
+type Attempt<T> = Result<(HttpResponse, HeaderMap, T), TransportError>;
 
 impl Transport {
     /// Builds the HTTP client (rustls) and the limits.
@@ -137,12 +165,15 @@ impl Transport {
             ))
             .build()
             .map_err(|e| TransportError::Other(e.to_string()))?;
+        let limiter = RateLimiter::new(
+            options.max_requests_per_second.map(|n| f64::from(n.get())),
+            options.max_backoff,
+            metrics.api_rate_limit.clone(),
+        );
         Ok(Transport {
             client,
             permits: Semaphore::new(options.max_concurrency.get()),
-            limiter: options
-                .max_requests_per_second
-                .map(|n| RateLimiter::direct(Quota::per_second(n))),
+            limiter,
             options,
             metrics,
         })
@@ -153,30 +184,48 @@ impl Transport {
         &self.client
     }
 
-    /// Sends the request built by `build` (called again for each attempt) and reads the whole
+    /// Sends the request made by `prepare` (called again for each attempt) and reads the whole
     /// body. Responses with status 5xx or 429 and transport failures are retried up to
-    /// `retries` times; the last response is returned whatever its status.
-    pub async fn send(
+    /// `retries` times; the last response is returned whatever its status, with the tag of the
+    /// request that produced it. An error of `prepare` ends the exchange at once.
+    pub async fn send<T, E, F, Fut>(
         &self,
         endpoint: Endpoint,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<HttpResponse, TransportError> {
+        prepare: F,
+    ) -> Result<(HttpResponse, T), E>
+    where
+        F: Fn(&reqwest::Client) -> Fut,
+        Fut: Future<Output = Result<Prepared<T>, E>>,
+        E: From<TransportError>,
+    {
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(endpoint, &build).await;
-            let retry_after = match &outcome {
-                Ok((resp, headers)) if retryable_status(resp.status) => {
-                    Some(retry_after(headers, SystemTime::now()))
+            let outcome = self.attempt(endpoint, &prepare).await?;
+            let wait = match &outcome {
+                Ok((resp, headers, _)) if resp.status == StatusCode::TOO_MANY_REQUESTS => {
+                    // Throttled: the limiter pauses every request for Retry-After and slows
+                    // down; this one also backs off before its next attempt.
+                    let hint = retry_after(headers, SystemTime::now());
+                    self.limiter.throttled(hint);
+                    Some(self.backoff(attempt))
+                }
+                Ok((resp, headers, _)) if retryable_status(resp.status) => Some(
+                    retry_after(headers, SystemTime::now())
+                        .unwrap_or_else(|| self.backoff(attempt)),
+                ),
+                Ok((resp, _, _)) => {
+                    if resp.status.is_success() {
+                        self.limiter.succeeded();
+                    }
+                    None
                 }
                 Err(TransportError::Timeout(_) | TransportError::Connect(_))
-                | Err(TransportError::Other(_)) => Some(None),
-                _ => None,
+                | Err(TransportError::Other(_)) => Some(self.backoff(attempt)),
+                Err(_) => None,
             };
-            match retry_after {
-                Some(hint) if attempt < self.options.retries => {
-                    let wait = hint
-                        .unwrap_or_else(|| self.backoff(attempt))
-                        .min(self.options.max_backoff);
+            match wait {
+                Some(wait) if attempt < self.options.retries => {
+                    let wait = wait.min(self.options.max_backoff);
                     tracing::debug!(
                         endpoint = endpoint.label(),
                         attempt = attempt + 1,
@@ -186,7 +235,7 @@ impl Transport {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                _ => return outcome.map(|(resp, _)| resp),
+                _ => return outcome.map(|(resp, _, tag)| (resp, tag)).map_err(E::from),
             }
         }
     }
@@ -201,32 +250,41 @@ impl Transport {
         cap.mul_f64(fastrand::f64())
     }
 
-    async fn attempt(
-        &self,
-        endpoint: Endpoint,
-        build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<(HttpResponse, HeaderMap), TransportError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+    /// One attempt: prepare the request, wait for a free slot (concurrency, then rate), send.
+    /// The outer error is `prepare`'s; the inner one the transport's.
+    async fn attempt<T, E, F, Fut>(&self, endpoint: Endpoint, prepare: &F) -> Result<Attempt<T>, E>
+    where
+        F: Fn(&reqwest::Client) -> Fut,
+        Fut: Future<Output = Result<Prepared<T>, E>>,
+    {
+        loop {
+            // Prepared first: fetching a token may itself need a request, and a slot.
+            let prepared = prepare(&self.client).await?;
+            // The semaphore is never closed, so acquiring cannot fail; unlimited if it did.
+            let permit = self.permits.acquire().await.ok();
+            // The rate slot last, so that requests leave at the paced instants.
+            self.limiter.acquire().await;
+            if prepared.send_before.is_some_and(|t| Instant::now() >= t) {
+                drop(permit);
+                continue;
+            }
+            let timer = self
+                .metrics
+                .api_request_duration
+                .with_label_values(&[endpoint.label()])
+                .start_timer();
+            let result = self.exchange(prepared.request).await;
+            timer.observe_duration();
+            let code = match &result {
+                Ok((resp, _)) => resp.status.as_u16().to_string(),
+                Err(_) => "error".to_owned(),
+            };
+            self.metrics
+                .api_requests
+                .with_label_values(&[endpoint.label(), &code])
+                .inc();
+            return Ok(result.map(|(resp, headers)| (resp, headers, prepared.tag)));
         }
-        // The semaphore is never closed, so acquiring cannot fail; treat it as unlimited if so.
-        let _permit = self.permits.acquire().await.ok();
-        let timer = self
-            .metrics
-            .api_request_duration
-            .with_label_values(&[endpoint.label()])
-            .start_timer();
-        let result = self.exchange(build(&self.client)).await;
-        timer.observe_duration();
-        let code = match &result {
-            Ok((resp, _)) => resp.status.as_u16().to_string(),
-            Err(_) => "error".to_owned(),
-        };
-        self.metrics
-            .api_requests
-            .with_label_values(&[endpoint.label(), &code])
-            .inc();
-        result
     }
 
     async fn exchange(

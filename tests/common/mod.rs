@@ -67,6 +67,45 @@ impl Reply {
         self.delay = delay;
         self
     }
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    // Faults the real API (or a gateway in front of it) produces.
+
+    /// A request answered only after a minute: longer than any timeout the tests configure.
+    pub fn hang() -> Reply {
+        Reply::json("[]").delayed(Duration::from_secs(60))
+    }
+    /// 429 with `Retry-After: seconds`.
+    pub fn too_many(retry_after: &str) -> Reply {
+        Reply::status(429, "application/json", r#"{"error":"too many requests"}"#)
+            .with_header("retry-after", retry_after)
+    }
+    /// A gateway's HTML error page with status 200.
+    pub fn html() -> Reply {
+        Reply::status(
+            200,
+            "text/html; charset=utf-8",
+            "<html><body><h1>Gateway says hello</h1></body></html>",
+        )
+    }
+    /// A complete HTTP response whose JSON stops in the middle.
+    pub fn truncated_json() -> Reply {
+        Reply::json(r#"{"data":[{"tenantId":"t1","tenantName":"One","availableUserSeat":3,"#)
+    }
+    /// A valid-looking page of `bytes` bytes (larger than the 16 MiB limit when asked).
+    pub fn huge(bytes: usize) -> Reply {
+        let one = r#"{"tenantId":"x","tenantName":"padding padding padding","availableUserSeat":1,"assignedUserSeat":1},"#;
+        let mut body = String::with_capacity(bytes + one.len() + 2);
+        body.push('[');
+        while body.len() < bytes {
+            body.push_str(one);
+        }
+        body.push_str(r#"{"tenantId":"y","availableUserSeat":1,"assignedUserSeat":1}]"#);
+        Reply::json(body)
+    }
 }
 
 type Handler = Box<dyn FnMut(&Recorded) -> Reply + Send>;
@@ -251,8 +290,13 @@ pub fn write_config_with(
 /// Writes a config for `api` (see [`write_config`]) and starts the exporter on it; keep the
 /// returned directory alive as long as the exporter.
 pub fn start_on(api: &FakeApi, rest: &str) -> (tempfile::TempDir, Exporter) {
+    start_with_limits(api, TEST_LIMITS, rest)
+}
+
+/// Like [`start_on`], with `limits` (further `elements` keys) instead of [`TEST_LIMITS`].
+pub fn start_with_limits(api: &FakeApi, limits: &str, rest: &str) -> (tempfile::TempDir, Exporter) {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, api, rest);
+    let config = write_config_with(&dir, &api.base_url(), &api.base_url(), limits, rest);
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     (dir, exporter)
 }
@@ -351,6 +395,14 @@ impl Exporter {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The exposition once the first poll cycle is complete, whatever its outcome.
+    pub async fn first_cycle(&self) -> String {
+        self.metrics_when("the first cycle", |t| {
+            t.contains("avepoint_exporter_poll_duration_seconds_count 1")
+        })
+        .await
     }
 
     /// The exposition once every target has been polled at least once with success.

@@ -1,0 +1,217 @@
+//! Property tests: the response parser and the config loader take arbitrary input (random
+//! bytes, and random documents built from the words they know) without ever panicking.
+
+use std::path::Path;
+
+use avepoint_elements_exporter::api::parse_page;
+use avepoint_elements_exporter::config::{Config, Environment};
+use proptest::prelude::*;
+
+/// Any JSON value, biased towards the field names and shapes of a tenants page.
+fn json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let key = prop_oneof![
+        Just("data".to_owned()),
+        Just("metadata".to_owned()),
+        Just("totalCount".to_owned()),
+        Just("pageIndex".to_owned()),
+        Just("tenantId".to_owned()),
+        Just("tenantName".to_owned()),
+        Just("availableUserSeat".to_owned()),
+        Just("assignedUserSeat".to_owned()),
+        "[a-zA-Z]{0,6}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::vec((key.clone(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+struct NoEnv;
+impl Environment for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn read_file(&self, _: &Path) -> std::io::Result<String> {
+        Ok("file-secret".into())
+    }
+}
+
+/// A value for a config key: mostly the first of `choices` (a valid one), sometimes another
+/// of them (usually out of range), junk of any YAML type, or nothing.
+fn field(choices: &'static [&'static str]) -> BoxedStrategy<Option<serde_yaml::Value>> {
+    use serde_yaml::Value;
+    let parse =
+        |s: &str| serde_yaml::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_owned()));
+    let valid = Just(parse(choices[0]));
+    let other = prop::sample::select(choices).prop_map(parse);
+    let junk = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        ".{0,8}".prop_map(Value::String),
+        Just(Value::Sequence(vec![
+            Value::from(1),
+            Value::String("x".into())
+        ])),
+        Just(Value::Mapping(Default::default())),
+    ];
+    prop_oneof![
+        80 => valid.prop_map(Some),
+        3 => other.prop_map(Some),
+        2 => junk.prop_map(Some),
+        2 => Just(None),
+    ]
+    // Boxed: a document's strategy nests dozens of these, too big for a test thread's stack.
+    .boxed()
+}
+
+fn mapping(fields: Vec<(&'static str, Option<serde_yaml::Value>)>) -> serde_yaml::Value {
+    serde_yaml::Value::Mapping(
+        fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((serde_yaml::Value::String(k.into()), v?)))
+            .collect(),
+    )
+}
+
+/// Config documents near the valid ones: every key present or not, good or junk.
+fn config_doc() -> impl Strategy<Value = String> {
+    let elements = (
+        field(&["https://graph.example.com", "ftp://x", "not a url"]),
+        field(&["https://id.example.com/connect/token", ""]),
+        field(&["00000000-0000-0000-0000-000000000000", ""]),
+        field(&["s3cret", ""]),
+        prop::option::weighted(0.03, Just(serde_yaml::Value::from("/run/secret"))),
+        field(&["elements.license.read.all", ""]),
+        field(&["30s", "0s", "1x", "-5s"]),
+        (
+            field(&["100", "0", "101", "50"]),
+            field(&["4", "0", "100000"]),
+            field(&["10", "0", "-1"]),
+            field(&["3", "1000"]),
+        ),
+    )
+        .prop_map(
+            |(base, token, id, secret, secret_file, scope, timeout, (page, conc, rps, retries))| {
+                mapping(vec![
+                    ("base_url", base),
+                    ("token_url", token),
+                    ("client_id", id),
+                    ("client_secret", secret),
+                    ("client_secret_file", secret_file),
+                    ("scope", scope),
+                    ("timeout", timeout),
+                    ("page_size", page),
+                    ("max_concurrency", conc),
+                    ("max_requests_per_second", rps),
+                    ("retries", retries),
+                ])
+            },
+        );
+    let poll = (
+        field(&["5m", "1s", "500ms", "1h30m", "0s"]),
+        field(&["15m", "1m", "1s"]),
+    )
+        .prop_map(|(interval, stale)| {
+            mapping(vec![("interval", interval), ("stale_after", stale)])
+        });
+    let customer = (
+        field(&[
+            "f1620000-b9d4-0000-a165-97db0000fc15",
+            "c1",
+            "",
+            "has space",
+        ]),
+        field(&["Contoso", "\"quoted\"", ""]),
+        field(&[
+            "[microsoft_365, google]",
+            "[0, 3]",
+            "[office]",
+            "[]",
+            "[0, 0]",
+            "[4]",
+        ]),
+        field(&["available", "assigned", "0", "1", "2", "maybe"]),
+    )
+        .prop_map(|(id, name, types, status)| {
+            mapping(vec![
+                ("id", id),
+                ("name", name),
+                ("tenant_types", types),
+                ("license_assigned_status", status),
+            ])
+        });
+    let customers = prop::collection::vec(customer, 0..4).prop_map(serde_yaml::Value::Sequence);
+    (
+        prop::option::weighted(0.9, elements),
+        prop::option::weighted(0.8, poll),
+        prop::option::weighted(0.9, customers),
+        prop::option::weighted(0.03, Just(serde_yaml::Value::from(1))),
+    )
+        .prop_map(|(elements, poll, customers, bogus)| {
+            let doc = mapping(vec![
+                ("elements", elements),
+                ("poll", poll),
+                ("customers", customers),
+                ("bogus", bogus),
+            ]);
+            serde_yaml::to_string(&doc).unwrap_or_default()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_parser_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = parse_page(&bytes);
+    }
+
+    #[test]
+    fn the_parser_survives_any_json_and_accounts_for_every_record(value in json()) {
+        let body = serde_json::to_vec(&value).unwrap();
+        if let Ok(page) = parse_page(&body) {
+            let records = match &value {
+                serde_json::Value::Array(a) => a.len(),
+                other => other["data"].as_array().map_or(0, Vec::len),
+            };
+            prop_assert_eq!(page.tenants.len() + page.invalid.len(), records);
+        }
+    }
+
+    #[test]
+    fn the_config_loader_survives_any_text(text in ".{0,300}") {
+        let _ = Config::parse(&text, &NoEnv);
+    }
+
+    #[test]
+    fn the_config_loader_survives_documents_near_valid_ones(doc in config_doc()) {
+        match Config::parse(&doc, &NoEnv) {
+            Ok(config) => {
+                prop_assert!(!config.customers.is_empty());
+                prop_assert!(config.poll.stale_after >= config.poll.interval);
+                prop_assert!((1..=100).contains(&config.elements.page_size));
+            }
+            // Each problem is reported with the key it is about.
+            Err(e) => {
+                let text = e.to_string();
+                prop_assert!(!text.trim().is_empty());
+                prop_assert!(!text.contains("s3cret"), "a secret in an error: {}", text);
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! A misbehaving API or operator never costs data or uptime: fault injection in the fake API,
+//! driven through the real binary and checked on `/metrics` and in the log.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+
+/// The value of the one series of `metric` whose line contains every one of `labels`.
+fn value(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    series(text, metric)
+        .iter()
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn errors(text: &str, customer: &str, cause: &str) -> Option<f64> {
+    value(
+        text,
+        "avepoint_exporter_target_errors_total",
+        &[
+            &format!("cause=\"{cause}\""),
+            &format!("customer_id=\"{customer}\""),
+        ],
+    )
+}
+
+fn up(text: &str, customer: &str) -> Option<f64> {
+    value(
+        text,
+        "avepoint_exporter_target_up",
+        &[&format!("customer_id=\"{customer}\"")],
+    )
+}
+
+/// Page `index` (1-based) of a bare-array target that never ends: one fresh tenant per page.
+fn endless_page(r: &Recorded) -> Reply {
+    let i = page_index(r);
+    Reply::json(serde_json::json!([record(&format!("t{i}"), "T", 1, 1)]).to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
+    let flaky_calls = Arc::new(AtomicUsize::new(0));
+    let fc = flaky_calls.clone();
+    let huge = Reply::huge(20 * 1024 * 1024);
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let customer = r.path.split('/').nth(6).unwrap_or("");
+        match customer {
+            "err500" => Reply::status(500, "text/plain", "internal error"),
+            "flaky" => {
+                if fc.fetch_add(1, Ordering::SeqCst) < 2 {
+                    // Retry-After as an HTTP date, two seconds ahead.
+                    let at = SystemTime::now() + Duration::from_secs(2);
+                    Reply::status(503, "text/plain", "unavailable")
+                        .with_header("retry-after", httpdate::fmt_http_date(at))
+                } else {
+                    // A duplicate tenant is merged (the last record wins); at page_size 1 the
+                    // totalCount of 2 asks for a second page, which repeats the same records.
+                    Reply::json(envelope(
+                        &[record("a", "A", 1, 1), record("a", "A", 7, 2)],
+                        1,
+                        2,
+                        2,
+                    ))
+                }
+            }
+            "html" => Reply::html(),
+            "truncjson" => Reply::truncated_json(),
+            "notfound" => Reply::status(404, "application/json", r#"{"message":"no customer"}"#),
+            "forbidden" => Reply::status(403, "application/json", r#"{"message":"scope"}"#),
+            "badreq" => Reply::status(400, "application/json", r#"{"message":"bad"}"#),
+            "huge" => huge.clone(),
+            "hang" => Reply::hang(),
+            "endless" => endless_page(r),
+            _ => Reply::status(418, "text/plain", "unexpected customer"),
+        }
+    })
+    .await;
+    let customers = [
+        "err500",
+        "flaky",
+        "html",
+        "truncjson",
+        "notfound",
+        "forbidden",
+        "badreq",
+        "huge",
+        "hang",
+        "endless",
+    ];
+    let list: String = customers
+        .iter()
+        .map(|c| format!("  - id: {c}\n    tenant_types: [0]\n"))
+        .collect();
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  timeout: 1s\n  retries: 2\n  page_size: 1\n  max_concurrency: 8\n  max_requests_per_second: 0\n",
+        &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
+    );
+    let text = exporter.first_cycle().await;
+    let expect = [
+        ("err500", "http_5xx"),
+        ("html", "parse"),
+        ("truncjson", "parse"),
+        ("notfound", "http_4xx"),
+        ("forbidden", "http_4xx"),
+        ("badreq", "http_4xx"),
+        ("huge", "too_large"),
+        ("hang", "timeout"),
+        ("endless", "parse"),
+    ];
+    for (customer, cause) in expect {
+        assert_eq!(
+            errors(&text, customer, cause),
+            Some(1.0),
+            "{customer}\n{text}"
+        );
+        assert_eq!(up(&text, customer), Some(0.0), "{customer}");
+    }
+    assert_eq!(up(&text, "flaky"), Some(1.0));
+    assert_eq!(
+        series(&text, "available_user_seats"),
+        vec!["available_user_seats{customer_id=\"flaky\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 7"]
+    );
+    // Requests per customer: transient faults are retried (1 + retries), final ones are not.
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    for r in api.tenant_requests() {
+        *sent
+            .entry(r.path.split('/').nth(6).unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    for (customer, n) in [
+        ("err500", 3),
+        ("flaky", 4), // page 1 three times, page 2 once
+        ("hang", 3),
+        ("html", 1),
+        ("truncjson", 1),
+        ("notfound", 1),
+        ("forbidden", 1),
+        ("badreq", 1),
+        ("huge", 1),
+        ("endless", 1000),
+    ] {
+        assert_eq!(sent.get(customer), Some(&n), "requests to {customer}");
+    }
+    // Every attempt is counted by status.
+    let requests = |code: &str| {
+        value(
+            &text,
+            "avepoint_exporter_api_requests_total",
+            &[&format!("code=\"{code}\""), "endpoint=\"tenants\""],
+        )
+    };
+    assert_eq!(requests("500"), Some(3.0));
+    assert_eq!(requests("503"), Some(2.0));
+    assert_eq!(requests("404"), Some(1.0));
+    assert_eq!(requests("error"), Some(4.0)); // 3 timeouts and the oversized body
+                                              // The 503's Retry-After date was honoured (a backoff alone waits at most 0.5 s).
+    let flaky: Vec<Instant> = api
+        .tenant_requests()
+        .iter()
+        .filter(|r| r.path == tenants_path("flaky", 0))
+        .map(|r| r.at)
+        .collect();
+    assert!(
+        flaky[1] - flaky[0] >= Duration::from_millis(900),
+        "{:?}",
+        flaky[1] - flaky[0]
+    );
+    // Final errors are logged once per cycle, with what the server said.
+    let log = exporter.log_text();
+    let failed = |customer: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("target poll failed") && l.contains(&format!("customer_id={customer} "))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(failed("notfound").len(), 1, "{log}");
+    assert!(failed("notfound")[0].contains("404"), "{log}");
+    assert!(failed("html")[0].contains("text/html"), "{log}");
+    assert!(failed("html")[0].contains("Gateway says hello"), "{log}");
+    assert!(failed("endless")[0].contains("1000 full pages"), "{log}");
+    assert!(
+        failed("huge")[0].contains("larger than 16777216 bytes"),
+        "{log}"
+    );
+    // Still serving.
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
+    let throttled = Arc::new(AtomicUsize::new(0));
+    let t2 = throttled.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("limited", 0) && t2.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::too_many("2");
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let others: String = (0..8)
+        .map(|i| format!("  - id: c{i}\n    tenant_types: [0]\n"))
+        .collect();
+    let config = write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  retries: 1\n  max_concurrency: 16\n  max_requests_per_second: 4\n",
+        &format!(
+            "poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n{others}"
+        ),
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter
+        .metrics_when("all 9 targets up", |t| {
+            series(t, "avepoint_exporter_target_up")
+                .iter()
+                .filter(|l| l.ends_with(" 1"))
+                .count()
+                == 9
+        })
+        .await;
+    let reqs = api.requests();
+    let at_429 = reqs
+        .iter()
+        .find(|r| r.path == tenants_path("limited", 0))
+        .unwrap()
+        .at;
+    // Nothing reached the API while the client waited out Retry-After (2 s), whichever target.
+    let after: Vec<Duration> = reqs
+        .iter()
+        .filter(|r| r.at > at_429)
+        .map(|r| r.at - at_429)
+        .collect();
+    assert!(!after.is_empty());
+    assert!(
+        after
+            .iter()
+            .all(|d| *d < Duration::from_millis(100) || *d >= Duration::from_millis(1950)),
+        "requests during the pause: {after:?}"
+    );
+    // The rate was halved (4 → 2) and has been raised a little by the successes since.
+    let rate = value(
+        &text,
+        "avepoint_exporter_api_rate_limit_requests_per_second",
+        &[],
+    )
+    .unwrap();
+    assert!(rate > 2.0 && rate < 4.0, "rate {rate}");
+    // No one-second window holds more than the configured 4 requests.
+    let times: Vec<Instant> = reqs.iter().map(|r| r.at).collect();
+    for a in &times {
+        let within = times
+            .iter()
+            .filter(|b| **b >= *a && **b - *a < Duration::from_millis(950))
+            .count();
+        assert!(within <= 4, "{within} requests within a second");
+    }
+    exporter.log_line("API is throttling (429)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_in_the_log() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            // Some servers echo the request; the secret must still not reach the log.
+            return Reply::status(
+                400,
+                "application/json",
+                format!(
+                    r#"{{"error":"invalid_client","error_description":"bad credentials in {}"}}"#,
+                    r.body
+                ),
+            );
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+    })
+    .await;
+    let list: String = (0..5)
+        .map(|i| format!("  - id: c{i}\n    tenant_types: [0, 2]\n"))
+        .collect();
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  retries: 3\n  max_requests_per_second: 0\n",
+        &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
+    );
+    let text = exporter.first_cycle().await;
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_errors_total")
+            .iter()
+            .filter(|l| l.contains("cause=\"token\"") && l.ends_with(" 1"))
+            .count(),
+        10
+    );
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_up")
+            .iter()
+            .filter(|l| l.ends_with(" 0"))
+            .count(),
+        10
+    );
+    // 400 is final (not retried) and shared by everyone who waited for it.
+    assert_eq!(api.token_requests().len(), 1);
+    assert!(api.tenant_requests().is_empty());
+    let line = exporter.log_line("cannot get an access token").await;
+    assert!(line.contains("targets=10"), "{line}");
+    assert!(line.contains("client_id \\\"my-client\\\""), "{line}");
+    assert!(line.contains("invalid_client"), "{line}");
+    let log = exporter.log_text();
+    assert!(!log.contains("my-very-secret-value"), "{log}");
+    assert!(
+        log.contains("<secret>"),
+        "the echoed secret was redacted: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tokens_are_refreshed_before_they_expire() {
+    // Tokens live 2 s; the API refuses one that is older.
+    let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rejected = Arc::new(AtomicUsize::new(0));
+    let (i2, r2) = (issued.clone(), rejected.clone());
+    let mut n = 0;
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            n += 1;
+            i2.lock().unwrap().insert(format!("Bearer tok-{n}"), r.at);
+            return Reply::json(format!(
+                r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":2}}"#
+            ));
+        }
+        let age = r
+            .authorization
+            .as_ref()
+            .and_then(|a| i2.lock().unwrap().get(a).map(|t| r.at - *t));
+        match age {
+            Some(age) if age < Duration::from_secs(2) => {
+                Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+            }
+            _ => {
+                r2.fetch_add(1, Ordering::SeqCst);
+                Reply::status(401, "application/json", r#"{"message":"token expired"}"#)
+            }
+        }
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0, 1]\n",
+    );
+    exporter
+        .metrics_when("five cycles", |t| {
+            t.contains("avepoint_exporter_poll_duration_seconds_count 5")
+        })
+        .await;
+    assert_eq!(
+        rejected.load(Ordering::SeqCst),
+        0,
+        "a request carried an expired token"
+    );
+    assert!(api.token_requests().len() >= 2, "tokens were refreshed");
+    assert!(api.tenant_requests().len() >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_is_cut_at_the_interval_and_the_others_keep_their_schedule() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("hang", 0) {
+            return Reply::hang();
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+    })
+    .await;
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  timeout: 30s\n  retries: 0\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 1s\ncustomers:\n  - id: hang\n    tenant_types: [0]\n  - id: fast\n    tenant_types: [0]\n",
+    );
+    let text = exporter
+        .metrics_when("two cut cycles", |t| {
+            t.contains("avepoint_exporter_poll_overruns_total 2")
+        })
+        .await;
+    assert!(
+        errors(&text, "hang", "timeout").is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert_eq!(up(&text, "hang"), Some(0.0));
+    assert_eq!(up(&text, "fast"), Some(1.0));
+    // Cycles start a full interval apart: never overlapping, never late by the 30 s timeout.
+    let fast: Vec<Instant> = api
+        .tenant_requests()
+        .iter()
+        .filter(|r| r.path == tenants_path("fast", 0))
+        .map(|r| r.at)
+        .collect();
+    assert!(fast.len() >= 2);
+    for pair in fast.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(900) && gap < Duration::from_secs(3),
+            "{gap:?}"
+        );
+    }
+    exporter.log_line("poll cycle cut at its deadline").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at_once() {
+    let stay_fails = Arc::new(AtomicUsize::new(0));
+    let sf = stay_fails.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("stay", 0) && sf.load(Ordering::SeqCst) == 1 {
+            return Reply::status(503, "text/plain", "down for now");
+        }
+        let customer = r.path.split('/').nth(6).unwrap_or("");
+        Reply::json(envelope(
+            &[record(&format!("{customer}-t"), "T", 4, 1)],
+            1,
+            100,
+            1,
+        ))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: Old Name\n    tenant_types: [0]\n  - id: leave\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let before = exporter.first_poll().await;
+    assert!(before.contains("customer_id=\"leave\""));
+    let reload_ts = |t: &str| {
+        value(
+            t,
+            "avepoint_exporter_config_last_reload_success_timestamp_seconds",
+            &[],
+        )
+        .unwrap()
+    };
+    let loaded_at = reload_ts(&before);
+    // From now on `stay` cannot be polled: its series must survive the reload anyway.
+    stay_fails.store(1, Ordering::SeqCst);
+    write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: New Name\n    tenant_types: [0]\n  - id: new\n    tenant_types: [0]\n",
+    );
+    let client = reqwest::Client::new();
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // The new customer is polled at once (the interval is an hour).
+    let text = exporter
+        .metrics_when("the new customer", |t| t.contains("customer_id=\"new\""))
+        .await;
+    assert!(
+        !text.contains("customer_id=\"leave\""),
+        "removed customer's series go"
+    );
+    assert_eq!(up(&text, "stay"), Some(0.0));
+    assert!(
+        text.contains("available_user_seats{customer_id=\"stay\",customer_name=\"New Name\",tenant_type=\"microsoft_365\",tenant_id=\"stay-t\",tenant_name=\"T\"} 4"),
+        "unchanged target kept its last-good series, relabelled: {text}"
+    );
+    assert!(reload_ts(&text) >= loaded_at);
+    // An invalid file: 500 with the reason, the log names the key, the old config runs on.
+    write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\n  stale_after: 1m\ncustomers:\n  - id: stay\n",
+    );
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("poll.stale_after: 1m is shorter than poll.interval"),
+        "{body}"
+    );
+    let line = exporter.log_line("config reload failed").await;
+    assert!(line.contains("poll.stale_after"), "{line}");
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(text.contains("avepoint_exporter_config_last_reload_successful 0"));
+    assert!(text.contains("customer_id=\"new\""));
+    assert!(text.contains("customer_name=\"New Name\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_requests_in_flight_exits_0_within_5s() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::hang()
+    })
+    .await;
+    let (_dir, mut exporter) = start_with_limits(
+        &api,
+        "  timeout: 60s\n  retries: 3\n  max_concurrency: 4\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 1h\ncustomers:\n  - id: a\n  - id: b\n",
+    );
+    // Wait until four requests hang in flight.
+    let start = Instant::now();
+    while api.tenant_requests().len() < 4 {
+        assert!(start.elapsed() < DEADLINE, "requests never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = exporter.signal_and_wait("TERM", Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}
