@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::auth::{AuthError, TokenSource};
 use crate::config::{LicenseAssignedStatus, TenantType};
 use crate::metrics::TenantSeats;
-use crate::transport::{HttpResponse, Prepared, Transport, TransportError};
+use crate::transport::{Endpoint, HttpResponse, Prepared, Transport, TransportError};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
 /// against a server that never sends a short page, or claims an absurd `totalCount`. A target
@@ -72,21 +72,52 @@ impl ApiError {
     }
 }
 
+/// A record that paging can merge duplicates of, by its id.
+pub trait Record {
+    /// The record's unique id (tenant id, customer id).
+    fn key(&self) -> &str;
+}
+
+impl Record for TenantSeats {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
+/// One customer of the partner, from the customer list (discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredCustomer {
+    /// Customer id, as used by the seat endpoint.
+    pub id: String,
+    /// Organization name (the `customer_name` label); may be empty.
+    pub organization: String,
+    /// `countryOrRegion`; may be empty.
+    pub country_or_region: String,
+    /// `managementMode` (a name or a number, as sent); may be empty.
+    pub management_mode: String,
+}
+
+impl Record for DiscoveredCustomer {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
 /// One page of the response, parsed.
 #[derive(Debug, PartialEq)]
-pub struct Page {
-    /// Valid tenant records, in response order.
-    pub tenants: Vec<TenantSeats>,
+pub struct Page<T = TenantSeats> {
+    /// Valid records, in response order.
+    pub items: Vec<T>,
     /// Records skipped, each with the reason.
     pub invalid: Vec<String>,
     /// `metadata.totalCount`, when the envelope has one.
     pub total_count: Option<u64>,
 }
 
-impl Page {
+impl<T> Page<T> {
     /// Records on the page, valid or not (what paging decisions count).
     pub fn len(&self) -> usize {
-        self.tenants.len() + self.invalid.len()
+        self.items.len() + self.invalid.len()
     }
 
     /// Whether the page has no records at all.
@@ -95,8 +126,23 @@ impl Page {
     }
 }
 
-/// Parses one response body into a [`Page`]; the error says what is wrong with its shape.
+/// Parses one response body of the seat endpoint into a [`Page`]; the error says what is
+/// wrong with its shape.
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    parse_envelope(body, parse_record)
+}
+
+/// Parses one response body of the customer list into a [`Page`].
+pub fn parse_customers_page(body: &[u8]) -> Result<Page<DiscoveredCustomer>, String> {
+    parse_envelope(body, parse_customer)
+}
+
+/// The envelope shared by both endpoints: `{"data": [...], "metadata": {...}}` or a bare
+/// list; each record goes through `parse_record`, which skips the invalid ones.
+fn parse_envelope<T>(
+    body: &[u8],
+    parse_record: fn(&Value) -> Result<T, String>,
+) -> Result<Page<T>, String> {
     let root: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let (records, total_count) = match root {
         Value::Array(records) => (records, None),
@@ -123,13 +169,13 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
         _ => return Err("expected an object with \"data\" or a list of tenants".into()),
     };
     let mut page = Page {
-        tenants: Vec::with_capacity(records.len()),
+        items: Vec::with_capacity(records.len()),
         invalid: Vec::new(),
         total_count,
     };
     for (i, record) in records.iter().enumerate() {
         match parse_record(record) {
-            Ok(t) => page.tenants.push(t),
+            Ok(t) => page.items.push(t),
             Err(why) => page.invalid.push(format!("record {i}: {why}")),
         }
     }
@@ -163,6 +209,33 @@ fn parse_record(record: &Value) -> Result<TenantSeats, String> {
     })
 }
 
+/// A customer record: `id` is required (and must be safe in a URL path), the rest optional.
+fn parse_customer(record: &Value) -> Result<DiscoveredCustomer, String> {
+    let Value::Object(map) = record else {
+        return Err("not an object".into());
+    };
+    let id = match map.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Null) | None => return Err("missing id".into()),
+        Some(other) => return Err(format!("id {other} is not a non-empty string")),
+    };
+    if id.contains(['/', '?', '#', '%']) || id.chars().any(char::is_whitespace) {
+        return Err(format!("id {id:?} is not usable in a URL path"));
+    }
+    // Strings or numbers (the docs show jobStatus both ways); anything else counts as absent.
+    let text = |key: &str| match map.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    Ok(DiscoveredCustomer {
+        organization: text("organization"),
+        country_or_region: text("countryOrRegion"),
+        management_mode: text("managementMode"),
+        id,
+    })
+}
+
 /// What to fetch after a target's first page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PagePlan {
@@ -175,7 +248,7 @@ pub enum PagePlan {
 }
 
 /// Decides the paging after the first page.
-pub fn plan_after_first(first: &Page, page_size: u8) -> PagePlan {
+pub fn plan_after_first<T>(first: &Page<T>, page_size: u8) -> PagePlan {
     let size = usize::from(page_size);
     if first.is_empty() || first.len() < size {
         return PagePlan::Done;
@@ -196,8 +269,8 @@ pub fn plan_after_first(first: &Page, page_size: u8) -> PagePlan {
 }
 
 /// Whether paging stops after `page` (1-based) given the records collected so far.
-pub fn is_last_page(
-    page: &Page,
+pub fn is_last_page<T>(
+    page: &Page<T>,
     page_size: u8,
     collected: usize,
     first_total: Option<u64>,
@@ -218,11 +291,11 @@ pub struct TargetRequest {
     pub license_assigned_status: Option<LicenseAssignedStatus>,
 }
 
-/// What a successful poll of a target produced.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    /// Tenants, duplicates merged (the last record of an id wins), sorted by id.
-    pub tenants: Vec<TenantSeats>,
+/// What a successful fetch of every page produced.
+#[derive(Debug)]
+pub struct Fetched<T = TenantSeats> {
+    /// Records, duplicates merged (the last record of an id wins), sorted by id.
+    pub items: Vec<T>,
     /// Records skipped as invalid, with reasons.
     pub invalid: Vec<String>,
     /// Pages requested.
@@ -271,25 +344,79 @@ impl Client {
 
     /// Fetches every page of a target's tenants.
     pub async fn fetch_tenants(&self, target: &TargetRequest) -> Result<Fetched, ApiError> {
-        let first = self.fetch_page(target, 1).await?;
+        let body = match target.license_assigned_status {
+            Some(status) => format!("{{\"licenseAssignedStatus\":{}}}", status.api_number()),
+            None => "{}".to_owned(),
+        };
+        let what = format!("customer {} {}", target.customer_id, target.tenant_type);
+        self.fetch_all(&what, |page| {
+            self.fetch_page(
+                Endpoint::Tenants,
+                self.page_url(target, page),
+                &body,
+                page,
+                parse_page,
+            )
+        })
+        .await
+    }
+
+    /// The URL of one page of the partner's customer list.
+    pub fn customers_url(&self, page: u32) -> Url {
+        let mut url = self.base_url.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!(
+            "{prefix}/partner/external/v3/general/customers/batch"
+        ));
+        url.set_query(Some(&format!(
+            "pageIndex={page}&pageSize={}",
+            self.page_size
+        )));
+        url
+    }
+
+    /// Fetches every page of the partner's customer list (discovery).
+    pub async fn fetch_customers(&self) -> Result<Fetched<DiscoveredCustomer>, ApiError> {
+        self.fetch_all("the customer list", |page| {
+            self.fetch_page(
+                Endpoint::Customers,
+                self.customers_url(page),
+                "{}",
+                page,
+                parse_customers_page,
+            )
+        })
+        .await
+    }
+
+    /// Fetches page 1 with `fetch`, then the rest as [`plan_after_first`] decides, merging
+    /// duplicate ids; `what` names the list in log lines.
+    async fn fetch_all<T, F, Fut>(&self, what: &str, fetch: F) -> Result<Fetched<T>, ApiError>
+    where
+        T: Record,
+        F: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
+    {
+        let first = fetch(1).await?;
         let first_total = first.total_count;
         let plan = plan_after_first(&first, self.page_size);
         let mut fetched = Fetched {
+            items: Vec::new(),
+            invalid: Vec::new(),
             pages: 1,
-            ..Fetched::default()
         };
         let mut collected = first.len();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut stop = false;
-        let mut absorb = |page: Page, fetched: &mut Fetched| {
+        let mut absorb = |page: Page<T>, fetched: &mut Fetched<T>| {
             let mut new_ids = 0;
-            for t in page.tenants {
-                match seen.get(&t.id) {
-                    Some(&i) => fetched.tenants[i] = t,
+            for t in page.items {
+                match seen.get(t.key()) {
+                    Some(&i) => fetched.items[i] = t,
                     None => {
                         new_ids += 1;
-                        seen.insert(t.id.clone(), fetched.tenants.len());
-                        fetched.tenants.push(t);
+                        seen.insert(t.key().to_owned(), fetched.items.len());
+                        fetched.items.push(t);
                     }
                 }
             }
@@ -309,10 +436,7 @@ impl Client {
             PagePlan::Pages(n) => {
                 // The count is known: ask for the remaining pages at once (the transport
                 // bounds how many are in flight), then read them in order.
-                let rest = futures_util::future::join_all(
-                    (2..=n).map(|page| self.fetch_page(target, page)),
-                )
-                .await;
+                let rest = futures_util::future::join_all((2..=n).map(&fetch)).await;
                 fetched.pages = n;
                 for page in rest {
                     let page = page?;
@@ -332,17 +456,16 @@ impl Client {
                             "{MAX_PAGES} full pages without a totalCount or a short page"
                         )));
                     }
-                    let page = self.fetch_page(target, index).await?;
+                    let page = fetch(index).await?;
                     fetched.pages = index;
                     collected += page.len();
                     stop = is_last_page(&page, self.page_size, collected, None);
                     if absorb(page, &mut fetched) == 0 {
                         // A full page of ids already seen: the server ignores pageIndex.
                         tracing::warn!(
-                            customer_id = %target.customer_id,
-                            tenant_type = %target.tenant_type,
+                            list = what,
                             page = index,
-                            "page repeats tenants already seen; stopping paging"
+                            "page repeats records already seen; stopping paging"
                         );
                         stop = true;
                     }
@@ -350,28 +473,30 @@ impl Client {
                 }
             }
         }
-        fetched.tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        fetched.items.sort_by(|a, b| a.key().cmp(b.key()));
         Ok(fetched)
     }
 
     /// Fetches one page, refreshing the token once if the API answers 401. Each attempt
     /// carries a token that is fresh when it is sent.
-    async fn fetch_page(&self, target: &TargetRequest, page: u32) -> Result<Page, ApiError> {
-        let url = self.page_url(target, page);
-        let body = match target.license_assigned_status {
-            Some(status) => format!("{{\"licenseAssignedStatus\":{}}}", status.api_number()),
-            None => "{}".to_owned(),
-        };
+    async fn fetch_page<T>(
+        &self,
+        endpoint: Endpoint,
+        url: Url,
+        body: &str,
+        page: u32,
+        parse: fn(&[u8]) -> Result<Page<T>, String>,
+    ) -> Result<Page<T>, ApiError> {
         let mut refreshed = false;
         loop {
             let (resp, token) = self
                 .transport
-                .send(crate::transport::Endpoint::Tenants, |c| {
+                .send(endpoint, |c| {
                     let request = c
                         .post(url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .header(reqwest::header::ACCEPT, "application/json")
-                        .body(body.clone());
+                        .body(body.to_owned());
                     async move {
                         let token = self.auth.token().await?;
                         Ok::<_, ApiError>(Prepared {
@@ -387,19 +512,23 @@ impl Client {
                 refreshed = true;
                 continue;
             }
-            return page_from_response(&resp, page);
+            return page_from_response(&resp, page, parse);
         }
     }
 }
 
-fn page_from_response(resp: &HttpResponse, page: u32) -> Result<Page, ApiError> {
+fn page_from_response<T>(
+    resp: &HttpResponse,
+    page: u32,
+    parse: fn(&[u8]) -> Result<Page<T>, String>,
+) -> Result<Page<T>, ApiError> {
     if !resp.status.is_success() {
         return Err(ApiError::Status {
             status: resp.status,
             detail: resp.describe(),
         });
     }
-    parse_page(&resp.body).map_err(|reason| ApiError::Parse {
+    parse(&resp.body).map_err(|reason| ApiError::Parse {
         page,
         reason,
         detail: resp.describe(),
@@ -424,7 +553,7 @@ mod tests {
         let body = br#"{"data":[{"type":0,"tenantId":"a","tenantName":"a name","availableUserSeat":25,"assignedUserSeat":5,"extra":{"x":1}}],
             "metadata":{"pageIndex":1,"pageSize":50,"totalCount":1},"other":true}"#;
         let page = parse_page(body).unwrap();
-        assert_eq!(page.tenants, vec![tenant("a", 25, 5)]);
+        assert_eq!(page.items, vec![tenant("a", 25, 5)]);
         assert_eq!(page.total_count, Some(1));
         assert!(page.invalid.is_empty());
     }
@@ -433,7 +562,7 @@ mod tests {
     fn parses_bare_array() {
         let body = br#"[{"tenantId":"a","tenantName":"a name","availableUserSeat":1,"assignedUserSeat":2}]"#;
         let page = parse_page(body).unwrap();
-        assert_eq!(page.tenants, vec![tenant("a", 1, 2)]);
+        assert_eq!(page.items, vec![tenant("a", 1, 2)]);
         assert_eq!(page.total_count, None);
     }
 
@@ -449,8 +578,8 @@ mod tests {
             42
         ]}"#;
         let page = parse_page(body).unwrap();
-        assert_eq!(page.tenants.len(), 2);
-        assert_eq!(page.tenants[1].name, "");
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[1].name, "");
         assert_eq!(page.invalid.len(), 5, "{:?}", page.invalid);
         assert_eq!(page.len(), 7);
         assert!(page.invalid[0].contains("missing tenantId"));
@@ -484,7 +613,7 @@ mod tests {
 
     fn page_of(n: usize, total: Option<u64>) -> Page {
         Page {
-            tenants: (0..n).map(|i| tenant(&i.to_string(), 1, 1)).collect(),
+            items: (0..n).map(|i| tenant(&i.to_string(), 1, 1)).collect(),
             invalid: vec![],
             total_count: total,
         }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Client;
 use crate::auth::TokenSource;
 use crate::config::{Config, ConfigError, ProcessEnvironment};
 use crate::demo::DemoApi;
+use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
 use crate::poller::{self, Plan, Status};
 use crate::server::{self, AppState, ReloadRequest, ServerError};
@@ -49,13 +50,25 @@ pub enum AppError {
     Setup(String),
 }
 
-/// Builds the poll plan of a configuration for one shard.
+/// Builds the poll plan of a configuration's listed customers for one shard (no discovery).
 pub fn build_plan(
     config: &Config,
     metrics: &Arc<Metrics>,
     shard: u32,
     total_shards: u32,
 ) -> Result<Plan, TransportError> {
+    Ok(Plan {
+        targets: poller::targets_of(&config.customers, shard, total_shards),
+        client: build_client(config, metrics)?,
+        poll: config.poll,
+    })
+}
+
+/// Builds the API client (transport, limits, token source) of a configuration.
+pub fn build_client(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Client>, TransportError> {
     let e = &config.elements;
     let transport = Arc::new(Transport::new(
         TransportOptions {
@@ -72,20 +85,15 @@ pub fn build_plan(
         transport.clone(),
         e.token_url.clone(),
         e.client_id.clone(),
-        e.client_secret.clone(),
+        e.credential.clone(),
         e.scope.clone(),
     ));
-    let client = Arc::new(Client::new(
+    Ok(Arc::new(Client::new(
         transport,
         auth,
         e.base_url.clone(),
         e.page_size,
-    ));
-    Ok(Plan {
-        targets: poller::targets_of(config, shard, total_shards),
-        client,
-        poll: config.poll,
-    })
+    )))
 }
 
 fn now_unix() -> f64 {
@@ -124,19 +132,25 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     }
 
-    let plan = build_plan(&config, &metrics, options.shard, options.total_shards)
+    let client = build_client(&config, &metrics)
         .map_err(|e| AppError::Setup(format!("cannot build the HTTP client: {e}")))?;
     tracing::info!(
         customers = config.customers.len(),
-        targets = plan.targets.len(),
+        discovery = config.discovery.is_some(),
         shard = options.shard,
         total_shards = options.total_shards,
         interval = %humantime::format_duration(config.poll.interval),
         "starting"
     );
-    // Readiness and the landing page know every target before the first poll.
-    let status = Arc::new(ArcSwap::from_pointee(Status::pending(&plan)));
-    let (plan_tx, plan_rx) = watch::channel(Arc::new(plan));
+    let (planner, plan_rx) = Planner::new(
+        config,
+        client,
+        options.shard,
+        options.total_shards,
+        metrics.clone(),
+    );
+    // Readiness and the landing page know every listed target before the first poll.
+    let status = Arc::new(ArcSwap::from_pointee(Status::pending(&planner.plan())));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -144,33 +158,50 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let poller = tokio::spawn(poller::run(
-        plan_rx,
-        metrics.clone(),
-        status.clone(),
-        stopped(),
-    ));
-
     let reload = if demo.is_none() {
         let (tx, rx) = mpsc::channel::<ReloadRequest>(4);
         spawn_sighup(tx.clone());
-        tokio::spawn(reloader(rx, options.clone(), metrics.clone(), plan_tx));
+        tokio::spawn(reloader(
+            rx,
+            options.clone(),
+            metrics.clone(),
+            planner.clone(),
+        ));
         Some(tx)
     } else {
         None
     };
     let state = Arc::new(AppState {
-        metrics,
-        status,
+        metrics: metrics.clone(),
+        status: status.clone(),
         telemetry_path: options.telemetry_path.clone(),
         reload,
         build,
     });
     let server = tokio::spawn(server::serve(listeners, state, stopped()));
-    shutdown.await;
+    // With discovery on, the first poll waits for the first customer list (or its failure:
+    // then the listed customers run alone until a list arrives).
+    let (first_tx, first_rx) = oneshot::channel();
+    let discovery = tokio::spawn(discovery::run(planner.clone(), first_tx, stopped()));
+    tokio::pin!(shutdown);
+    let poller = tokio::select! {
+        _ = &mut shutdown => None,
+        _ = first_rx => Some(tokio::spawn(poller::run(
+            plan_rx,
+            metrics.clone(),
+            status.clone(),
+            stopped(),
+        ))),
+    };
+    if poller.is_some() {
+        shutdown.await;
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let _ = poller.await;
+    if let Some(poller) = poller {
+        let _ = poller.await;
+    }
+    let _ = discovery.await;
     let _ = server.await;
     Ok(())
 }
@@ -190,22 +221,22 @@ async fn reloader(
     mut requests: mpsc::Receiver<ReloadRequest>,
     options: Options,
     metrics: Arc<Metrics>,
-    plans: watch::Sender<Arc<Plan>>,
+    planner: Arc<Planner>,
 ) {
     while let Some(answer) = requests.recv().await {
         let result = Config::load(&options.config_file, &ProcessEnvironment)
             .map_err(|e| e.problems().join("; "))
             .and_then(|config| {
                 warn_about(&config);
-                build_plan(&config, &metrics, options.shard, options.total_shards)
-                    .map_err(|e| e.to_string())
+                let client = build_client(&config, &metrics).map_err(|e| e.to_string())?;
+                Ok((config, client))
             });
         match result {
-            Ok(plan) => {
-                tracing::info!(targets = plan.targets.len(), "config reloaded");
+            Ok((config, client)) => {
+                planner.apply_config(config, client);
+                tracing::info!(targets = planner.plan().targets.len(), "config reloaded");
                 metrics.config_reload_successful.set(1);
                 metrics.config_reload_success_timestamp.set(now_unix());
-                let _ = plans.send(Arc::new(plan));
                 let _ = answer.send(Ok(()));
             }
             Err(reason) => {

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::Secret;
+use crate::assertion::ASSERTION_TYPE;
+use crate::config::Credential;
 use crate::transport::{Endpoint, Prepared, Transport, TransportError};
 
 /// How long a failed token request answers for every caller before one asks again: a token
@@ -28,7 +29,7 @@ pub enum AuthError {
     Transport(#[from] TransportError),
     /// The token endpoint refused the credentials (400 `invalid_client`, 401, ...).
     #[error(
-        "token endpoint refused client_id {client_id:?} ({detail}); check client_id, the client secret and the scope"
+        "token endpoint refused client_id {client_id:?} ({detail}); check client_id, the client secret or certificate, and the scope"
     )]
     Refused {
         /// The client id sent (never the secret).
@@ -36,6 +37,9 @@ pub enum AuthError {
         /// Status, OAuth2 error code and description or the start of the body.
         detail: String,
     },
+    /// No client assertion could be signed with the certificate's key.
+    #[error("cannot sign the client assertion: {0}")]
+    Assertion(String),
     /// The token endpoint's answer is not a token.
     #[error("token endpoint answered something that is not a token ({0})")]
     Parse(String),
@@ -79,7 +83,7 @@ pub struct TokenSource {
     transport: Arc<Transport>,
     token_url: Url,
     client_id: String,
-    secret: Secret,
+    credential: Credential,
     scope: String,
     cache: Mutex<Cache>,
     /// Fetches finished so far (numbers the failures).
@@ -92,14 +96,14 @@ impl TokenSource {
         transport: Arc<Transport>,
         token_url: Url,
         client_id: String,
-        secret: Secret,
+        credential: Credential,
         scope: String,
     ) -> Self {
         TokenSource {
             transport,
             token_url,
             client_id,
-            secret,
+            credential,
             scope,
             cache: Mutex::new(Cache::default()),
             fetches: AtomicU64::new(0),
@@ -147,12 +151,26 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Token, AuthError> {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.secret.expose()),
-            ("scope", self.scope.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", self.client_id.clone()),
+            ("scope", self.scope.clone()),
         ];
+        // What must never reach a log: the secret, or the signed assertion.
+        let secret = match &self.credential {
+            Credential::Secret { secret, .. } => {
+                form.push(("client_secret", secret.expose().to_owned()));
+                secret.expose().to_owned()
+            }
+            Credential::Certificate { certificate, .. } => {
+                let assertion = certificate
+                    .sign(&self.client_id, self.token_url.as_str())
+                    .map_err(|e| AuthError::Assertion(e.to_string()))?;
+                form.push(("client_assertion_type", ASSERTION_TYPE.to_owned()));
+                form.push(("client_assertion", assertion.clone()));
+                assertion
+            }
+        };
         let (resp, ()) = self
             .transport
             .send(Endpoint::Token, |c| {
@@ -178,7 +196,7 @@ impl TokenSource {
             return Err(AuthError::Refused {
                 client_id: self.client_id.clone(),
                 // A server that echoes the request must not make us log the secret.
-                detail: redact(&detail, self.secret.expose()),
+                detail: redact(&detail, &secret),
             });
         }
         let parsed: TokenResponse = serde_json::from_slice(&resp.body)

@@ -11,13 +11,20 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use regex::Regex;
 use reqwest::Url;
 use serde_yaml::{Mapping, Value};
+
+use crate::assertion::ClientCertificate;
 
 /// Default API host (commercial environment).
 pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
 /// Default scope requested for the seat endpoint.
 pub const DEFAULT_SCOPE: &str = "elements.license.read.all";
+/// Default scope when customer discovery is on: the seat and the customer list endpoints.
+pub const DEFAULT_DISCOVERY_SCOPE: &str = "elements.license.read.all elements.customers.read.all";
 /// Environment variable that, when set, supplies the client secret and wins over the file.
 pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
 
@@ -156,19 +163,89 @@ impl LicenseAssignedStatus {
     }
 }
 
+/// The AvePoint Online Services environment; it picks the token service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementsEnvironment {
+    /// The commercial cloud (default).
+    Commercial,
+    /// U.S. Government.
+    Gov,
+    /// AOS2.
+    Aos2,
+    /// FedRAMP.
+    Fedramp,
+}
+
+impl ElementsEnvironment {
+    /// Every environment, for messages.
+    pub const ALL: [ElementsEnvironment; 4] = [
+        ElementsEnvironment::Commercial,
+        ElementsEnvironment::Gov,
+        ElementsEnvironment::Aos2,
+        ElementsEnvironment::Fedramp,
+    ];
+
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElementsEnvironment::Commercial => "commercial",
+            ElementsEnvironment::Gov => "gov",
+            ElementsEnvironment::Aos2 => "aos2",
+            ElementsEnvironment::Fedramp => "fedramp",
+        }
+    }
+
+    /// The environment's OAuth2 token endpoint.
+    pub fn token_url(self) -> &'static str {
+        match self {
+            ElementsEnvironment::Commercial => {
+                "https://identity.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Gov => {
+                "https://identity-gov.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Aos2 => {
+                "https://identity-aos2.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Fedramp => "https://identity.online15.net/connect/token",
+        }
+    }
+}
+
+/// How the exporter proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from.
+        source: SecretSource,
+    },
+    /// A certificate and its private key (a signed JWT client assertion, private_key_jwt).
+    Certificate {
+        /// The checked certificate and key.
+        certificate: Arc<ClientCertificate>,
+        /// `client_certificate_file`, for `--check-config`.
+        certificate_file: String,
+        /// `client_private_key_file`, for `--check-config`.
+        key_file: String,
+    },
+}
+
 /// Settings of the Elements API connection.
 #[derive(Debug, Clone)]
 pub struct ElementsConfig {
     /// API host, e.g. `https://graph.avepointonlineservices.com`.
     pub base_url: Url,
+    /// The environment (picks the default token URL).
+    pub environment: ElementsEnvironment,
     /// OAuth2 token endpoint.
     pub token_url: Url,
     /// OAuth2 client id of the app registration.
     pub client_id: String,
-    /// OAuth2 client secret.
-    pub client_secret: Secret,
-    /// Where the secret came from.
-    pub secret_source: SecretSource,
+    /// Secret or certificate.
+    pub credential: Credential,
     /// OAuth2 scope.
     pub scope: String,
     /// Timeout of one HTTP request.
@@ -205,6 +282,33 @@ pub struct Customer {
     pub license_assigned_status: Option<LicenseAssignedStatus>,
 }
 
+/// Customer auto-discovery: every customer of the partner's list that passes the filters
+/// becomes targets.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// How often the customer list is fetched.
+    pub interval: Duration,
+    /// Keep only organizations matching one of these (all when empty).
+    pub include: Vec<Regex>,
+    /// Drop organizations matching any of these.
+    pub exclude: Vec<Regex>,
+    /// Drop these customer ids.
+    pub exclude_ids: HashSet<String>,
+    /// Tenant types polled for discovered customers.
+    pub tenant_types: Vec<TenantType>,
+    /// Body filter for discovered customers.
+    pub license_assigned_status: Option<LicenseAssignedStatus>,
+}
+
+impl DiscoveryConfig {
+    /// Whether a discovered customer passes the filters.
+    pub fn keeps(&self, id: &str, organization: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(organization)))
+            && !self.exclude.iter().any(|r| r.is_match(organization))
+            && !self.exclude_ids.contains(id)
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -212,8 +316,11 @@ pub struct Config {
     pub elements: ElementsConfig,
     /// Scheduling.
     pub poll: PollConfig,
-    /// Customers, in file order, with unique ids.
+    /// Customers listed in the file, in file order, with unique ids; with discovery on they
+    /// override discovered customers of the same id.
     pub customers: Vec<Customer>,
+    /// Customer auto-discovery, when configured.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// Where configuration values that live outside the file come from: the environment and
@@ -276,17 +383,33 @@ impl Config {
         let mut s = String::new();
         let _ = writeln!(s, "config OK");
         let _ = writeln!(s, "  base_url: {}", e.base_url);
+        let _ = writeln!(s, "  environment: {}", e.environment.name());
         let _ = writeln!(s, "  token_url: {}", e.token_url);
         let _ = writeln!(s, "  client_id: {}", e.client_id);
-        let _ = writeln!(
-            s,
-            "  client secret: from {}",
-            match e.secret_source {
-                SecretSource::Inline => "client_secret",
-                SecretSource::File => "client_secret_file",
-                SecretSource::Environment => SECRET_ENV,
+        match &e.credential {
+            Credential::Secret { source, .. } => {
+                let _ = writeln!(
+                    s,
+                    "  client secret: from {}",
+                    match source {
+                        SecretSource::Inline => "client_secret",
+                        SecretSource::File => "client_secret_file",
+                        SecretSource::Environment => SECRET_ENV,
+                    }
+                );
             }
-        );
+            Credential::Certificate {
+                certificate,
+                certificate_file,
+                key_file,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  client certificate: {certificate_file} with key {key_file} (signed JWT assertion, RS256); {}",
+                    certificate.describe()
+                );
+            }
+        }
         let _ = writeln!(s, "  scope: {}", e.scope);
         let _ = writeln!(
             s,
@@ -303,11 +426,62 @@ impl Config {
             humantime::format_duration(self.poll.interval),
             humantime::format_duration(self.poll.stale_after)
         );
+        if let Some(d) = &self.discovery {
+            let list = |v: &[Regex]| {
+                v.iter()
+                    .map(|r| format!("{:?}", r.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut ids: Vec<&str> = d.exclude_ids.iter().map(String::as_str).collect();
+            ids.sort_unstable();
+            let types: Vec<&str> = d.tenant_types.iter().map(|t| t.name()).collect();
+            let _ = writeln!(
+                s,
+                "  discovery: every {}, POST {}partner/external/v3/general/customers/batch (all pages);",
+                humantime::format_duration(d.interval),
+                e.base_url.as_str().trim_end_matches('/').to_owned() + "/"
+            );
+            let _ = writeln!(
+                s,
+                "    keeps organizations matching {}{}{}",
+                if d.include.is_empty() {
+                    "anything".to_owned()
+                } else {
+                    format!("any of [{}]", list(&d.include))
+                },
+                if d.exclude.is_empty() {
+                    String::new()
+                } else {
+                    format!(", except those matching any of [{}]", list(&d.exclude))
+                },
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and drops ids {}", ids.join(", "))
+                }
+            );
+            let _ = writeln!(
+                s,
+                "    polls {} for each{}; organization becomes customer_name; customers listed below override discovered ones with the same id",
+                types.join(", "),
+                match d.license_assigned_status {
+                    Some(LicenseAssignedStatus::Available) => " (license_assigned_status: available)",
+                    Some(LicenseAssignedStatus::Assigned) => " (license_assigned_status: assigned)",
+                    None => "",
+                }
+            );
+        }
         let _ = writeln!(
             s,
-            "  customers: {} ({} targets)",
+            "  customers: {} ({} targets{})",
             self.customers.len(),
-            self.target_count()
+            self.target_count(),
+            if self.discovery.is_some() {
+                ", plus discovered ones"
+            } else {
+                ""
+            }
         );
         for c in &self.customers {
             let types: Vec<&str> = c.tenant_types.iter().map(|t| t.name()).collect();
@@ -524,9 +698,14 @@ fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<C
         p.add("config", "the file is empty");
         return None;
     }
-    let section = Section::new(root, "", &["elements", "poll", "customers"], p)?;
+    let section = Section::new(root, "", &["elements", "poll", "customers", "discovery"], p)?;
+    let discovery = match section.get("discovery") {
+        Some(v) => parse_discovery(v, p).map(Some),
+        None => Some(None),
+    };
+    let discovering = section.get("discovery").is_some();
     let elements = match section.get("elements") {
-        Some(v) => parse_elements(v, env, p),
+        Some(v) => parse_elements(v, env, discovering, p),
         None => {
             p.add(
                 "elements",
@@ -537,9 +716,13 @@ fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<C
     };
     let poll = parse_poll(section.get("poll"), p);
     let customers = match section.get("customers") {
-        Some(v) => parse_customers(v, p),
+        Some(v) => parse_customers(v, discovering, p),
+        None if discovering => Some(Vec::new()),
         None => {
-            p.add("customers", "missing; list at least one customer to poll");
+            p.add(
+                "customers",
+                "missing; list at least one customer to poll, or turn on discovery",
+            );
             None
         }
     };
@@ -547,12 +730,14 @@ fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<C
         elements: elements?,
         poll: poll?,
         customers: customers?,
+        discovery: discovery?,
     })
 }
 
 fn parse_elements(
     value: &Value,
     env: &dyn Environment,
+    discovering: bool,
     p: &mut Problems,
 ) -> Option<ElementsConfig> {
     let s = Section::new(
@@ -560,10 +745,13 @@ fn parse_elements(
         "elements",
         &[
             "base_url",
+            "environment",
             "token_url",
             "client_id",
             "client_secret",
             "client_secret_file",
+            "client_certificate_file",
+            "client_private_key_file",
             "scope",
             "timeout",
             "page_size",
@@ -577,14 +765,29 @@ fn parse_elements(
         Some(_) => s.url("base_url", p),
         None => Url::parse(DEFAULT_BASE_URL).ok(),
     };
-    let token_url = if s.get("token_url").is_some() {
-        s.url("token_url", p)
-    } else {
-        p.add(
-            "elements.token_url",
-            "missing; e.g. https://identity.avepointonlineservices.com/connect/token",
-        );
-        None
+    let environment = match s.get("environment") {
+        None => Some(ElementsEnvironment::Commercial),
+        Some(v) => {
+            let found = ElementsEnvironment::ALL
+                .into_iter()
+                .find(|e| v.as_str() == Some(e.name()));
+            if found.is_none() {
+                p.add(
+                    "elements.environment",
+                    format!(
+                        "unknown environment {}; expected one of commercial, gov, aos2, fedramp",
+                        show(v)
+                    ),
+                );
+            }
+            found
+        }
+    };
+    // An explicit token_url wins over the environment's.
+    let token_url = match (s.get("token_url"), environment) {
+        (Some(_), _) => s.url("token_url", p),
+        (None, Some(env)) => Url::parse(env.token_url()).ok(),
+        (None, None) => None,
     };
     let client_id = s.string("client_id", p);
     if client_id.is_none() && s.get("client_id").is_none() {
@@ -593,10 +796,15 @@ fn parse_elements(
             "missing; the app registration's client id",
         );
     }
-    let secret = parse_secret(&s, env, p);
-    let scope = s
-        .string("scope", p)
-        .unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+    let credential = parse_credential(&s, env, p);
+    let scope = s.string("scope", p).unwrap_or_else(|| {
+        if discovering {
+            DEFAULT_DISCOVERY_SCOPE
+        } else {
+            DEFAULT_SCOPE
+        }
+        .to_owned()
+    });
     let timeout = s.duration("timeout", p).unwrap_or(Duration::from_secs(30));
     if timeout.is_zero() {
         p.add("elements.timeout", "must be greater than 0s");
@@ -607,13 +815,12 @@ fn parse_elements(
         .integer("max_requests_per_second", 0, 100_000, p)
         .unwrap_or(10) as u32;
     let retries = s.integer("retries", 0, 20, p).unwrap_or(3) as u32;
-    let (client_secret, secret_source) = secret?;
     Some(ElementsConfig {
         base_url: base_url?,
+        environment: environment?,
         token_url: token_url?,
         client_id: client_id?,
-        client_secret,
-        secret_source,
+        credential: credential?,
         scope,
         timeout,
         page_size,
@@ -621,6 +828,90 @@ fn parse_elements(
         max_requests_per_second: NonZeroU32::new(max_rps),
         retries,
     })
+}
+
+/// Exactly one of a secret (from any source) or a certificate with its key.
+fn parse_credential(
+    s: &Section<'_>,
+    env: &dyn Environment,
+    p: &mut Problems,
+) -> Option<Credential> {
+    let cert = s.string("client_certificate_file", p);
+    let key = s.string("client_private_key_file", p);
+    let wants_certificate =
+        s.get("client_certificate_file").is_some() || s.get("client_private_key_file").is_some();
+    if !wants_certificate {
+        return parse_secret(s, env, p)
+            .map(|(secret, source)| Credential::Secret { secret, source });
+    }
+    let secret_keys: Vec<&str> = ["client_secret", "client_secret_file"]
+        .into_iter()
+        .filter(|k| s.get(k).is_some())
+        .chain(env.var(SECRET_ENV).map(|_| SECRET_ENV))
+        .collect();
+    if !secret_keys.is_empty() {
+        p.add(
+            "elements",
+            format!(
+                "both a client secret ({}) and a certificate (client_certificate_file, client_private_key_file) are configured; keep exactly one",
+                secret_keys.join(", ")
+            ),
+        );
+        return None;
+    }
+    let read = |key: &str, path: &str, p: &mut Problems| match env.read_file(Path::new(path)) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            p.add(
+                &format!("elements.{key}"),
+                format!("cannot read {path:?}: {e}"),
+            );
+            None
+        }
+    };
+    let (cert_file, key_file) = match (cert, key) {
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) if s.get("client_private_key_file").is_none() => {
+            p.add(
+                "elements.client_private_key_file",
+                "missing; client_certificate_file needs the certificate's private key (PEM)",
+            );
+            return None;
+        }
+        (None, Some(_)) if s.get("client_certificate_file").is_none() => {
+            p.add(
+                "elements.client_certificate_file",
+                "missing; client_private_key_file needs the certificate registered in AvePoint Online Services (PEM)",
+            );
+            return None;
+        }
+        _ => return None,
+    };
+    let cert_pem = read("client_certificate_file", &cert_file, p);
+    let key_pem = read("client_private_key_file", &key_file, p);
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+    match ClientCertificate::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()) {
+        Ok(certificate) => Some(Credential::Certificate {
+            certificate: Arc::new(certificate),
+            certificate_file: cert_file,
+            key_file,
+        }),
+        Err(e) => {
+            use crate::assertion::CertificateError as E;
+            let (key, message) = match e {
+                E::Certificate(_) | E::NotRsa => {
+                    ("client_certificate_file", format!("{cert_file:?}: {e}"))
+                }
+                E::Mismatch => (
+                    "client_private_key_file",
+                    format!("{key_file:?}: {e} in {cert_file:?}"),
+                ),
+                E::Key | E::Sign(_) => ("client_private_key_file", format!("{key_file:?}: {e}")),
+            };
+            p.add(&format!("elements.{key}"), message);
+            None
+        }
+    }
 }
 
 fn parse_secret(
@@ -663,7 +954,7 @@ fn parse_secret(
                 p.add(
                     "elements",
                     format!(
-                        "no client secret; set client_secret_file, client_secret or the {SECRET_ENV} environment variable"
+                        "no credentials; set client_secret_file, client_secret or the {SECRET_ENV} environment variable, or client_certificate_file and client_private_key_file"
                     ),
                 );
             }
@@ -719,7 +1010,7 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
     })
 }
 
-fn parse_customers(value: &Value, p: &mut Problems) -> Option<Vec<Customer>> {
+fn parse_customers(value: &Value, discovering: bool, p: &mut Problems) -> Option<Vec<Customer>> {
     let Value::Sequence(items) = value else {
         p.add(
             "customers",
@@ -727,8 +1018,11 @@ fn parse_customers(value: &Value, p: &mut Problems) -> Option<Vec<Customer>> {
         );
         return None;
     };
-    if items.is_empty() {
-        p.add("customers", "the list is empty; add at least one customer");
+    if items.is_empty() && !discovering {
+        p.add(
+            "customers",
+            "the list is empty; add at least one customer, or turn on discovery",
+        );
         return None;
     }
     let mut seen = HashSet::new();
@@ -779,35 +1073,134 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
         None => Some(TenantType::ALL.to_vec()),
         Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),
     };
-    let status = match s.get("license_assigned_status") {
-        None => Some(None),
-        Some(v) => {
-            let text = match v {
-                Value::String(t) => t.clone(),
-                Value::Number(n) => n.to_string(),
-                _ => String::new(),
-            };
-            match text.as_str() {
-                "available" | "0" => Some(Some(LicenseAssignedStatus::Available)),
-                "assigned" | "1" => Some(Some(LicenseAssignedStatus::Assigned)),
-                _ => {
-                    p.add(
-                        &s.path("license_assigned_status"),
-                        format!(
-                            "unknown value {}; expected available (0) or assigned (1)",
-                            show(v)
-                        ),
-                    );
-                    None
-                }
-            }
-        }
-    };
+    let status = parse_license_status(&s, p);
     Some(Customer {
         id: id?,
         name,
         tenant_types: tenant_types?,
         license_assigned_status: status?,
+    })
+}
+
+/// `license_assigned_status` of a section: `Some(None)` when absent, `None` when invalid.
+fn parse_license_status(
+    s: &Section<'_>,
+    p: &mut Problems,
+) -> Option<Option<LicenseAssignedStatus>> {
+    let v = match s.get("license_assigned_status") {
+        None => return Some(None),
+        Some(v) => v,
+    };
+    let text = match v {
+        Value::String(t) => t.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match text.as_str() {
+        "available" | "0" => Some(Some(LicenseAssignedStatus::Available)),
+        "assigned" | "1" => Some(Some(LicenseAssignedStatus::Assigned)),
+        _ => {
+            p.add(
+                &s.path("license_assigned_status"),
+                format!(
+                    "unknown value {}; expected available (0) or assigned (1)",
+                    show(v)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A list of strings at `key`, each checked by `item` (which reports its own problems).
+fn string_list<T>(
+    s: &Section<'_>,
+    key: &str,
+    p: &mut Problems,
+    mut item: impl FnMut(&str, String, &mut Problems) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Some(value) = s.get(key) else {
+        return Some(Vec::new());
+    };
+    let Value::Sequence(items) = value else {
+        p.add(
+            &s.path(key),
+            format!("expected a list of strings, got {}", kind(value)),
+        );
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, v) in items.iter().enumerate() {
+        let path = format!("{}[{i}]", s.path(key));
+        let text = match v {
+            Value::String(t) => t.clone(),
+            Value::Number(n) => n.to_string(),
+            other => {
+                p.add(&path, format!("expected a string, got {}", kind(other)));
+                ok = false;
+                continue;
+            }
+        };
+        match item(&path, text, p) {
+            Some(t) => out.push(t),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn parse_discovery(value: &Value, p: &mut Problems) -> Option<DiscoveryConfig> {
+    let s = Section::new(
+        value,
+        "discovery",
+        &[
+            "interval",
+            "include",
+            "exclude",
+            "exclude_ids",
+            "tenant_types",
+            "license_assigned_status",
+        ],
+        p,
+    )?;
+    let interval = match s.duration("interval", p) {
+        Some(i) if i < Duration::from_secs(1) => {
+            p.add("discovery.interval", "the minimum is 1s");
+            None
+        }
+        Some(i) => Some(i),
+        None if s.get("interval").is_some() => None,
+        None => Some(Duration::from_secs(3600)),
+    };
+    let regex = |path: &str, text: String, p: &mut Problems| match Regex::new(&text) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            p.add(
+                path,
+                format!(
+                    "{text:?} is not a valid regular expression: {}",
+                    one_line(&e.to_string())
+                ),
+            );
+            None
+        }
+    };
+    let include = string_list(&s, "include", p, regex);
+    let exclude = string_list(&s, "exclude", p, regex);
+    let exclude_ids = string_list(&s, "exclude_ids", p, |_, id, _| Some(id));
+    let tenant_types = match s.get("tenant_types") {
+        None => Some(TenantType::ALL.to_vec()),
+        Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),
+    };
+    let license_assigned_status = parse_license_status(&s, p);
+    Some(DiscoveryConfig {
+        interval: interval?,
+        include: include?,
+        exclude: exclude?,
+        exclude_ids: exclude_ids?.into_iter().collect(),
+        tenant_types: tenant_types?,
+        license_assigned_status: license_assigned_status?,
     })
 }
 
@@ -899,6 +1292,142 @@ customers:
         }
     }
 
+    fn secret_of(c: &Config) -> (&str, SecretSource) {
+        match &c.elements.credential {
+            Credential::Secret { secret, source } => (secret.expose(), *source),
+            Credential::Certificate { .. } => panic!("expected a secret"),
+        }
+    }
+
+    #[test]
+    fn environments_pick_the_token_url_unless_one_is_given() {
+        let base = "elements:\n  client_id: a\n  client_secret: b\n";
+        let cust = "customers:\n  - id: c\n";
+        let env = FakeEnv::default();
+        let c = Config::parse(&format!("{base}{cust}"), &env).unwrap();
+        assert_eq!(c.elements.environment, ElementsEnvironment::Commercial);
+        assert_eq!(
+            c.elements.token_url.as_str(),
+            "https://identity.avepointonlineservices.com/connect/token"
+        );
+        for (name, url) in [
+            (
+                "gov",
+                "https://identity-gov.avepointonlineservices.com/connect/token",
+            ),
+            (
+                "aos2",
+                "https://identity-aos2.avepointonlineservices.com/connect/token",
+            ),
+            ("fedramp", "https://identity.online15.net/connect/token"),
+        ] {
+            let c = Config::parse(&format!("{base}  environment: {name}\n{cust}"), &env).unwrap();
+            assert_eq!(c.elements.token_url.as_str(), url);
+            assert_eq!(c.elements.environment.name(), name);
+        }
+        let c = Config::parse(
+            &format!("{base}  environment: gov\n  token_url: https://proxy.example.com/t\n{cust}"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.elements.token_url.as_str(), "https://proxy.example.com/t");
+        assert_eq!(
+            problems(&format!("{base}  environment: moon\n{cust}")),
+            vec!["elements.environment: unknown environment \"moon\"; expected one of commercial, gov, aos2, fedramp"]
+        );
+    }
+
+    #[test]
+    fn discovery_makes_customers_optional_and_widens_the_scope() {
+        let text = "elements:\n  client_id: a\n  client_secret: b\ndiscovery:\n  include: ['^Contoso']\n  exclude: ['^Test', 'Demo$']\n  exclude_ids: [x1]\n  tenant_types: [microsoft_365, 2]\n  license_assigned_status: assigned\n";
+        let c = Config::parse(text, &FakeEnv::default()).unwrap();
+        assert!(c.customers.is_empty());
+        assert_eq!(c.elements.scope, DEFAULT_DISCOVERY_SCOPE);
+        let d = c.discovery.as_ref().unwrap();
+        assert_eq!(d.interval, Duration::from_secs(3600));
+        assert_eq!(
+            d.tenant_types,
+            vec![TenantType::Microsoft365, TenantType::Google]
+        );
+        assert_eq!(
+            d.license_assigned_status,
+            Some(LicenseAssignedStatus::Assigned)
+        );
+        assert!(d.keeps("c1", "Contoso Ltd"));
+        assert!(!d.keeps("c1", "Fabrikam"), "not included");
+        assert!(!d.keeps("c1", "Contoso Demo"), "excluded by name");
+        assert!(!d.keeps("x1", "Contoso Ltd"), "excluded by id");
+        let summary = c.summary();
+        assert!(summary.contains("discovery: every 1h, POST https://graph.avepointonlineservices.com/partner/external/v3/general/customers/batch"), "{summary}");
+        assert!(summary.contains("keeps organizations matching any of [\"^Contoso\"], except those matching any of [\"^Test\", \"Demo$\"], and drops ids x1"), "{summary}");
+        // An empty filter list keeps every organization.
+        let all = Config::parse(
+            "elements:\n  client_id: a\n  client_secret: b\ndiscovery: {}\n",
+            &FakeEnv::default(),
+        )
+        .unwrap();
+        assert!(all.discovery.unwrap().keeps("any", "Anything"));
+        // Every problem is named.
+        let p = problems("elements:\n  client_id: a\n  client_secret: b\ndiscovery:\n  interval: soon\n  include: ['(']\n  exclude: 5\n  tenant_types: [office]\n  colour: blue\n");
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p
+            .iter()
+            .any(|l| l.starts_with("discovery.colour: unknown key")));
+        assert!(p
+            .iter()
+            .any(|l| l.starts_with("discovery.interval: \"soon\" is not a duration")));
+        assert!(p.iter().any(
+            |l| l.starts_with("discovery.include[0]: \"(\" is not a valid regular expression")
+        ));
+        assert!(p
+            .iter()
+            .any(|l| l.starts_with("discovery.exclude: expected a list of strings")));
+        assert!(p
+            .iter()
+            .any(|l| l.starts_with("discovery.tenant_types[0]: unknown tenant type")));
+        // Without discovery, customers stay required.
+        assert_eq!(
+            problems("elements:\n  client_id: a\n  client_secret: b\n"),
+            vec!["customers: missing; list at least one customer to poll, or turn on discovery"]
+        );
+    }
+
+    #[test]
+    fn certificate_or_secret_exactly_one() {
+        let cust = "customers:\n  - id: c\n";
+        let cert = "  client_certificate_file: /c.pem\n  client_private_key_file: /k.pem\n";
+        let mut env = FakeEnv::default();
+        env.files.insert("/c.pem".into(), "junk".into());
+        env.files.insert("/k.pem".into(), "junk".into());
+        let parse = |text: &str, env: &FakeEnv| match Config::parse(text, env) {
+            Ok(_) => vec![],
+            Err(e) => e.problems(),
+        };
+        let base = "elements:\n  client_id: a\n";
+        assert_eq!(
+            parse(&format!("{base}  client_secret: s\n{cert}{cust}"), &env),
+            vec!["elements: both a client secret (client_secret) and a certificate (client_certificate_file, client_private_key_file) are configured; keep exactly one"]
+        );
+        env.vars.insert(SECRET_ENV.into(), "from-env".into());
+        assert!(parse(&format!("{base}{cert}{cust}"), &env)[0]
+            .contains("both a client secret (ELEMENTS_CLIENT_SECRET) and a certificate"));
+        env.vars.clear();
+        assert_eq!(
+            parse(&format!("{base}  client_certificate_file: /c.pem\n{cust}"), &env),
+            vec!["elements.client_private_key_file: missing; client_certificate_file needs the certificate's private key (PEM)"]
+        );
+        let p = parse(&format!("{base}{cert}{cust}"), &env);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("elements.client_certificate_file: \"/c.pem\": not a PEM certificate"),
+            "{p:?}"
+        );
+        assert_eq!(
+            parse(&format!("{base}{cust}"), &env),
+            vec!["elements: no credentials; set client_secret_file, client_secret or the ELEMENTS_CLIENT_SECRET environment variable, or client_certificate_file and client_private_key_file"]
+        );
+    }
+
     fn with(extra_elements: &str, rest: &str) -> String {
         format!(
             "elements:\n  token_url: https://id.example.com/t\n  client_id: abc\n  client_secret: x\n{extra_elements}{rest}"
@@ -925,7 +1454,7 @@ customers:
         assert_eq!(c.poll.stale_after, Duration::from_secs(900));
         assert_eq!(c.customers[0].tenant_types, TenantType::ALL.to_vec());
         assert_eq!(c.customers[0].name, "Contoso");
-        assert_eq!(c.elements.secret_source, SecretSource::Inline);
+        assert_eq!(secret_of(&c), ("s3cr3t-value", SecretSource::Inline));
         assert_eq!(c.target_count(), 4);
     }
 
@@ -1076,7 +1605,7 @@ customers:
         // None at all.
         let p = problems(&format!("{base}{cust}"));
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("elements: no client secret"), "{p:?}");
+        assert!(p[0].starts_with("elements: no credentials"), "{p:?}");
         // Both.
         let p = problems(&format!(
             "{base}  client_secret: a\n  client_secret_file: /x\n{cust}"
@@ -1091,8 +1620,7 @@ customers:
             .insert(PathBuf::from("/run/s"), "from-file\n".into());
         let c =
             Config::parse(&format!("{base}  client_secret_file: /run/s\n{cust}"), &env).unwrap();
-        assert_eq!(c.elements.client_secret.expose(), "from-file");
-        assert_eq!(c.elements.secret_source, SecretSource::File);
+        assert_eq!(secret_of(&c), ("from-file", SecretSource::File));
         // Missing file.
         let p = problems(&format!("{base}  client_secret_file: /nope\n{cust}"));
         assert!(
@@ -1103,9 +1631,9 @@ customers:
         env.vars.insert(SECRET_ENV.into(), "from-env".into());
         let c =
             Config::parse(&format!("{base}  client_secret_file: /run/s\n{cust}"), &env).unwrap();
-        assert_eq!(c.elements.client_secret.expose(), "from-env");
+        assert_eq!(secret_of(&c).0, "from-env");
         let c = Config::parse(&format!("{base}{cust}"), &env).unwrap();
-        assert_eq!(c.elements.secret_source, SecretSource::Environment);
+        assert_eq!(secret_of(&c).1, SecretSource::Environment);
     }
 
     #[test]
@@ -1147,7 +1675,8 @@ customers:
             "{p:?}"
         );
         let p = problems("elements:\n  client_secret: x\ncustomers:\n  - name: no id\n");
-        assert!(p.contains(&"elements.token_url: missing; e.g. https://identity.avepointonlineservices.com/connect/token".to_owned()), "{p:?}");
+        // token_url defaults to the environment's; client_id has no default.
+        assert!(!p.iter().any(|l| l.contains("token_url")), "{p:?}");
         assert!(
             p.contains(&"elements.client_id: missing; the app registration's client id".to_owned()),
             "{p:?}"

@@ -1,6 +1,6 @@
 //! A simulated Elements API for `--demo`: a real HTTP server on a loopback port with a token
-//! endpoint and the paged tenants endpoint, so the demo exercises the same client code as
-//! production. A handful of named customers span all four tenant types; some have enough
+//! endpoint, the paged customer list and the paged tenants endpoint, so the demo exercises the
+//! same client code as production (discovery included). A handful of named customers span all four tenant types; some have enough
 //! tenants to need several pages; seat counts drift on every poll; one tenant steadily runs
 //! out of seats (and later 50 more seats are bought), another is already out.
 
@@ -88,6 +88,7 @@ fn fnv(s: &str) -> u64 {
 struct DemoCustomer {
     id: &'static str,
     name: &'static str,
+    country: &'static str,
     tenants: HashMap<TenantType, Vec<DemoTenant>>,
 }
 
@@ -116,6 +117,7 @@ fn customers() -> Vec<DemoCustomer> {
         DemoCustomer {
             id: "f1620000-b9d4-4a0e-a165-97db0000fc15",
             name: "Contoso",
+            country: "US",
             tenants: HashMap::from([
                 (
                     TenantType::Microsoft365,
@@ -160,6 +162,7 @@ fn customers() -> Vec<DemoCustomer> {
         DemoCustomer {
             id: "2b7e0000-4c1d-4f7a-9e55-3c0a0000aa01",
             name: "Fabrikam",
+            country: "GB",
             tenants: HashMap::from([
                 (
                     TenantType::Microsoft365,
@@ -174,6 +177,7 @@ fn customers() -> Vec<DemoCustomer> {
         DemoCustomer {
             id: "7c310000-8f2e-4b6d-a0c4-11d90000bb02",
             name: "Northwind Traders",
+            country: "AU",
             tenants: HashMap::from([
                 (
                     TenantType::Microsoft365,
@@ -190,6 +194,7 @@ fn customers() -> Vec<DemoCustomer> {
         DemoCustomer {
             id: "5d880000-1a9b-4c3e-8f21-77e20000cc03",
             name: "Tailspin Toys",
+            country: "CH",
             tenants: HashMap::from([
                 (
                     TenantType::Google,
@@ -205,6 +210,16 @@ fn customers() -> Vec<DemoCustomer> {
                     )],
                 ),
             ]),
+        },
+        // In the customer list, but left out by the demo's discovery filter (`^Test`).
+        DemoCustomer {
+            id: "0e110000-0000-4000-8000-00000000dd04",
+            name: "Test Lab (sandbox)",
+            country: "US",
+            tenants: HashMap::from([(
+                TenantType::Microsoft365,
+                vec![t("sandbox-0001", "Sandbox", 5, 1)],
+            )]),
         },
     ]
 }
@@ -262,7 +277,7 @@ impl DemoApi {
             scale,
             polls: Mutex::new(HashMap::new()),
         });
-        let customers = state.customers.clone();
+        let listed = state.customers.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -282,12 +297,13 @@ impl DemoApi {
         });
         Ok(DemoApi {
             addr,
-            customers,
+            customers: listed,
             scale,
         })
     }
 
-    /// A configuration that polls every simulated customer and all four tenant types.
+    /// A configuration that discovers the simulated customers (all but the `Test` one) and
+    /// polls all four tenant types.
     pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
         Config::parse(&self.config_yaml(), &NoEnv)
     }
@@ -300,13 +316,14 @@ impl DemoApi {
             None => (DEMO_PAGE_SIZE, 4, DEMO_INTERVAL),
         };
         let mut yaml = format!(
-            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {page_size}\n  max_concurrency: {concurrency}\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {interval}\n  stale_after: 3h\ncustomers:\n",
+            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {page_size}\n  max_concurrency: {concurrency}\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {interval}\n  stale_after: 3h\n",
             addr = self.addr
         );
-        for c in &self.customers {
-            yaml.push_str(&format!("  - id: {}\n    name: {}\n", c.id, c.name));
+        if !self.customers.is_empty() {
+            yaml.push_str("discovery:\n  interval: 1m\n  exclude: ['^Test']\n");
         }
         if let Some(s) = self.scale {
+            yaml.push_str("customers:\n");
             for i in 0..s.customers {
                 yaml.push_str(&format!(
                     "  - id: bench-{i:05}\n    name: Bench customer {i}\n    tenant_types: [microsoft_365]\n"
@@ -388,15 +405,6 @@ async fn handle(
             "{\"error\":\"invalid_token\"}".into(),
         );
     }
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["partner", "external", "v3", "general", "customers", customer, "3rd-party-products", "type", kind, "tenants", "batch"] =
-        parts.as_slice()
-    else {
-        return json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into());
-    };
-    let Some(tenant_type) = TenantType::parse(kind) else {
-        return json(StatusCode::BAD_REQUEST, "{\"error\":\"bad type\"}".into());
-    };
     let mut page_index = 1u64;
     let mut page_size = 50u64;
     for pair in query.split('&') {
@@ -406,6 +414,21 @@ async fn handle(
             _ => {}
         }
     }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if parts == ["partner", "external", "v3", "general", "customers", "batch"] {
+        return json(
+            StatusCode::OK,
+            customer_page(&state.customers, page_index, page_size),
+        );
+    }
+    let ["partner", "external", "v3", "general", "customers", customer, "3rd-party-products", "type", kind, "tenants", "batch"] =
+        parts.as_slice()
+    else {
+        return json(StatusCode::NOT_FOUND, "{\"error\":\"not found\"}".into());
+    };
+    let Some(tenant_type) = TenantType::parse(kind) else {
+        return json(StatusCode::BAD_REQUEST, "{\"error\":\"bad type\"}".into());
+    };
     if let Some(scale) = state.scale {
         let poll = advance(state, customer, tenant_type, page_index);
         tokio::time::sleep(scale.latency).await;
@@ -444,6 +467,40 @@ async fn handle(
         "metadata": {"pageIndex": page_index, "pageSize": page_size, "totalCount": tenants.len()},
     });
     json(StatusCode::OK, body.to_string())
+}
+
+/// One page of the customer list, shaped as the API documents it (`jobStatus` as a number for
+/// some customers and a string for others, as the docs show both).
+fn customer_page(customers: &[DemoCustomer], page_index: u64, page_size: u64) -> String {
+    let start = ((page_index - 1) * page_size) as usize;
+    let records: Vec<serde_json::Value> = customers
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(page_size as usize)
+        .map(|(i, c)| {
+            let tenants: Vec<serde_json::Value> = c
+                .tenants
+                .values()
+                .flatten()
+                .map(|t| serde_json::json!({"id": t.id, "name": t.name}))
+                .collect();
+            serde_json::json!({
+                "id": c.id,
+                "organization": c.name,
+                "ownerEmail": format!("admin{i}@example.com"),
+                "jobStatus": if i % 2 == 0 { serde_json::json!(2) } else { serde_json::json!("Completed") },
+                "countryOrRegion": c.country,
+                "managementMode": if i % 2 == 0 { "Managed" } else { "Delegated" },
+                "tenants": tenants,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "data": records,
+        "metadata": {"pageIndex": page_index, "pageSize": page_size, "totalCount": customers.len()},
+    })
+    .to_string()
 }
 
 /// The poll number of a target: advanced by each first-page request.
@@ -511,19 +568,19 @@ mod tests {
         let p1 =
             crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 1, 100).as_bytes())
                 .unwrap();
-        assert_eq!((p1.tenants.len(), p1.total_count), (100, Some(250)));
+        assert_eq!((p1.items.len(), p1.total_count), (100, Some(250)));
         assert!(p1.invalid.is_empty());
         let p3 =
             crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 3, 100).as_bytes())
                 .unwrap();
-        assert_eq!(p3.tenants.len(), 50);
+        assert_eq!(p3.items.len(), 50);
         let next =
             crate::api::parse_page(synthetic_page(&scale, "bench-00000", 1, 1, 100).as_bytes())
                 .unwrap();
         let changed = p1
-            .tenants
+            .items
             .iter()
-            .zip(&next.tenants)
+            .zip(&next.items)
             .filter(|(a, b)| a.id != b.id)
             .count();
         assert_eq!(changed, 10);

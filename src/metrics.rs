@@ -62,6 +62,14 @@ pub struct Metrics {
     pub poll_overruns: IntCounter,
     /// The client's current request rate limit (0 = unpaced).
     pub api_rate_limit: Gauge,
+    /// Discovered customers of this shard that pass the filters.
+    pub discovered_customers: IntGauge,
+    /// Unix time of the last successful customer list fetch.
+    pub discovery_last_success: Gauge,
+    /// Failed customer list fetches, by `cause`.
+    pub discovery_errors: IntCounterVec,
+    /// One series per discovered customer of this shard (value 1), for joins.
+    pub customer_info: IntGaugeVec,
     /// 1 if the last config (re)load succeeded.
     pub config_reload_successful: IntGauge,
     /// Unix time of the last good (re)load.
@@ -164,6 +172,40 @@ impl Metrics {
                     "api_rate_limit_requests_per_second",
                     "Requests per second the API client currently allows itself: the configured limit, lower after the API answered 429; 0 = unlimited.",
                 )),
+            )?,
+            discovered_customers: register(
+                &registry,
+                IntGauge::with_opts(ns(
+                    "discovered_customers",
+                    "Customers of this shard from the last good customer list that pass the discovery filters.",
+                )),
+            )?,
+            discovery_last_success: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "discovery_last_success_timestamp_seconds",
+                    "Unix time of the last successful fetch of the customer list.",
+                )),
+            )?,
+            discovery_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    ns(
+                        "discovery_errors_total",
+                        "Failed fetches of the customer list, by cause (the last good list stays in use).",
+                    ),
+                    &["cause"],
+                ),
+            )?,
+            customer_info: register(
+                &registry,
+                IntGaugeVec::new(
+                    ns(
+                        "customer_info",
+                        "Facts of each discovered customer of this shard; always 1.",
+                    ),
+                    &["customer_id", "customer_name", "country_or_region", "management_mode"],
+                ),
             )?,
             config_reload_successful: register(
                 &registry,
@@ -296,7 +338,7 @@ fn deflate_raw(data: &[u8], level: Compression, finish: bool) -> Vec<u8> {
 }
 
 /// The constant labels of one target, escaped once and shared by all its series.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct TargetLabels {
     /// Customer id.
     pub customer_id: Arc<str>,

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::api::{ApiError, Client, Fetched, TargetRequest};
-use crate::config::{Config, PollConfig, TenantType};
+use crate::config::{Customer, PollConfig, TenantType};
 use crate::metrics::{render_snapshot, Metrics, TargetLabels, TargetView, TenantSeats};
 
 /// One (customer, tenant type) pair, with its labels escaped once.
@@ -46,10 +46,9 @@ pub fn shard_of(customer_id: &str, total: u32) -> u32 {
     (hash % u64::from(total.max(1))) as u32
 }
 
-/// The targets of `config` that belong to `shard` of `total`.
-pub fn targets_of(config: &Config, shard: u32, total: u32) -> Vec<Target> {
-    config
-        .customers
+/// The targets of `customers` that belong to `shard` of `total`.
+pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target> {
+    customers
         .iter()
         .filter(|c| shard_of(&c.id, total) == shard)
         .flat_map(|c| {
@@ -270,7 +269,7 @@ async fn cycle(
 
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
-        tenants,
+        items: tenants,
         invalid,
         pages,
     } = fetched;
@@ -444,7 +443,7 @@ mod tests {
 
     #[test]
     fn shards_are_disjoint_and_cover_every_target() {
-        use crate::config::Environment;
+        use crate::config::{Config, Environment};
         struct NoEnv;
         impl Environment for NoEnv {
             fn var(&self, _: &str) -> Option<String> {
@@ -461,12 +460,15 @@ mod tests {
             yaml.push_str(&format!("  - id: {i:08x}-b9d4-4000-a165-97db0000fc15\n"));
         }
         let config = Config::parse(&yaml, &NoEnv).unwrap();
-        let all: Vec<Key> = targets_of(&config, 0, 1).iter().map(key_of).collect();
+        let all: Vec<Key> = targets_of(&config.customers, 0, 1)
+            .iter()
+            .map(key_of)
+            .collect();
         assert_eq!(all.len(), 1200);
         for total in 1..=8u32 {
             let mut seen = std::collections::HashMap::new();
             for shard in 0..total {
-                let targets = targets_of(&config, shard, total);
+                let targets = targets_of(&config.customers, shard, total);
                 // Each shard gets a fair share (within 40 % of even).
                 let even = all.len() / total as usize;
                 assert!(targets.len() * 10 >= even * 6 && targets.len() * 10 <= even * 14);

@@ -26,6 +26,8 @@ pub enum Endpoint {
     Token,
     /// The tenants batch endpoint.
     Tenants,
+    /// The customer list (discovery).
+    Customers,
 }
 
 impl Endpoint {
@@ -33,6 +35,7 @@ impl Endpoint {
         match self {
             Endpoint::Token => "token",
             Endpoint::Tenants => "tenants",
+            Endpoint::Customers => "customers",
         }
     }
 }

@@ -332,6 +332,14 @@ async fn demo_serves_metrics_within_2s() {
         .iter()
         .any(|l| l.ends_with(" 0")));
     assert!(text.contains("tenant_type=\"microsoft_365\"} 120"));
+    // The demo discovers its customers: four kept, the `Test` one filtered out.
+    assert_eq!(series(&text, "avepoint_exporter_customer_info").len(), 4);
+    assert!(text.contains("avepoint_exporter_discovered_customers 4"));
+    assert!(!text.contains("Test Lab"));
+    assert!(
+        text.contains("customer_name=\"Tailspin Toys\",management_mode=\"Delegated\""),
+        "{text}"
+    );
     assert_eq!(exporter.get("/-/ready").await.0, 200);
 }
 

@@ -467,7 +467,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
     assert_eq!(pages("repeating"), vec![1, 2]);
     assert!(text.contains("avepoint_exporter_target_tenants{customer_id=\"endless\",tenant_type=\"microsoft_365\"} 200"));
     assert!(text.contains("avepoint_exporter_target_tenants{customer_id=\"repeating\",tenant_type=\"microsoft_365\"} 100"));
-    exporter.log_line("page repeats tenants already seen").await;
+    exporter.log_line("page repeats records already seen").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

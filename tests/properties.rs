@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use avepoint_elements_exporter::api::parse_page;
+use avepoint_elements_exporter::api::{parse_customers_page, parse_page};
 use avepoint_elements_exporter::config::{Config, Environment};
 use proptest::prelude::*;
 
@@ -19,6 +19,9 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
         Just("tenantName".to_owned()),
         Just("availableUserSeat".to_owned()),
         Just("assignedUserSeat".to_owned()),
+        Just("id".to_owned()),
+        Just("organization".to_owned()),
+        Just("jobStatus".to_owned()),
         "[a-zA-Z]{0,6}",
     ];
     let leaf = prop_oneof![
@@ -189,7 +192,16 @@ proptest! {
                 serde_json::Value::Array(a) => a.len(),
                 other => other["data"].as_array().map_or(0, Vec::len),
             };
-            prop_assert_eq!(page.tenants.len() + page.invalid.len(), records);
+            prop_assert_eq!(page.items.len() + page.invalid.len(), records);
+        }
+    }
+
+    #[test]
+    fn the_customer_list_parser_survives_any_json(value in json()) {
+        let body = serde_json::to_vec(&value).unwrap();
+        if let Ok(page) = parse_customers_page(&body) {
+            // Ids that reach a URL path never carry a path separator.
+            prop_assert!(page.items.iter().all(|c| !c.id.contains('/') && !c.id.is_empty()));
         }
     }
 

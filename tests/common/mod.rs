@@ -486,3 +486,29 @@ pub fn run_binary(args: &[&str], dir: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A fresh 2048-bit RSA key and a self-signed certificate for it: (certificate PEM, PKCS#8 key
+/// PEM, PKCS#1 key PEM).
+pub fn rsa_identity(name: &str) -> (String, String, String) {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let pkcs8 = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let pkcs1 = key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string();
+    let pair = rcgen::KeyPair::from_pem(&pkcs8).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap()
+        .pem();
+    (cert, pkcs8, pkcs1)
+}
+
+/// The fields of a form-encoded body.
+pub fn form(body: &str) -> std::collections::HashMap<String, String> {
+    reqwest::Url::parse(&format!("http://x/?{body}"))
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}

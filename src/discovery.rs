@@ -1,0 +1,239 @@
+//! Customer auto-discovery, and the planner that turns the configuration plus the last good
+//! customer list into the poller's targets.
+//!
+//! The planner is the one place that publishes plans: a config reload replaces the config and
+//! the API client, a discovery refresh replaces the customer list, and either publishes the
+//! resulting targets. Customers listed in the file override discovered ones with the same id;
+//! a customer list that cannot be fetched leaves the last good one in use.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::api::{Client, DiscoveredCustomer};
+use crate::config::{Config, Customer};
+use crate::metrics::Metrics;
+use crate::poller::{self, Plan};
+
+/// Builds and publishes poll plans.
+pub struct Planner {
+    shard: u32,
+    total_shards: u32,
+    metrics: Arc<Metrics>,
+    plans: watch::Sender<Arc<Plan>>,
+    /// Bumped on every config change, so a discovery loop knows its list may be outdated.
+    generations: watch::Sender<u64>,
+    state: Mutex<State>,
+}
+
+struct State {
+    config: Arc<Config>,
+    client: Arc<Client>,
+    /// The last good customer list (`None` until one was fetched).
+    discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
+    generation: u64,
+}
+
+impl Planner {
+    /// A planner for `config`, publishing the first plan at once; the receiver feeds the
+    /// poller.
+    pub fn new(
+        config: Config,
+        client: Arc<Client>,
+        shard: u32,
+        total_shards: u32,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Planner>, watch::Receiver<Arc<Plan>>) {
+        let state = State {
+            config: Arc::new(config),
+            client,
+            discovered: None,
+            generation: 0,
+        };
+        let plan = Arc::new(plan_of(&state, shard, total_shards, &metrics));
+        let (plans, rx) = watch::channel(plan);
+        let (generations, _) = watch::channel(0);
+        let planner = Arc::new(Planner {
+            shard,
+            total_shards,
+            metrics,
+            plans,
+            generations,
+            state: Mutex::new(state),
+        });
+        (planner, rx)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current plan.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plans.borrow().clone()
+    }
+
+    /// Applies a reloaded config with its client: publishes a plan at once (the poller starts
+    /// a cycle). The last discovered list is kept and filtered by the new config.
+    pub fn apply_config(&self, config: Config, client: Arc<Client>) {
+        let mut state = self.lock();
+        state.config = Arc::new(config);
+        state.client = client;
+        state.generation += 1;
+        let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
+        let generation = state.generation;
+        drop(state);
+        let _ = self.plans.send(Arc::new(plan));
+        let _ = self.generations.send(generation);
+    }
+
+    /// Stores a customer list fetched under config `generation` (ignored if the config has
+    /// changed since) and publishes a plan if the targets changed.
+    fn apply_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        state.discovered = Some(Arc::new(customers));
+        let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
+        drop(state);
+        let current = self.plans.borrow().clone();
+        if !same_targets(&current, &plan) {
+            tracing::info!(
+                targets = plan.targets.len(),
+                before = current.targets.len(),
+                "customer list changed; polling the new targets"
+            );
+            let _ = self.plans.send(Arc::new(plan));
+        }
+    }
+
+    fn current(&self) -> (u64, Arc<Config>, Arc<Client>) {
+        let state = self.lock();
+        (state.generation, state.config.clone(), state.client.clone())
+    }
+}
+
+/// Whether two plans poll the same targets with the same labels and requests.
+fn same_targets(a: &Plan, b: &Plan) -> bool {
+    a.targets.len() == b.targets.len()
+        && a.targets.iter().zip(&b.targets).all(|(x, y)| {
+            x.labels == y.labels
+                && x.request.license_assigned_status == y.request.license_assigned_status
+        })
+}
+
+/// The customers to poll: the file's, then the discovered ones that pass the filters and are
+/// not in the file. Updates the discovery metrics of this shard.
+fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> Plan {
+    let config = &state.config;
+    let mut customers: Vec<Customer> = config.customers.clone();
+    metrics.customer_info.reset();
+    if let (Some(d), Some(found)) = (&config.discovery, &state.discovered) {
+        let explicit: HashSet<&str> = config.customers.iter().map(|c| c.id.as_str()).collect();
+        let mut kept = 0;
+        for c in found.iter() {
+            if !d.keeps(&c.id, &c.organization) || poller::shard_of(&c.id, total_shards) != shard {
+                continue;
+            }
+            kept += 1;
+            let name = match config.customers.iter().find(|e| e.id == c.id) {
+                Some(e) if !e.name.is_empty() => e.name.clone(),
+                _ => c.organization.clone(),
+            };
+            metrics
+                .customer_info
+                .with_label_values(&[&c.id, &name, &c.country_or_region, &c.management_mode])
+                .set(1);
+            if explicit.contains(c.id.as_str()) {
+                continue;
+            }
+            customers.push(Customer {
+                id: c.id.clone(),
+                name,
+                tenant_types: d.tenant_types.clone(),
+                license_assigned_status: d.license_assigned_status,
+            });
+        }
+        metrics.discovered_customers.set(kept);
+    }
+    Plan {
+        targets: poller::targets_of(&customers, shard, total_shards),
+        client: state.client.clone(),
+        poll: config.poll,
+    }
+}
+
+/// Refreshes the customer list every `discovery.interval` of the current config (at once
+/// after a config change) until `shutdown`. `first` is told when the first attempt is over,
+/// successful or not, so that start-up can wait for it.
+pub async fn run(
+    planner: Arc<Planner>,
+    first: oneshot::Sender<()>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut first = Some(first);
+    let mut changes = planner.generations.subscribe();
+    loop {
+        let (generation, config, client) = planner.current();
+        changes.borrow_and_update();
+        let Some(discovery) = config.discovery.clone() else {
+            if let Some(tx) = first.take() {
+                let _ = tx.send(());
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = changes.changed() => continue,
+            }
+        };
+        let fetched = tokio::select! {
+            _ = &mut shutdown => return,
+            fetched = client.fetch_customers() => fetched,
+        };
+        match fetched {
+            Ok(list) => {
+                if !list.invalid.is_empty() {
+                    tracing::warn!(
+                        skipped = list.invalid.len(),
+                        first = %list.invalid[..list.invalid.len().min(3)].join("; "),
+                        "skipped invalid customer records"
+                    );
+                }
+                tracing::info!(
+                    customers = list.items.len(),
+                    pages = list.pages,
+                    "customer list fetched"
+                );
+                planner
+                    .metrics
+                    .discovery_last_success
+                    .set(poller::unix_seconds(SystemTime::now()));
+                planner.apply_discovered(generation, list.items);
+            }
+            Err(e) => {
+                planner
+                    .metrics
+                    .discovery_errors
+                    .with_label_values(&[e.cause()])
+                    .inc();
+                tracing::warn!(
+                    cause = e.cause(),
+                    error = %e,
+                    "cannot fetch the customer list; keeping the last one"
+                );
+            }
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(());
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(discovery.interval) => {}
+            _ = changes.changed() => {}
+        }
+    }
+}
