@@ -461,3 +461,44 @@ async fn a_key_that_does_not_match_its_certificate_is_a_config_error() {
     assert_eq!(code, 1);
     assert!(err.contains("does not match the certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_discovered_customers() {
+    let all: Vec<String> = (0..12).map(|i| format!("cust-{i:02}")).collect();
+    let list = Arc::new(Mutex::new(Some(
+        all.iter()
+            .map(|id| customer(id, &format!("Org {id}"), "US"))
+            .collect(),
+    )));
+    let api = directory(list).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        &api,
+        "poll:\n  interval: 1h\ndiscovery:\n  tenant_types: [0]\n",
+    );
+    let mut seen: Vec<String> = Vec::new();
+    for shard in ["0", "1"] {
+        let exporter = Exporter::start(&[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--shard",
+            shard,
+            "--total-shards",
+            "2",
+        ]);
+        let text = exporter.first_cycle().await;
+        let ids = customer_ids(&text);
+        assert!(
+            !ids.is_empty() && ids.len() < all.len(),
+            "shard {shard}: {ids:?}"
+        );
+        assert!(text.contains(&format!(
+            "avepoint_exporter_discovered_customers {}",
+            ids.len()
+        )));
+        seen.extend(ids);
+    }
+    seen.sort();
+    assert_eq!(seen, all, "every customer in exactly one shard");
+}
