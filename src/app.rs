@@ -16,8 +16,9 @@ use crate::demo::DemoApi;
 use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
 use crate::poller::{self, Plan, Status};
-use crate::server::{self, AppState, ReloadRequest, ServerError};
+use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
 use crate::transport::{Transport, TransportError, TransportOptions};
+use crate::web::{WebConfigError, WebSettings};
 
 /// What the command line decides.
 #[derive(Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct Options {
     pub shard: u32,
     /// Number of shards.
     pub total_shards: u32,
+    /// `--web.config.file`: TLS, headers and basic auth.
+    pub web_config_file: Option<PathBuf>,
+    /// Connection limits and timeouts of the HTTP server.
+    pub limits: ServeLimits,
 }
 
 /// Why the daemon could not start.
@@ -45,6 +50,9 @@ pub enum AppError {
     /// The HTTP server could not listen.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The web config is unusable.
+    #[error(transparent)]
+    Web(#[from] WebConfigError),
     /// Anything else at start-up.
     #[error("{0}")]
     Setup(String),
@@ -125,10 +133,16 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     metrics.config_reload_successful.set(1);
     metrics.config_reload_success_timestamp.set(now_unix());
 
+    let web = Arc::new(ArcSwap::from_pointee(load_web(&options)?));
     let listeners = server::bind(&options.listen_addresses).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
-            tracing::info!(address = %addr, "listening");
+            let scheme = if web.load().tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(address = %addr, scheme, "listening");
         }
     }
 
@@ -166,6 +180,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             options.clone(),
             metrics.clone(),
             planner.clone(),
+            web.clone(),
         ));
         Some(tx)
     } else {
@@ -177,8 +192,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         telemetry_path: options.telemetry_path.clone(),
         reload,
         build,
+        web,
     });
-    let server = tokio::spawn(server::serve(listeners, state, stopped()));
+    let server = tokio::spawn(server::serve(listeners, state, options.limits, stopped()));
     // With discovery on, the first poll waits for the first customer list (or its failure:
     // then the listed customers run alone until a list arrives).
     let (first_tx, first_rx) = oneshot::channel();
@@ -206,6 +222,14 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+/// The web config of `--web.config.file`, or plain HTTP without auth.
+fn load_web(options: &Options) -> Result<WebSettings, WebConfigError> {
+    match &options.web_config_file {
+        Some(path) => WebSettings::load(path),
+        None => Ok(WebSettings::default()),
+    }
+}
+
 fn warn_about(config: &Config) {
     if config.poll.interval < Duration::from_secs(60) {
         tracing::warn!(
@@ -222,17 +246,22 @@ async fn reloader(
     options: Options,
     metrics: Arc<Metrics>,
     planner: Arc<Planner>,
+    web: Arc<ArcSwap<WebSettings>>,
 ) {
     while let Some(answer) = requests.recv().await {
+        // Both files must be valid for either to apply.
         let result = Config::load(&options.config_file, &ProcessEnvironment)
             .map_err(|e| e.problems().join("; "))
             .and_then(|config| {
                 warn_about(&config);
                 let client = build_client(&config, &metrics).map_err(|e| e.to_string())?;
-                Ok((config, client))
+                let settings = load_web(&options).map_err(|e| e.to_string())?;
+                Ok((config, client, settings))
             });
         match result {
-            Ok((config, client)) => {
+            Ok((config, client, settings)) => {
+                // New connections use the re-read certificates; open ones keep theirs.
+                web.store(Arc::new(settings));
                 planner.apply_config(config, client);
                 tracing::info!(targets = planner.plan().targets.len(), "config reloaded");
                 metrics.config_reload_successful.set(1);

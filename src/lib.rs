@@ -13,7 +13,8 @@
 //! - [`poller`]: the scheduler that polls every target each interval and publishes snapshots;
 //!   sharding.
 //! - [`metrics`]: the self-metrics registry and the pre-rendered seat snapshot.
-//! - [`server`]: the HTTP endpoints.
+//! - [`server`]: the HTTP endpoints, connection limits and timeouts.
+//! - [`web`]: the exporter-toolkit web config: TLS, client certificates, headers, basic auth.
 //! - [`demo`]: the simulated Elements API behind `--demo`.
 //! - [`app`]: wires the above into the running daemon, including config reload.
 #![forbid(unsafe_code)]
@@ -31,3 +32,4 @@ pub mod poller;
 pub mod ratelimit;
 pub mod server;
 pub mod transport;
+pub mod web;

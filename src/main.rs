@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use avepoint_elements_exporter::app::{self, AppError, Options};
 use avepoint_elements_exporter::config::{Config, ProcessEnvironment};
+use avepoint_elements_exporter::server::ServeLimits;
+use avepoint_elements_exporter::web::WebSettings;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 
@@ -34,6 +36,15 @@ struct Cli {
         default_value = "/metrics"
     )]
     telemetry_path: String,
+    /// exporter-toolkit web config: TLS, client certificates, response headers, basic auth.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
+    /// Connections served at once; further ones are closed on accept.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Time a connection has to finish its TLS handshake and send a request's headers.
+    #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    read_header_timeout: std::time::Duration,
     /// Log level.
     #[arg(long = "log.level", value_name = "LEVEL", default_value = "info")]
     log_level: LogLevel,
@@ -102,6 +113,14 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     }
 }
 
+/// A positive duration such as `10s`.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match avepoint_elements_exporter::config::parse_duration(text)? {
+        d if d.is_zero() => Err("must be greater than 0s".into()),
+        d => Ok(d),
+    }
+}
+
 /// The shard number from a StatefulSet pod name such as `exporter-3`.
 fn ordinal_of(pod_name: &str) -> Option<u32> {
     pod_name.rsplit_once('-')?.1.parse().ok()
@@ -120,9 +139,18 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        if let Some(path) = &cli.web_config_file {
+            if let Err(e) = WebSettings::load(path) {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        }
         return match Config::load(&cli.config_file, &ProcessEnvironment) {
             Ok(config) => {
                 print!("{}", config.summary());
+                if let Some(path) = &cli.web_config_file {
+                    println!("  web config {}: OK", path.display());
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -176,6 +204,11 @@ fn main() -> ExitCode {
         demo: cli.demo,
         shard,
         total_shards: cli.total_shards,
+        web_config_file: cli.web_config_file,
+        limits: ServeLimits {
+            max_connections: cli.max_connections.max(1),
+            read_header_timeout: cli.read_header_timeout,
+        },
     };
     let result = runtime.block_on(app::run(options, shutdown_signal()));
     // Do not wait for stray blocking tasks: shutdown must finish within seconds.

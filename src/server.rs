@@ -13,17 +13,21 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+    WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{BuildInfo, Metrics, TEXT_CONTENT_TYPE};
 use crate::poller::Status;
+use crate::web::WebSettings;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -59,6 +63,28 @@ pub enum ServerError {
     },
 }
 
+/// Connection limits and timeouts of the HTTP server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Time a connection has to send a request's headers (and, with TLS, to finish the
+    /// handshake) before it is closed.
+    pub read_header_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: 512,
+            read_header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Largest request head accepted; larger ones get 431 (HTTP/1.1) or a reset (HTTP/2).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// What request handlers read.
 pub struct AppState {
     /// Metrics and the seat snapshot.
@@ -71,6 +97,8 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Build facts for the landing page.
     pub build: BuildInfo,
+    /// TLS, headers and basic auth from `--web.config.file`; replaced on reload.
+    pub web: Arc<ArcSwap<WebSettings>>,
 }
 
 /// Binds every listen address (`host:port`, or `:port` for all interfaces).
@@ -107,14 +135,16 @@ pub async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, ServerError> {
     Ok(listeners)
 }
 
-/// Serves HTTP on `listeners` until `shutdown` completes, then stops accepting and waits up
-/// to [`DRAIN_TIMEOUT`] for requests in flight.
+/// Serves HTTP (or HTTPS, per the web config) on `listeners` until `shutdown` completes, then
+/// stops accepting and waits up to [`DRAIN_TIMEOUT`] for requests in flight.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     state: Arc<AppState>,
+    limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let (conn_tx, mut conn_rx) = mpsc::channel::<tokio::net::TcpStream>(64);
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -143,20 +173,18 @@ pub async fn serve(
             _ = &mut shutdown => break,
             stream = conn_rx.recv() => {
                 let Some(stream) = stream else { break };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    tracing::debug!(
+                        max = limits.max_connections,
+                        "connection limit reached; closing a new connection"
+                    );
+                    continue;
+                };
                 let state = state.clone();
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(req, &state).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection error");
-                    }
+                    connection(stream, state, limits, watcher).await;
+                    drop(permit);
                 });
             }
         }
@@ -168,6 +196,104 @@ pub async fn serve(
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
     }
+}
+
+/// Serves one connection: the TLS handshake (within the header timeout) when configured,
+/// then HTTP/1.1, or HTTP/2 when negotiated by ALPN.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<AppState>,
+    limits: ServeLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let web = state.web.load_full();
+    let Some(tls) = &web.tls else {
+        let service = service(state.clone());
+        let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.read_header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(error = %e, "connection error");
+        }
+        return;
+    };
+    let accepted =
+        tokio::time::timeout(limits.read_header_timeout, tls.acceptor.accept(stream)).await;
+    let stream = match accepted {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    if !tls.allowed_sans.is_empty() {
+        let leaf = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first());
+        if !leaf.is_some_and(|c| crate::web::has_allowed_san(c, &tls.allowed_sans)) {
+            tracing::debug!("client certificate has none of the allowed SANs; closing");
+            return;
+        }
+    }
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.read_header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let conn = builder.serve_connection(TokioIo::new(stream), service(state.clone()));
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection error");
+    }
+}
+
+fn service(
+    state: Arc<AppState>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(secured(req, &state).await) }
+    })
+}
+
+/// Basic auth (every path but `/-/healthy`) and the configured headers around [`handle`].
+async fn secured(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+    let web = state.web.load_full();
+    let mut resp = match &web.auth {
+        Some(auth)
+            if req.uri().path() != "/-/healthy"
+                && !auth.check(req.headers().get(AUTHORIZATION)).await =>
+        {
+            let mut resp = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"avepoint-elements-exporter\""),
+            );
+            resp
+        }
+        _ => handle(req, state).await,
+    };
+    for (name, value) in &web.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 type Body = BoxBody<Bytes, Infallible>;

@@ -343,7 +343,7 @@ impl Exporter {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("message=listening address=").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
                 }
                 // --log.format json
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {

@@ -1,0 +1,537 @@
+//! Secure serving through the real binary: the exporter-toolkit web config (TLS, client
+//! certificates, basic auth, headers), certificate rotation on reload, and connection
+//! hardening. Certificates are made at test time with rcgen.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+
+/// A CA that signs server and client certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        Ca {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+    /// (certificate PEM, key PEM) for `sans`, for a server or a client.
+    fn issue(&self, sans: &[&str], client: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.extended_key_usages = vec![if client {
+            ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// An API with one customer, and a config for it in `dir`.
+async fn setup(dir: &tempfile::TempDir) -> (FakeApi, PathBuf) {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::json(envelope(&[record("t", "T", 5, 1)], 1, 100, 1))
+    })
+    .await;
+    let config = write_config(
+        dir,
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    (api, config)
+}
+
+/// Starts the exporter on `config` with `--web.config.file web`.
+fn start_web(config: &Path, web: &Path) -> Exporter {
+    Exporter::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--web.config.file",
+        web.to_str().unwrap(),
+    ])
+}
+
+/// Writes `server.crt` and `server.key` for `sans`, issued by `ca`, into `dir`.
+fn server_certificate(dir: &Path, ca: &Ca, sans: &[&str]) {
+    let (cert, key) = ca.issue(sans, false);
+    write(dir, "server.crt", &cert);
+    write(dir, "server.key", &key);
+}
+
+fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(Duration::from_secs(5))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    if let Some((cert, key)) = identity {
+        b = b.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+    }
+    b.build().unwrap()
+}
+
+/// The status of `GET /-/healthy` over TLS trusting `ca`, presenting `identity`; `None` when
+/// the handshake (or the connection) fails.
+async fn healthy(exporter: &Exporter, ca: &str, identity: Option<(&str, &str)>) -> Option<u16> {
+    https_client(ca, identity)
+        .get(https(exporter, "/-/healthy"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+}
+
+fn https(exporter: &Exporter, path: &str) -> String {
+    format!("https://{}{path}", exporter.addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_scrape_over_http1_and_http2_and_plain_http_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let ca = Ca::new("Test CA");
+    server_certificate(dir.path(), &ca, &["127.0.0.1", "localhost"]);
+    // Relative file names are resolved against the web config's directory.
+    let web = write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n    X-Content-Type-Options: nosniff\n",
+    );
+    let exporter = start_web(&config, &web);
+    let client = https_client(&ca.pem(), None);
+    let scrape = || async {
+        let resp = client
+            .get(https(&exporter, "/metrics"))
+            .send()
+            .await
+            .unwrap();
+        let version = resp.version();
+        let hsts = resp.headers().get("strict-transport-security").cloned();
+        (version, hsts, resp.text().await.unwrap())
+    };
+    let start = Instant::now();
+    loop {
+        let (_, _, text) = scrape().await;
+        if text.contains("available_user_seats{") {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "no seats over TLS: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ALPN: HTTP/2 by default...
+    let (version, hsts, _) = scrape().await;
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert_eq!(hsts.unwrap(), "max-age=31536000");
+    // ...and HTTP/1.1 for clients that only speak it.
+    let h1 = reqwest::Client::builder()
+        .use_rustls_tls()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = h1.get(https(&exporter, "/-/healthy")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    assert!(reqwest::get(exporter.url("/metrics")).await.is_err());
+    let mut raw = TcpStream::connect(exporter.addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = raw.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("HTTP/1.1 200"),
+        "{buf:?}"
+    );
+    // A client that does not trust the CA fails the handshake.
+    let stranger = Ca::new("Other CA");
+    assert!(https_client(&stranger.pem(), None)
+        .get(https(&exporter, "/metrics"))
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_and_without_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let server_ca = Ca::new("Server CA");
+    let client_ca = Ca::new("Client CA");
+    let (cert, key) = server_ca.issue(&["127.0.0.1"], false);
+    let (client_cert, client_key) = client_ca.issue(&["prometheus.example.com"], true);
+    let (other_cert, other_key) = client_ca.issue(&["someone-else.example.com"], true);
+    let (rogue_cert, rogue_key) = Ca::new("Rogue CA").issue(&["prometheus.example.com"], true);
+    write(dir.path(), "server.crt", &cert);
+    write(dir.path(), "server.key", &key);
+    write(dir.path(), "clients.pem", &client_ca.pem());
+    for (auth_type, sans) in [
+        ("RequireAndVerifyClientCert", ""),
+        (
+            "RequireAndVerifyClientCert",
+            "  client_allowed_sans: [prometheus.example.com]\n",
+        ),
+        ("VerifyClientCertIfGiven", ""),
+        ("RequireAnyClientCert", ""),
+        ("RequestClientCert", ""),
+    ] {
+        let web = write(
+            dir.path(),
+            "web.yml",
+            &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {auth_type}\n  client_ca_file: clients.pem\n{sans}"),
+        );
+        let exporter = start_web(&config, &web);
+        let server_pem = server_ca.pem();
+        let with = healthy(&exporter, &server_pem, Some((&client_cert, &client_key))).await;
+        let without = healthy(&exporter, &server_pem, None).await;
+        let rogue = healthy(&exporter, &server_pem, Some((&rogue_cert, &rogue_key))).await;
+        let other = healthy(&exporter, &server_pem, Some((&other_cert, &other_key))).await;
+        let case = format!("{auth_type} {sans}");
+        assert_eq!(with, Some(200), "{case}: a trusted client certificate");
+        match (auth_type, sans.is_empty()) {
+            ("RequireAndVerifyClientCert", true) => {
+                assert_eq!(without, None, "{case}: no certificate");
+                assert_eq!(rogue, None, "{case}: untrusted certificate");
+                assert_eq!(other, Some(200), "{case}");
+            }
+            ("RequireAndVerifyClientCert", false) => {
+                assert_eq!(without, None, "{case}");
+                assert_eq!(other, None, "{case}: certificate without an allowed SAN");
+            }
+            ("VerifyClientCertIfGiven", _) => {
+                assert_eq!(without, Some(200), "{case}: no certificate is fine");
+                assert_eq!(rogue, None, "{case}: a given certificate must verify");
+            }
+            ("RequireAnyClientCert", _) => {
+                assert_eq!(without, None, "{case}: a certificate is required");
+                assert_eq!(rogue, Some(200), "{case}: any certificate will do");
+            }
+            _ => {
+                assert_eq!(without, Some(200), "{case}: asked for, not required");
+                assert_eq!(rogue, Some(200), "{case}: not verified");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_on_every_endpoint_but_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let hash = bcrypt::hash("s3cret-pw", 4).unwrap();
+    let web = write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+    );
+    let exporter = start_web(&config, &web);
+    let client = reqwest::Client::new();
+    let get = |path: &str, user: Option<(&str, &str)>| {
+        let mut req = client.get(exporter.url(path));
+        if let Some((u, p)) = user {
+            req = req.basic_auth(u, Some(p));
+        }
+        async move { req.send().await.unwrap() }
+    };
+    for path in ["/metrics", "/", "/-/ready", "/nope"] {
+        for user in [
+            None,
+            Some(("prometheus", "wrong")),
+            Some(("intruder", "s3cret-pw")),
+        ] {
+            let resp = get(path, user).await;
+            assert_eq!(resp.status().as_u16(), 401, "{path} {user:?}");
+            assert_eq!(
+                resp.headers()["www-authenticate"],
+                "Basic realm=\"avepoint-elements-exporter\""
+            );
+            assert_eq!(resp.headers()["x-frame-options"], "deny");
+        }
+    }
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "reload needs auth too");
+    assert_eq!(get("/-/healthy", None).await.status().as_u16(), 200);
+    // The right password, many times: bcrypt runs once, later scrapes hit the cache.
+    for _ in 0..20 {
+        let resp = get("/metrics", Some(("prometheus", "s3cret-pw"))).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.headers()["x-frame-options"], "deny");
+    }
+    assert!(!exporter.log_text().contains("s3cret-pw"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let cases = [
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+            "tls_server_config.cert_file: cannot read",
+        ),
+        (
+            "basic_auth_users:\n  alice: not-a-hash\n",
+            "basic_auth_users.alice: not a bcrypt hash",
+        ),
+        (
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  colour: blue\n",
+            "unknown field `colour`",
+        ),
+        (
+            "http_server_config:\n  headers:\n    X-Powered-By: me\n",
+            "http_server_config.headers.X-Powered-By: header not allowed",
+        ),
+        (
+            "rate_limit:\n  interval: 1s\n  burst: 2\n",
+            "rate_limit: not supported",
+        ),
+    ];
+    for (text, expected) in cases {
+        let web = write(dir.path(), "web.yml", text);
+        for extra in [&[][..], &["--check-config"][..]] {
+            let mut args = vec![
+                "--config.file",
+                config.to_str().unwrap(),
+                "--web.config.file",
+                web.to_str().unwrap(),
+                "--web.listen-address",
+                "127.0.0.1:0",
+            ];
+            args.extend_from_slice(extra);
+            let (code, _, err) = run_binary(&args, dir.path());
+            assert_eq!(code, 1, "{text}: {err}");
+            // One line for the user (besides the structured log line when running).
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("error: ") || l.starts_with("invalid web config"))
+                .unwrap_or_else(|| panic!("no error line: {err}"));
+            assert!(
+                line.contains(web.to_str().unwrap()),
+                "names the file: {line}"
+            );
+            assert!(line.contains(expected), "{expected:?} in {line}");
+        }
+    }
+    let (code, _, err) = run_binary(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            "/nonexistent/web.yml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read web config /nonexistent/web.yml"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificates_apply_on_reload_and_a_broken_web_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let old_ca = Ca::new("Old CA");
+    let new_ca = Ca::new("New CA");
+    server_certificate(dir.path(), &old_ca, &["127.0.0.1"]);
+    let web = write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let exporter = start_web(&config, &web);
+    assert_eq!(healthy(&exporter, &old_ca.pem(), None).await, Some(200));
+    assert_eq!(healthy(&exporter, &new_ca.pem(), None).await, None);
+    // Rotate: new files, SIGHUP.
+    server_certificate(dir.path(), &new_ca, &["127.0.0.1"]);
+    std::process::Command::new("kill")
+        .args(["-HUP", &exporter.child.id().to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    while healthy(&exporter, &new_ca.pem(), None).await != Some(200) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "rotated certificate never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(healthy(&exporter, &old_ca.pem(), None).await, None);
+    // A broken key: the reload is refused with the reason and the current certificate stays.
+    write(dir.path(), "server.key", "not a key");
+    let client = https_client(&new_ca.pem(), None);
+    let resp = client
+        .post(https(&exporter, "/-/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("tls_server_config.key_file"), "{body}");
+    assert_eq!(healthy(&exporter, &new_ca.pem(), None).await, Some(200));
+    let (_, text) = {
+        let resp = client
+            .get(https(&exporter, "/metrics"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    };
+    assert!(text.contains("avepoint_exporter_config_last_reload_successful 0"));
+}
+
+/// Reads until the peer closes; true if it closed within `within` without sending anything.
+fn closed_silently(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    matches!(stream.read(&mut buf), Ok(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_oversized_headers_and_the_connection_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let exporter = Exporter::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--web.read-header-timeout",
+        "2s",
+        "--web.max-connections",
+        "400",
+    ]);
+    exporter.first_poll().await;
+    // 300 connections that never send a byte do not delay a real scrape.
+    let mut idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(exporter.addr).unwrap())
+        .collect();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let resp = client.get(exporter.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    // The read-header timeout closes them.
+    assert!(
+        closed_silently(&mut idle[0], Duration::from_secs(10)),
+        "idle connection not closed"
+    );
+    assert!(closed_silently(&mut idle[299], Duration::from_secs(10)));
+    drop(idle);
+    // An oversized request head: 431 (or a closed connection), never a crash.
+    let mut big = TcpStream::connect(exporter.addr).unwrap();
+    let header = "x".repeat(64 * 1024);
+    let _ = big.write_all(
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {header}\r\n\r\n").as_bytes(),
+    );
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let _ = big.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+
+    // Beyond --web.max-connections, new connections are closed at once.
+    let small = Exporter::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--web.max-connections",
+        "3",
+    ]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(small.addr).unwrap())
+        .collect();
+    let start = Instant::now();
+    let mut extra = TcpStream::connect(small.addr).unwrap();
+    loop {
+        // The accept loop may not have seen the first three yet: retry until it refuses.
+        if closed_silently(&mut extra, Duration::from_secs(1)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "connection over the bound was served"
+        );
+        extra = TcpStream::connect(small.addr).unwrap();
+    }
+    drop(held);
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(small.url("/-/healthy")).await {
+            assert_eq!(r.status().as_u16(), 200);
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "slots never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_web_config_and_scrape_config_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/web-config.yml"
+    ))
+    .unwrap();
+    let web = write(dir.path(), "web-config.yml", &example);
+    let server_ca = Ca::new("Server CA");
+    let prometheus_ca = Ca::new("Prometheus CA");
+    let (cert, key) = server_ca.issue(&["127.0.0.1"], false);
+    write(dir.path(), "exporter.crt", &cert);
+    write(dir.path(), "exporter.key", &key);
+    write(dir.path(), "prometheus-ca.crt", &prometheus_ca.pem());
+    let (client_cert, client_key) = prometheus_ca.issue(&["prometheus"], true);
+    let exporter = start_web(&config, &web);
+    // What the README's scrape_config does: https, the CA, a client certificate, basic auth.
+    let client = https_client(&server_ca.pem(), Some((&client_cert, &client_key)));
+    let resp = client
+        .get(https(&exporter, "/metrics"))
+        .basic_auth("prometheus", Some("change-me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["x-frame-options"], "deny");
+    let resp = client
+        .get(https(&exporter, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+}
