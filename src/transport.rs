@@ -260,6 +260,9 @@ impl Transport {
         F: Fn(&reqwest::Client) -> Fut,
         Fut: Future<Output = Result<Prepared<T>, E>>,
     {
+        // A request whose token went stale while it waited is prepared once more; a second
+        // stale one (a server issuing tokens that expire at once) is sent anyway.
+        let mut fresh_tries = 2;
         loop {
             // Prepared first: fetching a token may itself need a request, and a slot.
             let prepared = prepare(&self.client).await?;
@@ -267,7 +270,8 @@ impl Transport {
             let permit = self.permits.acquire().await.ok();
             // The rate slot last, so that requests leave at the paced instants.
             self.limiter.acquire().await;
-            if prepared.send_before.is_some_and(|t| Instant::now() >= t) {
+            fresh_tries -= 1;
+            if fresh_tries > 0 && prepared.send_before.is_some_and(|t| Instant::now() >= t) {
                 drop(permit);
                 continue;
             }

@@ -528,3 +528,29 @@ async fn sigterm_with_requests_in_flight_exits_0_within_5s() {
     let status = exporter.signal_and_wait("TERM", Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_that_expire_at_once_do_not_loop() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return Reply::json(r#"{"access_token":"tok","token_type":"Bearer","expires_in":0}"#);
+        }
+        Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let text = exporter.first_cycle().await;
+    assert!(
+        text.contains("available_user_seats{customer_id=\"c\""),
+        "{text}"
+    );
+    // At most two tokens for the one data request: fetched, stale before sending, fetched again.
+    assert!(
+        api.token_requests().len() <= 2,
+        "{}",
+        api.token_requests().len()
+    );
+}
