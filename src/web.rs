@@ -738,6 +738,9 @@ mod tests {
                 .await
         );
         assert_eq!(auth.cache().len(), 1, "failures are not remembered");
+        // Unknown users are checked against a hash of the users' cost: same work, same time.
+        let dummy: bcrypt::HashParts = auth.dummy.parse().unwrap();
+        assert_eq!(dummy.get_cost(), 4);
         let mut p = Vec::new();
         assert!(BasicAuth::new(
             BTreeMap::from([("bob".to_owned(), "plain".to_owned())]),
