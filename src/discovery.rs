@@ -132,6 +132,7 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
     let config = &state.config;
     let mut customers: Vec<Customer> = config.customers.clone();
     metrics.customer_info.reset();
+    metrics.discovered_customers.set(0);
     if let (Some(d), Some(found)) = (&config.discovery, &state.discovered) {
         let explicit: HashSet<&str> = config.customers.iter().map(|c| c.id.as_str()).collect();
         let mut kept = 0;
