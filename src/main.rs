@@ -40,9 +40,11 @@ struct Cli {
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
     /// Connections served at once; further ones are closed on accept.
-    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512)]
-    max_connections: usize,
-    /// Time a connection has to finish its TLS handshake and send a request's headers.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Time a connection has to finish its TLS handshake and send a request's headers; also
+    /// how long an idle keep-alive connection stays open.
     #[arg(long = "web.read-header-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     read_header_timeout: std::time::Duration,
     /// Log level.
@@ -206,7 +208,7 @@ fn main() -> ExitCode {
         total_shards: cli.total_shards,
         web_config_file: cli.web_config_file,
         limits: ServeLimits {
-            max_connections: cli.max_connections.max(1),
+            max_connections: cli.max_connections as usize,
             read_header_timeout: cli.read_header_timeout,
         },
     };

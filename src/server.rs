@@ -17,17 +17,16 @@ use hyper::header::{
     HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
     WWW_AUTHENTICATE,
 };
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{BuildInfo, Metrics, TEXT_CONTENT_TYPE};
 use crate::poller::Status;
 use crate::web::WebSettings;
+
+mod connection;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
@@ -69,7 +68,7 @@ pub struct ServeLimits {
     /// Connections open at once; more are closed as soon as they are accepted.
     pub max_connections: usize,
     /// Time a connection has to send a request's headers (and, with TLS, to finish the
-    /// handshake) before it is closed.
+    /// handshake) before it is closed; also how long an idle keep-alive connection stays open.
     pub read_header_timeout: Duration,
 }
 
@@ -143,7 +142,7 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let (conn_tx, mut conn_rx) = mpsc::channel::<tokio::net::TcpStream>(64);
     let mut accept_tasks = tokio::task::JoinSet::new();
@@ -181,81 +180,23 @@ pub async fn serve(
                     continue;
                 };
                 let state = state.clone();
-                let watcher = graceful.watcher();
+                let closing = closing_rx.clone();
                 tokio::spawn(async move {
-                    connection(stream, state, limits, watcher).await;
+                    connection::serve(stream, state, limits, closing).await;
                     drop(permit);
                 });
             }
         }
     }
     accept_tasks.abort_all();
+    let _ = closing.send(true);
+    // Every connection holds a permit until it is closed: all permits back = all closed.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("all connections closed"),
+        _ = connections.acquire_many(all) => tracing::debug!("all connections closed"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
-    }
-}
-
-/// Serves one connection: the TLS handshake (within the header timeout) when configured,
-/// then HTTP/1.1, or HTTP/2 when negotiated by ALPN.
-async fn connection(
-    stream: tokio::net::TcpStream,
-    state: Arc<AppState>,
-    limits: ServeLimits,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let web = state.web.load_full();
-    let Some(tls) = &web.tls else {
-        let service = service(state.clone());
-        let conn = http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(limits.read_header_timeout)
-            .max_buf_size(MAX_HEADER_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = watcher.watch(conn).await {
-            tracing::debug!(error = %e, "connection error");
-        }
-        return;
-    };
-    let accepted =
-        tokio::time::timeout(limits.read_header_timeout, tls.acceptor.accept(stream)).await;
-    let stream = match accepted {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!("TLS handshake timed out");
-            return;
-        }
-    };
-    if !tls.allowed_sans.is_empty() {
-        let leaf = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first());
-        if !leaf.is_some_and(|c| crate::web::has_allowed_san(c, &tls.allowed_sans)) {
-            tracing::debug!("client certificate has none of the allowed SANs; closing");
-            return;
-        }
-    }
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.read_header_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
-    let conn = builder.serve_connection(TokioIo::new(stream), service(state.clone()));
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "connection error");
     }
 }
 

@@ -535,3 +535,114 @@ async fn the_example_web_config_and_scrape_config_work_together() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 }
+
+/// Completes a TLS handshake with the exporter offering `alpn`, then sends nothing.
+async fn tls_handshake(
+    exporter: &Exporter,
+    ca: &Ca,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(exporter.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+    stream
+}
+
+/// True if the server closes `stream` within `within` (whatever it sends before closing).
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    matches!(
+        tokio::time::timeout(within, stream.read_to_end(&mut sink)).await,
+        Ok(Ok(_)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tls_connections_are_closed_and_free_their_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_api, config) = setup(&dir).await;
+    let ca = Ca::new("Test CA");
+    server_certificate(dir.path(), &ca, &["127.0.0.1", "localhost"]);
+    let web = write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let exporter = Exporter::start(&[
+        "--config.file",
+        config.to_str().unwrap(),
+        "--web.config.file",
+        web.to_str().unwrap(),
+        "--web.read-header-timeout",
+        "1s",
+        "--web.max-connections",
+        "4",
+    ]);
+    assert_eq!(healthy(&exporter, &ca.pem(), None).await, Some(200));
+
+    // Every slot taken by a client that finished the handshake and went quiet: HTTP/2 and
+    // HTTP/1.1 by ALPN, and one that never started the handshake.
+    let mut h2a = tls_handshake(&exporter, &ca, b"h2").await;
+    let mut h2b = tls_handshake(&exporter, &ca, b"h2").await;
+    let mut h1 = tls_handshake(&exporter, &ca, b"http/1.1").await;
+    let mut raw = tokio::net::TcpStream::connect(exporter.addr).await.unwrap();
+    // All four are closed by the server within the header timeout (plus slack)...
+    for (name, closed) in [
+        ("h2", closed_within(&mut h2a, Duration::from_secs(5)).await),
+        ("h2", closed_within(&mut h2b, Duration::from_secs(5)).await),
+        (
+            "http/1.1",
+            closed_within(&mut h1, Duration::from_secs(5)).await,
+        ),
+        (
+            "no handshake",
+            closed_within(&mut raw, Duration::from_secs(5)).await,
+        ),
+    ] {
+        assert!(closed, "idle {name} connection kept open");
+    }
+    // ...so their slots serve real scrapes again.
+    let start = Instant::now();
+    loop {
+        if let Some(code) = healthy(&exporter, &ca.pem(), None).await {
+            assert_eq!(code, 200);
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "slots of idle TLS connections never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // An oversized request head over TLS: 431 (or a closed connection), never a crash.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut big = tls_handshake(&exporter, &ca, b"http/1.1").await;
+    let header = "x".repeat(64 * 1024);
+    let _ = big
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {header}\r\n\r\n").as_bytes(),
+        )
+        .await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), big.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    assert_eq!(healthy(&exporter, &ca.pem(), None).await, Some(200));
+}
