@@ -78,6 +78,8 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
             "forbidden" => Reply::status(403, "application/json", r#"{"message":"scope"}"#),
             "badreq" => Reply::status(400, "application/json", r#"{"message":"bad"}"#),
             "huge" => huge.clone(),
+            "endlessbody" => Reply::endless_body(),
+            "unauth" => Reply::status(401, "application/json", r#"{"message":"token"}"#),
             "hang" => Reply::hang(),
             "endless" => endless_page(r),
             _ => Reply::status(418, "text/plain", "unexpected customer"),
@@ -93,6 +95,8 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
         "forbidden",
         "badreq",
         "huge",
+        "endlessbody",
+        "unauth",
         "hang",
         "endless",
     ];
@@ -114,6 +118,9 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
         ("forbidden", "http_4xx"),
         ("badreq", "http_4xx"),
         ("huge", "too_large"),
+        // Cut while streaming: a client that buffered first would run into its timeout.
+        ("endlessbody", "too_large"),
+        ("unauth", "http_4xx"),
         ("hang", "timeout"),
         ("endless", "parse"),
     ];
@@ -147,6 +154,8 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
         ("forbidden", 1),
         ("badreq", 1),
         ("huge", 1),
+        ("endlessbody", 1),
+        ("unauth", 2), // once more with a fresh token, then final
         ("endless", 1000),
     ] {
         assert_eq!(sent.get(customer), Some(&n), "requests to {customer}");
@@ -162,8 +171,10 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     assert_eq!(requests("500"), Some(3.0));
     assert_eq!(requests("503"), Some(2.0));
     assert_eq!(requests("404"), Some(1.0));
-    assert_eq!(requests("error"), Some(4.0)); // 3 timeouts and the oversized body
-                                              // The 503's Retry-After date was honoured (a backoff alone waits at most 0.5 s).
+    assert_eq!(requests("401"), Some(2.0));
+    // 3 timeouts and the two oversized bodies.
+    assert_eq!(requests("error"), Some(5.0));
+    // The 503's Retry-After date was honoured (a backoff alone waits at most 0.5 s).
     let flaky: Vec<Instant> = api
         .tenant_requests()
         .iter()
@@ -189,10 +200,14 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     assert!(failed("html")[0].contains("text/html"), "{log}");
     assert!(failed("html")[0].contains("Gateway says hello"), "{log}");
     assert!(failed("endless")[0].contains("1000 full pages"), "{log}");
-    assert!(
-        failed("huge")[0].contains("larger than 16777216 bytes"),
-        "{log}"
-    );
+    for customer in ["huge", "endlessbody"] {
+        assert!(
+            failed(customer)[0].contains("larger than 16777216 bytes"),
+            "{customer}: {log}"
+        );
+    }
+    assert_eq!(failed("unauth").len(), 1, "{log}");
+    assert!(failed("unauth")[0].contains("401"), "{log}");
     // Still serving.
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }
@@ -552,5 +567,84 @@ async fn tokens_that_expire_at_once_do_not_loop() {
         api.token_requests().len() <= 2,
         "{}",
         api.token_requests().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_and_counted_as_connect() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::status(418, "text/plain", "the API host is not this one")
+    })
+    .await;
+    // A port nobody listens on: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(
+        &dir,
+        &dead,
+        &api.base_url(),
+        "  timeout: 2s\n  retries: 2\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter.first_cycle().await;
+    assert_eq!(errors(&text, "c", "connect"), Some(1.0), "{text}");
+    assert_eq!(up(&text, "c"), Some(0.0));
+    // Three attempts (1 + retries), each counted with code "error".
+    assert_eq!(
+        value(
+            &text,
+            "avepoint_exporter_api_requests_total",
+            &["code=\"error\"", "endpoint=\"tenants\""]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(api.tenant_requests().is_empty());
+    let line = exporter.log_line("target poll failed").await;
+    assert!(line.contains("connect"), "{line}");
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            // An hour: honoured as is, the target would go unpolled for that long.
+            Reply::status(503, "text/plain", "maintenance").with_header("retry-after", "3600")
+        } else {
+            Reply::json(envelope(&[record("a", "A", 4, 2)], 1, 100, 1))
+        }
+    })
+    .await;
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 3\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 2s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let text = exporter
+        .metrics_when("seats after the 503", |t| {
+            t.contains("available_user_seats{") && t.contains("assigned_user_seats{")
+        })
+        .await;
+    assert_eq!(
+        value(&text, "available_user_seats", &["customer_id=\"c\""]),
+        Some(4.0)
+    );
+    let at: Vec<Instant> = api.tenant_requests().iter().map(|r| r.at).collect();
+    let gap = at[1] - at[0];
+    assert!(
+        gap >= Duration::from_millis(1500) && gap < Duration::from_secs(6),
+        "second request {gap:?} after the 503"
     );
 }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -43,6 +44,8 @@ pub struct Reply {
     pub body: String,
     pub delay: Duration,
     pub headers: Vec<(&'static str, String)>,
+    /// Sent chunked (no Content-Length), `body` repeated this many times; `None`: sent whole.
+    pub repeat: Option<usize>,
 }
 
 impl Reply {
@@ -53,6 +56,7 @@ impl Reply {
             body: body.into(),
             delay: Duration::ZERO,
             headers: vec![],
+            repeat: None,
         }
     }
     pub fn status(status: u16, content_type: &'static str, body: impl Into<String>) -> Reply {
@@ -105,6 +109,16 @@ impl Reply {
         }
         body.push_str(r#"{"tenantId":"y","availableUserSeat":1,"assignedUserSeat":1}]"#);
         Reply::json(body)
+    }
+    /// A chunked reply without Content-Length that never ends: `[` and then record after
+    /// record. Only a client that counts bytes while reading stops it.
+    pub fn endless_body() -> Reply {
+        Reply {
+            repeat: Some(usize::MAX),
+            ..Reply::json(
+                r#"{"tenantId":"x","availableUserSeat":1,"assignedUserSeat":1},"#.repeat(512),
+            )
+        }
     }
 }
 
@@ -175,9 +189,18 @@ impl FakeApi {
                             for (k, v) in &reply.headers {
                                 resp = resp.header(*k, v);
                             }
-                            Ok::<_, Infallible>(
-                                resp.body(Full::new(Bytes::from(reply.body))).unwrap(),
-                            )
+                            let body = Bytes::from(reply.body);
+                            let body = match reply.repeat {
+                                None => Full::new(body).boxed(),
+                                Some(n) => {
+                                    let start = Bytes::from_static(b"[");
+                                    let chunks = std::iter::once(start)
+                                        .chain(std::iter::repeat(body).take(n))
+                                        .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+                                    StreamBody::new(futures_util::stream::iter(chunks)).boxed()
+                                }
+                            };
+                            Ok::<_, Infallible>(resp.body(body).unwrap())
                         }
                     });
                     let _ = http1::Builder::new()
