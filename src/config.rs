@@ -699,11 +699,14 @@ fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<C
         return None;
     }
     let section = Section::new(root, "", &["elements", "poll", "customers", "discovery"], p)?;
-    let discovery = match section.get("discovery") {
+    // A bare `discovery:` (every key commented out) turns discovery on with its defaults.
+    let no_settings = Value::Mapping(Default::default());
+    let discovery = match section.map.get("discovery") {
+        Some(Value::Null) => parse_discovery(&no_settings, p).map(Some),
         Some(v) => parse_discovery(v, p).map(Some),
         None => Some(None),
     };
-    let discovering = section.get("discovery").is_some();
+    let discovering = section.map.contains_key("discovery");
     let elements = match section.get("elements") {
         Some(v) => parse_elements(v, env, discovering, p),
         None => {
@@ -1367,6 +1370,16 @@ customers:
         )
         .unwrap();
         assert!(all.discovery.unwrap().keeps("any", "Anything"));
+        // So does a bare `discovery:` whose keys are all commented out.
+        let bare = Config::parse(
+            "elements:\n  client_id: a\n  client_secret: b\ndiscovery:\n#  interval: 1h\n",
+            &FakeEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(bare.elements.scope, DEFAULT_DISCOVERY_SCOPE);
+        let d = bare.discovery.unwrap();
+        assert_eq!(d.interval, Duration::from_secs(3600));
+        assert_eq!(d.tenant_types.len(), 4);
         // Every problem is named.
         let p = problems("elements:\n  client_id: a\n  client_secret: b\ndiscovery:\n  interval: soon\n  include: ['(']\n  exclude: 5\n  tenant_types: [office]\n  colour: blue\n");
         assert_eq!(p.len(), 5, "{p:?}");

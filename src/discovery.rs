@@ -6,7 +6,7 @@
 //! resulting targets. Customers listed in the file override discovered ones with the same id;
 //! a customer list that cannot be fetched leaves the last good one in use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -127,13 +127,21 @@ fn same_targets(a: &Plan, b: &Plan) -> bool {
 }
 
 /// The customers to poll: the file's, then the discovered ones that pass the filters and are
-/// not in the file. Updates the discovery metrics of this shard.
+/// not in the file. A file entry without a name takes the organization from the list. Updates
+/// the discovery metrics of this shard.
 fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> Plan {
     let config = &state.config;
     let mut customers: Vec<Customer> = config.customers.clone();
     metrics.customer_info.reset();
     metrics.discovered_customers.set(0);
     if let (Some(d), Some(found)) = (&config.discovery, &state.discovered) {
+        let listed: HashMap<&str, &DiscoveredCustomer> =
+            found.iter().map(|c| (c.id.as_str(), c)).collect();
+        for c in customers.iter_mut().filter(|c| c.name.is_empty()) {
+            if let Some(l) = listed.get(c.id.as_str()) {
+                c.name = l.organization.clone();
+            }
+        }
         let explicit: HashSet<&str> = config.customers.iter().map(|c| c.id.as_str()).collect();
         let mut kept = 0;
         for c in found.iter() {
@@ -141,25 +149,29 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
                 continue;
             }
             kept += 1;
-            let name = match config.customers.iter().find(|e| e.id == c.id) {
-                Some(e) if !e.name.is_empty() => e.name.clone(),
-                _ => c.organization.clone(),
-            };
-            metrics
-                .customer_info
-                .with_label_values(&[&c.id, &name, &c.country_or_region, &c.management_mode])
-                .set(1);
             if explicit.contains(c.id.as_str()) {
                 continue;
             }
             customers.push(Customer {
                 id: c.id.clone(),
-                name,
+                name: c.organization.clone(),
                 tenant_types: d.tenant_types.clone(),
                 license_assigned_status: d.license_assigned_status,
             });
         }
         metrics.discovered_customers.set(kept);
+        // Facts for every customer of this shard that is polled and on the list.
+        for c in &customers {
+            if poller::shard_of(&c.id, total_shards) != shard {
+                continue;
+            }
+            if let Some(l) = listed.get(c.id.as_str()) {
+                metrics
+                    .customer_info
+                    .with_label_values(&[&c.id, &c.name, &l.country_or_region, &l.management_mode])
+                    .set(1);
+            }
+        }
     }
     Plan {
         targets: poller::targets_of(&customers, shard, total_shards),

@@ -106,7 +106,7 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
         &api.base_url(),
         &api.base_url(),
         "  page_size: 2\n  max_requests_per_second: 0\n  retries: 0\n",
-        "poll:\n  interval: 1h\ndiscovery:\n  include: ['^C', '^F']\n  exclude: ['Test']\n  exclude_ids: [c4]\n  tenant_types: [microsoft_365]\ncustomers:\n  - id: c5\n    name: Cobalt Explicit\n    tenant_types: [google]\n  - id: c6\n    name: Standalone\n    tenant_types: [0]\n",
+        "poll:\n  interval: 1h\ndiscovery:\n  include: ['^C', '^F']\n  exclude: ['Test']\n  exclude_ids: [c4]\n  tenant_types: [microsoft_365]\ncustomers:\n  - id: c5\n    name: Cobalt Explicit\n    tenant_types: [google]\n  - id: c6\n    name: Standalone\n    tenant_types: [0]\n  - id: n1\n    tenant_types: [google]\n",
     );
     // --check-config explains what discovery will do.
     let (code, out, _) = run_binary(
@@ -130,7 +130,8 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
 
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     let text = exporter.first_cycle().await;
-    assert_eq!(customer_ids(&text), ["c1", "c3", "c5", "c6"]);
+    // n1 is filtered out of discovery but listed in the file: polled, named from the list.
+    assert_eq!(customer_ids(&text), ["c1", "c3", "c5", "c6", "n1"]);
     assert_eq!(
         series(&text, "available_user_seats"),
         vec![
@@ -138,11 +139,13 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
             "available_user_seats{customer_id=\"c3\",customer_name=\"Fabrikam\",tenant_type=\"microsoft_365\",tenant_id=\"c3-t\",tenant_name=\"T\"} 3",
             "available_user_seats{customer_id=\"c5\",customer_name=\"Cobalt Explicit\",tenant_type=\"google\",tenant_id=\"c5-t\",tenant_name=\"T\"} 3",
             "available_user_seats{customer_id=\"c6\",customer_name=\"Standalone\",tenant_type=\"microsoft_365\",tenant_id=\"c6-t\",tenant_name=\"T\"} 3",
+            "available_user_seats{customer_id=\"n1\",customer_name=\"Northwind\",tenant_type=\"google\",tenant_id=\"n1-t\",tenant_name=\"T\"} 3",
         ]
     );
     assert_eq!(
         series(&text, "avepoint_exporter_customer_info"),
         vec![
+            "avepoint_exporter_customer_info{country_or_region=\"AU\",customer_id=\"n1\",customer_name=\"Northwind\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"DE\",customer_id=\"c5\",customer_name=\"Cobalt Explicit\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"GB\",customer_id=\"c3\",customer_name=\"Fabrikam\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"US\",customer_id=\"c1\",customer_name=\"Contoso\",management_mode=\"Managed\"} 1",
