@@ -88,7 +88,8 @@ impl RateLimiter {
                 match s.rate {
                     Some(rate) => {
                         let slot = start.max(s.next);
-                        s.next = slot + Duration::from_secs_f64(1.0 / rate);
+                        // Rounded up to the nanosecond: `limit` starts never fit in one second.
+                        s.next = slot + Duration::from_nanos((1e9 / rate).ceil() as u64);
                         slot
                     }
                     None => {
@@ -216,6 +217,19 @@ mod tests {
         // Evenly spaced: 10 requests take 9 gaps of 250 ms.
         assert_eq!(all[9] - all[0], Duration::from_millis(2250));
         assert_eq!(all[19] - all[10], Duration::from_millis(2250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_that_do_not_divide_a_second_hold_too() {
+        for limit in [3.0, 7.0, 9.0, 0.7, 33.0] {
+            let l = limiter(Some(limit));
+            let all = starts(&l, 40).await;
+            assert!(
+                max_per_second(&all) <= (limit as usize).max(1),
+                "limit {limit}: {} in one second",
+                max_per_second(&all)
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
