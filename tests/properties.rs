@@ -1,7 +1,10 @@
 //! Property tests: the response parser and the config loader take arbitrary input (random
 //! bytes, and random documents built from the words they know) without ever panicking.
 
+mod common;
+
 use std::path::Path;
+use std::sync::OnceLock;
 
 use avepoint_elements_exporter::api::{parse_customers_page, parse_page};
 use avepoint_elements_exporter::config::{Config, Environment};
@@ -42,13 +45,22 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// No environment variables; `/tls/app.crt`, `/tls/app.key` (PKCS#8) and `/tls/app-rsa.key`
+/// (PKCS#1) are a real certificate and its key, any other file reads as `file-secret`.
 struct NoEnv;
 impl Environment for NoEnv {
     fn var(&self, _: &str) -> Option<String> {
         None
     }
-    fn read_file(&self, _: &Path) -> std::io::Result<String> {
-        Ok("file-secret".into())
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        static IDENTITY: OnceLock<(String, String, String)> = OnceLock::new();
+        let (cert, pkcs8, pkcs1) = IDENTITY.get_or_init(|| common::rsa_identity("app"));
+        Ok(match path.to_str() {
+            Some("/tls/app.crt") => cert.clone(),
+            Some("/tls/app.key") => pkcs8.clone(),
+            Some("/tls/app-rsa.key") => pkcs1.clone(),
+            _ => "file-secret".into(),
+        })
     }
 }
 
@@ -107,10 +119,37 @@ fn config_doc() -> impl Strategy<Value = String> {
             field(&["10", "0", "-1"]),
             field(&["3", "1000"]),
         ),
+        (
+            prop::option::weighted(
+                0.3,
+                field(&["commercial", "gov", "aos2", "fedramp", "moon"]),
+            ),
+            prop::option::weighted(
+                0.1,
+                field(&["/tls/app.crt", "/tls/app.key", "/tls/other.crt"]),
+            ),
+            prop::option::weighted(
+                0.1,
+                field(&["/tls/app.key", "/tls/app-rsa.key", "/tls/app.crt", "/tls/x"]),
+            ),
+        ),
     )
         .prop_map(
-            |(base, token, id, secret, secret_file, scope, timeout, (page, conc, rps, retries))| {
+            |(
+                base,
+                token,
+                id,
+                secret,
+                secret_file,
+                scope,
+                timeout,
+                (page, conc, rps, retries),
+                (environment, certificate, key),
+            )| {
                 mapping(vec![
+                    ("environment", environment.flatten()),
+                    ("client_certificate_file", certificate.flatten()),
+                    ("client_private_key_file", key.flatten()),
                     ("base_url", base),
                     ("token_url", token),
                     ("client_id", id),
@@ -159,17 +198,37 @@ fn config_doc() -> impl Strategy<Value = String> {
             ])
         });
     let customers = prop::collection::vec(customer, 0..4).prop_map(serde_yaml::Value::Sequence);
+    let discovery = (
+        field(&["1h", "0s", "soon"]),
+        field(&["[\"^C\"]", "[\"(\"]", "[]", "\"^C\""]),
+        field(&["[\"Test$\"]", "[5]"]),
+        field(&["[c1]", "[\"\"]"]),
+        field(&["[microsoft_365, 3]", "[office]", "[]"]),
+        field(&["available", "maybe"]),
+    )
+        .prop_map(|(interval, include, exclude, ids, types, status)| {
+            mapping(vec![
+                ("interval", interval),
+                ("include", include),
+                ("exclude", exclude),
+                ("exclude_ids", ids),
+                ("tenant_types", types),
+                ("license_assigned_status", status),
+            ])
+        });
     (
         prop::option::weighted(0.9, elements),
         prop::option::weighted(0.8, poll),
         prop::option::weighted(0.9, customers),
+        prop::option::weighted(0.3, discovery),
         prop::option::weighted(0.03, Just(serde_yaml::Value::from(1))),
     )
-        .prop_map(|(elements, poll, customers, bogus)| {
+        .prop_map(|(elements, poll, customers, discovery, bogus)| {
             let doc = mapping(vec![
                 ("elements", elements),
                 ("poll", poll),
                 ("customers", customers),
+                ("discovery", discovery),
                 ("bogus", bogus),
             ]);
             serde_yaml::to_string(&doc).unwrap_or_default()
@@ -214,7 +273,7 @@ proptest! {
     fn the_config_loader_survives_documents_near_valid_ones(doc in config_doc()) {
         match Config::parse(&doc, &NoEnv) {
             Ok(config) => {
-                prop_assert!(!config.customers.is_empty());
+                prop_assert!(!config.customers.is_empty() || config.discovery.is_some());
                 prop_assert!(config.poll.stale_after >= config.poll.interval);
                 prop_assert!((1..=100).contains(&config.elements.page_size));
             }
@@ -223,6 +282,7 @@ proptest! {
                 let text = e.to_string();
                 prop_assert!(!text.trim().is_empty());
                 prop_assert!(!text.contains("s3cret"), "a secret in an error: {}", text);
+                prop_assert!(!text.contains("PRIVATE KEY"), "a key in an error: {}", text);
             }
         }
     }
