@@ -254,7 +254,12 @@ async fn reloader(
             .map_err(|e| e.problems().join("; "))
             .and_then(|config| {
                 warn_about(&config);
-                let client = build_client(&config, &metrics).map_err(|e| e.to_string())?;
+                // Unchanged API settings keep the running client: its token, rate limit and
+                // 429 throttle carry over, and requests of a cycle still in flight share them.
+                let client = match planner.client_for(&config) {
+                    Some(client) => client,
+                    None => build_client(&config, &metrics).map_err(|e| e.to_string())?,
+                };
                 let settings = load_web(&options).map_err(|e| e.to_string())?;
                 Ok((config, client, settings))
             });

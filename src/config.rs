@@ -346,6 +346,40 @@ impl Environment for ProcessEnvironment {
 }
 
 impl Config {
+    /// Whether `other` would build the same API client (connection, credentials, limits and
+    /// the poll interval that caps waits): a reload that only changes customers, discovery
+    /// filters or `stale_after` keeps the running client, its token, rate limit and throttle.
+    pub fn same_client_as(&self, other: &Config) -> bool {
+        let (a, b) = (&self.elements, &other.elements);
+        let same_credential = match (&a.credential, &b.credential) {
+            (Credential::Secret { secret: x, .. }, Credential::Secret { secret: y, .. }) => x == y,
+            (
+                Credential::Certificate {
+                    certificate: x,
+                    certificate_file: xc,
+                    key_file: xk,
+                },
+                Credential::Certificate {
+                    certificate: y,
+                    certificate_file: yc,
+                    key_file: yk,
+                },
+            ) => xc == yc && xk == yk && x.thumbprint() == y.thumbprint(),
+            _ => false,
+        };
+        same_credential
+            && a.base_url == b.base_url
+            && a.token_url == b.token_url
+            && a.client_id == b.client_id
+            && a.scope == b.scope
+            && a.timeout == b.timeout
+            && a.page_size == b.page_size
+            && a.max_concurrency == b.max_concurrency
+            && a.max_requests_per_second == b.max_requests_per_second
+            && a.retries == b.retries
+            && self.poll.interval == other.poll.interval
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -1403,6 +1437,33 @@ customers:
             problems("elements:\n  client_id: a\n  client_secret: b\n"),
             vec!["customers: missing; list at least one customer to poll, or turn on discovery"]
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_client_unless_an_api_setting_changed() {
+        let base = "elements:\n  client_id: a\n  client_secret: b\n";
+        let parse = |text: &str| Config::parse(text, &FakeEnv::default()).unwrap();
+        let old = parse(&format!("{base}customers:\n  - id: c1\n"));
+        let same = [
+            format!("{base}customers:\n  - id: c2\n    name: Other\n"),
+            format!("{base}poll:\n  stale_after: 1h\ncustomers:\n  - id: c1\n"),
+        ];
+        for text in &same {
+            assert!(old.same_client_as(&parse(text)), "{text}");
+        }
+        let changed = [
+            "elements:\n  client_id: a\n  client_secret: c\ncustomers:\n  - id: c1\n",
+            "elements:\n  client_id: z\n  client_secret: b\ncustomers:\n  - id: c1\n",
+            "elements:\n  client_id: a\n  client_secret: b\n  retries: 1\ncustomers:\n  - id: c1\n",
+            "elements:\n  client_id: a\n  client_secret: b\n  max_requests_per_second: 3\ncustomers:\n  - id: c1\n",
+            "elements:\n  client_id: a\n  client_secret: b\n  environment: gov\ncustomers:\n  - id: c1\n",
+            "elements:\n  client_id: a\n  client_secret: b\npoll:\n  interval: 1m\ncustomers:\n  - id: c1\n",
+            // Discovery widens the default scope.
+            "elements:\n  client_id: a\n  client_secret: b\ndiscovery: {}\n",
+        ];
+        for text in changed {
+            assert!(!old.same_client_as(&parse(text)), "{text}");
+        }
     }
 
     #[test]

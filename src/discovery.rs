@@ -76,6 +76,16 @@ impl Planner {
         self.plans.borrow().clone()
     }
 
+    /// The running client, if `config` would build the same one (see
+    /// [`Config::same_client_as`]).
+    pub fn client_for(&self, config: &Config) -> Option<Arc<Client>> {
+        let state = self.lock();
+        state
+            .config
+            .same_client_as(config)
+            .then(|| state.client.clone())
+    }
+
     /// Applies a reloaded config with its client: publishes a plan at once (the poller starts
     /// a cycle). The last discovered list is kept and filtered by the new config.
     pub fn apply_config(&self, config: Config, client: Arc<Client>) {

@@ -499,6 +499,23 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
         "unchanged target kept its last-good series, relabelled: {text}"
     );
     assert!(reload_ts(&text) >= loaded_at);
+    // The API settings did not change: the running client and its token were kept.
+    assert_eq!(api.token_requests().len(), 1);
+    // Changed API settings build a new client, which fetches its own token.
+    write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  timeout: 4s\n  retries: 0\n  max_requests_per_second: 0\n",
+        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: New Name\n    tenant_types: [0]\n  - id: new\n    tenant_types: [0]\n",
+    );
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let start = Instant::now();
+    while api.token_requests().len() < 2 {
+        assert!(start.elapsed() < DEADLINE, "no token for the new client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // An invalid file: 500 with the reason, the log names the key, the old config runs on.
     write_config(
         &dir,
