@@ -173,12 +173,14 @@ pub async fn run(
                 cut = cycle(&plan, &mut states, &metrics, started + plan.poll.interval) => cut,
             };
             let took = started.elapsed();
-            metrics.poll_duration.observe(took.as_secs_f64());
             cycles += 1;
+            publish(&plan, &mut states, &metrics, &status, cycles, took);
+            // Counted after the snapshot is out: a scrape that sees the cycle counted also
+            // sees its results.
             if cut > 0 || took > plan.poll.interval {
                 metrics.poll_overruns.inc();
             }
-            publish(&plan, &mut states, &metrics, &status, cycles, took);
+            metrics.poll_duration.observe(took.as_secs_f64());
         }
     }
 }
