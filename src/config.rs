@@ -233,8 +233,31 @@ pub enum Credential {
     },
 }
 
-/// Settings of the Elements API connection.
-#[derive(Debug, Clone)]
+/// The same credential: the same secret (wherever it came from), or the same certificate
+/// (by thumbprint) from the same files.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credential::Secret { secret: a, .. }, Credential::Secret { secret: b, .. }) => a == b,
+            (
+                Credential::Certificate {
+                    certificate: a,
+                    certificate_file: af,
+                    key_file: ak,
+                },
+                Credential::Certificate {
+                    certificate: b,
+                    certificate_file: bf,
+                    key_file: bk,
+                },
+            ) => af == bf && ak == bk && a.thumbprint() == b.thumbprint(),
+            _ => false,
+        }
+    }
+}
+
+/// Settings of the Elements API connection; equal settings build the same client.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ElementsConfig {
     /// API host, e.g. `https://graph.avepointonlineservices.com`.
     pub base_url: Url,
@@ -350,34 +373,7 @@ impl Config {
     /// the poll interval that caps waits): a reload that only changes customers, discovery
     /// filters or `stale_after` keeps the running client, its token, rate limit and throttle.
     pub fn same_client_as(&self, other: &Config) -> bool {
-        let (a, b) = (&self.elements, &other.elements);
-        let same_credential = match (&a.credential, &b.credential) {
-            (Credential::Secret { secret: x, .. }, Credential::Secret { secret: y, .. }) => x == y,
-            (
-                Credential::Certificate {
-                    certificate: x,
-                    certificate_file: xc,
-                    key_file: xk,
-                },
-                Credential::Certificate {
-                    certificate: y,
-                    certificate_file: yc,
-                    key_file: yk,
-                },
-            ) => xc == yc && xk == yk && x.thumbprint() == y.thumbprint(),
-            _ => false,
-        };
-        same_credential
-            && a.base_url == b.base_url
-            && a.token_url == b.token_url
-            && a.client_id == b.client_id
-            && a.scope == b.scope
-            && a.timeout == b.timeout
-            && a.page_size == b.page_size
-            && a.max_concurrency == b.max_concurrency
-            && a.max_requests_per_second == b.max_requests_per_second
-            && a.retries == b.retries
-            && self.poll.interval == other.poll.interval
+        self.elements == other.elements && self.poll.interval == other.poll.interval
     }
 
     /// Reads and validates a config file.
