@@ -88,8 +88,7 @@ impl RateLimiter {
                 match s.rate {
                     Some(rate) => {
                         let slot = start.max(s.next);
-                        // Rounded up to the nanosecond: `limit` starts never fit in one second.
-                        s.next = slot + Duration::from_nanos((1e9 / rate).ceil() as u64);
+                        s.next = slot + spacing(rate);
                         slot
                     }
                     None => {
@@ -175,6 +174,12 @@ impl RateLimiter {
     }
 }
 
+/// The gap between request starts at `rate` per second, rounded up to the nanosecond so that
+/// `rate` gaps never fit in one second (at 3/s, 333 333 333 ns would let a fourth start in).
+fn spacing(rate: f64) -> Duration {
+    Duration::from_nanos((1e9 / rate).ceil() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +222,14 @@ mod tests {
         // Evenly spaced: 10 requests take 9 gaps of 250 ms.
         assert_eq!(all[9] - all[0], Duration::from_millis(2250));
         assert_eq!(all[19] - all[10], Duration::from_millis(2250));
+    }
+
+    #[test]
+    fn rate_gaps_never_fit_in_one_second() {
+        for rate in [3u32, 7, 9, 33, 99_991] {
+            let gaps = spacing(f64::from(rate)) * rate;
+            assert!(gaps >= Duration::from_secs(1), "{rate}/s: {gaps:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
