@@ -630,13 +630,12 @@ async fn a_refused_connection_is_retried_and_counted_as_connect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c = calls.clone();
+    let calls = AtomicUsize::new(0);
     let api = FakeApi::start(move |r| {
         if r.path == "/token" {
             return token_reply(1);
         }
-        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
             // An hour: honoured as is, the target would go unpolled for that long.
             Reply::status(503, "text/plain", "maintenance").with_header("retry-after", "3600")
         } else {

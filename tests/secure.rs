@@ -87,6 +87,19 @@ fn server_certificate(dir: &Path, ca: &Ca, sans: &[&str]) {
     write(dir, "server.key", &key);
 }
 
+/// A "Test CA", a server certificate it issued for 127.0.0.1 and localhost, and `web.yml`
+/// serving it, followed by `more` (further web config lines), all in `dir`.
+fn tls_web_config(dir: &Path, more: &str) -> (Ca, PathBuf) {
+    let ca = Ca::new("Test CA");
+    server_certificate(dir, &ca, &["127.0.0.1", "localhost"]);
+    let web = write(
+        dir,
+        "web.yml",
+        &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
+    );
+    (ca, web)
+}
+
 fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
@@ -117,13 +130,10 @@ fn https(exporter: &Exporter, path: &str) -> String {
 async fn tls_scrape_over_http1_and_http2_and_plain_http_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_api, config) = setup(&dir).await;
-    let ca = Ca::new("Test CA");
-    server_certificate(dir.path(), &ca, &["127.0.0.1", "localhost"]);
     // Relative file names are resolved against the web config's directory.
-    let web = write(
+    let (ca, web) = tls_web_config(
         dir.path(),
-        "web.yml",
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\nhttp_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n    X-Content-Type-Options: nosniff\n",
+        "  min_version: TLS12\nhttp_server_config:\n  headers:\n    Strict-Transport-Security: max-age=31536000\n    X-Content-Type-Options: nosniff\n",
     );
     let exporter = start_web(&config, &web);
     let client = https_client(&ca.pem(), None);
@@ -574,13 +584,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: 
 async fn idle_tls_connections_are_closed_and_free_their_slots() {
     let dir = tempfile::tempdir().unwrap();
     let (_api, config) = setup(&dir).await;
-    let ca = Ca::new("Test CA");
-    server_certificate(dir.path(), &ca, &["127.0.0.1", "localhost"]);
-    let web = write(
-        dir.path(),
-        "web.yml",
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-    );
+    let (ca, web) = tls_web_config(dir.path(), "");
     let exporter = Exporter::start(&[
         "--config.file",
         config.to_str().unwrap(),

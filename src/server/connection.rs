@@ -105,10 +105,13 @@ async fn drive<C>(
     C::Error: Display,
 {
     tokio::pin!(conn);
-    let limit = idle.as_ref().map(|(_, limit)| *limit);
+    // Resolves to the limit once the connection has been idle that long.
     let idled = async {
         match &idle {
-            Some((activity, limit)) => activity.idle_for(*limit).await,
+            Some((activity, limit)) => {
+                activity.idle_for(*limit).await;
+                *limit
+            }
             None => std::future::pending().await,
         }
     };
@@ -129,14 +132,12 @@ async fn drive<C>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = &mut idled, if !closing => {
+            limit = &mut idled, if !closing => {
                 tracing::debug!("idle HTTP/2 connection; closing");
                 closing = true;
                 conn.as_mut().graceful_shutdown();
-                if let Some(limit) = limit {
-                    hard_stop.as_mut().reset(Instant::now() + limit);
-                    dropping = true;
-                }
+                hard_stop.as_mut().reset(Instant::now() + limit);
+                dropping = true;
             }
             () = &mut hard_stop, if dropping => {
                 tracing::debug!("idle HTTP/2 connection did not close; dropping it");
