@@ -1,5 +1,6 @@
 //! Memory over many polls with churning tenants: runs the real poller in-process against the
-//! synthetic API (10 000 tenants, 20 % of them with new ids every poll) for 1 000 cycles and
+//! synthetic API (10 000 tenants, 20 % of them with new ids every poll) for 1 000 polls of every
+//! target and
 //! prints the resident set size along the way. Flat RSS means no leak of tenant or label data.
 //!
 //! Usage: bench-churn [CYCLES]
@@ -8,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use avepoint_elements_exporter::app::build_plan;
+use avepoint_elements_exporter::app::build_client;
 use avepoint_elements_exporter::config::Config;
 use avepoint_elements_exporter::demo::{DemoApi, Scale};
 use avepoint_elements_exporter::metrics::{BuildInfo, Metrics};
-use avepoint_elements_exporter::poller::{self, Status};
+use avepoint_elements_exporter::plan::targets_of;
+use avepoint_elements_exporter::poller::{self, Plan, Status};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -38,9 +40,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     let config: Config = api.config()?;
     let metrics = Arc::new(Metrics::new(&BuildInfo::current())?);
-    let mut plan = build_plan(&config, &metrics, 0, 1)?;
-    // Far below the 1s a config allows: this drives cycles back to back.
+    let mut plan = Plan {
+        targets: targets_of(&config.customers, 0, 1),
+        client: build_client(&config, &metrics)?,
+        poll: config.poll,
+    };
+    // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);
+    let targets = plan.targets.len() as u64;
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(plan));
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -55,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut samples = Vec::new();
     let checkpoints = [10, cycles / 10, cycles / 2, cycles];
     for &at in &checkpoints {
-        while status.load().cycles < at {
+        while status.load().polls < at * targets {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Scrape too, as Prometheus would.

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::auth::{AuthError, TokenSource};
 use crate::config::{LicenseAssignedStatus, TenantType};
 use crate::metrics::TenantSeats;
+use crate::scheduler::Priority;
 use crate::transport::{Endpoint, HttpResponse, Prepared, Transport, TransportError};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
@@ -342,8 +343,23 @@ impl Client {
         url
     }
 
-    /// Fetches every page of a target's tenants.
-    pub async fn fetch_tenants(&self, target: &TargetRequest) -> Result<Fetched, ApiError> {
+    /// Requests in flight at most.
+    pub fn max_concurrency(&self) -> usize {
+        self.transport.max_concurrency()
+    }
+
+    /// What one request costs at the limits and the observed latency (see
+    /// [`Transport::request_cost`]).
+    pub fn request_cost(&self) -> std::time::Duration {
+        self.transport.request_cost()
+    }
+
+    /// Fetches every page of a target's tenants; its requests wait for a slot at `priority`.
+    pub async fn fetch_tenants(
+        &self,
+        target: &TargetRequest,
+        priority: Priority,
+    ) -> Result<Fetched, ApiError> {
         let body = match target.license_assigned_status {
             Some(status) => format!("{{\"licenseAssignedStatus\":{}}}", status.api_number()),
             None => "{}".to_owned(),
@@ -352,6 +368,7 @@ impl Client {
         self.fetch_all(&what, |page| {
             self.fetch_page(
                 Endpoint::Tenants,
+                priority,
                 self.page_url(target, page),
                 &body,
                 page,
@@ -380,6 +397,7 @@ impl Client {
         self.fetch_all("the customer list", |page| {
             self.fetch_page(
                 Endpoint::Customers,
+                Priority::URGENT,
                 self.customers_url(page),
                 "{}",
                 page,
@@ -482,6 +500,7 @@ impl Client {
     async fn fetch_page<T>(
         &self,
         endpoint: Endpoint,
+        priority: Priority,
         url: Url,
         body: &str,
         page: u32,
@@ -491,7 +510,7 @@ impl Client {
         loop {
             let (resp, token) = self
                 .transport
-                .send(endpoint, |c| {
+                .send(endpoint, priority, |c| {
                     let request = c
                         .post(url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/json")

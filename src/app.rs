@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, ProcessEnvironment};
 use crate::demo::DemoApi;
 use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
-use crate::poller::{self, Plan, Status};
+use crate::poller::{self, Status};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
 use crate::transport::{Transport, TransportError, TransportOptions};
 use crate::web::{WebConfigError, WebSettings};
@@ -56,20 +56,6 @@ pub enum AppError {
     /// Anything else at start-up.
     #[error("{0}")]
     Setup(String),
-}
-
-/// Builds the poll plan of a configuration's listed customers for one shard (no discovery).
-pub fn build_plan(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    shard: u32,
-    total_shards: u32,
-) -> Result<Plan, TransportError> {
-    Ok(Plan {
-        targets: poller::targets_of(&config.customers, shard, total_shards),
-        client: build_client(config, metrics)?,
-        poll: config.poll,
-    })
 }
 
 /// Builds the API client (transport, limits, token source) of a configuration.
@@ -255,7 +241,7 @@ async fn reloader(
             .and_then(|config| {
                 warn_about(&config);
                 // Unchanged API settings keep the running client: its token, rate limit and
-                // 429 throttle carry over, and requests of a cycle still in flight share them.
+                // 429 throttle carry over, and polls still in flight share them.
                 let client = match planner.client_for(&config) {
                     Some(client) => client,
                     None => build_client(&config, &metrics).map_err(|e| e.to_string())?,

@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::assertion::ASSERTION_TYPE;
 use crate::config::Credential;
+use crate::scheduler::Priority;
 use crate::transport::{Endpoint, Prepared, Transport, TransportError};
 
 /// How long a failed token request answers for every caller before one asks again: a token
-/// endpoint that is down sees one request (with its retries) per cycle, not one per target.
+/// endpoint that is down sees one request (with its retries) per few seconds, not one per target.
 pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 /// Lifetime assumed when the token response has no `expires_in`.
@@ -173,7 +174,7 @@ impl TokenSource {
         };
         let (resp, ()) = self
             .transport
-            .send(Endpoint::Token, |c| {
+            .send(Endpoint::Token, Priority::URGENT, |c| {
                 let request = c
                     .post(self.token_url.clone())
                     .header(reqwest::header::ACCEPT, "application/json")

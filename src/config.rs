@@ -283,10 +283,10 @@ pub struct ElementsConfig {
     pub retries: u32,
 }
 
-/// Scheduling of poll cycles.
+/// Scheduling of target polls.
 #[derive(Debug, Clone, Copy)]
 pub struct PollConfig {
-    /// Time between the starts of two cycles.
+    /// Time between two polls of the same target.
     pub interval: Duration,
     /// How long last-good series survive failing polls.
     pub stale_after: Duration,

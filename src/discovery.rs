@@ -6,7 +6,6 @@
 //! resulting targets. Customers listed in the file override discovered ones with the same id;
 //! a customer list that cannot be fetched leaves the last good one in use.
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -14,8 +13,9 @@ use std::time::SystemTime;
 use tokio::sync::{oneshot, watch};
 
 use crate::api::{Client, DiscoveredCustomer};
-use crate::config::{Config, Customer};
+use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plan;
 use crate::poller::{self, Plan};
 
 /// Builds and publishes poll plans.
@@ -86,8 +86,8 @@ impl Planner {
             .then(|| state.client.clone())
     }
 
-    /// Applies a reloaded config with its client: publishes a plan at once (the poller starts
-    /// a cycle). The last discovered list is kept and filtered by the new config.
+    /// Applies a reloaded config with its client: publishes a plan at once (the poller polls
+    /// new targets at once). The last discovered list is kept and filtered by the new config.
     pub fn apply_config(&self, config: Config, client: Arc<Client>) {
         let mut state = self.lock();
         state.config = Arc::new(config);
@@ -136,57 +136,26 @@ fn same_targets(a: &Plan, b: &Plan) -> bool {
         })
 }
 
-/// The customers to poll: the file's, then the discovered ones that pass the filters and are
-/// not in the file. A file entry without a name takes the organization from the list. Updates
-/// the discovery metrics of this shard.
+/// The plan of `state` for one shard (see [`plan::plan`]); updates the discovery metrics.
 fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> Plan {
-    let config = &state.config;
-    let mut customers: Vec<Customer> = config.customers.clone();
+    let planned = plan::plan(
+        &state.config,
+        state.discovered.as_deref().map(Vec::as_slice),
+        shard,
+        total_shards,
+    );
     metrics.customer_info.reset();
-    metrics.discovered_customers.set(0);
-    if let (Some(d), Some(found)) = (&config.discovery, &state.discovered) {
-        let listed: HashMap<&str, &DiscoveredCustomer> =
-            found.iter().map(|c| (c.id.as_str(), c)).collect();
-        for c in customers.iter_mut().filter(|c| c.name.is_empty()) {
-            if let Some(l) = listed.get(c.id.as_str()) {
-                c.name = l.organization.clone();
-            }
-        }
-        let explicit: HashSet<&str> = config.customers.iter().map(|c| c.id.as_str()).collect();
-        let mut kept = 0;
-        for c in found.iter() {
-            if !d.keeps(&c.id, &c.organization) || poller::shard_of(&c.id, total_shards) != shard {
-                continue;
-            }
-            kept += 1;
-            if explicit.contains(c.id.as_str()) {
-                continue;
-            }
-            customers.push(Customer {
-                id: c.id.clone(),
-                name: c.organization.clone(),
-                tenant_types: d.tenant_types.clone(),
-                license_assigned_status: d.license_assigned_status,
-            });
-        }
-        metrics.discovered_customers.set(kept);
-        // Facts for every customer of this shard that is polled and on the list.
-        for c in &customers {
-            if poller::shard_of(&c.id, total_shards) != shard {
-                continue;
-            }
-            if let Some(l) = listed.get(c.id.as_str()) {
-                metrics
-                    .customer_info
-                    .with_label_values(&[&c.id, &c.name, &l.country_or_region, &l.management_mode])
-                    .set(1);
-            }
-        }
+    metrics.discovered_customers.set(planned.discovered as i64);
+    for c in &planned.customer_info {
+        metrics
+            .customer_info
+            .with_label_values(&[&c.id, &c.name, &c.country_or_region, &c.management_mode])
+            .set(1);
     }
     Plan {
-        targets: poller::targets_of(&customers, shard, total_shards),
+        targets: planned.targets,
         client: state.client.clone(),
-        poll: config.poll,
+        poll: state.config.poll,
     }
 }
 

@@ -8,10 +8,13 @@
 //!   backoff, body size limit, request metrics.
 //! - [`ratelimit`]: the shared, adaptive request rate (paced, paused and cut by 429s).
 //! - [`api`]: the Elements seat endpoint: wire types, parsing, paging.
-//! - [`discovery`]: customer auto-discovery and the planner that turns config and customer
-//!   list into targets.
-//! - [`poller`]: the scheduler that polls every target each interval and publishes snapshots;
-//!   sharding.
+//! - [`plan`]: which targets this instance polls: a pure function of config, customer list
+//!   and shard.
+//! - [`discovery`]: customer auto-discovery, and the planner that publishes plans on reload
+//!   and on customer-list changes.
+//! - [`scheduler`]: when each target is due (stable offsets, oldest data first) and the order
+//!   in which requests get a slot (a started target finishes first).
+//! - [`poller`]: the poll loop: starts due targets, records results, publishes snapshots.
 //! - [`metrics`]: the self-metrics registry and the pre-rendered seat snapshot.
 //! - [`server`]: the HTTP endpoints, connection limits and timeouts.
 //! - [`web`]: the exporter-toolkit web config: TLS, client certificates, headers, basic auth.
@@ -28,8 +31,10 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod metrics;
+pub mod plan;
 pub mod poller;
 pub mod ratelimit;
+pub mod scheduler;
 pub mod server;
 pub mod transport;
 pub mod web;

@@ -1,7 +1,7 @@
 //! The exporter's metrics: a dedicated registry for self-metrics and a pre-rendered snapshot of
 //! the seat series.
 //!
-//! Seat series are rendered into bytes once per poll cycle ([`render_snapshot`]), plain and
+//! Seat series are rendered into bytes once per batch of polls ([`render_snapshot`]), plain and
 //! gzip-compressed, and published with an atomic pointer swap. A scrape ([`Metrics::scrape`])
 //! clones that reference and appends only the small per-scrape part (self-metrics and `process_*`),
 //! so no scrape waits for a poll, no poll waits for a scrape, and no lock is held while writing.
@@ -48,8 +48,10 @@ impl BuildInfo {
 pub struct Metrics {
     registry: Registry,
     snapshot: ArcSwap<Snapshot>,
-    /// Duration of whole poll cycles.
+    /// Duration of one target's poll, all pages and retries.
     pub poll_duration: Histogram,
+    /// Time a round over every target needs at the observed request cost ÷ the interval.
+    pub poll_utilization: Gauge,
     /// HTTP requests sent, by `endpoint` and `code`.
     pub api_requests: IntCounterVec,
     /// Latency of HTTP requests, by `endpoint`.
@@ -58,7 +60,7 @@ pub struct Metrics {
     pub target_errors: IntCounterVec,
     /// Tenant records skipped as invalid, by `customer_id` and `tenant_type`.
     pub invalid_records: IntCounterVec,
-    /// Cycles that took longer than the interval.
+    /// Target polls started more than one interval after they were due.
     pub poll_overruns: IntCounter,
     /// The client's current request rate limit (0 = unpaced).
     pub api_rate_limit: Gauge,
@@ -116,10 +118,22 @@ impl Metrics {
             poll_duration: register(
                 &registry,
                 Histogram::with_opts(
-                    hns("poll_duration_seconds", "Duration of whole poll cycles.").buckets(vec![
-                        0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                    hns(
+                        "poll_duration_seconds",
+                        "Time to poll one target (customer, tenant type): all its pages and retries.",
+                    )
+                    .buckets(vec![
+                        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                        300.0,
                     ]),
                 ),
+            )?,
+            poll_utilization: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "poll_utilization_ratio",
+                    "Time a round over every target needs at the observed request cost (requests per round x the larger of rate-limit spacing and latency / max_concurrency), divided by poll.interval; above 1 the interval cannot be kept.",
+                )),
             )?,
             api_requests: register(
                 &registry,
@@ -163,7 +177,7 @@ impl Metrics {
                 &registry,
                 IntCounter::with_opts(ns(
                     "poll_overruns_total",
-                    "Poll cycles that took longer than the poll interval.",
+                    "Target polls started more than one poll interval after they were due.",
                 )),
             )?,
             api_rate_limit: register(
@@ -285,7 +299,7 @@ impl Metrics {
     }
 }
 
-/// The seat series of one poll cycle, rendered once.
+/// The seat series of one publish, rendered once.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Text exposition.
@@ -430,7 +444,7 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
-/// Renders the seat series and per-target health of a poll cycle into a [`Snapshot`].
+/// Renders the seat series and per-target health of every target into a [`Snapshot`].
 pub fn render_snapshot(targets: &[TargetView<'_>]) -> Snapshot {
     let tenants: usize = targets.iter().map(|t| t.tenants.len()).sum();
     let mut out = String::with_capacity(256 * tenants + 200 * targets.len() + 2048);

@@ -1,5 +1,10 @@
-//! The scheduler: polls every target at start and then every interval, never overlapping
-//! cycles, and publishes a complete new snapshot after each cycle.
+//! The poll loop: starts each target when the [`Schedule`] says it is due, records what its
+//! poll brought, and publishes snapshots of the seat series and the landing-page status.
+//!
+//! Polls run as tasks, at most twice `max_concurrency` targets at once (the transport bounds
+//! the requests, and serves them in the order the targets started). Nothing is cancelled for
+//! being late: a poll ends when its requests do. Results are published in batches, at most
+//! about once a second while polls keep finishing, and at once when the poller goes idle.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -9,61 +14,22 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-use crate::api::{ApiError, Client, Fetched, TargetRequest};
-use crate::config::{Customer, PollConfig, TenantType};
-use crate::metrics::{render_snapshot, Metrics, TargetLabels, TargetView, TenantSeats};
+use crate::api::{ApiError, Client, Fetched};
+use crate::config::{PollConfig, TenantType};
+use crate::metrics::{render_snapshot, Metrics, TargetView, TenantSeats};
+use crate::plan::{Target, TargetKey};
+use crate::scheduler::{Priority, Schedule};
 
-/// One (customer, tenant type) pair, with its labels escaped once.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Labels shared by all series of the target.
-    pub labels: Arc<TargetLabels>,
-    /// What to ask the API.
-    pub request: TargetRequest,
-}
-
-/// Everything a poll cycle needs; replaced as a whole on config reload.
+/// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
 pub struct Plan {
-    /// Targets of this shard, in config order.
+    /// Targets of this shard.
     pub targets: Vec<Target>,
     /// The API client.
     pub client: Arc<Client>,
     /// Scheduling.
     pub poll: PollConfig,
-}
-
-/// A stable shard number for a customer: FNV-1a (64-bit) of the id's UTF-8 bytes, modulo
-/// `total`. The hash is fixed by its definition, so it is the same on every version and
-/// platform.
-pub fn shard_of(customer_id: &str, total: u32) -> u32 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = customer_id
-        .bytes()
-        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-    (hash % u64::from(total.max(1))) as u32
-}
-
-/// The targets of `customers` that belong to `shard` of `total`.
-pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target> {
-    customers
-        .iter()
-        .filter(|c| shard_of(&c.id, total) == shard)
-        .flat_map(|c| {
-            let id: Arc<str> = c.id.as_str().into();
-            let name: Arc<str> = c.name.as_str().into();
-            c.tenant_types.iter().map(move |&t| Target {
-                labels: Arc::new(TargetLabels::new(id.clone(), name.clone(), t)),
-                request: TargetRequest {
-                    customer_id: id.clone(),
-                    tenant_type: t,
-                    license_assigned_status: c.license_assigned_status,
-                },
-            })
-        })
-        .collect()
 }
 
 /// The last known state of a target, as shown on the landing page.
@@ -90,8 +56,10 @@ pub struct TargetStatus {
 pub struct Status {
     /// One entry per target of the current plan.
     pub targets: Vec<TargetStatus>,
-    /// Completed cycles.
-    pub cycles: u64,
+    /// Target polls completed since start.
+    pub polls: u64,
+    /// Whether the poll loop has published this status (false before it starts).
+    pub live: bool,
 }
 
 impl Status {
@@ -103,13 +71,14 @@ impl Status {
                 .iter()
                 .map(|t| target_status(t, None))
                 .collect(),
-            cycles: 0,
+            polls: 0,
+            live: false,
         }
     }
 
-    /// True once every target has been polled at least once.
+    /// True once the poll loop runs and every target has been polled at least once.
     pub fn ready(&self) -> bool {
-        self.cycles > 0 && self.targets.iter().all(|t| t.last_poll.is_some())
+        self.live && self.targets.iter().all(|t| t.last_poll.is_some())
     }
 }
 
@@ -120,6 +89,8 @@ struct TargetState {
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
     last_error: Option<String>,
+    /// Requests the last poll needed (its pages), for the utilization estimate.
+    requests: Option<u32>,
 }
 
 impl TargetState {
@@ -129,10 +100,24 @@ impl TargetState {
     }
 }
 
-type Key = (Arc<str>, TenantType);
+/// One finished poll.
+struct Done {
+    key: TargetKey,
+    started: Instant,
+    took: Duration,
+    result: Result<Fetched, ApiError>,
+}
 
-/// Runs poll cycles until `shutdown` completes. A new plan sent on `plans` (config reload)
-/// starts a cycle at once; targets that stay keep their last-good series.
+/// How often results are published at most while polls keep finishing.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// Utilization above which the exporter warns, and below which it says it keeps up again.
+const BEHIND: f64 = 1.0;
+const CAUGHT_UP: f64 = 0.9;
+
+/// Runs the poll loop until `shutdown` completes. A new plan on `plans` (config reload,
+/// discovery refresh) applies at once: new targets are polled at once, removed ones vanish,
+/// the others keep their schedule and last-good series.
 pub async fn run(
     mut plans: watch::Receiver<Arc<Plan>>,
     metrics: Arc<Metrics>,
@@ -140,133 +125,370 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut states: HashMap<Key, TargetState> = HashMap::new();
-    let mut cycles = 0u64;
+    let plan = plans.borrow_and_update().clone();
+    let mut poller = Poller::new(plan, metrics, status);
+    let mut running: JoinSet<Done> = JoinSet::new();
+    let mut plans_open = true;
     loop {
-        let plan = plans.borrow_and_update().clone();
-        // Show the new targets (not yet polled) on the landing page and in readiness at once.
-        status.store(Arc::new(Status {
-            targets: plan
-                .targets
-                .iter()
-                .map(|t| target_status(t, states.get(&key_of(t))))
-                .collect(),
-            cycles,
-        }));
-        let mut ticker = tokio::time::interval(plan.poll.interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => return,
-                changed = plans.changed() => {
-                    if changed.is_err() {
-                        // The sender is gone: keep the current plan.
-                        std::future::pending::<()>().await;
+        poller.start_due(&mut running);
+        let wake = poller
+            .schedule
+            .next_wake()
+            .filter(|_| running.len() < poller.window());
+        let publish_at = poller.publish_at(running.is_empty());
+        tokio::select! {
+            _ = &mut shutdown => return,
+            changed = plans.changed(), if plans_open => {
+                match changed {
+                    Ok(()) => {
+                        let plan = plans.borrow_and_update().clone();
+                        poller.apply_plan(plan);
                     }
-                    break;
+                    // The sender is gone: keep the current plan.
+                    Err(_) => plans_open = false,
                 }
-                _ = ticker.tick() => {}
             }
-            let started = Instant::now();
-            let cut = tokio::select! {
-                _ = &mut shutdown => return,
-                cut = cycle(&plan, &mut states, &metrics, started + plan.poll.interval) => cut,
-            };
-            let took = started.elapsed();
-            cycles += 1;
-            publish(&plan, &mut states, &metrics, &status, cycles, took);
-            // Counted after the snapshot is out: a scrape that sees the cycle counted also
-            // sees its results.
-            if cut > 0 || took > plan.poll.interval {
-                metrics.poll_overruns.inc();
-            }
-            metrics.poll_duration.observe(took.as_secs_f64());
+            Some(joined) = running.join_next() => match joined {
+                Ok(done) => poller.finished(done),
+                Err(e) => tracing::error!(error = %e, "poll task failed; this is a bug"),
+            },
+            _ = sleep_until_some(wake) => {}
+            _ = sleep_until_some(publish_at) => poller.publish(),
         }
     }
 }
 
-/// Polls every target of the plan once, concurrently (the transport bounds requests in
-/// flight), until `deadline`: targets still unfinished then are cancelled and count as failed
-/// with cause `timeout`. Targets polled longest ago go first, so a cycle cut short leaves
-/// other targets behind next time. Returns how many were cut.
-async fn cycle(
-    plan: &Plan,
-    states: &mut HashMap<Key, TargetState>,
-    metrics: &Metrics,
-    deadline: Instant,
-) -> usize {
-    let mut order: Vec<usize> = (0..plan.targets.len()).collect();
-    order.sort_by_key(|&i| {
-        states
-            .get(&key_of(&plan.targets[i]))
-            .and_then(|s| s.last_poll)
-    });
-    let mut tasks = JoinSet::new();
-    for i in order {
-        let client = plan.client.clone();
-        let request = plan.targets[i].request.clone();
-        tasks.spawn(async move { (i, client.fetch_tenants(&request).await) });
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-    let mut unfinished = vec![true; plan.targets.len()];
-    let mut token_failures = 0;
-    let mut token_error = None;
-    loop {
-        let joined = match tokio::time::timeout_at(deadline, tasks.join_next()).await {
-            Ok(Some(joined)) => joined,
-            Ok(None) => break,
-            Err(_) => {
-                tasks.abort_all();
+}
+
+/// The poll loop's state.
+struct Poller {
+    plan: Arc<Plan>,
+    targets: HashMap<TargetKey, Target>,
+    schedule: Schedule,
+    states: HashMap<TargetKey, TargetState>,
+    metrics: Arc<Metrics>,
+    status: Arc<ArcSwap<Status>>,
+    /// Targets started so far: the priority of the next one.
+    started: u64,
+    polls: u64,
+    /// Results not yet published, and the durations to observe once they are.
+    dirty: bool,
+    durations: Vec<f64>,
+    last_publish: Option<Instant>,
+    /// Whether the first pass over every target has been announced.
+    first_pass_done: bool,
+    started_at: Instant,
+    last_summary: Option<Instant>,
+    /// Whether the last utilization warning said the interval cannot be kept.
+    behind: bool,
+    /// Token failures since the last publish (they are logged together), and when that was
+    /// last logged.
+    token_failures: usize,
+    token_error: Option<String>,
+    token_warned_at: Option<Instant>,
+}
+
+impl Poller {
+    fn new(plan: Arc<Plan>, metrics: Arc<Metrics>, status: Arc<ArcSwap<Status>>) -> Poller {
+        let now = Instant::now();
+        let mut poller = Poller {
+            schedule: Schedule::new(plan.poll.interval, now),
+            plan: plan.clone(),
+            targets: HashMap::new(),
+            states: HashMap::new(),
+            metrics,
+            status,
+            started: 0,
+            polls: 0,
+            dirty: false,
+            durations: Vec::new(),
+            last_publish: None,
+            first_pass_done: false,
+            started_at: now,
+            last_summary: None,
+            behind: false,
+            token_failures: 0,
+            token_error: None,
+            token_warned_at: None,
+        };
+        poller.apply_plan(plan);
+        poller
+    }
+
+    /// Targets polled at once at most.
+    fn window(&self) -> usize {
+        self.plan.client.max_concurrency().saturating_mul(2).max(1)
+    }
+
+    fn apply_plan(&mut self, plan: Arc<Plan>) {
+        let now = Instant::now();
+        self.schedule.set_interval(plan.poll.interval);
+        self.targets = plan.targets.iter().map(|t| (t.key(), t.clone())).collect();
+        let added = self.schedule.set_targets(self.targets.keys(), now);
+        self.states.retain(|k, _| self.targets.contains_key(k));
+        if added > 0 && self.first_pass_done {
+            tracing::info!(targets = added, "polling new targets at once");
+        }
+        self.plan = plan;
+        // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
+        self.publish();
+    }
+
+    fn start_due(&mut self, running: &mut JoinSet<Done>) {
+        let now = Instant::now();
+        while running.len() < self.window() {
+            let Some(start) = self.schedule.start_next(now) else {
                 break;
-            }
-        };
-        let (i, result) = match joined {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, "poll task failed");
+            };
+            let Some(target) = self.targets.get(&start.key).cloned() else {
                 continue;
+            };
+            if start.overrun {
+                self.metrics.poll_overruns.inc();
             }
-        };
-        unfinished[i] = false;
-        let target = &plan.targets[i];
-        let state = states.entry(key_of(target)).or_default();
-        match result {
-            Ok(fetched) => record_success(target, state, metrics, fetched),
-            Err(e @ ApiError::Token(_)) => {
-                // One line per cycle, not one per target: they all fail the same way.
-                token_failures += 1;
-                record_failure(target, state, metrics, e.cause(), e.to_string(), false);
-                token_error.get_or_insert(e);
-            }
-            Err(e) => record_failure(target, state, metrics, e.cause(), e.to_string(), true),
+            self.started += 1;
+            let priority = Priority(self.started);
+            let client = self.plan.client.clone();
+            running.spawn(async move {
+                let started = Instant::now();
+                let result = client.fetch_tenants(&target.request, priority).await;
+                Done {
+                    key: target.key(),
+                    started,
+                    took: started.elapsed(),
+                    result,
+                }
+            });
         }
     }
-    if let Some(error) = token_error {
+
+    fn finished(&mut self, done: Done) {
+        let Done {
+            key,
+            started,
+            took,
+            result,
+        } = done;
+        self.schedule.finished(&key, started, Instant::now());
+        let Some(target) = self.targets.get(&key) else {
+            // Removed while it ran.
+            return;
+        };
+        let state = self.states.entry(key).or_default();
+        match result {
+            Ok(fetched) => record_success(target, state, &self.metrics, fetched),
+            Err(e @ ApiError::Token(_)) => {
+                // Every target fails the same way: logged together at the next publish.
+                self.token_failures += 1;
+                self.token_error = Some(e.to_string());
+                record_failure(
+                    target,
+                    state,
+                    &self.metrics,
+                    e.cause(),
+                    e.to_string(),
+                    false,
+                );
+            }
+            Err(e) => record_failure(target, state, &self.metrics, e.cause(), e.to_string(), true),
+        }
+        self.polls += 1;
+        self.durations.push(took.as_secs_f64());
+        self.dirty = true;
+    }
+
+    /// When to publish next: never without news; at once when idle; else a second after the
+    /// last publish.
+    fn publish_at(&self, idle: bool) -> Option<Instant> {
+        if !self.dirty {
+            return None;
+        }
+        let now = Instant::now();
+        let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
+        if idle && nothing_due {
+            return Some(now);
+        }
+        Some(self.last_publish.map_or(now, |t| t + PUBLISH_EVERY))
+    }
+
+    /// Drops stale series, renders the snapshot, then the status, then observes the polls'
+    /// durations: a scrape that sees a poll counted also sees its results.
+    fn publish(&mut self) {
+        let now = SystemTime::now();
+        let stale_after = self.plan.poll.stale_after;
+        let mut views = Vec::with_capacity(self.plan.targets.len());
+        let mut statuses = Vec::with_capacity(self.plan.targets.len());
+        let (mut ok, mut polled, mut tenants, mut requests) = (0, 0, 0, 0u64);
+        for target in &self.plan.targets {
+            let state = self.states.entry(target.key()).or_default();
+            let stale = state
+                .last_success
+                .is_some_and(|t| now.duration_since(t).unwrap_or_default() > stale_after);
+            if stale && !state.tenants.is_empty() {
+                tracing::warn!(
+                    customer_id = &*target.request.customer_id,
+                    tenant_type = target.request.tenant_type.name(),
+                    "no successful poll within stale_after; dropping the target's series"
+                );
+                state.tenants = Arc::new(Vec::new());
+            }
+            ok += usize::from(state.up());
+            polled += usize::from(state.last_poll.is_some());
+            tenants += state.tenants.len();
+            requests += u64::from(state.requests.unwrap_or(1));
+            statuses.push(target_status(target, Some(state)));
+        }
+        for target in &self.plan.targets {
+            if let Some(state) = self.states.get(&target.key()) {
+                views.push(TargetView {
+                    labels: &target.labels,
+                    up: state.up(),
+                    last_success: state.last_success.map(unix_seconds),
+                    tenants: &state.tenants,
+                    last_tenant_count: state.last_tenant_count,
+                });
+            }
+        }
+        let snapshot = render_snapshot(&views);
+        let series = snapshot.series;
+        self.metrics.publish(snapshot);
+        let targets = statuses.len();
+        self.status.store(Arc::new(Status {
+            targets: statuses,
+            polls: self.polls,
+            live: true,
+        }));
+        for d in self.durations.drain(..) {
+            self.metrics.poll_duration.observe(d);
+        }
+        self.dirty = false;
+        let instant = Instant::now();
+        self.last_publish = Some(instant);
+        self.utilization(targets, requests);
+        self.log_token_failures(instant);
+
+        let summary = Summary {
+            targets,
+            ok,
+            tenants,
+            series,
+            requests,
+        };
+        if !self.first_pass_done && polled == targets && targets > 0 {
+            self.first_pass_done = true;
+            self.last_summary = Some(instant);
+            summary.log(
+                "first pass complete",
+                Some(instant - self.started_at),
+                self.plan.poll.interval,
+            );
+        } else if self.first_pass_done
+            && self
+                .last_summary
+                .is_none_or(|t| instant - t >= self.plan.poll.interval)
+        {
+            self.last_summary = Some(instant);
+            summary.log("poll summary", None, self.plan.poll.interval);
+        }
+    }
+
+    /// One line for the token failures since the last publish, at most one per interval.
+    fn log_token_failures(&mut self, now: Instant) {
+        let failures = std::mem::take(&mut self.token_failures);
+        let Some(error) = self.token_error.take() else {
+            return;
+        };
+        if self
+            .token_warned_at
+            .is_some_and(|t| now - t < self.plan.poll.interval)
+        {
+            return;
+        }
+        self.token_warned_at = Some(now);
         tracing::warn!(
-            targets = token_failures,
+            targets = failures,
             cause = "token",
             error = %error,
             "cannot get an access token; targets that needed one are down"
         );
     }
-    let cut = unfinished.iter().filter(|u| **u).count();
-    if cut > 0 {
-        let message = format!(
-            "poll cycle reached its deadline (poll.interval, {}) before this target finished",
-            humantime::format_duration(plan.poll.interval)
-        );
-        for (target, _) in plan.targets.iter().zip(&unfinished).filter(|(_, u)| **u) {
-            let state = states.entry(key_of(target)).or_default();
-            record_failure(target, state, metrics, "timeout", message.clone(), false);
+
+    /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept.
+    fn utilization(&mut self, targets: usize, requests: u64) {
+        let cost = self.plan.client.request_cost();
+        let interval = self.plan.poll.interval;
+        let needed = cost.as_secs_f64() * requests as f64;
+        let ratio = needed / interval.as_secs_f64();
+        self.metrics.poll_utilization.set(ratio);
+        if ratio > BEHIND && !self.behind {
+            self.behind = true;
+            tracing::warn!(
+                targets,
+                requests_per_round = requests,
+                seconds_per_request = format!("{:.3}", cost.as_secs_f64()),
+                round_seconds = format!("{needed:.1}"),
+                interval = %humantime::format_duration(interval),
+                utilization = format!("{ratio:.2}"),
+                "polling cannot keep poll.interval: a round over every target needs longer than \
+                 the interval at the configured limits; every target is still polled, oldest \
+                 data first. Raise elements.max_requests_per_second (or max_concurrency when the \
+                 API is slow), lengthen poll.interval, or shard (--total-shards)"
+            );
+        } else if ratio < CAUGHT_UP && self.behind {
+            self.behind = false;
+            tracing::info!(
+                utilization = format!("{ratio:.2}"),
+                "polling keeps poll.interval again"
+            );
         }
-        tracing::warn!(
-            unfinished = cut,
-            targets = plan.targets.len(),
-            interval_ms = plan.poll.interval.as_millis() as u64,
-            "poll cycle cut at its deadline (the interval); unfinished targets count as timed out \
-             and go first next cycle: raise poll.interval or the API limits"
-        );
     }
-    cut
+}
+
+/// Numbers for the summary log lines.
+struct Summary {
+    targets: usize,
+    ok: usize,
+    tenants: usize,
+    series: usize,
+    requests: u64,
+}
+
+impl Summary {
+    fn log(&self, message: &str, took: Option<Duration>, interval: Duration) {
+        let duration_ms = took.map(|d| d.as_millis() as u64);
+        let interval = humantime::format_duration(interval).to_string();
+        let failed = self.targets - self.ok;
+        if self.ok == 0 && self.targets > 0 {
+            tracing::warn!(
+                targets = self.targets,
+                ok = self.ok,
+                failed,
+                tenants = self.tenants,
+                series = self.series,
+                requests = self.requests,
+                duration_ms,
+                interval,
+                "{message}; every target failed"
+            );
+        } else {
+            tracing::info!(
+                targets = self.targets,
+                ok = self.ok,
+                failed,
+                tenants = self.tenants,
+                series = self.series,
+                requests = self.requests,
+                duration_ms,
+                interval,
+                "{message}"
+            );
+        }
+    }
 }
 
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
@@ -303,6 +525,7 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.tenants = Arc::new(tenants);
     state.last_success = Some(now);
     state.last_error = None;
+    state.requests = Some(pages.max(1));
 }
 
 fn record_failure(
@@ -328,84 +551,6 @@ fn record_failure(
     state.last_error = Some(error);
 }
 
-/// Drops stale series, renders the snapshot and the status, and logs the cycle summary.
-fn publish(
-    plan: &Plan,
-    states: &mut HashMap<Key, TargetState>,
-    metrics: &Metrics,
-    status: &ArcSwap<Status>,
-    cycles: u64,
-    took: Duration,
-) {
-    let now = SystemTime::now();
-    // Forget targets that are no longer configured.
-    let keys: std::collections::HashSet<Key> = plan.targets.iter().map(key_of).collect();
-    states.retain(|k, _| keys.contains(k));
-    let mut ok = 0;
-    let mut views = Vec::with_capacity(plan.targets.len());
-    let mut statuses = Vec::with_capacity(plan.targets.len());
-    for target in &plan.targets {
-        let key = (
-            target.request.customer_id.clone(),
-            target.request.tenant_type,
-        );
-        let state = states.entry(key).or_default();
-        let up = state.up();
-        ok += usize::from(up);
-        let stale = state
-            .last_success
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() > plan.poll.stale_after);
-        if stale && !state.tenants.is_empty() {
-            tracing::warn!(
-                customer_id = &*target.request.customer_id,
-                tenant_type = target.request.tenant_type.name(),
-                "no successful poll within stale_after; dropping the target's series"
-            );
-            state.tenants = Arc::new(Vec::new());
-        }
-        statuses.push(target_status(target, Some(state)));
-    }
-    for target in &plan.targets {
-        let key = (
-            target.request.customer_id.clone(),
-            target.request.tenant_type,
-        );
-        if let Some(state) = states.get(&key) {
-            views.push(TargetView {
-                labels: &target.labels,
-                up: state.up(),
-                last_success: state.last_success.map(unix_seconds),
-                tenants: &state.tenants,
-                last_tenant_count: state.last_tenant_count,
-            });
-        }
-    }
-    let snapshot = render_snapshot(&views);
-    let series = snapshot.series;
-    metrics.publish(snapshot);
-    let tenants: usize = statuses.iter().map(|s| s.tenants).sum();
-    status.store(Arc::new(Status {
-        targets: statuses,
-        cycles,
-    }));
-    tracing::info!(
-        targets = plan.targets.len(),
-        ok,
-        failed = plan.targets.len() - ok,
-        tenants,
-        series,
-        duration_ms = took.as_millis() as u64,
-        "poll cycle complete"
-    );
-}
-
-fn key_of(target: &Target) -> Key {
-    (
-        target.request.customer_id.clone(),
-        target.request.tenant_type,
-    )
-}
-
 fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {
     TargetStatus {
         customer_id: target.labels.customer_id.clone(),
@@ -423,72 +568,4 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shard_hash_is_fixed() {
-        // FNV-1a 64 reference values: these must never change between versions.
-        assert_eq!(
-            shard_of("", u32::MAX),
-            (0xcbf2_9ce4_8422_2325u64 % u64::from(u32::MAX)) as u32
-        );
-        assert_eq!(
-            shard_of("a", u32::MAX),
-            (0xaf63_dc4c_8601_ec8cu64 % u64::from(u32::MAX)) as u32
-        );
-        assert_eq!(shard_of("anything", 1), 0);
-    }
-
-    #[test]
-    fn shards_are_disjoint_and_cover_every_target() {
-        use crate::config::{Config, Environment};
-        struct NoEnv;
-        impl Environment for NoEnv {
-            fn var(&self, _: &str) -> Option<String> {
-                None
-            }
-            fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
-                Err(std::io::ErrorKind::NotFound.into())
-            }
-        }
-        let mut yaml = String::from(
-            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\ncustomers:\n",
-        );
-        for i in 0..300 {
-            yaml.push_str(&format!("  - id: {i:08x}-b9d4-4000-a165-97db0000fc15\n"));
-        }
-        let config = Config::parse(&yaml, &NoEnv).unwrap();
-        let all: Vec<Key> = targets_of(&config.customers, 0, 1)
-            .iter()
-            .map(key_of)
-            .collect();
-        assert_eq!(all.len(), 1200);
-        for total in 1..=8u32 {
-            let mut seen = std::collections::HashMap::new();
-            for shard in 0..total {
-                let targets = targets_of(&config.customers, shard, total);
-                // Each shard gets a fair share (within 40 % of even).
-                let even = all.len() / total as usize;
-                assert!(targets.len() * 10 >= even * 6 && targets.len() * 10 <= even * 14);
-                for t in &targets {
-                    assert_eq!(shard_of(&t.request.customer_id, total), shard);
-                    let previous = seen.insert(key_of(t), shard);
-                    assert!(
-                        previous.is_none(),
-                        "{:?} in two shards of {total}",
-                        key_of(t)
-                    );
-                }
-            }
-            assert_eq!(
-                seen.len(),
-                all.len(),
-                "every target in some shard of {total}"
-            );
-        }
-    }
 }

@@ -389,11 +389,11 @@ fn landing(state: &AppState) -> Response<Body> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AvePoint Elements Exporter</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}.down{{color:#b00}}</style></head>\n\
 <body><h1>AvePoint Elements Exporter</h1>\n<p>Version {} (revision {})</p>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-<h2>Targets</h2>\n<p>{} targets, {} poll cycles completed.</p>\n<table><tr><th>customer id</th><th>customer</th><th>tenant type</th><th>last poll</th><th>result</th><th>last success</th><th>tenants</th></tr>\n",
+<h2>Targets</h2>\n<p>{} targets, {} target polls completed.</p>\n<table><tr><th>customer id</th><th>customer</th><th>tenant type</th><th>last poll</th><th>result</th><th>last success</th><th>tenants</th></tr>\n",
         html(state.build.version),
         html(state.build.revision),
         status.targets.len(),
-        status.cycles
+        status.polls
     );
     for t in &status.targets {
         let (class, result) = match (&t.last_poll, &t.last_error) {

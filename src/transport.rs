@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::scheduler::{Permits, Priority};
 
 /// Largest response body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -147,8 +147,11 @@ impl Prepared<()> {
 /// The shared HTTP sender of one configuration.
 pub struct Transport {
     client: reqwest::Client,
-    permits: Semaphore,
+    /// Requests in flight, handed out by priority.
+    permits: Arc<Permits>,
     limiter: RateLimiter,
+    /// Exponentially weighted mean latency of recent attempts, in seconds.
+    latency: std::sync::Mutex<Option<f64>>,
     options: TransportOptions,
     metrics: Arc<Metrics>,
 }
@@ -175,25 +178,49 @@ impl Transport {
         );
         Ok(Transport {
             client,
-            permits: Semaphore::new(options.max_concurrency.get()),
+            permits: Permits::new(options.max_concurrency.get()),
             limiter,
+            latency: std::sync::Mutex::new(None),
             options,
             metrics,
         })
     }
 
-    /// The underlying client, to build requests with.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// Requests in flight at most.
+    pub fn max_concurrency(&self) -> usize {
+        self.options.max_concurrency.get()
+    }
+
+    /// What one request costs the client at the limits and the latency observed lately: the
+    /// rate limit's spacing, or the mean latency shared by the concurrent slots, whichever is
+    /// longer. Requests per round × this = the time a round needs.
+    pub fn request_cost(&self) -> Duration {
+        let spacing = self.limiter.rate().map_or(0.0, |r| 1.0 / r);
+        let latency = self.latency.lock().map(|l| l.unwrap_or(0.0)).unwrap_or(0.0);
+        let shared = latency / self.options.max_concurrency.get() as f64;
+        Duration::from_secs_f64(spacing.max(shared).clamp(0.0, 1e9))
+    }
+
+    /// Folds one attempt's latency into the running mean.
+    fn observe_latency(&self, took: Duration) {
+        const WEIGHT: f64 = 0.05;
+        let mut l = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let x = took.as_secs_f64();
+        *l = Some(match *l {
+            Some(mean) => mean + WEIGHT * (x - mean),
+            None => x,
+        });
     }
 
     /// Sends the request made by `prepare` (called again for each attempt) and reads the whole
     /// body. Responses with status 5xx or 429 and transport failures are retried up to
     /// `retries` times; the last response is returned whatever its status, with the tag of the
-    /// request that produced it. An error of `prepare` ends the exchange at once.
+    /// request that produced it. An error of `prepare` ends the exchange at once. Requests
+    /// waiting for a slot are served lowest `priority` first.
     pub async fn send<T, E, F, Fut>(
         &self,
         endpoint: Endpoint,
+        priority: Priority,
         prepare: F,
     ) -> Result<(HttpResponse, T), E>
     where
@@ -203,7 +230,7 @@ impl Transport {
     {
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(endpoint, &prepare).await?;
+            let outcome = self.attempt(endpoint, priority, &prepare).await?;
             let wait = match &outcome {
                 Ok((resp, headers, _)) if resp.status == StatusCode::TOO_MANY_REQUESTS => {
                     // Throttled: the limiter pauses every request for Retry-After and slows
@@ -255,7 +282,12 @@ impl Transport {
 
     /// One attempt: prepare the request, wait for a free slot (concurrency, then rate), send.
     /// The outer error is `prepare`'s; the inner one the transport's.
-    async fn attempt<T, E, F, Fut>(&self, endpoint: Endpoint, prepare: &F) -> Result<Attempt<T>, E>
+    async fn attempt<T, E, F, Fut>(
+        &self,
+        endpoint: Endpoint,
+        priority: Priority,
+        prepare: &F,
+    ) -> Result<Attempt<T>, E>
     where
         F: Fn(&reqwest::Client) -> Fut,
         Fut: Future<Output = Result<Prepared<T>, E>>,
@@ -266,8 +298,7 @@ impl Transport {
         loop {
             // Prepared first: fetching a token may itself need a request, and a slot.
             let prepared = prepare(&self.client).await?;
-            // The semaphore is never closed, so acquiring cannot fail; unlimited if it did.
-            let permit = self.permits.acquire().await.ok();
+            let permit = self.permits.acquire(priority).await;
             // The rate slot last, so that requests leave at the paced instants.
             self.limiter.acquire().await;
             fresh_tries -= 1;
@@ -280,8 +311,12 @@ impl Transport {
                 .api_request_duration
                 .with_label_values(&[endpoint.label()])
                 .start_timer();
+            let sent = Instant::now();
             let result = self.exchange(prepared.request).await;
             timer.observe_duration();
+            if result.is_ok() {
+                self.observe_latency(sent.elapsed());
+            }
             let code = match &result {
                 Ok((resp, _)) => resp.status.as_u16().to_string(),
                 Err(_) => "error".to_owned(),

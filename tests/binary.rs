@@ -346,7 +346,7 @@ async fn demo_serves_metrics_within_2s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_one_object_per_line_with_cycle_summary() {
     let exporter = Exporter::start(&["--demo", "--log.format", "json"]);
-    let line = exporter.log_line("poll cycle complete").await;
+    let line = exporter.log_line("first pass complete").await;
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["level"], "INFO");
     assert_eq!(v["fields"]["targets"], 16);
@@ -358,7 +358,7 @@ async fn json_logs_one_object_per_line_with_cycle_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_poll_only_their_customers() {
-    use avepoint_elements_exporter::poller::shard_of;
+    use avepoint_elements_exporter::plan::shard_of;
     let api = simple_api().await;
     let ids: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
     let customers: String = ids

@@ -195,7 +195,7 @@ impl FakeApi {
                                 Some(n) => {
                                     let start = Bytes::from_static(b"[");
                                     let chunks = std::iter::once(start)
-                                        .chain(std::iter::repeat(body).take(n))
+                                        .chain(std::iter::repeat_n(body, n))
                                         .map(|b| Ok::<_, Infallible>(Frame::data(b)));
                                     StreamBody::new(futures_util::stream::iter(chunks)).boxed()
                                 }
@@ -420,10 +420,28 @@ impl Exporter {
         }
     }
 
-    /// The exposition once the first poll cycle is complete, whatever its outcome.
+    /// The exposition once every target has been polled once (`/-/ready`), whatever the
+    /// outcome. The snapshot is published before readiness, so it holds every result.
     pub async fn first_cycle(&self) -> String {
-        self.metrics_when("the first cycle", |t| {
-            t.contains("avepoint_exporter_poll_duration_seconds_count 1")
+        let start = Instant::now();
+        loop {
+            if let Ok(resp) = reqwest::get(self.url("/-/ready")).await {
+                if resp.status().as_u16() == 200 {
+                    return self.get("/metrics").await.1;
+                }
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("not ready in time; log:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The exposition once at least `n` target polls have been published.
+    pub async fn polls(&self, n: u64) -> String {
+        self.metrics_when(&format!("{n} polls"), |t| {
+            counter(t, "avepoint_exporter_poll_duration_seconds_count")
+                .is_some_and(|c| c >= n as f64)
         })
         .await
     }
@@ -479,6 +497,17 @@ impl Drop for Exporter {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of an unlabelled sample, if present.
+pub fn counter(text: &str, metric: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(metric)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Lines of the exposition that belong to `metric` (exact name), sorted.

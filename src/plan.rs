@@ -1,0 +1,307 @@
+//! Which targets this instance polls: a pure function of the configuration, the last good
+//! customer list and the shard. No locks, no metrics, no I/O: the planner in
+//! [`crate::discovery`] calls it and publishes the result.
+//!
+//! Customers listed in the file come first and override discovered ones with the same id; a
+//! file entry without a name takes the organization from the list; discovered customers pass
+//! the discovery filters; only the customers whose id hashes to this shard are kept.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::api::{DiscoveredCustomer, TargetRequest};
+use crate::config::{Config, Customer, TenantType};
+use crate::metrics::TargetLabels;
+
+/// One (customer, tenant type) pair, with its labels escaped once.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Labels shared by all series of the target.
+    pub labels: Arc<TargetLabels>,
+    /// What to ask the API.
+    pub request: TargetRequest,
+}
+
+/// What identifies a target across plans: its customer id and tenant type. A target whose
+/// name or filter changes keeps its key (and so its state and schedule).
+pub type TargetKey = (Arc<str>, TenantType);
+
+impl Target {
+    /// The target's identity across plans.
+    pub fn key(&self) -> TargetKey {
+        (self.request.customer_id.clone(), self.request.tenant_type)
+    }
+}
+
+/// Facts of a customer that is polled by this shard and appears on the customer list
+/// (`avepoint_exporter_customer_info`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerFacts {
+    /// Customer id.
+    pub id: String,
+    /// The display name the customer is polled under.
+    pub name: String,
+    /// `countryOrRegion` from the list.
+    pub country_or_region: String,
+    /// `managementMode` from the list.
+    pub management_mode: String,
+}
+
+/// The result of planning: the targets to poll and what the discovery metrics show.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    /// Targets of this shard: the file's customers in file order, then discovered ones in list
+    /// order, each customer's tenant types in configured order.
+    pub targets: Vec<Target>,
+    /// Discovered customers of this shard that pass the filters (listed in the file or not).
+    pub discovered: usize,
+    /// One entry per polled customer of this shard that is on the customer list.
+    pub customer_info: Vec<CustomerFacts>,
+}
+
+/// A stable shard number for a customer: FNV-1a (64-bit) of the id's UTF-8 bytes, modulo
+/// `total`. The hash is fixed by its definition, so it is the same on every version and
+/// platform.
+pub fn shard_of(customer_id: &str, total: u32) -> u32 {
+    (fnv1a(customer_id.as_bytes()) % u64::from(total.max(1))) as u32
+}
+
+/// FNV-1a, 64-bit.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+/// Plans the targets of `shard` of `total_shards` from `config` and, when discovery is on, the
+/// last good customer list (`None` until one was fetched).
+pub fn plan(
+    config: &Config,
+    discovered: Option<&[DiscoveredCustomer]>,
+    shard: u32,
+    total_shards: u32,
+) -> Planned {
+    let mine = |id: &str| shard_of(id, total_shards) == shard;
+    let mut customers: Vec<Customer> = config.customers.clone();
+    let mut planned = Planned::default();
+    if let (Some(d), Some(found)) = (&config.discovery, discovered) {
+        let listed: HashMap<&str, &DiscoveredCustomer> =
+            found.iter().map(|c| (c.id.as_str(), c)).collect();
+        for c in customers.iter_mut().filter(|c| c.name.is_empty()) {
+            if let Some(l) = listed.get(c.id.as_str()) {
+                c.name = l.organization.clone();
+            }
+        }
+        let explicit: HashSet<&str> = config.customers.iter().map(|c| c.id.as_str()).collect();
+        for c in found {
+            if !d.keeps(&c.id, &c.organization) || !mine(&c.id) {
+                continue;
+            }
+            planned.discovered += 1;
+            if explicit.contains(c.id.as_str()) {
+                continue;
+            }
+            customers.push(Customer {
+                id: c.id.clone(),
+                name: c.organization.clone(),
+                tenant_types: d.tenant_types.clone(),
+                license_assigned_status: d.license_assigned_status,
+            });
+        }
+        planned.customer_info = customers
+            .iter()
+            .filter(|c| mine(&c.id))
+            .filter_map(|c| {
+                listed.get(c.id.as_str()).map(|l| CustomerFacts {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    country_or_region: l.country_or_region.clone(),
+                    management_mode: l.management_mode.clone(),
+                })
+            })
+            .collect();
+    }
+    planned.targets = targets_of(&customers, shard, total_shards);
+    planned
+}
+
+/// The targets of `customers` that belong to `shard` of `total`.
+pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target> {
+    customers
+        .iter()
+        .filter(|c| shard_of(&c.id, total) == shard)
+        .flat_map(|c| {
+            let id: Arc<str> = c.id.as_str().into();
+            let name: Arc<str> = c.name.as_str().into();
+            c.tenant_types.iter().map(move |&t| Target {
+                labels: Arc::new(TargetLabels::new(id.clone(), name.clone(), t)),
+                request: TargetRequest {
+                    customer_id: id.clone(),
+                    tenant_type: t,
+                    license_assigned_status: c.license_assigned_status,
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Environment, LicenseAssignedStatus};
+
+    struct NoEnv;
+    impl Environment for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn config(rest: &str) -> Config {
+        let yaml = format!(
+            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
+        );
+        Config::parse(&yaml, &NoEnv).unwrap()
+    }
+
+    fn listed(id: &str, organization: &str) -> DiscoveredCustomer {
+        DiscoveredCustomer {
+            id: id.into(),
+            organization: organization.into(),
+            country_or_region: "DE".into(),
+            management_mode: "1".into(),
+        }
+    }
+
+    fn keys(planned: &Planned) -> Vec<(String, String, &'static str)> {
+        planned
+            .targets
+            .iter()
+            .map(|t| {
+                (
+                    t.request.customer_id.to_string(),
+                    t.labels.customer_name.to_string(),
+                    t.request.tenant_type.name(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shard_hash_is_fixed() {
+        // FNV-1a 64 reference values: these must never change between versions.
+        assert_eq!(
+            shard_of("", u32::MAX),
+            (0xcbf2_9ce4_8422_2325u64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(
+            shard_of("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8cu64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(shard_of("anything", 1), 0);
+    }
+
+    #[test]
+    fn file_only_plans_every_listed_type_in_order() {
+        let c = config(
+            "customers:\n  - id: a\n    name: A\n    tenant_types: [salesforce, 0]\n  - id: b\n    license_assigned_status: assigned\n",
+        );
+        let p = plan(&c, None, 0, 1);
+        assert_eq!(p.targets.len(), 6);
+        assert_eq!(
+            keys(&p)[..3],
+            [
+                ("a".into(), "A".into(), "salesforce"),
+                ("a".into(), "A".into(), "microsoft_365"),
+                ("b".into(), "".into(), "microsoft_365"),
+            ]
+        );
+        assert_eq!(
+            p.targets[2].request.license_assigned_status,
+            Some(LicenseAssignedStatus::Assigned)
+        );
+        assert_eq!(p.discovered, 0);
+        assert!(p.customer_info.is_empty());
+    }
+
+    #[test]
+    fn discovered_customers_are_filtered_and_file_entries_override_them() {
+        let c = config(
+            "discovery:\n  include: ['^Acme']\n  exclude: ['Test']\n  exclude_ids: [gone]\n  tenant_types: [google]\ncustomers:\n  - id: mine\n    tenant_types: [salesforce]\n  - id: named\n    name: From File\n    tenant_types: [0]\n",
+        );
+        let list = [
+            listed("mine", "Acme Mine"),
+            listed("named", "Acme Named"),
+            listed("new", "Acme New"),
+            listed("test", "Acme Test"),
+            listed("gone", "Acme Gone"),
+            listed("other", "Other Corp"),
+        ];
+        // Before the first list: only the file's customers.
+        assert_eq!(plan(&c, None, 0, 1).targets.len(), 2);
+        let p = plan(&c, Some(&list), 0, 1);
+        assert_eq!(
+            keys(&p),
+            [
+                // A file entry without a name takes the organization; its types win.
+                ("mine".into(), "Acme Mine".into(), "salesforce"),
+                // A named file entry keeps its name.
+                ("named".into(), "From File".into(), "microsoft_365"),
+                // Discovered: discovery's tenant types.
+                ("new".into(), "Acme New".into(), "google"),
+            ]
+        );
+        // Filtered-in customers count, listed in the file or not.
+        assert_eq!(p.discovered, 3);
+        let info: Vec<(&str, &str)> = p
+            .customer_info
+            .iter()
+            .map(|f| (f.id.as_str(), f.name.as_str()))
+            .collect();
+        assert_eq!(
+            info,
+            [
+                ("mine", "Acme Mine"),
+                ("named", "From File"),
+                ("new", "Acme New")
+            ]
+        );
+        assert_eq!(p.customer_info[0].country_or_region, "DE");
+    }
+
+    #[test]
+    fn shards_split_file_and_discovered_customers_disjointly_and_completely() {
+        let mut rest = String::from("discovery:\n  tenant_types: [0, 1]\ncustomers:\n");
+        for i in 0..300 {
+            rest.push_str(&format!("  - id: {i:08x}-b9d4-4000-a165-97db0000fc15\n"));
+        }
+        let c = config(&rest);
+        let list: Vec<DiscoveredCustomer> = (0..200)
+            .map(|i| listed(&format!("d{i:05}"), "Org"))
+            .collect();
+        let all = plan(&c, Some(&list), 0, 1);
+        assert_eq!(all.targets.len(), 300 * 4 + 200 * 2);
+        for total in 1..=8u32 {
+            let mut seen = HashMap::new();
+            let mut discovered = 0;
+            for shard in 0..total {
+                let p = plan(&c, Some(&list), shard, total);
+                // Each shard gets a fair share (within 40 % of even).
+                let even = all.targets.len() / total as usize;
+                assert!(p.targets.len() * 10 >= even * 6 && p.targets.len() * 10 <= even * 14);
+                discovered += p.discovered;
+                for t in &p.targets {
+                    assert_eq!(shard_of(&t.request.customer_id, total), shard);
+                    assert!(seen.insert(t.key(), shard).is_none(), "{:?}", t.key());
+                }
+            }
+            assert_eq!(seen.len(), all.targets.len(), "every target in a shard");
+            assert_eq!(discovered, 200);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Fleet-shape scheduling through the binary: a rate-bound API whose full pass outgrows the
+//! interval still delivers every customer, the biggest ones included, with every target up;
+//! and with room to spare, polls spread evenly over the interval.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Seat numbers of tenant `i` of a target: different for every target and tenant.
+fn seats(customer: &str, kind: u8, i: usize) -> (i64, i64) {
+    let c: usize = customer.bytes().map(usize::from).sum();
+    let a = (c * 7 + usize::from(kind) * 13 + i * 3) % 97;
+    (a as i64, (a * 2 + i) as i64)
+}
+
+/// A fake API serving `sizes[(customer, type)]` tenants per target, paged as asked.
+async fn fleet_api(sizes: Arc<HashMap<(String, u8), usize>>) -> FakeApi {
+    FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let parts: Vec<&str> = r.path.split('/').collect();
+        let (customer, kind) = (parts[6].to_owned(), parts[9].parse::<u8>().unwrap_or(9));
+        let total = sizes.get(&(customer.clone(), kind)).copied().unwrap_or(0);
+        let page = page_index(r) as usize;
+        let size: usize = r
+            .query
+            .split('&')
+            .find_map(|p| p.strip_prefix("pageSize="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        let records: Vec<serde_json::Value> = (size * (page - 1)..(size * page).min(total))
+            .map(|i| {
+                let (a, b) = seats(&customer, kind, i);
+                record(
+                    &format!("{customer}-{kind}-t{i}"),
+                    &format!("Tenant {i}"),
+                    a,
+                    b,
+                )
+            })
+            .collect();
+        Reply::json(envelope(&records, page as u32, size as u32, total))
+    })
+    .await
+}
+
+/// The seat series the exposition must hold for `sizes`, exactly.
+fn expected_series(sizes: &HashMap<(String, u8), usize>) -> Vec<String> {
+    let names = ["microsoft_365", "salesforce", "google", "dynamics_365"];
+    let mut lines = Vec::new();
+    for ((customer, kind), &n) in sizes {
+        for i in 0..n {
+            let (a, b) = seats(customer, *kind, i);
+            let labels = format!(
+                "customer_id=\"{customer}\",customer_name=\"Org {customer}\",tenant_type=\"{}\",tenant_id=\"{customer}-{kind}-t{i}\",tenant_name=\"Tenant {i}\"",
+                names[usize::from(*kind)]
+            );
+            lines.push(format!("available_user_seats{{{labels}}} {a}"));
+            lines.push(format!("assigned_user_seats{{{labels}}} {b}"));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn seat_series(text: &str) -> Vec<String> {
+    let mut lines = series(text, "available_user_seats");
+    lines.extend(series(text, "assigned_user_seats"));
+    lines.sort();
+    lines
+}
+
+/// `customers` customers with all four types; the first `big` have `big_tenants` tenants in
+/// every type, the others 1 to 5.
+fn fleet(
+    customers: usize,
+    big: usize,
+    big_tenants: usize,
+) -> (HashMap<(String, u8), usize>, String) {
+    let mut sizes = HashMap::new();
+    let mut yaml = String::from("customers:\n");
+    for c in 0..customers {
+        let id = format!("c{c:03}");
+        yaml.push_str(&format!("  - id: {id}\n    name: Org {id}\n"));
+        for kind in 0..4u8 {
+            let n = if c < big {
+                big_tenants
+            } else {
+                1 + (c + usize::from(kind)) % 5
+            };
+            sizes.insert((id.clone(), kind), n);
+        }
+    }
+    (sizes, yaml)
+}
+
+fn sample(text: &str, metric: &str) -> f64 {
+    counter(text, metric).unwrap_or_else(|| panic!("no {metric}"))
+}
+
+/// Runs a rate-bound fleet whose round needs more than the interval: every series arrives
+/// exactly and every target is up, on the first pass and on the rounds after it.
+async fn behind_schedule_fleet_is_complete(customers: usize, big: usize, rate: u32) {
+    let (sizes, yaml) = fleet(customers, big, 250);
+    let targets = sizes.len() as u64;
+    let sizes = Arc::new(sizes);
+    let api = fleet_api(sizes.clone()).await;
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        &format!("  max_requests_per_second: {rate}\n"),
+        &format!("poll:\n  interval: 2s\n{yaml}"),
+    );
+    let expected = expected_series(&sizes);
+    let text = exporter.first_cycle().await;
+    assert_eq!(seat_series(&text), expected, "first pass");
+    let up = series(&text, "avepoint_exporter_target_up");
+    assert_eq!(up.len() as u64, targets);
+    assert!(up.iter().all(|l| l.ends_with(" 1")), "{up:?}");
+    // Another round: still complete, still up, every target polled again.
+    let text = exporter.polls(2 * targets).await;
+    assert_eq!(seat_series(&text), expected, "later rounds");
+    assert!(series(&text, "avepoint_exporter_target_up")
+        .iter()
+        .all(|l| l.ends_with(" 1")));
+    assert!(
+        !text.contains("avepoint_exporter_target_errors_total{"),
+        "{text}"
+    );
+    let requests = api.tenant_requests();
+    for ((customer, kind), n) in sizes.iter() {
+        let path = tenants_path(customer, *kind);
+        let polls = requests
+            .iter()
+            .filter(|r| r.path == path && page_index(r) == 1)
+            .count();
+        assert!(
+            polls >= 2,
+            "{customer}/{kind} ({n} tenants) polled {polls} times"
+        );
+    }
+    // The exporter knows it is behind, and says so once with the remedies.
+    assert!(sample(&text, "avepoint_exporter_poll_utilization_ratio") > 1.0);
+    assert!(sample(&text, "avepoint_exporter_poll_overruns_total") >= 1.0);
+    let line = exporter.log_line("polling cannot keep poll.interval").await;
+    assert!(line.contains(&format!("targets={targets}")), "{line}");
+    assert!(line.contains("max_requests_per_second"), "{line}");
+    assert!(line.contains("--total-shards"), "{line}");
+    let warnings = exporter
+        .log_text()
+        .matches("polling cannot keep poll.interval")
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_customers_with_a_three_page_one_at_the_default_rate() {
+    // 24 targets, 4 of them 3 pages: 32 requests per round at 10/s, for a 2 s interval.
+    behind_schedule_fleet_is_complete(6, 1, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_customers_four_of_them_big_at_forty_requests_a_second() {
+    // 160 targets, 16 of them 3 pages: 192 requests per round at 40/s, for a 2 s interval.
+    behind_schedule_fleet_is_complete(40, 4, 40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_spread_over_the_interval_after_the_first_pass() {
+    let (sizes, yaml) = fleet(10, 0, 0);
+    let sizes = Arc::new(sizes);
+    let api = fleet_api(sizes.clone()).await;
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  max_requests_per_second: 0\n",
+        &format!("poll:\n  interval: 8s\n{yaml}"),
+    );
+    exporter.first_cycle().await;
+    let start = api.tenant_requests()[0].at;
+    // The first pass, then one whole interval after it.
+    let until = start + Duration::from_secs(17);
+    let deadline = until + DEADLINE;
+    while Instant::now() < until {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut per_second: HashMap<u64, usize> = HashMap::new();
+    let mut total = 0;
+    for r in api.tenant_requests() {
+        let second = (r.at - start).as_secs();
+        if (8..16).contains(&second) {
+            *per_second.entry(second).or_default() += 1;
+            total += 1;
+        }
+    }
+    // Each of the 40 targets once in those 8 s (its slot), at 5 a second on average.
+    assert!((36..=44).contains(&total), "{total} polls in one interval");
+    let busiest = per_second.values().copied().max().unwrap_or(0);
+    assert!(
+        busiest <= 20,
+        "{busiest} requests in one second: {per_second:?}"
+    );
+    let line = exporter.log_line("first pass complete").await;
+    assert!(line.contains("targets=40"), "{line}");
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(sample(&text, "avepoint_exporter_poll_utilization_ratio") < 0.5);
+    assert_eq!(sample(&text, "avepoint_exporter_poll_overruns_total"), 0.0);
+}
