@@ -33,6 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = DemoApi::start_scaled(Scale {
         customers: 100,
         tenants_per_customer: 100,
+        tenant_types: 1,
+        big_every: 0,
+        max_requests_per_second: 0,
         latency: Duration::ZERO,
         churn_percent: 20,
         max_concurrency: 8,

@@ -1,8 +1,13 @@
-//! A synthetic Elements API for benchmarks: `customers` × `tenants` Microsoft 365 tenants,
-//! each tenants answer delayed by `latency_ms`. Writes an exporter config for it and runs
-//! until killed.
+//! A synthetic Elements API for benchmarks, each tenants answer delayed by `latency_ms`.
+//! Writes an exporter config for it and runs until killed.
 //!
 //! Usage: bench-fake-api CUSTOMERS TENANTS_PER_CUSTOMER LATENCY_MS MAX_CONCURRENCY CONFIG_OUT
+//!        [TENANT_TYPES BIG_EVERY MAX_REQUESTS_PER_SECOND]
+//!
+//! Without the optional arguments: one type (Microsoft 365), every customer with
+//! TENANTS_PER_CUSTOMER tenants, no rate limit. With them (the MSP shape): TENANT_TYPES types
+//! per customer, every BIG_EVERY-th customer with TENANTS_PER_CUSTOMER tenants of each type and
+//! the others with 1 to 5, and the given rate limit.
 
 use std::time::Duration;
 
@@ -11,12 +16,25 @@ use avepoint_elements_exporter::demo::{DemoApi, Scale};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [customers, tenants, latency, concurrency, out] = args.as_slice() else {
-        return Err("usage: bench-fake-api CUSTOMERS TENANTS_PER_CUSTOMER LATENCY_MS MAX_CONCURRENCY CONFIG_OUT".into());
+    let (fixed, shape) = args.split_at(args.len().min(5));
+    let [customers, tenants, latency, concurrency, out] = fixed else {
+        return Err("usage: bench-fake-api CUSTOMERS TENANTS_PER_CUSTOMER LATENCY_MS MAX_CONCURRENCY CONFIG_OUT [TENANT_TYPES BIG_EVERY MAX_REQUESTS_PER_SECOND]".into());
+    };
+    let (types, big_every, rate) = match shape {
+        [] => (1, 0, 0),
+        [t, b, r] => (t.parse()?, b.parse()?, r.parse()?),
+        _ => {
+            return Err(
+                "give all of TENANT_TYPES BIG_EVERY MAX_REQUESTS_PER_SECOND, or none".into(),
+            )
+        }
     };
     let api = DemoApi::start_scaled(Scale {
         customers: customers.parse()?,
         tenants_per_customer: tenants.parse()?,
+        tenant_types: types,
+        big_every,
+        max_requests_per_second: rate,
         latency: Duration::from_millis(latency.parse()?),
         churn_percent: 0,
         max_concurrency: concurrency.parse()?,

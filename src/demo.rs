@@ -225,13 +225,21 @@ fn customers() -> Vec<DemoCustomer> {
 }
 
 /// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
-/// `tenants_per_customer` Microsoft 365 tenants each, answered after `latency`.
+/// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
+/// (0: every one) has `tenants_per_customer` tenants of each type; the others, like most of an
+/// MSP's customers, 1 to 5.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
     /// Number of customers.
     pub customers: usize,
-    /// Tenants of each customer.
+    /// Tenants of each type of a big customer.
     pub tenants_per_customer: usize,
+    /// Tenant types polled per customer (1..=4, in API number order).
+    pub tenant_types: usize,
+    /// Every this many customers one is big; 0 or 1: all are.
+    pub big_every: usize,
+    /// `max_requests_per_second` of the generated config (0: unlimited).
+    pub max_requests_per_second: u32,
     /// Delay before each tenants answer.
     pub latency: std::time::Duration,
     /// Percentage of tenants whose id changes on every poll (tenant churn).
@@ -311,12 +319,12 @@ impl DemoApi {
     /// The text of [`DemoApi::config`] (for the scaled dataset: one hour interval, page size
     /// 100, Microsoft 365 only).
     pub fn config_yaml(&self) -> String {
-        let (page_size, concurrency, interval) = match self.scale {
-            Some(s) => (100, s.max_concurrency, "1h"),
-            None => (DEMO_PAGE_SIZE, 4, DEMO_INTERVAL),
+        let (page_size, concurrency, rate, interval) = match self.scale {
+            Some(s) => (100, s.max_concurrency, s.max_requests_per_second, "1h"),
+            None => (DEMO_PAGE_SIZE, 4, 0, DEMO_INTERVAL),
         };
         let mut yaml = format!(
-            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {page_size}\n  max_concurrency: {concurrency}\n  max_requests_per_second: 0\n  retries: 1\npoll:\n  interval: {interval}\n  stale_after: 3h\n",
+            "elements:\n  base_url: http://{addr}\n  token_url: http://{addr}/connect/token\n  client_id: {DEMO_CLIENT_ID}\n  client_secret: {DEMO_SECRET}\n  page_size: {page_size}\n  max_concurrency: {concurrency}\n  max_requests_per_second: {rate}\n  retries: 1\npoll:\n  interval: {interval}\n  stale_after: 3h\n",
             addr = self.addr
         );
         if !self.customers.is_empty() {
@@ -324,9 +332,15 @@ impl DemoApi {
         }
         if let Some(s) = self.scale {
             yaml.push_str("customers:\n");
+            let types: Vec<&str> = TenantType::ALL[..s.tenant_types.clamp(1, 4)]
+                .iter()
+                .map(|t| t.name())
+                .collect();
             for i in 0..s.customers {
                 yaml.push_str(&format!(
-                    "  - id: bench-{i:05}\n    name: Bench customer {i}\n    tenant_types: [microsoft_365]\n"
+                    "  - id: bench-{i:05}\n    name: {}\n    tenant_types: [{}]\n",
+                    organization(i),
+                    types.join(", ")
                 ));
             }
         }
@@ -434,7 +448,7 @@ async fn handle(
         tokio::time::sleep(scale.latency).await;
         return json(
             StatusCode::OK,
-            synthetic_page(&scale, customer, poll, page_index, page_size),
+            synthetic_page(&scale, customer, tenant_type, poll, page_index, page_size),
         );
     }
     let Some(c) = state.customers.iter().find(|c| c.id == *customer) else {
@@ -515,16 +529,58 @@ fn advance(state: &DemoState, customer: &str, tenant_type: TenantType, page_inde
     *n - 1
 }
 
+/// A realistic organization name (40 to 60 characters) for synthetic customer `i`.
+fn organization(i: usize) -> String {
+    const FIRST: [&str; 8] = [
+        "Contoso",
+        "Fabrikam",
+        "Northwind",
+        "Tailspin",
+        "Wingtip",
+        "Adventure",
+        "Litware",
+        "Proseware",
+    ];
+    const SECOND: [&str; 6] = [
+        "Pharmaceuticals",
+        "Logistics",
+        "Financial Services",
+        "Manufacturing",
+        "Healthcare",
+        "Consulting",
+    ];
+    format!(
+        "{} {} Holding GmbH & Co. KG (EMEA) {i:05}",
+        FIRST[i % FIRST.len()],
+        SECOND[(i / FIRST.len()) % SECOND.len()]
+    )
+}
+
+/// Tenants of one (customer, type) of a synthetic dataset.
+fn synthetic_tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
+    let index: usize = customer
+        .strip_prefix("bench-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if scale.big_every <= 1 || index.is_multiple_of(scale.big_every) {
+        scale.tenants_per_customer as u64
+    } else {
+        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % 5
+    }
+}
+
 /// One page of a synthetic customer's tenants, rendered straight to JSON.
 fn synthetic_page(
     scale: &Scale,
     customer: &str,
+    tenant_type: TenantType,
     poll: u64,
     page_index: u64,
     page_size: u64,
 ) -> String {
     use std::fmt::Write as _;
-    let total = scale.tenants_per_customer as u64;
+    let total = synthetic_tenants(scale, customer, tenant_type);
+    let kind = tenant_type.api_number();
     let start = (page_index - 1) * page_size;
     let end = (start + page_size).min(total);
     let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
@@ -535,13 +591,16 @@ fn synthetic_page(
         }
         let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
         let assigned = (seats * 7 / 10 + poll % 5).min(seats);
-        let _ = write!(out, "{{\"type\":0,\"tenantId\":\"{customer}-t{j:05}");
+        let _ = write!(
+            out,
+            "{{\"type\":{kind},\"tenantId\":\"{customer}-{kind}-t{j:05}"
+        );
         if (j % 100) < u64::from(scale.churn_percent) {
             let _ = write!(out, "-p{poll}");
         }
         let _ = write!(
             out,
-            "\",\"tenantName\":\"Tenant {j} of {customer}\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
+            "\",\"tenantName\":\"{customer} tenant {j:05}.onmicrosoft.com\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
             seats - assigned
         );
     }
@@ -559,24 +618,39 @@ mod tests {
     #[test]
     fn synthetic_pages_parse_and_churn() {
         let scale = Scale {
-            customers: 1,
+            customers: 20,
             tenants_per_customer: 250,
+            tenant_types: 4,
+            big_every: 10,
+            max_requests_per_second: 0,
             latency: std::time::Duration::ZERO,
             churn_percent: 10,
             max_concurrency: 1,
         };
-        let p1 =
-            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 1, 100).as_bytes())
-                .unwrap();
+        let m365 = TenantType::Microsoft365;
+        let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
+            crate::api::parse_page(synthetic_page(&scale, customer, t, poll, index, 100).as_bytes())
+                .unwrap()
+        };
+        // Every tenth customer is big: 250 tenants of each type, three pages.
+        let p1 = page("bench-00000", m365, 0, 1);
         assert_eq!((p1.items.len(), p1.total_count), (100, Some(250)));
         assert!(p1.invalid.is_empty());
-        let p3 =
-            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 0, 3, 100).as_bytes())
-                .unwrap();
-        assert_eq!(p3.items.len(), 50);
-        let next =
-            crate::api::parse_page(synthetic_page(&scale, "bench-00000", 1, 1, 100).as_bytes())
-                .unwrap();
+        assert_eq!(page("bench-00000", m365, 0, 3).items.len(), 50);
+        assert_eq!(
+            page("bench-00010", TenantType::Google, 0, 1).total_count,
+            Some(250)
+        );
+        // The others have 1 to 5 of each type, with ids unique across types.
+        for i in 1..10 {
+            for t in TenantType::ALL {
+                let p = page(&format!("bench-{i:05}"), t, 0, 1);
+                assert!((1..=5).contains(&p.items.len()), "{}", p.items.len());
+                let kind = format!("-{}-t", t.api_number());
+                assert!(p.items.iter().all(|x| x.id.contains(&kind)));
+            }
+        }
+        let next = page("bench-00000", m365, 1, 1);
         let changed = p1
             .items
             .iter()
@@ -584,6 +658,7 @@ mod tests {
             .filter(|(a, b)| a.id != b.id)
             .count();
         assert_eq!(changed, 10);
+        assert!((40..=60).contains(&organization(1234).len()));
     }
 
     #[test]

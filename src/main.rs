@@ -153,6 +153,17 @@ fn main() -> ExitCode {
                 if let Some(path) = &cli.web_config_file {
                     println!("  web config {}: OK", path.display());
                 }
+                if let Some(round) = config.min_round(cli.total_shards) {
+                    println!("  round estimate: {round}");
+                    if round.exceeds_interval() {
+                        println!(
+                            "warning: poll.interval cannot be kept: every target is still polled, \
+                             oldest data first, but each less often than the interval. Raise \
+                             elements.max_requests_per_second, lengthen poll.interval, or shard \
+                             (--total-shards)"
+                        );
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -210,3 +210,46 @@ async fn polls_spread_over_the_interval_after_the_first_pass() {
     assert!(sample(&text, "avepoint_exporter_poll_utilization_ratio") < 0.5);
     assert_eq!(sample(&text, "avepoint_exporter_poll_overruns_total"), 0.0);
 }
+
+#[test]
+fn check_config_estimates_a_round_and_warns_when_the_interval_cannot_be_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rate: u32, interval: &str| {
+        let (_, yaml) = fleet(30, 0, 0);
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "elements:\n  token_url: https://id.example.com/token\n  client_id: x\n  client_secret: y\n  max_requests_per_second: {rate}\npoll:\n  interval: {interval}\n{yaml}"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // 120 targets at 1 request a second need two minutes, for a one-minute interval.
+    let path = write(1, "1m");
+    let args = ["--check-config", "--config.file", path.to_str().unwrap()];
+    let (code, out, _) = run_binary(&args, dir.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("round estimate: 120 targets x at least 1 page / 1 requests per second = at least 120s per round; poll.interval is 1m"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: poll.interval cannot be kept"),
+        "{out}"
+    );
+    // Three shards share the work: 40 targets each, 40 s.
+    let (_, out, _) = run_binary(&[&args[..], &["--total-shards", "3"]].concat(), dir.path());
+    assert!(out.contains("40 targets x at least 1 page"), "{out}");
+    assert!(!out.contains("warning:"), "{out}");
+    // At 10 a second: 12 s, no warning.
+    let path = write(10, "1m");
+    let (code, out, _) = run_binary(
+        &["--check-config", "--config.file", path.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("at least 12s per round"), "{out}");
+    assert!(!out.contains("warning:"), "{out}");
+}
