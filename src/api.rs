@@ -15,12 +15,18 @@ use crate::auth::{AuthError, TokenSource};
 use crate::config::{LicenseAssignedStatus, TenantType};
 use crate::metrics::TenantSeats;
 use crate::scheduler::Priority;
-use crate::transport::{Endpoint, HttpResponse, Prepared, Transport, TransportError};
+use crate::transport::{Budget, Endpoint, HttpResponse, Prepared, Transport, TransportError};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
 /// against a server that never sends a short page, or claims an absurd `totalCount`. A target
 /// that would need more fails with cause `parse` rather than publishing a partial list.
 pub const MAX_PAGES: u32 = 1000;
+
+/// Bytes of response bodies one target (or the customer list) may hold across all its pages,
+/// counted while they stream in: real pages are about 20 KB, so this allows thousands, while a
+/// hostile server that sends page after page of 15 MiB fails the target (cause `too_large`,
+/// last good series kept) instead of growing the process.
+pub const MAX_TARGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a target could not be polled.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +66,12 @@ impl ApiError {
         match self {
             ApiError::Token(_) => "token",
             ApiError::Transport(TransportError::Timeout(_)) => "timeout",
-            ApiError::Transport(TransportError::Connect(_) | TransportError::Other(_)) => "connect",
-            ApiError::Transport(TransportError::TooLarge) => "too_large",
+            ApiError::Transport(
+                TransportError::Connect(_)
+                | TransportError::Other(_)
+                | TransportError::Redirect { .. },
+            ) => "connect",
+            ApiError::Transport(TransportError::TooLarge { .. }) => "too_large",
             ApiError::Transport(TransportError::Truncated { .. }) => "parse",
             ApiError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
                 "rate_limited"
@@ -69,6 +79,25 @@ impl ApiError {
             ApiError::Status { status, .. } if status.is_server_error() => "http_5xx",
             ApiError::Status { .. } => "http_4xx",
             ApiError::Parse { .. } | ApiError::Paging(_) => "parse",
+        }
+    }
+}
+
+impl ApiError {
+    /// What the landing page shows of the error: the cause and the HTTP status, never a body
+    /// (which may echo a credential) or a message from the server.
+    pub fn summary(&self) -> String {
+        let status = match self {
+            ApiError::Status { status, .. } => Some(status.as_u16()),
+            ApiError::Transport(TransportError::Redirect { status, .. }) => Some(*status),
+            ApiError::Token(AuthError::Transport(TransportError::Redirect { status, .. })) => {
+                Some(*status)
+            }
+            _ => None,
+        };
+        match status {
+            Some(status) => format!("{} (HTTP {status})", self.cause()),
+            None => self.cause().to_owned(),
         }
     }
 }
@@ -131,6 +160,20 @@ impl<T> Page<T> {
 /// wrong with its shape.
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     parse_envelope(body, parse_record)
+}
+
+/// [`parse_page`] for a poll: a page whose records are all invalid means the schema changed
+/// (seat numbers sent as strings, renamed fields), not that the tenants are gone, so it fails
+/// the poll and the last good series stay, instead of publishing an empty target.
+fn parse_tenants_page(body: &[u8]) -> Result<Page, String> {
+    let page = parse_page(body)?;
+    match page.invalid.first() {
+        Some(first) if page.items.is_empty() => Err(format!(
+            "all {} records are invalid (has the API changed?), first: {first}",
+            page.invalid.len()
+        )),
+        _ => Ok(page),
+    }
 }
 
 /// Parses one response body of the customer list into a [`Page`].
@@ -243,27 +286,23 @@ pub enum PagePlan {
     /// The first page is all there is.
     Done,
     /// `totalCount` says there are exactly this many pages; fetch the rest at once.
-    Pages(u32),
+    Pages(u64),
     /// No `totalCount`: fetch one page after another until a short or empty page.
     UntilShort,
 }
 
-/// Decides the paging after the first page.
+/// Decides the paging after the first page. A server that ignores `pageSize` and sends more
+/// records per page is paged by what it sends, so it cannot multiply the requests.
 pub fn plan_after_first<T>(first: &Page<T>, page_size: u8) -> PagePlan {
     let size = usize::from(page_size);
     if first.is_empty() || first.len() < size {
         return PagePlan::Done;
     }
     match first.total_count {
+        Some(total) if first.len() as u64 >= total => PagePlan::Done,
         Some(total) => {
-            let pages = total
-                .div_ceil(u64::from(page_size))
-                .min(u64::from(u32::MAX)) as u32;
-            if pages <= 1 {
-                PagePlan::Done
-            } else {
-                PagePlan::Pages(pages)
-            }
+            let per_page = first.len().max(size) as u64;
+            PagePlan::Pages(total.div_ceil(per_page))
         }
         None => PagePlan::UntilShort,
     }
@@ -301,6 +340,15 @@ pub struct Fetched<T = TenantSeats> {
     pub invalid: Vec<String>,
     /// Pages requested.
     pub pages: u32,
+}
+
+/// How the requests of one list (a target's pages, the customer list) are sent.
+struct Lane<'a> {
+    endpoint: Endpoint,
+    /// Their place in the queue for a request slot.
+    priority: Priority,
+    /// What their bodies may add up to.
+    budget: &'a Budget,
 }
 
 /// The Elements client of one configuration.
@@ -365,14 +413,18 @@ impl Client {
             None => "{}".to_owned(),
         };
         let what = format!("customer {} {}", target.customer_id, target.tenant_type);
+        let budget = Budget::new(MAX_TARGET_BYTES);
         self.fetch_all(&what, |page| {
             self.fetch_page(
-                Endpoint::Tenants,
-                priority,
+                Lane {
+                    endpoint: Endpoint::Tenants,
+                    priority,
+                    budget: &budget,
+                },
                 self.page_url(target, page),
                 &body,
                 page,
-                parse_page,
+                parse_tenants_page,
             )
         })
         .await
@@ -394,10 +446,14 @@ impl Client {
 
     /// Fetches every page of the partner's customer list (discovery).
     pub async fn fetch_customers(&self) -> Result<Fetched<DiscoveredCustomer>, ApiError> {
+        let budget = Budget::new(MAX_TARGET_BYTES);
         self.fetch_all("the customer list", |page| {
             self.fetch_page(
-                Endpoint::Customers,
-                Priority::URGENT,
+                Lane {
+                    endpoint: Endpoint::Customers,
+                    priority: Priority::URGENT,
+                    budget: &budget,
+                },
                 self.customers_url(page),
                 "{}",
                 page,
@@ -444,7 +500,7 @@ impl Client {
         absorb(first, &mut fetched);
         match plan {
             PagePlan::Done => {}
-            PagePlan::Pages(n) if n > MAX_PAGES => {
+            PagePlan::Pages(n) if n > u64::from(MAX_PAGES) => {
                 return Err(ApiError::Paging(format!(
                     "metadata.totalCount {} needs {n} pages of {}, more than {MAX_PAGES}",
                     first_total.unwrap_or_default(),
@@ -452,8 +508,9 @@ impl Client {
                 )));
             }
             PagePlan::Pages(n) => {
-                // The count is known: ask for the remaining pages at once (the transport
-                // bounds how many are in flight), then read them in order.
+                let n = n as u32; // at most MAX_PAGES
+                                  // The count is known: ask for the remaining pages at once (the transport
+                                  // bounds how many are in flight), then read them in order.
                 let rest = futures_util::future::join_all((2..=n).map(&fetch)).await;
                 fetched.pages = n;
                 for page in rest {
@@ -499,8 +556,7 @@ impl Client {
     /// carries a token that is fresh when it is sent.
     async fn fetch_page<T>(
         &self,
-        endpoint: Endpoint,
-        priority: Priority,
+        lane: Lane<'_>,
         url: Url,
         body: &str,
         page: u32,
@@ -510,7 +566,7 @@ impl Client {
         loop {
             let (resp, token) = self
                 .transport
-                .send(endpoint, priority, |c| {
+                .send(lane.endpoint, lane.priority, Some(lane.budget), |c| {
                     let request = c
                         .post(url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -661,6 +717,20 @@ mod tests {
             plan_after_first(&page_of(10, Some(10_000)), 10),
             PagePlan::Pages(1000)
         );
+        // A server that ignores pageSize: its page size counts, not ours.
+        assert_eq!(
+            plan_after_first(&page_of(1000, Some(1000)), 100),
+            PagePlan::Done
+        );
+        assert_eq!(
+            plan_after_first(&page_of(500, Some(1200)), 100),
+            PagePlan::Pages(3)
+        );
+        // Absurd counts are not clamped to u32 (the guard reports the real number).
+        assert_eq!(
+            plan_after_first(&page_of(100, Some(u64::MAX)), 100),
+            PagePlan::Pages(u64::MAX.div_ceil(100))
+        );
         // A short first page ends paging even if totalCount claims more.
         assert_eq!(
             plan_after_first(&page_of(99, Some(250)), 100),
@@ -693,7 +763,7 @@ mod tests {
         assert_eq!(status(503).cause(), "http_5xx");
         assert_eq!(status(403).cause(), "http_4xx");
         assert_eq!(
-            ApiError::Transport(TransportError::TooLarge).cause(),
+            ApiError::Transport(TransportError::TooLarge { limit: 1 }).cause(),
             "too_large"
         );
         assert_eq!(

@@ -11,11 +11,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Client;
 use crate::auth::TokenSource;
-use crate::config::{Config, ConfigError, ProcessEnvironment};
+use crate::config::{Config, ConfigError, Credential, ProcessEnvironment};
 use crate::demo::DemoApi;
 use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
 use crate::poller::{self, Status};
+use crate::redact::Redactor;
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
 use crate::transport::{Transport, TransportError, TransportOptions};
 use crate::web::{WebConfigError, WebSettings};
@@ -64,6 +65,10 @@ pub fn build_client(
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<Client>, TransportError> {
     let e = &config.elements;
+    let secret = match &e.credential {
+        Credential::Secret { secret, .. } => secret.expose(),
+        Credential::Certificate { .. } => "",
+    };
     let transport = Arc::new(Transport::new(
         TransportOptions {
             timeout: e.timeout,
@@ -74,6 +79,7 @@ pub fn build_client(
             max_backoff: config.poll.interval,
         },
         metrics.clone(),
+        Redactor::new(secret),
     )?);
     let auth = Arc::new(TokenSource::new(
         transport.clone(),
@@ -111,7 +117,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     };
     let config = match &demo {
         Some(api) => api.config()?,
-        None => Config::load(&options.config_file, &ProcessEnvironment)?,
+        None => load_config(options.config_file.clone()).await?,
     };
     if demo.is_none() {
         warn_about(&config);
@@ -208,6 +214,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     Ok(())
 }
 
+/// Reads and validates the config file off the async runtime, so that a slow or hostile file
+/// never stalls scrapes and health checks.
+async fn load_config(path: PathBuf) -> Result<Config, ConfigError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || Config::load(&path, &ProcessEnvironment))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError::Invalid(vec![format!(
+                "{}: reading the config failed: {e}",
+                shown.display()
+            )]))
+        })
+}
+
 /// The web config of `--web.config.file`, or plain HTTP without auth.
 fn load_web(options: &Options) -> Result<WebSettings, WebConfigError> {
     match &options.web_config_file {
@@ -235,8 +255,15 @@ async fn reloader(
     web: Arc<ArcSwap<WebSettings>>,
 ) {
     while let Some(answer) = requests.recv().await {
+        // Reloads asked for while one runs are answered by the next one: a storm of requests
+        // reads the files once or twice, not once per request.
+        let mut answers = vec![answer];
+        while let Ok(more) = requests.try_recv() {
+            answers.push(more);
+        }
         // Both files must be valid for either to apply.
-        let result = Config::load(&options.config_file, &ProcessEnvironment)
+        let result = load_config(options.config_file.clone())
+            .await
             .map_err(|e| e.problems().join("; "))
             .and_then(|config| {
                 warn_about(&config);
@@ -257,12 +284,16 @@ async fn reloader(
                 tracing::info!(targets = planner.plan().targets.len(), "config reloaded");
                 metrics.config_reload_successful.set(1);
                 metrics.config_reload_success_timestamp.set(now_unix());
-                let _ = answer.send(Ok(()));
+                for answer in answers {
+                    let _ = answer.send(Ok(()));
+                }
             }
             Err(reason) => {
                 tracing::error!(error = %reason, "config reload failed; keeping the current config");
                 metrics.config_reload_successful.set(0);
-                let _ = answer.send(Err(reason));
+                for answer in answers {
+                    let _ = answer.send(Err(reason.clone()));
+                }
             }
         }
     }

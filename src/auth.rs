@@ -174,7 +174,7 @@ impl TokenSource {
         };
         let (resp, ()) = self
             .transport
-            .send(Endpoint::Token, Priority::URGENT, |c| {
+            .send(Endpoint::Token, Priority::URGENT, None, |c| {
                 let request = c
                     .post(self.token_url.clone())
                     .header(reqwest::header::ACCEPT, "application/json")
@@ -197,7 +197,7 @@ impl TokenSource {
             return Err(AuthError::Refused {
                 client_id: self.client_id.clone(),
                 // A server that echoes the request must not make us log the secret.
-                detail: redact(&detail, &secret),
+                detail: redact(&resp.redact(&detail), &secret),
             });
         }
         let parsed: TokenResponse = serde_json::from_slice(&resp.body)
@@ -205,13 +205,20 @@ impl TokenSource {
         if parsed.access_token.is_empty() {
             return Err(AuthError::Parse("empty access_token".into()));
         }
+        // It goes into an Authorization header: visible ASCII only (RFC 6750's b64token is
+        // narrower still), so a CR/LF cannot reach a request.
+        if !parsed.access_token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AuthError::Parse(
+                "access_token holds characters not allowed in an HTTP header".into(),
+            ));
+        }
         let lifetime = parsed
             .expires_in
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_LIFETIME);
         Ok(Token {
             value: parsed.access_token.into(),
-            refresh_at: Instant::now() + refresh_after(lifetime),
+            refresh_at: deadline_after(Instant::now(), refresh_after(lifetime)),
         })
     }
 }
@@ -223,6 +230,14 @@ fn redact(text: &str, secret: &str) -> String {
     } else {
         text.replace(secret, "<secret>")
     }
+}
+
+/// `now + wait`, or a century from now when that overflows (an `expires_in` of 2^63 seconds
+/// means "never" for our purposes, not a panic).
+fn deadline_after(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// How long a token is used before a new one is fetched: its lifetime less a margin of a
@@ -247,6 +262,17 @@ mod tests {
             Duration::from_secs(30)
         );
         assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn absurd_lifetimes_do_not_overflow() {
+        let now = Instant::now();
+        let far = deadline_after(now, refresh_after(Duration::from_secs(u64::MAX)));
+        assert!(far > now + Duration::from_secs(50 * 365 * 86_400));
+        assert_eq!(
+            deadline_after(now, Duration::from_secs(60)),
+            now + Duration::from_secs(60)
+        );
     }
 
     #[test]

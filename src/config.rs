@@ -323,12 +323,67 @@ pub struct DiscoveryConfig {
     pub license_assigned_status: Option<LicenseAssignedStatus>,
 }
 
+impl PartialEq for DiscoveryConfig {
+    fn eq(&self, other: &Self) -> bool {
+        fn patterns(v: &[Regex]) -> Vec<&str> {
+            v.iter().map(Regex::as_str).collect()
+        }
+        let DiscoveryConfig {
+            interval,
+            include,
+            exclude,
+            exclude_ids,
+            tenant_types,
+            license_assigned_status,
+        } = self;
+        *interval == other.interval
+            && patterns(include) == patterns(&other.include)
+            && patterns(exclude) == patterns(&other.exclude)
+            && *exclude_ids == other.exclude_ids
+            && *tenant_types == other.tenant_types
+            && *license_assigned_status == other.license_assigned_status
+    }
+}
+
 impl DiscoveryConfig {
     /// Whether a discovered customer passes the filters.
     pub fn keeps(&self, id: &str, organization: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|r| r.is_match(organization)))
             && !self.exclude.iter().any(|r| r.is_match(organization))
             && !self.exclude_ids.contains(id)
+    }
+}
+
+/// The least time a round over the listed targets needs (see [`Config::min_round`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundEstimate {
+    /// Listed targets of one shard.
+    pub targets: usize,
+    /// `max_requests_per_second`.
+    pub rate: u32,
+    /// targets ÷ rate: seconds a round needs at one page per target.
+    pub seconds: f64,
+    /// `poll.interval`.
+    pub interval: Duration,
+}
+
+impl RoundEstimate {
+    /// Whether even one page per target cannot be polled within the interval.
+    pub fn exceeds_interval(&self) -> bool {
+        self.seconds > self.interval.as_secs_f64()
+    }
+}
+
+impl fmt::Display for RoundEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} targets x at least 1 page / {} requests per second = at least {:.0}s per round; poll.interval is {}",
+            self.targets,
+            self.rate,
+            self.seconds.ceil(),
+            humantime::format_duration(self.interval)
+        )
     }
 }
 
@@ -364,8 +419,75 @@ impl Environment for ProcessEnvironment {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        read_regular_file(path, MAX_FILE_BYTES)
     }
+}
+
+/// Largest config or secret file read.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Deepest nesting of YAML collections accepted (real configs use 4).
+pub const MAX_NESTING: usize = 64;
+
+/// Reads a regular file of at most `limit` bytes. Anything else (a FIFO that would block until
+/// someone writes to it, `/dev/zero` that never ends, a directory) is an error that says so.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory cannot be a config)",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// The first line at which YAML collections nest deeper than [`MAX_NESTING`], if any: a
+/// linear scan, so that a hostile file fails at once instead of in the parser's quadratic time.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        let indent = line.len() - body.len();
+        // Block nesting: indentation and "- - -" chains on one line.
+        let dashes = body
+            .as_bytes()
+            .chunks(2)
+            .take_while(|c| *c == b"- " || *c == b"-")
+            .count();
+        if indent / 2 + dashes > MAX_NESTING * 4 || dashes > MAX_NESTING {
+            return Some(n + 1);
+        }
+        // Flow nesting, outside quoted strings and comments.
+        let mut quote = None;
+        for c in body.chars() {
+            match (quote, c) {
+                (None, '#') => break,
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_NESTING {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 impl Config {
@@ -377,8 +499,9 @@ impl Config {
     }
 
     /// Reads and validates a config file.
+    /// Blocking: call it off the async runtime (`spawn_blocking`).
     pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -387,6 +510,11 @@ impl Config {
 
     /// Validates the YAML text of a config file.
     pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        if let Some(line) = too_deep(text) {
+            return Err(ConfigError::Invalid(vec![format!(
+                "line {line}: collections nested deeper than {MAX_NESTING} levels"
+            )]));
+        }
         let root: Value = serde_yaml::from_str(text).map_err(|e| {
             ConfigError::Invalid(vec![format!(
                 "not valid YAML: {}",
@@ -404,6 +532,20 @@ impl Config {
     /// Number of (customer, tenant type) targets.
     pub fn target_count(&self) -> usize {
         self.customers.iter().map(|c| c.tenant_types.len()).sum()
+    }
+
+    /// What the config alone says about one round over the listed targets: at least one
+    /// request each (pages beyond the first only add), at the configured rate limit. `None`
+    /// without a rate limit (then the API's latency decides).
+    pub fn min_round(&self, total_shards: u32) -> Option<RoundEstimate> {
+        let rate = self.elements.max_requests_per_second?.get();
+        let targets = self.target_count().div_ceil(total_shards.max(1) as usize);
+        Some(RoundEstimate {
+            targets,
+            rate,
+            seconds: targets as f64 / f64::from(rate),
+            interval: self.poll.interval,
+        })
     }
 
     /// A human summary for `--check-config`; never contains the secret.
@@ -1306,6 +1448,51 @@ mod tests {
                 .cloned()
                 .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
         }
+    }
+
+    #[test]
+    fn deep_nesting_fails_fast_and_real_nesting_passes() {
+        let env = FakeEnv::default();
+        let started = std::time::Instant::now();
+        for hostile in [
+            format!("customers: {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("customers: {}", "{a: ".repeat(100_000)),
+            format!("customers:\n{}x", "- ".repeat(100_000)),
+        ] {
+            let problems = Config::parse(&hostile, &env).unwrap_err().problems();
+            assert_eq!(problems.len(), 1);
+            assert!(
+                problems[0].contains("nested deeper than 64 levels"),
+                "{problems:?}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Brackets in quotes and comments do not count; real configs pass.
+        let quoted = format!("{GOOD}    tenant_types: [0] # {}\n", "[".repeat(100));
+        assert!(Config::parse(&quoted, &env).is_ok());
+        assert!(Config::parse(&format!("{GOOD}# \"{}\"\n", "{".repeat(100)), &env).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let e = read_regular_file(&fifo, 100).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        let e = read_regular_file(Path::new("/dev/zero"), 100).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, "x".repeat(101)).unwrap();
+        let e = read_regular_file(&big, 100).unwrap_err();
+        assert!(e.to_string().contains("larger than 100 bytes"), "{e}");
+        std::fs::write(&big, "x".repeat(100)).unwrap();
+        assert_eq!(read_regular_file(&big, 100).unwrap().len(), 100);
+        let e = Config::load(dir.path(), &FakeEnv::default()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     const GOOD: &str = r#"

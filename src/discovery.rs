@@ -88,16 +88,25 @@ impl Planner {
 
     /// Applies a reloaded config with its client: publishes a plan at once (the poller polls
     /// new targets at once). The last discovered list is kept and filtered by the new config.
+    ///
+    /// The customer list is fetched again only when discovery's settings or the client
+    /// changed: a reload that changes nothing sends no request.
     pub fn apply_config(&self, config: Config, client: Arc<Client>) {
         let mut state = self.lock();
+        let refetch =
+            state.config.discovery != config.discovery || !Arc::ptr_eq(&state.client, &client);
         state.config = Arc::new(config);
         state.client = client;
-        state.generation += 1;
+        if refetch {
+            state.generation += 1;
+        }
         let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
         let generation = state.generation;
         drop(state);
         let _ = self.plans.send(Arc::new(plan));
-        let _ = self.generations.send(generation);
+        if refetch {
+            let _ = self.generations.send(generation);
+        }
     }
 
     /// Stores a customer list fetched under config `generation` (ignored if the config has

@@ -7,6 +7,7 @@
 //! - [`transport`]: how every HTTP request is sent: concurrency and rate limits, retries with
 //!   backoff, body size limit, request metrics.
 //! - [`ratelimit`]: the shared, adaptive request rate (paced, paused and cut by 429s).
+//! - [`redact`]: cuts secrets, bearer tokens and JWTs out of what remote servers send back.
 //! - [`api`]: the Elements seat endpoint: wire types, parsing, paging.
 //! - [`plan`]: which targets this instance polls: a pure function of config, customer list
 //!   and shard.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod plan;
 pub mod poller;
 pub mod ratelimit;
+pub mod redact;
 pub mod scheduler;
 pub mod server;
 pub mod transport;

@@ -43,7 +43,7 @@ pub struct TargetStatus {
     pub tenant_type: TenantType,
     /// When the last poll finished, if it ran.
     pub last_poll: Option<SystemTime>,
-    /// The error of the last poll, if it failed.
+    /// What failed in the last poll, if it failed: the cause and HTTP status (no bodies).
     pub last_error: Option<String>,
     /// When the last successful poll finished.
     pub last_success: Option<SystemTime>,
@@ -148,9 +148,12 @@ pub async fn run(
                     Err(_) => plans_open = false,
                 }
             }
-            Some(joined) = running.join_next() => match joined {
-                Ok(done) => poller.finished(done),
-                Err(e) => tracing::error!(error = %e, "poll task failed; this is a bug"),
+            Some(joined) = running.join_next_with_id() => match joined {
+                Ok((id, done)) => {
+                    poller.tasks.remove(&id);
+                    poller.finished(done);
+                }
+                Err(e) => poller.crashed(e),
             },
             _ = sleep_until_some(wake) => {}
             _ = sleep_until_some(publish_at) => poller.publish(),
@@ -175,6 +178,8 @@ struct Poller {
     status: Arc<ArcSwap<Status>>,
     /// Targets started so far: the priority of the next one.
     started: u64,
+    /// The target and start of every running poll task, to account for one that panics.
+    tasks: HashMap<tokio::task::Id, (TargetKey, Instant)>,
     polls: u64,
     /// Results not yet published, and the durations to observe once they are.
     dirty: bool,
@@ -204,6 +209,7 @@ impl Poller {
             metrics,
             status,
             started: 0,
+            tasks: HashMap::new(),
             polls: 0,
             dirty: false,
             durations: Vec::new(),
@@ -254,7 +260,8 @@ impl Poller {
             self.started += 1;
             let priority = Priority(self.started);
             let client = self.plan.client.clone();
-            running.spawn(async move {
+            let key = target.key();
+            let handle = running.spawn(async move {
                 let started = Instant::now();
                 let result = client.fetch_tenants(&target.request, priority).await;
                 Done {
@@ -264,6 +271,30 @@ impl Poller {
                     result,
                 }
             });
+            self.tasks.insert(handle.id(), (key, now));
+        }
+    }
+
+    /// A poll task panicked: a bug. The target is marked down with a message that says so, and
+    /// is scheduled again as if its poll had failed.
+    fn crashed(&mut self, error: tokio::task::JoinError) {
+        let Some((key, started)) = self.tasks.remove(&error.id()) else {
+            return;
+        };
+        tracing::error!(
+            customer_id = &*key.0,
+            tenant_type = key.1.name(),
+            error = %error,
+            "a target poll panicked; this is a bug, please report it"
+        );
+        let now = Instant::now();
+        self.schedule.finished(&key, started, now);
+        if self.targets.contains_key(&key) {
+            let state = self.states.entry(key).or_default();
+            state.last_poll = Some(SystemTime::now());
+            state.last_error = Some("internal error: the poll panicked".into());
+            self.polls += 1;
+            self.dirty = true;
         }
     }
 
@@ -286,16 +317,9 @@ impl Poller {
                 // Every target fails the same way: logged together at the next publish.
                 self.token_failures += 1;
                 self.token_error = Some(e.to_string());
-                record_failure(
-                    target,
-                    state,
-                    &self.metrics,
-                    e.cause(),
-                    e.to_string(),
-                    false,
-                );
+                record_failure(target, state, &self.metrics, &e, false);
             }
-            Err(e) => record_failure(target, state, &self.metrics, e.cause(), e.to_string(), true),
+            Err(e) => record_failure(target, state, &self.metrics, &e, true),
         }
         self.polls += 1;
         self.durations.push(took.as_secs_f64());
@@ -532,12 +556,12 @@ fn record_failure(
     target: &Target,
     state: &mut TargetState,
     metrics: &Metrics,
-    cause: &str,
-    error: String,
+    error: &ApiError,
     log: bool,
 ) {
     let customer_id = &*target.request.customer_id;
     let tenant_type = target.request.tenant_type.name();
+    let cause = error.cause();
     metrics
         .target_errors
         .with_label_values(&[customer_id, tenant_type, cause])
@@ -548,7 +572,7 @@ fn record_failure(
         tracing::debug!(customer_id, tenant_type, cause, error = %error, "target poll failed");
     }
     state.last_poll = Some(SystemTime::now());
-    state.last_error = Some(error);
+    state.last_error = Some(error.summary());
 }
 
 fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {

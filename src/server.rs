@@ -31,6 +31,9 @@ mod connection;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long a new connection waits for the idle connection closed to make room for it.
+const EVICT_WAIT: Duration = Duration::from_secs(2);
+
 /// A request to reload the configuration; answered with `Err(reason)` when refused.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
@@ -144,6 +147,7 @@ pub async fn serve(
 ) {
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let registry = Arc::new(connection::Registry::default());
     let (conn_tx, mut conn_rx) = mpsc::channel::<tokio::net::TcpStream>(64);
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -172,17 +176,32 @@ pub async fn serve(
             _ = &mut shutdown => break,
             stream = conn_rx.recv() => {
                 let Some(stream) = stream else { break };
-                let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    tracing::debug!(
-                        max = limits.max_connections,
-                        "connection limit reached; closing a new connection"
-                    );
-                    continue;
+                let permit = match connections.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    // Full: make room by closing the connection idle longest, if there is one.
+                    Err(_) if registry.evict_idlest() => {
+                        let freed = tokio::time::timeout(
+                            EVICT_WAIT,
+                            connections.clone().acquire_owned(),
+                        );
+                        match freed.await {
+                            Ok(Ok(permit)) => permit,
+                            _ => continue,
+                        }
+                    }
+                    Err(_) => {
+                        tracing::debug!(
+                            max = limits.max_connections,
+                            "connection limit reached and every connection is busy; closing a new connection"
+                        );
+                        continue;
+                    }
                 };
                 let state = state.clone();
                 let closing = closing_rx.clone();
+                let registry = registry.clone();
                 tokio::spawn(async move {
-                    connection::serve(stream, state, limits, closing).await;
+                    connection::serve(stream, state, limits, closing, registry).await;
                     drop(permit);
                 });
             }

@@ -14,10 +14,14 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::redact::Redactor;
 use crate::scheduler::{Permits, Priority};
 
 /// Largest response body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Redirects followed at most, and only within the origin (scheme, host, port) of the request.
+const MAX_REDIRECTS: usize = 5;
 
 /// Which Elements endpoint a request goes to (the `endpoint` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +53,20 @@ pub struct HttpResponse {
     pub content_type: String,
     /// The whole body.
     pub body: Bytes,
+    /// Cuts credentials out of what is shown of the body.
+    pub redactor: Arc<Redactor>,
 }
 
 impl HttpResponse {
-    /// Status, content type and the first 200 bytes of the body, for log lines.
+    /// Status, content type and the first 200 bytes of the body, credentials cut out, for log
+    /// lines.
     pub fn describe(&self) -> String {
-        describe(self.status, &self.content_type, &self.body)
+        describe(self.status, &self.content_type, &self.body, &self.redactor)
+    }
+
+    /// `text` (taken from this response) with credentials cut out.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.apply(text)
     }
 
     /// Status, content type and body length, for responses whose body may hold a secret.
@@ -68,14 +80,22 @@ impl HttpResponse {
     }
 }
 
-/// Formats status, content type and the first 200 bytes of a body, for log lines.
-pub fn describe(status: StatusCode, content_type: &str, body: &[u8]) -> String {
-    let cut = &body[..body.len().min(200)];
+/// Formats status, content type and the first 200 characters of a body, credentials cut
+/// out first (so that no secret is cut in half and escapes), for log lines.
+pub fn describe(
+    status: StatusCode,
+    content_type: &str,
+    body: &[u8],
+    redactor: &Redactor,
+) -> String {
+    let head = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
+    let clean = redactor.apply(&head);
+    let cut: String = clean.chars().take(200).collect();
     format!(
         "status {}, content type {:?}, body starts {:?}",
         status.as_u16(),
         content_type,
-        String::from_utf8_lossy(cut)
+        cut
     )
 }
 
@@ -88,9 +108,22 @@ pub enum TransportError {
     /// No connection could be made.
     #[error("cannot connect: {0}")]
     Connect(String),
-    /// The body is larger than [`MAX_BODY_BYTES`].
-    #[error("response body larger than {MAX_BODY_BYTES} bytes refused")]
-    TooLarge,
+    /// The body is larger than [`MAX_BODY_BYTES`], or than what the target had left of its
+    /// budget ([`Budget`]).
+    #[error("response body larger than {limit} bytes refused")]
+    TooLarge {
+        /// The limit that was crossed.
+        limit: usize,
+    },
+    /// The server redirected the request to another origin (or too often): credentials and
+    /// data must not follow it.
+    #[error("redirect ({status}) to {location:?} refused: set the URL the redirect points to, if it is trusted")]
+    Redirect {
+        /// The redirect status.
+        status: u16,
+        /// Its `Location` header.
+        location: String,
+    },
     /// The connection broke while reading the body.
     #[error("response body truncated ({detail}): {cause}")]
     Truncated {
@@ -144,6 +177,35 @@ impl Prepared<()> {
     }
 }
 
+/// Bytes one target's responses may hold together, counted while streaming: a server that
+/// sends many huge pages fails the target instead of growing the process.
+#[derive(Debug)]
+pub struct Budget {
+    left: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Budget {
+        Budget {
+            left: std::sync::atomic::AtomicUsize::new(limit),
+            limit,
+        }
+    }
+
+    /// Takes `n` bytes, or fails when fewer are left.
+    fn take(&self, n: usize) -> Result<(), TransportError> {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| TransportError::TooLarge { limit: self.limit })
+    }
+}
+
 /// The shared HTTP sender of one configuration.
 pub struct Transport {
     client: reqwest::Client,
@@ -152,6 +214,7 @@ pub struct Transport {
     limiter: RateLimiter,
     /// Exponentially weighted mean latency of recent attempts, in seconds.
     latency: std::sync::Mutex<Option<f64>>,
+    redactor: Arc<Redactor>,
     options: TransportOptions,
     metrics: Arc<Metrics>,
 }
@@ -160,9 +223,29 @@ pub struct Transport {
 type Attempt<T> = Result<(HttpResponse, HeaderMap, T), TransportError>;
 
 impl Transport {
-    /// Builds the HTTP client (rustls) and the limits.
-    pub fn new(options: TransportOptions, metrics: Arc<Metrics>) -> Result<Self, TransportError> {
+    /// Builds the HTTP client (rustls) and the limits; `redactor` cuts the configuration's
+    /// credentials out of whatever a response shows.
+    pub fn new(
+        options: TransportOptions,
+        metrics: Arc<Metrics>,
+        redactor: Redactor,
+    ) -> Result<Self, TransportError> {
+        // Redirects are followed only within the origin: a token request (client secret in its
+        // body) or a data request (bearer token) never goes to another host, and a redirect
+        // there comes back as a response that `exchange` refuses.
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if same_origin && attempt.previous().len() <= MAX_REDIRECTS {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
         let client = reqwest::Client::builder()
+            .redirect(redirects)
             .timeout(options.timeout)
             .connect_timeout(options.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!(
@@ -181,6 +264,7 @@ impl Transport {
             permits: Permits::new(options.max_concurrency.get()),
             limiter,
             latency: std::sync::Mutex::new(None),
+            redactor: Arc::new(redactor),
             options,
             metrics,
         })
@@ -216,11 +300,12 @@ impl Transport {
     /// body. Responses with status 5xx or 429 and transport failures are retried up to
     /// `retries` times; the last response is returned whatever its status, with the tag of the
     /// request that produced it. An error of `prepare` ends the exchange at once. Requests
-    /// waiting for a slot are served lowest `priority` first.
+    /// waiting for a slot are served lowest `priority` first; bodies count against `budget`.
     pub async fn send<T, E, F, Fut>(
         &self,
         endpoint: Endpoint,
         priority: Priority,
+        budget: Option<&Budget>,
         prepare: F,
     ) -> Result<(HttpResponse, T), E>
     where
@@ -230,7 +315,7 @@ impl Transport {
     {
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(endpoint, priority, &prepare).await?;
+            let outcome = self.attempt(endpoint, priority, budget, &prepare).await?;
             let wait = match &outcome {
                 Ok((resp, headers, _)) if resp.status == StatusCode::TOO_MANY_REQUESTS => {
                     // Throttled: the limiter pauses every request for Retry-After and slows
@@ -286,6 +371,7 @@ impl Transport {
         &self,
         endpoint: Endpoint,
         priority: Priority,
+        budget: Option<&Budget>,
         prepare: &F,
     ) -> Result<Attempt<T>, E>
     where
@@ -312,14 +398,15 @@ impl Transport {
                 .with_label_values(&[endpoint.label()])
                 .start_timer();
             let sent = Instant::now();
-            let result = self.exchange(prepared.request).await;
+            let (status, result) = self.exchange(prepared.request, budget).await;
             timer.observe_duration();
             if result.is_ok() {
                 self.observe_latency(sent.elapsed());
             }
-            let code = match &result {
-                Ok((resp, _)) => resp.status.as_u16().to_string(),
-                Err(_) => "error".to_owned(),
+            // The status the server sent, even when the body was refused afterwards.
+            let code = match status {
+                Some(status) => status.as_u16().to_string(),
+                None => "error".to_owned(),
             };
             self.metrics
                 .api_requests
@@ -329,27 +416,61 @@ impl Transport {
         }
     }
 
+    /// Sends and reads the whole body; also returns the status, if one arrived.
     async fn exchange(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<(HttpResponse, HeaderMap), TransportError> {
-        let mut resp = request.send().await.map_err(|e| self.classify(e))?;
+        budget: Option<&Budget>,
+    ) -> (
+        Option<StatusCode>,
+        Result<(HttpResponse, HeaderMap), TransportError>,
+    ) {
+        let resp = match request.send().await {
+            Ok(resp) => resp,
+            Err(e) => return (None, Err(self.classify(e))),
+        };
         let status = resp.status();
+        (Some(status), self.read(resp, budget).await)
+    }
+
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        budget: Option<&Budget>,
+    ) -> Result<(HttpResponse, HeaderMap), TransportError> {
+        let status = resp.status();
+        if status.is_redirection() {
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(TransportError::Redirect {
+                status: status.as_u16(),
+                location: self.redactor.apply(&location),
+            });
+        }
         let headers = resp.headers().clone();
         let content_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let too_large = TransportError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        };
         if resp.content_length().unwrap_or(0) > MAX_BODY_BYTES as u64 {
-            return Err(TransportError::TooLarge);
+            return Err(too_large);
         }
         let mut body = BytesMut::new();
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Err(TransportError::TooLarge);
+                        return Err(too_large);
+                    }
+                    if let Some(budget) = budget {
+                        budget.take(chunk.len())?;
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -359,7 +480,7 @@ impl Transport {
                 }
                 Err(e) => {
                     return Err(TransportError::Truncated {
-                        detail: describe(status, &content_type, &body),
+                        detail: describe(status, &content_type, &body, &self.redactor),
                         cause: error_chain(&e),
                     })
                 }
@@ -370,6 +491,7 @@ impl Transport {
                 status,
                 content_type,
                 body: body.freeze(),
+                redactor: self.redactor.clone(),
             },
             headers,
         ))
@@ -453,7 +575,7 @@ mod tests {
     #[test]
     fn describe_cuts_at_200_bytes() {
         let body = vec![b'x'; 500];
-        let d = describe(StatusCode::OK, "text/html", &body);
+        let d = describe(StatusCode::OK, "text/html", &body, &Redactor::default());
         assert!(d.starts_with("status 200, content type \"text/html\", body starts \"xxx"));
         assert_eq!(d.matches("xx").count(), 100); // 200 of the body's x, none of the rest
     }

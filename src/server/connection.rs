@@ -6,9 +6,15 @@
 //! for a request head (the first one and every one after it on a keep-alive connection). HTTP/2
 //! has no such timeout in hyper, so an [`Activity`] tracker closes the connection gracefully
 //! once no request has been in flight for the same time.
+//!
+//! Every connection is listed in a [`Registry`] with its activity: when all connection slots
+//! are taken, the server closes the connection that has been idle longest (no request in
+//! flight) to make room for the newcomer, so a flood of idle connections cannot lock real
+//! scrapers out.
 
+use std::collections::HashMap;
 use std::fmt::Display;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +23,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::{service, AppState, ServeLimits, MAX_HEADER_BYTES};
@@ -29,15 +35,24 @@ pub(super) async fn serve(
     state: Arc<AppState>,
     limits: ServeLimits,
     shutdown: watch::Receiver<bool>,
+    registry: Arc<Registry>,
 ) {
+    let registration = registry.register();
+    let slot = registration.slot.clone();
     let web = state.web.load_full();
     let Some(tls) = &web.tls else {
-        let conn = http1_builder(limits).serve_connection(TokioIo::new(stream), service(state));
-        drive(conn, shutdown, None).await;
+        let conn =
+            http1_builder(limits).serve_connection(TokioIo::new(stream), tracked(&slot, state));
+        drive(conn, shutdown, &slot, None).await;
         return;
     };
-    let accepted =
-        tokio::time::timeout(limits.read_header_timeout, tls.acceptor.accept(stream)).await;
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(limits.read_header_timeout, tls.acceptor.accept(stream)) => accepted,
+        _ = slot.evict.notified() => {
+            tracing::debug!("connection limit reached; closing a connection still in its TLS handshake");
+            return;
+        }
+    };
     let stream = match accepted {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -60,26 +75,110 @@ pub(super) async fn serve(
     // The protocol comes from ALPN, never from sniffing the first bytes: sniffing would wait
     // for them without a timeout.
     if session.alpn_protocol() == Some(b"h2".as_slice()) {
-        let activity = Arc::new(Activity::new());
-        let tracked = activity.clone();
-        let inner = service(state);
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let guard = tracked.begin();
-            let call = hyper::service::Service::call(&inner, req);
-            async move {
-                let resp = call.await;
-                drop(guard);
-                resp
-            }
-        });
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_BYTES as u32)
-            .serve_connection(TokioIo::new(stream), svc);
-        drive(conn, shutdown, Some((activity, limits.read_header_timeout))).await;
+            .serve_connection(TokioIo::new(stream), tracked(&slot, state));
+        drive(conn, shutdown, &slot, Some(limits.read_header_timeout)).await;
     } else {
-        let conn = http1_builder(limits).serve_connection(TokioIo::new(stream), service(state));
-        drive(conn, shutdown, None).await;
+        let conn =
+            http1_builder(limits).serve_connection(TokioIo::new(stream), tracked(&slot, state));
+        drive(conn, shutdown, &slot, None).await;
+    }
+}
+
+/// The service, marking the connection busy while each request is in flight.
+fn tracked(
+    slot: &Arc<Slot>,
+    state: Arc<AppState>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = hyper::Response<super::Body>,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<hyper::Response<super::Body>, std::convert::Infallible>,
+    > + Send,
+> + Clone {
+    let activity = slot.activity.clone();
+    let inner = service(state);
+    hyper::service::service_fn(move |req: Request<Incoming>| {
+        let guard = activity.begin();
+        let call = hyper::service::Service::call(&inner, req);
+        async move {
+            let resp = call.await;
+            drop(guard);
+            resp
+        }
+    })
+}
+
+/// Every open connection and how busy it is; see the module documentation.
+#[derive(Default)]
+pub(super) struct Registry {
+    next: AtomicU64,
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+}
+
+/// One open connection in the [`Registry`].
+pub(super) struct Slot {
+    activity: Arc<Activity>,
+    /// Told when the server needs this connection's slot.
+    evict: Notify,
+    evicted: AtomicBool,
+}
+
+/// Lists a connection until dropped.
+pub(super) struct Registration {
+    id: u64,
+    slot: Arc<Slot>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            activity: Arc::new(Activity::new()),
+            evict: Notify::new(),
+            evicted: AtomicBool::new(false),
+        });
+        self.lock().insert(id, slot.clone());
+        Registration {
+            id,
+            slot,
+            registry: self.clone(),
+        }
+    }
+
+    /// Asks the connection that has been idle longest (no request in flight, not asked
+    /// before) to close. False when every connection is busy.
+    pub(super) fn evict_idlest(&self) -> bool {
+        let slots = self.lock();
+        let idlest = slots
+            .values()
+            .filter(|s| {
+                s.activity.in_flight.load(Ordering::Acquire) == 0
+                    && !s.evicted.load(Ordering::Acquire)
+            })
+            .min_by_key(|s| s.activity.last());
+        match idlest {
+            Some(slot) => {
+                slot.evicted.store(true, Ordering::Release);
+                slot.evict.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -88,29 +187,36 @@ fn http1_builder(limits: ServeLimits) -> http1::Builder {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_header_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .max_buf_size(MAX_HEADER_BYTES)
+        // Real clients stay far below both limits; the byte limit should decide for any
+        // plausible head, not hyper's default of 100 header lines. 1024 lines keep the
+        // per-request header buffer at 64 KiB.
+        .max_headers(MAX_HEADER_LINES);
     builder
 }
 
+/// Header lines accepted in one HTTP/1 request head (within [`MAX_HEADER_BYTES`]).
+pub(super) const MAX_HEADER_LINES: usize = 1024;
+
+/// How long an evicted connection may take to close before it is dropped.
+const EVICT_GRACE: Duration = Duration::from_secs(1);
+
 /// Polls `conn` to the end, asking it to finish gracefully (answer what is in flight, then
-/// close) when the server shuts down or, with `idle`, when it has been idle that long. An idle
-/// connection that has not finished one `limit` after that (an HTTP/2 client that never sent
-/// its preface) is dropped.
-async fn drive<C>(
-    conn: C,
-    mut shutdown: watch::Receiver<bool>,
-    idle: Option<(Arc<Activity>, Duration)>,
-) where
+/// close) when the server shuts down, when the server needs its slot, or, with `idle`, when it
+/// has been idle that long. An idle connection that has not finished one `limit` after that (an
+/// HTTP/2 client that never sent its preface) is dropped.
+async fn drive<C>(conn: C, mut shutdown: watch::Receiver<bool>, slot: &Slot, idle: Option<Duration>)
+where
     C: GracefulConnection,
     C::Error: Display,
 {
     tokio::pin!(conn);
     // Resolves to the limit once the connection has been idle that long.
     let idled = async {
-        match &idle {
-            Some((activity, limit)) => {
-                activity.idle_for(*limit).await;
-                *limit
+        match idle {
+            Some(limit) => {
+                slot.activity.idle_for(limit).await;
+                limit
             }
             None => std::future::pending().await,
         }
@@ -132,6 +238,13 @@ async fn drive<C>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
+            _ = slot.evict.notified(), if !closing => {
+                tracing::debug!("connection limit reached; closing the connection idle longest");
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                hard_stop.as_mut().reset(Instant::now() + EVICT_GRACE);
+                dropping = true;
+            }
             limit = &mut idled, if !closing => {
                 tracing::debug!("idle HTTP/2 connection; closing");
                 closing = true;
@@ -140,7 +253,7 @@ async fn drive<C>(
                 dropping = true;
             }
             () = &mut hard_stop, if dropping => {
-                tracing::debug!("idle HTTP/2 connection did not close; dropping it");
+                tracing::debug!("idle connection did not close; dropping it");
                 return;
             }
         }
