@@ -349,7 +349,12 @@ impl Poller {
         let mut statuses = Vec::with_capacity(self.plan.targets.len());
         let (mut ok, mut polled, mut tenants, mut requests) = (0, 0, 0, 0u64);
         for target in &self.plan.targets {
-            let state = self.states.entry(target.key()).or_default();
+            let Some(state) = self.states.get_mut(&target.key()) else {
+                // Not polled yet: listed (for readiness), but no series.
+                statuses.push(target_status(target, None));
+                requests += 1;
+                continue;
+            };
             let stale = state
                 .last_success
                 .is_some_and(|t| now.duration_since(t).unwrap_or_default() > stale_after);

@@ -421,6 +421,9 @@ async fn ready_only_after_every_target_was_polled() {
         (503, "Not ready: 0 of 1 targets polled\n")
     );
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
+    // A target not polled yet is not "down": it has no target_up series at all.
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(!text.contains("avepoint_exporter_target_up{"), "{text}");
     *release.lock().unwrap() = true;
     exporter.first_poll().await;
     assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));

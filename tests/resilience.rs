@@ -11,32 +11,6 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 
 /// The value of the one series of `metric` whose line contains every one of `labels`.
-fn value(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
-    series(text, metric)
-        .iter()
-        .find(|l| labels.iter().all(|want| l.contains(want)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn errors(text: &str, customer: &str, cause: &str) -> Option<f64> {
-    value(
-        text,
-        "avepoint_exporter_target_errors_total",
-        &[
-            &format!("cause=\"{cause}\""),
-            &format!("customer_id=\"{customer}\""),
-        ],
-    )
-}
-
-fn up(text: &str, customer: &str) -> Option<f64> {
-    value(
-        text,
-        "avepoint_exporter_target_up",
-        &[&format!("customer_id=\"{customer}\"")],
-    )
-}
-
 /// Page `index` (1-based) of a bare-array target that never ends: one fresh tenant per page.
 fn endless_page(r: &Recorded) -> Reply {
     let i = page_index(r);

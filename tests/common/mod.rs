@@ -499,6 +499,35 @@ impl Drop for Exporter {
     }
 }
 
+/// The value of the first sample of `metric` whose line contains all of `labels`.
+pub fn value(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    series(text, metric)
+        .iter()
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Failed polls of a customer's target by cause.
+pub fn errors(text: &str, customer: &str, cause: &str) -> Option<f64> {
+    value(
+        text,
+        "avepoint_exporter_target_errors_total",
+        &[
+            &format!("cause=\"{cause}\""),
+            &format!("customer_id=\"{customer}\""),
+        ],
+    )
+}
+
+/// `target_up` of a customer's target.
+pub fn up(text: &str, customer: &str) -> Option<f64> {
+    value(
+        text,
+        "avepoint_exporter_target_up",
+        &[&format!("customer_id=\"{customer}\"")],
+    )
+}
+
 /// The value of an unlabelled sample, if present.
 pub fn counter(text: &str, metric: &str) -> Option<f64> {
     text.lines().find_map(|l| {

@@ -1,0 +1,444 @@
+//! A hostile API, network and config, through the binary: no secret leaves, nothing freezes,
+//! memory stays bounded. Each case was found by an adversarial probe; each stays fixed here.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const ONE_TARGET: &str = "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n";
+
+fn ok_page() -> Reply {
+    Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
+}
+
+/// A fake API on another origin that records whatever reaches it.
+async fn elsewhere() -> FakeApi {
+    FakeApi::start(|r| {
+        if r.path == "/token" {
+            return Reply::json(
+                r#"{"access_token":"stolen-token","token_type":"Bearer","expires_in":3600}"#,
+            );
+        }
+        Reply::json(envelope(&[record("evil", "Evil", 999, 0)], 1, 100, 1))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
+    for status in [307u16, 302] {
+        let other = elsewhere().await;
+        let location = format!("{}/token", other.base_url());
+        let api = FakeApi::start(move |r| {
+            if r.path == "/token" {
+                return Reply::status(status, "text/plain", "moved")
+                    .with_header("location", location.clone());
+            }
+            ok_page()
+        })
+        .await;
+        let (_dir, exporter) = start_on(&api, ONE_TARGET);
+        let text = exporter.first_cycle().await;
+        assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
+        assert!(
+            other.requests().is_empty(),
+            "{status}: the secret went elsewhere"
+        );
+        let line = exporter.log_line("cannot get an access token").await;
+        assert!(line.contains(&format!("redirect ({status}) to")), "{line}");
+        assert!(line.contains(&other.addr.to_string()), "{line}");
+    }
+    // Data: a redirect to another origin carries neither the bearer token nor brings back
+    // another host's tenants.
+    let other = elsewhere().await;
+    let to = other.base_url();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        Reply::status(302, "text/plain", "moved").with_header("location", format!("{to}{}", r.path))
+    })
+    .await;
+    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let text = exporter.first_cycle().await;
+    assert_eq!(errors(&text, "c", "connect"), Some(1.0), "{text}");
+    assert!(!text.contains("evil"), "{text}");
+    assert!(other.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZw";
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return Reply::json(format!(
+                r#"{{"access_token":"{jwt}","token_type":"Bearer","expires_in":3600}}"#
+            ));
+        }
+        let auth = r.authorization.clone().unwrap_or_default();
+        Reply::status(
+            403,
+            "application/json",
+            format!(r#"{{"message":"forbidden for {auth}; raw token {jwt}"}}"#),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
+            b = api.base_url()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let text = exporter.first_cycle().await;
+    assert_eq!(errors(&text, "c", "http_4xx"), Some(1.0), "{text}");
+    let line = exporter.log_line("target poll failed").await;
+    assert!(line.contains("forbidden for Bearer <redacted>"), "{line}");
+    let (_, page) = exporter.get("/").await;
+    assert!(page.contains("http_4xx (HTTP 403)"), "{page}");
+    for shown in [exporter.log_text(), page] {
+        assert!(!shown.contains("eyJ"), "a token was shown: {shown}");
+        assert!(!shown.contains("Abc"), "the secret was shown: {shown}");
+        assert!(!shown.contains("forbidden for Bearer eyJ"), "{shown}");
+    }
+
+    // A token endpoint that echoes the form body (the secret URL-encoded) when it refuses.
+    let api = FakeApi::start(|r| {
+        Reply::status(
+            400,
+            "application/json",
+            format!(
+                r#"{{"error":"invalid_client","error_description":"{}"}}"#,
+                r.body
+            ),
+        )
+    })
+    .await;
+    std::fs::write(
+        &config,
+        format!(
+            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
+            b = api.base_url()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    exporter.first_cycle().await;
+    let line = exporter.log_line("cannot get an access token").await;
+    assert!(line.contains("client_secret=<redacted>"), "{line}");
+    assert!(
+        !exporter.log_text().contains("Abc"),
+        "{}",
+        exporter.log_text()
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        ok_page()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // At start: exit 1 at once, naming the cause.
+    for bad in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let started = Instant::now();
+        let (code, _, err) = run_binary(&["--config.file", bad], dir.path());
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // At reload: refused with the reason, and scrapes never wait for it.
+    let config = write_config(&dir, &api, ONE_TARGET);
+    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    exporter.first_poll().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deep = format!(
+        "{}customers: {}{}\n",
+        std::fs::read_to_string(&config).unwrap(),
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for (name, replace) in [("fifo", None), ("deep", Some(deep))] {
+        std::fs::remove_file(&config).unwrap();
+        match &replace {
+            None => {
+                std::process::Command::new("mkfifo")
+                    .arg(&config)
+                    .status()
+                    .unwrap();
+            }
+            Some(text) => std::fs::write(&config, text).unwrap(),
+        }
+        let started = Instant::now();
+        let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 500, "{name}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("not a regular file") || body.contains("nested deeper than 64"),
+            "{name}: {body}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "{name}");
+        let (status, _) = exporter.get("/-/healthy").await;
+        assert_eq!(status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_at_the_limit_make_room_for_real_scrapes() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        ok_page()
+    })
+    .await;
+    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    exporter.first_poll().await;
+    // More idle connections than the default --web.max-connections 512.
+    let idle: Vec<TcpStream> = (0..520)
+        .filter_map(|_| TcpStream::connect(exporter.addr).ok())
+        .collect();
+    assert!(idle.len() >= 512);
+    let mut ok = 0;
+    for _ in 0..25 {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        if let Ok(resp) = client.get(exporter.url("/metrics")).send().await {
+            ok += usize::from(resp.status().as_u16() == 200);
+        }
+    }
+    assert_eq!(ok, 25, "real scrapes served among idle connections");
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series() {
+    let hostile = Arc::new(AtomicUsize::new(0));
+    let h = hostile.clone();
+    // 10 MiB of records per page (about 95 000), and a totalCount that asks for 21 pages:
+    // over 200 MiB if all were read.
+    let records = Reply::huge(10 * 1024 * 1024).body;
+    let big = Reply::json(format!(
+        r#"{{"data":{records},"metadata":{{"totalCount":2000000}}}}"#
+    ));
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if r.path == tenants_path("ignores", 0) {
+            // Ignores pageSize: all 250 records on every page.
+            let all: Vec<_> = (0..250)
+                .map(|i| record(&format!("t{i}"), "T", 1, 1))
+                .collect();
+            return Reply::json(envelope(&all, page_index(r), 250, 250));
+        }
+        if h.load(Ordering::SeqCst) == 0 {
+            return ok_page();
+        }
+        big.clone()
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1s\n  stale_after: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n  - id: ignores\n    tenant_types: [0]\n",
+    );
+    exporter.first_poll().await;
+    let ignores = api
+        .tenant_requests()
+        .iter()
+        .filter(|r| r.path == tenants_path("ignores", 0))
+        .count();
+    assert_eq!(ignores, 1, "a server ignoring pageSize is asked once");
+    hostile.store(1, Ordering::SeqCst);
+    let text = exporter
+        .metrics_when("a too_large failure, published", |t| {
+            errors(t, "c", "too_large").is_some() && up(t, "c") == Some(0.0)
+        })
+        .await;
+    assert!(
+        text.contains("available_user_seats{customer_id=\"c\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"),
+        "last good series kept: {text}"
+    );
+    assert_eq!(up(&text, "ignores"), Some(1.0));
+    // Cut at the 64 MiB budget for all of the target's pages, not at the 16 MiB page limit.
+    let line = exporter.log_line("larger than 67108864 bytes").await;
+    assert!(line.contains("cause=too_large"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
+    // expires_in of 2^63: used as "never expires".
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return Reply::json(
+                r#"{"access_token":"tok-1","token_type":"Bearer","expires_in":9223372036854775808}"#,
+            );
+        }
+        ok_page()
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let text = exporter.polls(3).await;
+    assert_eq!(up(&text, "c"), Some(1.0));
+    assert_eq!(api.token_requests().len(), 1);
+    assert!(
+        !exporter.log_text().contains("panicked"),
+        "{}",
+        exporter.log_text()
+    );
+    // A token with CR/LF: refused as a token problem, never sent.
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return Reply::json(
+                r#"{"access_token":"tok\r\nX-Injected: 1","token_type":"Bearer","expires_in":3600}"#,
+            );
+        }
+        ok_page()
+    })
+    .await;
+    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let text = exporter.first_cycle().await;
+    assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
+    assert!(api.tenant_requests().is_empty());
+    exporter.log_line("not allowed in an HTTP header").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_storm_polls_nothing() {
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        ok_page()
+    })
+    .await;
+    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    exporter.first_poll().await;
+    let before = api.requests().len();
+    let client = reqwest::Client::new();
+    let mut storm = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let (client, url) = (client.clone(), exporter.url("/-/reload"));
+        storm.spawn(async move { client.post(url).send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(done) = storm.join_next().await {
+        assert_eq!(done.unwrap().unwrap(), 200);
+    }
+    // A last request after the storm, to be sure every reload was applied.
+    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        api.requests().len(),
+        before,
+        "reloads that change nothing poll nothing"
+    );
+    let reloads = exporter.log_text().matches("config reloaded").count();
+    assert!(
+        reloads < 300,
+        "{reloads} reloads for 301 requests: not coalesced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
+    let drifted = Arc::new(Mutex::new(false));
+    let d = drifted.clone();
+    let api = FakeApi::start(move |r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        if *d.lock().unwrap() {
+            // Seat numbers as strings: every record invalid.
+            return Reply::json(
+                r#"{"data":[{"tenantId":"a","tenantName":"A","availableUserSeat":"5","assignedUserSeat":"1"}],"metadata":{"totalCount":1}}"#,
+            );
+        }
+        ok_page()
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    exporter.first_poll().await;
+    *drifted.lock().unwrap() = true;
+    let text = exporter
+        .metrics_when("a parse failure, published", |t| {
+            errors(t, "c", "parse").is_some() && up(t, "c") == Some(0.0)
+        })
+        .await;
+    assert!(
+        text.contains("tenant_id=\"a\",tenant_name=\"A\"} 5"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "avepoint_exporter_target_tenants{customer_id=\"c\",tenant_type=\"microsoft_365\"} 1"
+    ));
+    let line = exporter.log_line("all 1 records are invalid").await;
+    assert!(line.contains("availableUserSeat"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_things_count_and_read_right() {
+    // An absurd totalCount: the guard names the real page count, not a clamped one.
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        let all: Vec<_> = (0..100)
+            .map(|i| record(&format!("t{i}"), "T", 1, 1))
+            .collect();
+        Reply::json(
+            serde_json::json!({"data": all, "metadata": {"totalCount": 1_000_000_000_000u64}})
+                .to_string(),
+        )
+    })
+    .await;
+    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    exporter.first_cycle().await;
+    let line = exporter.log_line("paging guard").await;
+    assert!(line.contains("needs 10000000000 pages"), "{line}");
+    // 150 short headers are well inside the 16 KiB head limit: served, not 431.
+    let mut stream = TcpStream::connect(exporter.addr).unwrap();
+    let mut head = String::from("GET /-/healthy HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..150 {
+        head.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
