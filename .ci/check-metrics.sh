@@ -9,7 +9,7 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 addr=""
 for _ in $(seq 1 200); do
-  addr=$(sed -n 's/.*message=listening address=\([0-9.:]*\).*/\1/p' "$tmp/log" | head -1)
+  addr=$(sed -n 's/.*msg=listening address=\([0-9.:]*\).*/\1/p' "$tmp/log" | head -1)
   [ -n "$addr" ] && curl -fsS "http://$addr/-/ready" >/dev/null 2>&1 && break
   sleep 0.05
 done

@@ -60,8 +60,20 @@ pub enum ApiError {
     },
 }
 
+/// Every value of the `cause` label, for counters that start at 0.
+pub const CAUSES: [&str; 8] = [
+    "timeout",
+    "connect",
+    "http_4xx",
+    "http_5xx",
+    "rate_limited",
+    "parse",
+    "token",
+    "too_large",
+];
+
 impl ApiError {
-    /// The `cause` label of `avepoint_exporter_target_errors_total`.
+    /// The `cause` label of `avepoint_exporter_target_errors_total` (one of [`CAUSES`]).
     pub fn cause(&self) -> &'static str {
         match self {
             ApiError::Token(_) => "token",
@@ -755,6 +767,16 @@ mod tests {
 
     #[test]
     fn error_causes() {
+        let every = [
+            ApiError::Transport(TransportError::Timeout(std::time::Duration::ZERO)),
+            ApiError::Transport(TransportError::Connect(String::new())),
+            ApiError::Transport(TransportError::TooLarge { limit: 1 }),
+            ApiError::Paging(String::new()),
+            ApiError::Token(AuthError::Parse(String::new())),
+        ];
+        for e in every {
+            assert!(CAUSES.contains(&e.cause()), "{}", e.cause());
+        }
         let status = |s: u16| ApiError::Status {
             status: StatusCode::from_u16(s).unwrap(),
             detail: String::new(),

@@ -105,6 +105,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let build = BuildInfo::current();
     let metrics = Arc::new(Metrics::new(&build).map_err(|e| AppError::Setup(e.to_string()))?);
     metrics.set_shard(options.shard, options.total_shards);
+    // A small, known label set: every cause exists at 0, so increase() sees the first error.
+    for cause in crate::api::CAUSES {
+        metrics.discovery_errors.with_label_values(&[cause]);
+    }
 
     let demo = if options.demo {
         let api = DemoApi::start()
@@ -141,6 +145,14 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let client = build_client(&config, &metrics)
         .map_err(|e| AppError::Setup(format!("cannot build the HTTP client: {e}")))?;
     tracing::info!(
+        version = build.version,
+        revision = build.revision,
+        config_file = %if demo.is_some() {
+            "(demo)".to_owned()
+        } else {
+            options.config_file.display().to_string()
+        },
+        listen_addresses = %options.listen_addresses.join(","),
         customers = config.customers.len(),
         discovery = config.discovery.is_some(),
         shard = options.shard,
@@ -166,7 +178,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     };
     let reload = if demo.is_none() {
         let (tx, rx) = mpsc::channel::<ReloadRequest>(4);
-        spawn_sighup(tx.clone());
+        spawn_sighup(Some(tx.clone()));
         tokio::spawn(reloader(
             rx,
             options.clone(),
@@ -176,6 +188,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         ));
         Some(tx)
     } else {
+        // SIGHUP must not kill the demo (its default action): it says why nothing reloads.
+        spawn_sighup(None);
         None
     };
     let state = Arc::new(AppState {
@@ -237,11 +251,8 @@ fn load_web(options: &Options) -> Result<WebSettings, WebConfigError> {
 }
 
 fn warn_about(config: &Config) {
-    if config.poll.interval < Duration::from_secs(60) {
-        tracing::warn!(
-            interval = %humantime::format_duration(config.poll.interval),
-            "poll.interval is below 1m; be kind to the Elements API"
-        );
+    for warning in &config.warnings {
+        tracing::warn!(warning = %warning, "config");
     }
 }
 
@@ -299,13 +310,21 @@ async fn reloader(
     }
 }
 
+/// Turns SIGHUP into reload requests on `tx`; without one (demo mode), logs that there is
+/// nothing to reload.
 #[cfg(unix)]
-fn spawn_sighup(tx: mpsc::Sender<ReloadRequest>) {
+fn spawn_sighup(tx: Option<mpsc::Sender<ReloadRequest>>) {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
+                    let Some(tx) = &tx else {
+                        tracing::warn!(
+                            "SIGHUP received; config reload is not available in demo mode"
+                        );
+                        continue;
+                    };
                     tracing::info!("SIGHUP received; reloading the config");
                     let (answer, _) = tokio::sync::oneshot::channel();
                     if tx.send(answer).await.is_err() {
@@ -321,4 +340,4 @@ fn spawn_sighup(tx: mpsc::Sender<ReloadRequest>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_sighup(_tx: mpsc::Sender<ReloadRequest>) {}
+fn spawn_sighup(_tx: Option<mpsc::Sender<ReloadRequest>>) {}

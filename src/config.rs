@@ -5,7 +5,7 @@
 //! (`customers[2].tenant_types[0]: unknown tenant type "office"; ...`). After [`Config::parse`]
 //! succeeds, no other module needs to validate anything again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
@@ -399,6 +399,8 @@ pub struct Config {
     pub customers: Vec<Customer>,
     /// Customer auto-discovery, when configured.
     pub discovery: Option<DiscoveryConfig>,
+    /// Settings that are valid but probably not meant (see `--check-config`).
+    pub warnings: Vec<String>,
 }
 
 /// Where configuration values that live outside the file come from: the environment and
@@ -850,19 +852,57 @@ impl<'a> Section<'a> {
 
 /// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (Prometheus style).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let bad =
-        || format!("{text:?} is not a duration; use a number with a unit, e.g. 30s, 5m, 1h30m");
-    if t.is_empty() || !t.as_bytes()[0].is_ascii_digit() {
+    // Prometheus's syntax exactly: numbers with units from largest to smallest, each unit at
+    // most once, no spaces, "0" alone for zero.
+    const UNITS: [(&str, u64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let bad = || {
+        format!(
+            "{text:?} is not a duration; use numbers with the units y, w, d, h, m, s, ms from largest to smallest, e.g. 30s, 5m, 1h30m"
+        )
+    };
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut millis: u64 = 0;
+    let mut next_unit = 0;
+    if rest.is_empty() {
         return Err(bad());
     }
-    // Every number must carry a unit: humantime would otherwise reject it with a vaguer message.
-    if t.as_bytes()[t.len() - 1].is_ascii_digit() {
-        return Err(format!(
-            "{text:?} has no unit; use s, m, h or d, e.g. 30s, 5m, 1h30m"
-        ));
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..letters];
+        rest = &rest[letters..];
+        if unit.is_empty() {
+            return Err(format!(
+                "{text:?} has a number without a unit; use numbers with the units y, w, d, h, m, s, ms from largest to smallest, e.g. 30s, 5m, 1h30m"
+            ));
+        }
+        let Some(index) = UNITS[next_unit..].iter().position(|(u, _)| *u == unit) else {
+            return Err(bad());
+        };
+        let (_, per) = UNITS[next_unit + index];
+        next_unit += index + 1;
+        millis = number
+            .checked_mul(per)
+            .and_then(|m| millis.checked_add(m))
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
     }
-    humantime::parse_duration(t).map_err(|_| bad())
+    Ok(Duration::from_millis(millis))
 }
 
 fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<Config> {
@@ -901,12 +941,81 @@ fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<C
             None
         }
     };
-    Some(Config {
+    let mut config = Config {
         elements: elements?,
         poll: poll?,
         customers: customers?,
         discovery: discovery?,
-    })
+        warnings: Vec::new(),
+    };
+    let explicit = |key: &str| {
+        section
+            .map
+            .get("elements")
+            .and_then(Value::as_mapping)
+            .is_some_and(|m| m.contains_key(key))
+    };
+    config.warnings = warnings_of(&config, explicit("environment") && explicit("token_url"));
+    Some(config)
+}
+
+/// What is valid but probably not meant, said by `--check-config` and logged at start and
+/// reload.
+fn warnings_of(config: &Config, both_token_sources: bool) -> Vec<String> {
+    let mut w = Vec::new();
+    let e = &config.elements;
+    if config.poll.interval < Duration::from_secs(60) {
+        w.push(format!(
+            "poll.interval: {} is below 1m; be kind to the Elements API (seat counts change slowly)",
+            humantime::format_duration(config.poll.interval)
+        ));
+    }
+    if let Some(d) = &config.discovery {
+        if d.interval < Duration::from_secs(600) {
+            w.push(format!(
+                "discovery.interval: {} fetches the whole customer list that often; the list changes rarely (default 1h)",
+                humantime::format_duration(d.interval)
+            ));
+        }
+    }
+    for (key, url) in [("token_url", &e.token_url), ("base_url", &e.base_url)] {
+        if url.scheme() == "http" {
+            w.push(format!(
+                "elements.{key}: {url} is plain http: credentials and tokens would cross the network in cleartext; use https"
+            ));
+        }
+    }
+    if both_token_sources && e.token_url.as_str() != e.environment.token_url() {
+        w.push(format!(
+            "elements.token_url: {} overrides the token service of environment {} ({}); remove token_url unless you mean it",
+            e.token_url,
+            e.environment.name(),
+            e.environment.token_url()
+        ));
+    }
+    let not_guids: Vec<&str> = config
+        .customers
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| !is_guid(id))
+        .collect();
+    if let Some(first) = not_guids.first() {
+        w.push(format!(
+            "customers: {} customer id(s) are not GUIDs (first: {first:?}); Elements customer ids look like f1620000-b9d4-0000-a165-97db0000fc15",
+            not_guids.len()
+        ));
+    }
+    w
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_guid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn parse_elements(
@@ -1200,19 +1309,27 @@ fn parse_customers(value: &Value, discovering: bool, p: &mut Problems) -> Option
         );
         return None;
     }
-    let mut seen = HashSet::new();
+    // Ids are GUIDs, which compare without regard to case.
+    let mut seen: HashMap<String, String> = HashMap::new();
     let mut customers = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let path = format!("customers[{i}]");
         match parse_customer(item, &path, p) {
             Some(c) => {
-                if !seen.insert(c.id.clone()) {
-                    p.add(
-                        &format!("{path}.id"),
-                        format!("duplicate customer id {:?}", c.id),
-                    );
+                if let Some(first) = seen.get(&c.id.to_lowercase()) {
+                    let why = if *first == c.id {
+                        format!("duplicate customer id {:?}", c.id)
+                    } else {
+                        format!(
+                            "duplicate customer id {:?} (the same as {first:?}: ids are compared ignoring case)",
+                            c.id
+                        )
+                    };
+                    p.add(&format!("{path}.id"), why);
                     ok = false;
+                } else {
+                    seen.insert(c.id.to_lowercase(), c.id.clone());
                 }
                 customers.push(c);
             }
@@ -1732,8 +1849,39 @@ customers:
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("30").unwrap_err().contains("no unit"));
+        assert!(parse_duration("30").unwrap_err().contains("without a unit"));
         assert!(parse_duration("5 minutes please").is_err());
+        // Prometheus's syntax exactly.
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("1y"), Ok(Duration::from_secs(365 * 86_400)));
+        assert_eq!(
+            parse_duration("1d2h3m4s5ms"),
+            Ok(Duration::from_millis(93_784_005))
+        );
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in [
+            "5M",
+            "5min",
+            "5 minutes",
+            "5minutes",
+            "1m1h",
+            "1h1h",
+            "1.5h",
+            " 5m",
+            "5m ",
+            "5mo",
+            "99999999999999999999y",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains(bad.trim()) || e.contains("too long"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(parse_duration("5M")
+            .unwrap_err()
+            .contains("y, w, d, h, m, s, ms"));
         assert!(parse_duration("-5m").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("m5").is_err());

@@ -19,6 +19,7 @@
 //! - [`metrics`]: the self-metrics registry and the pre-rendered seat snapshot.
 //! - [`server`]: the HTTP endpoints, connection limits and timeouts.
 //! - [`web`]: the exporter-toolkit web config: TLS, client certificates, headers, basic auth.
+//! - [`telemetry`]: log lines in the exporters' logfmt and flat JSON formats.
 //! - [`demo`]: the simulated Elements API behind `--demo`.
 //! - [`app`]: wires the above into the running daemon, including config reload.
 #![forbid(unsafe_code)]
@@ -38,5 +39,6 @@ pub mod ratelimit;
 pub mod redact;
 pub mod scheduler;
 pub mod server;
+pub mod telemetry;
 pub mod transport;
 pub mod web;

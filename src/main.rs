@@ -5,28 +5,36 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use avepoint_elements_exporter::app::{self, AppError, Options};
-use avepoint_elements_exporter::config::{Config, ProcessEnvironment};
+use avepoint_elements_exporter::config::{Config, ConfigError, ProcessEnvironment};
+use avepoint_elements_exporter::demo::DemoApi;
+use avepoint_elements_exporter::metrics::BuildInfo;
 use avepoint_elements_exporter::server::ServeLimits;
+use avepoint_elements_exporter::telemetry::{Format, LineLayer};
 use avepoint_elements_exporter::web::WebSettings;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 
 /// Exports the user seats of AvePoint Elements customer tenants as Prometheus metrics.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(about, long_about = None, disable_version_flag = true)]
 struct Cli {
+    /// Print version, revision, build date, compiler and platform, then exit.
+    #[arg(long)]
+    version: bool,
     /// YAML configuration file.
     #[arg(
         long = "config.file",
         value_name = "PATH",
-        default_value = "config.yaml"
+        default_value = DEFAULT_CONFIG_FILE
     )]
     config_file: PathBuf,
-    /// Address to serve HTTP on (host:port, or :port for all interfaces); repeatable.
+    /// Address to serve HTTP on (host:port, or :port for all interfaces, IPv6 included);
+    /// repeatable.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
-        default_value = ":9978"
+        default_value = ":9978",
+        value_parser = parse_listen_address
     )]
     listen_address: Vec<String>,
     /// Path of the metrics endpoint.
@@ -96,24 +104,45 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::WARN.min(level))
         .with_target("avepoint_elements_exporter", level);
-    let registry = tracing_subscriber::registry().with(filter);
-    match format {
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-    }
+    let format = match format {
+        LogFormat::Logfmt => Format::Logfmt,
+        LogFormat::Json => Format::Json,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(LineLayer::new(format))
+        .init();
 }
+
+/// `host:port`, `[v6]:port` or `:port`, with a port number 0..65535; checked here so that a
+/// typo is a usage error (exit 1), not a bind failure.
+fn parse_listen_address(text: &str) -> Result<String, String> {
+    let expected = "expected host:port, [ipv6]:port or :port with a port from 0 to 65535";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: {expected}"))?;
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{text:?}: port {port:?} is not a number from 0 to 65535; {expected}"
+        ));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
+        return Err(format!(
+            "{text:?}: write IPv6 hosts in brackets; {expected}"
+        ));
+    }
+    if host.chars().any(char::is_whitespace) {
+        return Err(format!("{text:?}: {expected}"));
+    }
+    Ok(text.to_owned())
+}
+
+/// `--config.file` when none is given.
+const DEFAULT_CONFIG_FILE: &str = "config.yaml";
+
+/// Paths the server answers itself, which the metrics endpoint cannot take over.
+const BUILT_IN_PATHS: [&str; 4] = ["/", "/-/healthy", "/-/ready", "/-/reload"];
 
 /// A positive duration such as `10s`.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -140,6 +169,13 @@ fn main() -> ExitCode {
             };
         }
     };
+    if cli.version {
+        print!("{}", BuildInfo::current().version_text());
+        return ExitCode::SUCCESS;
+    }
+    if cli.check_config && cli.demo {
+        return check_demo_config();
+    }
     if cli.check_config {
         if let Some(path) = &cli.web_config_file {
             if let Err(e) = WebSettings::load(path) {
@@ -152,6 +188,9 @@ fn main() -> ExitCode {
                 print!("{}", config.summary());
                 if let Some(path) = &cli.web_config_file {
                     println!("  web config {}: OK", path.display());
+                }
+                for warning in &config.warnings {
+                    println!("warning: {warning}");
                 }
                 if let Some(round) = config.min_round(cli.total_shards) {
                     println!("  round estimate: {round}");
@@ -169,6 +208,9 @@ fn main() -> ExitCode {
             Err(e) => {
                 for problem in e.problems() {
                     eprintln!("{}: {problem}", cli.config_file.display());
+                }
+                if let Some(hint) = start_hint(&e, &cli.config_file) {
+                    eprintln!("{hint}");
                 }
                 ExitCode::from(1)
             }
@@ -192,10 +234,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    if !cli.telemetry_path.starts_with('/') || cli.telemetry_path.len() < 2 {
+    if !cli.telemetry_path.starts_with('/') || BUILT_IN_PATHS.contains(&cli.telemetry_path.as_str())
+    {
         eprintln!(
-            "--web.telemetry-path {:?} must start with '/' and name a path other than /",
-            cli.telemetry_path
+            "--web.telemetry-path {:?} must start with '/' and not be one of the built-in paths {}",
+            cli.telemetry_path,
+            BUILT_IN_PATHS.join(", ")
         );
         return ExitCode::from(1);
     }
@@ -210,6 +254,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let config_file = cli.config_file.clone();
     let options = Options {
         config_file: cli.config_file,
         listen_addresses: cli.listen_address,
@@ -229,12 +274,68 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "exiting");
-            eprintln!("error: {e}");
+            // Once, in the log format chosen, with a hint when the exporter was started
+            // without a config.
+            let hint = match &e {
+                AppError::Config(c) => start_hint(c, &config_file),
+                _ => None,
+            };
+            match hint {
+                Some(hint) => tracing::error!(error = %e, hint, "cannot start"),
+                None => tracing::error!(error = %e, "cannot start"),
+            }
             match e {
                 AppError::Server(_) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
+        }
+    }
+}
+
+/// How to get going, when the exporter was started without `--config.file` and there is no
+/// `config.yaml` in the working directory.
+fn start_hint(error: &ConfigError, path: &std::path::Path) -> Option<String> {
+    match error {
+        ConfigError::Read { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound
+                && path == std::path::Path::new(DEFAULT_CONFIG_FILE) =>
+        {
+            Some(format!(
+                "no config file at {}: pass --config.file PATH (examples/config.yaml shows every key), or run with --demo to see the exporter work against a built-in simulated API",
+                path.display()
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `--demo --check-config`: the demo's own config, checked and summarized.
+fn check_demo_config() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let checked = runtime.block_on(async {
+        let api = DemoApi::start()
+            .await
+            .map_err(|e| format!("cannot start the demo API: {e}"))?;
+        api.config().map_err(|e| e.problems().join("; "))
+    });
+    match checked {
+        Ok(config) => {
+            println!("demo mode: the built-in simulated Elements API, on a loopback port chosen at start");
+            print!("{}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("demo config: {e}");
+            ExitCode::from(1)
         }
     }
 }
@@ -265,6 +366,31 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        for good in [
+            ":9978",
+            "0.0.0.0:9978",
+            "localhost:1",
+            "[::1]:9978",
+            "[::]:0",
+            ":65535",
+        ] {
+            assert_eq!(parse_listen_address(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in [
+            "nonsense",
+            ":99999",
+            ":",
+            "host:port",
+            "::1:9978",
+            "a b:1",
+            ":-1",
+        ] {
+            assert!(parse_listen_address(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn pod_ordinals() {

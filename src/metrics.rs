@@ -22,7 +22,7 @@ use crate::config::TenantType;
 /// Content type of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Build facts for `avepoint_exporter_build_info`.
+/// Build facts for `avepoint_exporter_build_info` and `--version`.
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
     /// Crate version.
@@ -31,6 +31,8 @@ pub struct BuildInfo {
     pub revision: &'static str,
     /// Compiler version, or `unknown`.
     pub rustc_version: &'static str,
+    /// UTC date of the build (`YYYY-MM-DD`), or `unknown`.
+    pub build_date: &'static str,
 }
 
 impl BuildInfo {
@@ -40,7 +42,21 @@ impl BuildInfo {
             version: env!("CARGO_PKG_VERSION"),
             revision: option_env!("AEE_GIT_REVISION").unwrap_or("unknown"),
             rustc_version: option_env!("AEE_RUSTC_VERSION").unwrap_or("unknown"),
+            build_date: option_env!("AEE_BUILD_DATE").unwrap_or("unknown"),
         }
+    }
+
+    /// What `--version` prints, in the shape Prometheus exporters use.
+    pub fn version_text(&self) -> String {
+        format!(
+            "avepoint-elements-exporter, version {} (revision: {})\n  build date:       {}\n  rustc version:    {}\n  platform:         {}/{}\n",
+            self.version,
+            self.revision,
+            self.build_date,
+            self.rustc_version,
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )
     }
 }
 

@@ -75,6 +75,16 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
+/// The `customer_name` of a customer: its configured or discovered name, else its id (so that
+/// legends and alerts never show an empty name).
+pub fn display_name(c: &Customer) -> &str {
+    if c.name.is_empty() {
+        &c.id
+    } else {
+        &c.name
+    }
+}
+
 /// Plans the targets of `shard` of `total_shards` from `config` and, when discovery is on, the
 /// last good customer list (`None` until one was fetched).
 pub fn plan(
@@ -116,7 +126,7 @@ pub fn plan(
             .filter_map(|c| {
                 listed.get(c.id.as_str()).map(|l| CustomerFacts {
                     id: c.id.clone(),
-                    name: c.name.clone(),
+                    name: display_name(c).to_owned(),
                     country_or_region: l.country_or_region.clone(),
                     management_mode: l.management_mode.clone(),
                 })
@@ -134,7 +144,7 @@ pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target>
         .filter(|c| shard_of(&c.id, total) == shard)
         .flat_map(|c| {
             let id: Arc<str> = c.id.as_str().into();
-            let name: Arc<str> = c.name.as_str().into();
+            let name: Arc<str> = display_name(c).into();
             c.tenant_types.iter().map(move |&t| Target {
                 labels: Arc::new(TargetLabels::new(id.clone(), name.clone(), t)),
                 request: TargetRequest {
@@ -218,7 +228,8 @@ mod tests {
             [
                 ("a".into(), "A".into(), "salesforce"),
                 ("a".into(), "A".into(), "microsoft_365"),
-                ("b".into(), "".into(), "microsoft_365"),
+                // No name: the id stands in.
+                ("b".into(), "b".into(), "microsoft_365"),
             ]
         );
         assert_eq!(

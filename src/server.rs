@@ -103,38 +103,83 @@ pub struct AppState {
     pub web: Arc<ArcSwap<WebSettings>>,
 }
 
-/// Binds every listen address (`host:port`, or `:port` for all interfaces).
+/// Binds every listen address (`host:port`, or `:port` for all interfaces: IPv6 and IPv4 on
+/// one dual-stack socket where the host has IPv6, IPv4 alone where it has not).
 pub async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, ServerError> {
     let mut listeners = Vec::with_capacity(addrs.len());
     for addr in addrs {
-        let target = match addr.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => addr.clone(),
+        let listener = match addr.strip_prefix(':') {
+            Some(port) => bind_all_interfaces(addr, port)?,
+            None => bind_one(addr).await?,
         };
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host(&target)
-            .await
-            .map_err(|e| ServerError::BadAddress {
-                addr: addr.clone(),
-                reason: format!("expected host:port or :port ({e})"),
-            })?
-            .collect();
-        let first = resolved.first().ok_or_else(|| ServerError::BadAddress {
-            addr: addr.clone(),
-            reason: "resolves to no address".into(),
-        })?;
-        let listener = TcpListener::bind(first).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                ServerError::AddrInUse { addr: addr.clone() }
-            } else {
-                ServerError::Bind {
-                    addr: addr.clone(),
-                    source,
-                }
-            }
-        })?;
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+fn bind_error(addr: &str, source: std::io::Error) -> ServerError {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        ServerError::AddrInUse {
+            addr: addr.to_owned(),
+        }
+    } else {
+        ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        }
+    }
+}
+
+/// `:port`: `[::]:port` with IPV6_V6ONLY off (like Go's net.Listen, as node_exporter does),
+/// or `0.0.0.0:port` on a host without IPv6.
+fn bind_all_interfaces(addr: &str, port: &str) -> Result<TcpListener, ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let port: u16 = port.parse().map_err(|_| ServerError::BadAddress {
+        addr: addr.to_owned(),
+        reason: "expected host:port or :port".into(),
+    })?;
+    let v6 = || -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_only_v6(false)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)).into())?;
+        Ok(socket)
+    };
+    let socket = match v6() {
+        Ok(socket) => socket,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(bind_error(addr, e)),
+        Err(_) => {
+            let v4 = || -> std::io::Result<Socket> {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+                socket.set_reuse_address(true)?;
+                socket.bind(&SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)).into())?;
+                Ok(socket)
+            };
+            v4().map_err(|e| bind_error(addr, e))?
+        }
+    };
+    socket
+        .listen(1024)
+        .and_then(|()| socket.set_nonblocking(true))
+        .and_then(|()| TcpListener::from_std(socket.into()))
+        .map_err(|e| bind_error(addr, e))
+}
+
+async fn bind_one(addr: &str) -> Result<TcpListener, ServerError> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| ServerError::BadAddress {
+            addr: addr.to_owned(),
+            reason: format!("expected host:port or :port ({e})"),
+        })?
+        .collect();
+    let first = resolved.first().ok_or_else(|| ServerError::BadAddress {
+        addr: addr.to_owned(),
+        reason: "resolves to no address".into(),
+    })?;
+    TcpListener::bind(first)
+        .await
+        .map_err(|source| bind_error(addr, source))
 }
 
 /// Serves HTTP (or HTTPS, per the web config) on `listeners` until `shutdown` completes, then

@@ -140,7 +140,7 @@ async fn address_in_use_exits_2_with_a_clear_message() {
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "error: cannot listen on {addr}: address already in use"
+            "error=\"cannot listen on {addr}: address already in use"
         )),
         "{stderr}"
     );
@@ -217,7 +217,7 @@ fn check_config_accepts_the_example_and_reports_every_problem() {
     );
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("error: cannot read config file /nonexistent/c.yaml"),
+        stderr.contains("error=\"cannot read config file /nonexistent/c.yaml"),
         "{stderr}"
     );
     // Bad flags: exit 1.
@@ -348,9 +348,16 @@ async fn json_logs_one_object_per_line_with_cycle_summary() {
     let exporter = Exporter::start(&["--demo", "--log.format", "json"]);
     let line = exporter.log_line("first pass complete").await;
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(v["level"], "INFO");
-    assert_eq!(v["fields"]["targets"], 16);
-    assert_eq!(v["fields"]["failed"], 0);
+    // Flat, with the keys every Prometheus exporter's JSON logs use.
+    assert_eq!(v["level"], "info");
+    assert_eq!(v["msg"], "first pass complete");
+    assert!(v["ts"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+    assert_eq!(v["targets"], 16);
+    assert_eq!(v["failed"], 0);
+    assert!(
+        v.get("fields").is_none() && v.get("target").is_none(),
+        "{line}"
+    );
     for l in exporter.log.lock().unwrap().iter() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
     }

@@ -282,7 +282,7 @@ async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series
         })
         .await;
     assert!(
-        text.contains("available_user_seats{customer_id=\"c\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"),
+        text.contains("available_user_seats{customer_id=\"c\",customer_name=\"c\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"),
         "last good series kept: {text}"
     );
     assert_eq!(up(&text, "ignores"), Some(1.0));

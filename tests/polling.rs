@@ -501,7 +501,7 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
             )
         })
         .await;
-    assert!(text.contains("available_user_seats{customer_id=\"c\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"), "{text}\n{}", exporter.log_text());
+    assert!(text.contains("available_user_seats{customer_id=\"c\",customer_name=\"c\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"), "{text}\n{}", exporter.log_text());
     assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"http_5xx\",customer_id=\"c\",tenant_type=\"microsoft_365\"}"));
     // ...until stale_after has passed since the last success.
     let text = exporter

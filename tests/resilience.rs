@@ -110,7 +110,7 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     assert_eq!(up(&text, "flaky"), Some(1.0));
     assert_eq!(
         series(&text, "available_user_seats"),
-        vec!["available_user_seats{customer_id=\"flaky\",customer_name=\"\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 7"]
+        vec!["available_user_seats{customer_id=\"flaky\",customer_name=\"flaky\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 7"]
     );
     // Requests per customer: transient faults are retried (1 + retries), final ones are not.
     let mut sent: HashMap<String, usize> = HashMap::new();

@@ -339,11 +339,14 @@ async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
             args.extend_from_slice(extra);
             let (code, _, err) = run_binary(&args, dir.path());
             assert_eq!(code, 1, "{text}: {err}");
-            // One line for the user (besides the structured log line when running).
-            let line = err
-                .lines()
-                .find(|l| l.starts_with("error: ") || l.starts_with("invalid web config"))
-                .unwrap_or_else(|| panic!("no error line: {err}"));
+            // One line for the user: the log line when running, plain with --check-config.
+            let lines: Vec<&str> = err.lines().collect();
+            assert_eq!(lines.len(), 1, "{err}");
+            let line = lines[0];
+            assert!(
+                line.contains("level=error") || line.starts_with("invalid web config"),
+                "{line}"
+            );
             assert!(
                 line.contains(web.to_str().unwrap()),
                 "names the file: {line}"

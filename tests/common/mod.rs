@@ -365,13 +365,13 @@ impl Exporter {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("message=listening address=").nth(1) {
+                if let Some(rest) = line.split("msg=listening address=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
                 }
                 // --log.format json
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if v["fields"]["message"] == "listening" {
-                        if let Some(a) = v["fields"]["address"].as_str() {
+                    if v["msg"] == "listening" {
+                        if let Some(a) = v["address"].as_str() {
                             let _ = tx.send(a.to_owned());
                         }
                     }

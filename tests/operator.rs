@@ -1,0 +1,283 @@
+//! What an operator touches first, through the binary: --version, start-up errors and their
+//! exit codes, listen addresses, demo-mode signals and check-config.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn version_prints_version_revision_build_date_and_compiler() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_binary(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!(
+            "avepoint-elements-exporter, version {} (revision: ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    for key in ["build date:", "rustc version:", "platform:"] {
+        assert!(out.contains(key), "{key}: {out}");
+    }
+    assert!(!out.contains("unknown"), "{out}");
+}
+
+#[test]
+fn started_with_nothing_it_says_how_to_start_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_binary(&["--web.listen-address", "127.0.0.1:0"], dir.path());
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, printed once: {err}");
+    assert!(lines[0].contains("level=error"), "{err}");
+    assert!(
+        lines[0].contains("--config.file") && lines[0].contains("--demo"),
+        "{err}"
+    );
+    // The same hint from --check-config.
+    let (code, _, err) = run_binary(&["--check-config"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("--demo"), "{err}");
+}
+
+#[test]
+fn bad_listen_addresses_and_telemetry_paths_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in ["nonsense", ":99999", "::1:80"] {
+        let (code, _, err) = run_binary(&["--demo", "--web.listen-address", addr], dir.path());
+        assert_eq!(code, 1, "{addr}: {err}");
+        assert!(err.contains("--web.listen-address"), "{err}");
+    }
+    for path in ["/", "/-/healthy", "/-/ready", "/-/reload", "metrics"] {
+        let (code, _, err) = run_binary(
+            &[
+                "--demo",
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--web.telemetry-path",
+                path,
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, 1, "{path}: {err}");
+        assert!(err.contains("--web.telemetry-path"), "{err}");
+    }
+}
+
+#[test]
+fn demo_check_config_checks_the_demo_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run_binary(&["--demo", "--check-config"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("demo mode"), "{out}");
+    assert!(out.contains("config OK"), "{out}");
+    assert!(out.contains("discovery: every"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
+    let exporter = Exporter::start(&["--demo"]);
+    exporter.first_cycle().await;
+    let status = Command::new("kill")
+        .args(["-HUP", &exporter.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    exporter
+        .log_line("config reload is not available in demo mode")
+        .await;
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+    // Small, known label sets start at 0; names fall back to the id.
+    let (_, text) = exporter.get("/metrics").await;
+    for cause in [
+        "timeout",
+        "connect",
+        "http_4xx",
+        "http_5xx",
+        "rate_limited",
+        "parse",
+        "token",
+        "too_large",
+    ] {
+        let line = format!("avepoint_exporter_discovery_errors_total{{cause=\"{cause}\"}} 0");
+        assert!(text.contains(&line), "{line}");
+    }
+    assert!(!text.contains("customer_name=\"\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_port_listens_on_ipv4_and_ipv6() {
+    let mut child = Command::new(binary())
+        .args(["--demo", "--web.listen-address", ":0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("msg=listening address=").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        }
+    });
+    let addr: std::net::SocketAddr = rx.recv_timeout(DEADLINE).unwrap().parse().unwrap();
+    let port = addr.port();
+    let v6_host = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let mut urls = vec![format!("http://127.0.0.1:{port}/-/healthy")];
+    if v6_host {
+        assert!(
+            addr.is_ipv6(),
+            "{addr}: a host with IPv6 listens dual-stack"
+        );
+        urls.push(format!("http://[::1]:{port}/-/healthy"));
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for url in urls {
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs `--check-config` on `config` (text) with `env`: (exit code, stdout, stderr).
+fn check(config: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary())
+        .args(["--check-config", "--config.file", path.to_str().unwrap()])
+        .env_remove("ELEMENTS_CLIENT_SECRET")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GUID: &str = "f1620000-b9d4-0000-a165-97db0000fc15";
+
+#[test]
+fn check_config_warns_where_the_runtime_would() {
+    let (code, out, err) = check(
+        "elements:\n  base_url: http://elements.internal\n  environment: gov\n  token_url: https://proxy.example.com/token\n  client_id: x\n  client_secret: y\npoll:\n  interval: 30s\ndiscovery:\n  interval: 1m\ncustomers:\n  - id: not-a-guid\n  - id: also-not\n",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 5, "{out}");
+    for expected in [
+        "poll.interval: 30s is below 1m",
+        "discovery.interval: 1m fetches the whole customer list",
+        "elements.base_url: http://elements.internal/ is plain http",
+        "elements.token_url: https://proxy.example.com/token overrides the token service of environment gov",
+        "customers: 2 customer id(s) are not GUIDs (first: \"not-a-guid\")",
+    ] {
+        assert!(warnings.iter().any(|w| w.contains(expected)), "{expected}: {out}");
+    }
+    // The same warnings are logged when the exporter runs.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!("elements:\n  base_url: http://127.0.0.1:9\n  token_url: http://127.0.0.1:9/t\n  client_id: x\n  client_secret: y\npoll:\n  interval: 30s\ncustomers:\n  - id: {GUID}\n"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&["--config.file", path.to_str().unwrap()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let line = rt.block_on(exporter.log_line("is below 1m"));
+    assert!(line.contains("level=warn"), "{line}");
+    let line =
+        rt.block_on(exporter.log_line("elements.token_url: http://127.0.0.1:9/t is plain http"));
+    assert!(line.contains("level=warn"), "{line}");
+}
+
+#[test]
+fn check_config_refuses_other_duration_syntaxes_and_case_duplicates() {
+    for (interval, what) in [
+        ("5M", "5M"),
+        ("5 minutes", "5 minutes"),
+        ("5min", "5min"),
+        ("1m1h", "1m1h"),
+    ] {
+        let (code, _, err) = check(
+            &format!("elements:\n  client_id: x\n  client_secret: y\npoll:\n  interval: {interval}\ncustomers:\n  - id: {GUID}\n"),
+            &[],
+        );
+        assert_eq!(code, 1, "{interval}");
+        assert!(
+            err.contains(what) && err.contains("y, w, d, h, m, s, ms"),
+            "{err}"
+        );
+    }
+    let (code, out, _) = check(
+        &format!("elements:\n  client_id: x\n  client_secret: y\npoll:\n  interval: 1h30m\ncustomers:\n  - id: {GUID}\n"),
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("poll interval: 1h 30m"), "{out}");
+    let (code, _, err) = check(
+        &format!(
+            "elements:\n  client_id: x\n  client_secret: y\ncustomers:\n  - id: {GUID}\n  - id: {}\n",
+            GUID.to_uppercase()
+        ),
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("customers[1].id: duplicate customer id") && err.contains("ignoring case"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_configs_pass_check_config_as_documented() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let configmap =
+        std::fs::read_to_string(format!("{root}/deploy/kubernetes/configmap.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&configmap).unwrap();
+    let embedded = doc["data"]["config.yaml"].as_str().unwrap().to_owned();
+    let shipped = [
+        (
+            "examples/config.yaml",
+            std::fs::read_to_string(format!("{root}/examples/config.yaml")).unwrap(),
+        ),
+        (
+            "deploy/systemd/config.yaml",
+            std::fs::read_to_string(format!("{root}/deploy/systemd/config.yaml")).unwrap(),
+        ),
+        ("deploy/kubernetes/configmap.yaml", embedded),
+    ];
+    for (name, text) in shipped {
+        // As the files' comments say: the secret from the environment, since the secret file
+        // exists only where the exporter runs.
+        let (code, out, err) = check(&text, &[("ELEMENTS_CLIENT_SECRET", "checking")]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(!out.contains("warning:"), "{name}: {out}");
+        assert!(
+            out.contains("token_url: https://identity.avepointonlineservices.com/connect/token"),
+            "{name}: {out}"
+        );
+        assert!(
+            !text.contains("\n  token_url:") && !text.contains("\n      token_url:"),
+            "{name} sets token_url"
+        );
+    }
+}
