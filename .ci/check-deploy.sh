@@ -5,7 +5,7 @@
 #     and every COPY source of deploy/Dockerfile exists (and is not excluded from the build
 #     context by deploy/Dockerfile.dockerignore);
 #   - promtool check config / check rules / test rules;
-#   - deploy/kubernetes/prometheusrule.yaml is exactly what generate-prometheusrule.sh makes
+#   - deploy/kubernetes/prometheus-operator/prometheusrule.yaml is exactly what generate-prometheusrule.sh makes
 #     from deploy/prometheus/rules.yml;
 #   - Kubernetes workloads: strict security contexts, probes, the config and secret files the
 #     config names are mounted, shard count = replicas; `kubectl kustomize` builds (if kubectl);
@@ -263,18 +263,63 @@ ok "promtool test rules deploy/prometheus/rules_test.yml"
 
 # ---------------------------------------------------------------- generated PrometheusRule
 bash deploy/kubernetes/generate-prometheusrule.sh >"$tmp/prometheusrule.yaml"
-if ! diff -u deploy/kubernetes/prometheusrule.yaml "$tmp/prometheusrule.yaml"; then
-  fail "deploy/kubernetes/prometheusrule.yaml is out of date with deploy/prometheus/rules.yml; run deploy/kubernetes/generate-prometheusrule.sh --write"
+if ! diff -u deploy/kubernetes/prometheus-operator/prometheusrule.yaml "$tmp/prometheusrule.yaml"; then
+  fail "deploy/kubernetes/prometheus-operator/prometheusrule.yaml is out of date with deploy/prometheus/rules.yml; run deploy/kubernetes/generate-prometheusrule.sh --write"
 fi
-ok "deploy/kubernetes/prometheusrule.yaml matches deploy/prometheus/rules.yml"
+ok "deploy/kubernetes/prometheus-operator/prometheusrule.yaml matches deploy/prometheus/rules.yml"
 
-# ---------------------------------------------------------------- kustomize
-if command -v kubectl >/dev/null; then
-  kubectl kustomize deploy/kubernetes >"$tmp/kustomized.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize deploy/kubernetes"; }
-  ok "kubectl kustomize deploy/kubernetes ($(grep -c '^kind:' "$tmp/kustomized.yaml") resources)"
-else
-  skip "kubectl kustomize (kubectl not installed)"
+# ---------------------------------------------------------------- kustomize + schemas
+# The base must apply on any cluster (no Prometheus Operator kinds); the component adds them.
+command -v kubectl >/dev/null || fail "kubectl is not installed (needed for kubectl kustomize)"
+kubectl kustomize deploy/kubernetes >"$tmp/kustomized.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize deploy/kubernetes"; }
+if grep -Eq '^kind: (ServiceMonitor|PrometheusRule)' "$tmp/kustomized.yaml"; then
+  fail "kubectl apply -k deploy/kubernetes would need the Prometheus Operator's CRDs"
 fi
+mkdir -p "$tmp/overlay"
+rel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/deploy/kubernetes" "$tmp/overlay")
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s/prometheus-operator\n' "$rel" "$rel" >"$tmp/overlay/kustomization.yaml"
+kubectl kustomize "$tmp/overlay" >"$tmp/with-operator.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize with the prometheus-operator component"; }
+for kind in ServiceMonitor PrometheusRule; do
+  grep -q "^kind: $kind" "$tmp/with-operator.yaml" || fail "the prometheus-operator component has no $kind"
+done
+ok "kubectl kustomize deploy/kubernetes ($(grep -c '^kind:' "$tmp/kustomized.yaml") resources, no operator CRDs; $(grep -c '^kind:' "$tmp/with-operator.yaml") with the prometheus-operator component)"
+command -v kubernetes-validate >/dev/null || python3 -m pip install -q kubernetes-validate 2>/dev/null ||
+  python3 -m pip install -q --break-system-packages kubernetes-validate
+kubernetes-validate --strict --quiet "$tmp/kustomized.yaml" deploy/kubernetes/statefulset-sharded.yaml deploy/kubernetes/secret.example.yaml >"$tmp/out" 2>&1 ||
+  { cat "$tmp/out"; fail "kubernetes-validate (offline Kubernetes schemas)"; }
+ok "kubernetes-validate --strict: the kustomized base, the sharded StatefulSet and the Secret example"
+
+# ---------------------------------------------------------------- one image name and tag
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+image="avepoint-elements-exporter:$version"
+refs=$(grep -rhoE 'avepoint-elements-exporter:[A-Za-z0-9._-]+' deploy/docker-compose.yml deploy/kubernetes/*.yaml README.md | grep -vE ':9978$' | sort -u || true)
+bad=$(printf '%s\n' "$refs" | grep -vx "$image" | grep -vE 'exporter:[0-9]+$' || true)
+[ -z "$bad" ] || fail "image references other than $image: $bad"
+grep -q "image: $image" deploy/docker-compose.yml || fail "deploy/docker-compose.yml does not use $image"
+grep -q -- "-t $image" README.md || fail "the README's docker build does not tag $image"
+ok "one image name and tag everywhere: $image"
+
+# ---------------------------------------------------------------- runbooks
+python3 - <<'PY'
+import re, sys, yaml
+rules = yaml.safe_load(open("deploy/prometheus/rules.yml"))
+readme = open("README.md", encoding="utf-8").read()
+def anchor(title):  # GitHub's heading anchors
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+anchors = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.M)}
+missing = []
+for group in rules["groups"]:
+    for rule in group["rules"]:
+        if "alert" not in rule:
+            continue
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        if not url.startswith("README.md#") or url.split("#", 1)[1] not in anchors:
+            missing.append(f"{rule['alert']}: runbook_url {url!r} is not a README heading")
+if missing:
+    print("\n".join(missing), file=sys.stderr)
+    sys.exit(1)
+PY
+ok "every alert's runbook_url points at a README heading"
 
 # ---------------------------------------------------------------- systemd
 unit=deploy/systemd/avepoint-elements-exporter.service

@@ -7,7 +7,9 @@
 #      Grafana dashboard under grafana/ (template variables replaced) and every label_values()
 #      variable query, and fails when one errors or returns nothing;
 #   4. fails when a rule's health is not "ok", when no seat alert (AvePointTenant*) is pending
-#      or firing on the demo data, or when an exporter-health alert is (the demo is healthy).
+#      or firing on the demo data, or when an exporter-health alert is (the demo is healthy);
+#   5. checks OpenMetrics: Prometheus's own scrapes were served as OpenMetrics (it asks for it
+#      first), and the OpenMetrics answer parses with prometheus_client's OpenMetrics parser.
 # Usage: .ci/prometheus-e2e.sh [path/to/avepoint-elements-exporter]
 set -euo pipefail
 
@@ -96,6 +98,26 @@ while :; do
   [ "$SECONDS" -lt "$deadline" ] || { echo "prometheus-e2e: only $n scrapes stored after 90 s" >&2; exit 1; }
   sleep 0.5
 done
+
+# OpenMetrics as Prometheus asks for it: the exact Accept header of Prometheus 2.x.
+python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
+curl -fsS -o "$tmp/om.txt" -D "$tmp/om.headers" \
+  -H 'Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1' \
+  "http://127.0.0.1:$exporter_port/metrics"
+grep -qi '^content-type: application/openmetrics-text; version=1.0.0' "$tmp/om.headers" ||
+  { echo "prometheus-e2e: no OpenMetrics answer to Prometheus's Accept header" >&2; cat "$tmp/om.headers" >&2; exit 1; }
+python3 - "$tmp/om.txt" <<'PY'
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+text = open(sys.argv[1], encoding="utf-8").read()
+assert text.endswith("# EOF\n"), "no # EOF at the end"
+families = {f.name: f for f in text_string_to_metric_families(text)}
+for name, kind in [("available_user_seats", "gauge"), ("avepoint_exporter_api_requests", "counter"),
+                   ("avepoint_exporter_poll_duration_seconds", "histogram")]:
+    assert families.get(name) is not None and families[name].type == kind, (name, families.get(name))
+samples = sum(len(f.samples) for f in families.values())
+print(f"prometheus-e2e: OpenMetrics answer parses: {len(families)} families, {samples} samples")
+PY
 
 PROM="$prom" python3 - "$root"/grafana <<'PY'
 import json, os, re, sys, urllib.parse, urllib.request
@@ -202,6 +224,10 @@ for a in seat:
 for (name, state), tenants in sorted(by_alert.items()):
     more = f" and {len(tenants) - 3} more" if len(tenants) > 3 else ""
     print(f"prometheus-e2e: {name} {state} for {len(tenants)} tenant(s): {', '.join(tenants[:3])}{more}")
+om = api("/api/v1/query", {"query": 'sum(avepoint_exporter_scrapes_total{format="openmetrics"})'})["data"]["result"]
+if not om or float(om[0]["value"][1]) < 1:
+    failures.append("Prometheus's scrapes were not served as OpenMetrics "
+                    f"(avepoint_exporter_scrapes_total{{format=\"openmetrics\"}}: {om})")
 health = api("/api/v1/query", {"query": 'ALERTS{alertname=~"AvePointExporter.*"}'})["data"]["result"]
 for a in health:
     failures.append(f"exporter-health alert {a['metric'].get('alertname')} is "

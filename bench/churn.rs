@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use avepoint_elements_exporter::app::build_client;
 use avepoint_elements_exporter::config::Config;
 use avepoint_elements_exporter::demo::{DemoApi, Scale};
-use avepoint_elements_exporter::metrics::{BuildInfo, Metrics};
+use avepoint_elements_exporter::metrics::{BuildInfo, Format, Metrics};
 use avepoint_elements_exporter::plan::targets_of;
 use avepoint_elements_exporter::poller::{self, Plan, Status};
 
@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         targets: targets_of(&config.customers, 0, 1),
         client: build_client(&config, &metrics)?,
         poll: config.poll,
+        complete: true,
     };
     // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);
@@ -69,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Scrape too, as Prometheus would.
-        let _ = metrics.scrape(true);
+        let _ = metrics.scrape(true, Format::Text);
         let rss = rss_kib();
         samples.push((at, rss));
         println!(

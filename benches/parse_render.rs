@@ -6,7 +6,7 @@ use std::hint::black_box;
 use avepoint_elements_exporter::api::parse_page;
 use avepoint_elements_exporter::config::TenantType;
 use avepoint_elements_exporter::metrics::{
-    render_snapshot, BuildInfo, Metrics, TargetLabels, TargetView, TenantSeats,
+    render_snapshot, BuildInfo, Format, Metrics, TargetLabels, TargetView, TenantSeats,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -75,8 +75,12 @@ fn render(c: &mut Criterion) {
     let metrics = Metrics::new(&BuildInfo::current()).expect("registry");
     metrics.publish(render_snapshot(&views));
     let mut g = c.benchmark_group("scrape");
-    g.bench_function("plain_100k_series", |b| b.iter(|| metrics.scrape(false)));
-    g.bench_function("gzip_100k_series", |b| b.iter(|| metrics.scrape(true)));
+    g.bench_function("plain_100k_series", |b| {
+        b.iter(|| metrics.scrape(false, Format::Text))
+    });
+    g.bench_function("gzip_100k_series", |b| {
+        b.iter(|| metrics.scrape(true, Format::Text))
+    });
     g.finish();
 }
 

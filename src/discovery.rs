@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 
@@ -120,7 +120,7 @@ impl Planner {
         let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
         drop(state);
         let current = self.plans.borrow().clone();
-        if !same_targets(&current, &plan) {
+        if !same_targets(&current, &plan) || current.complete != plan.complete {
             tracing::info!(
                 targets = plan.targets.len(),
                 before = current.targets.len(),
@@ -128,6 +128,11 @@ impl Planner {
             );
             let _ = self.plans.send(Arc::new(plan));
         }
+    }
+
+    /// Whether a customer list has ever arrived.
+    fn has_list(&self) -> bool {
+        self.lock().discovered.is_some()
     }
 
     fn current(&self) -> (u64, Arc<Config>, Arc<Client>) {
@@ -155,6 +160,9 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
     );
     metrics.customer_info.reset();
     metrics.discovered_customers.set(planned.discovered as i64);
+    metrics
+        .discovery_enabled
+        .set(i64::from(state.config.discovery.is_some()));
     for c in &planned.customer_info {
         metrics
             .customer_info
@@ -165,6 +173,7 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
         targets: planned.targets,
         client: state.client.clone(),
         poll: state.config.poll,
+        complete: state.config.discovery.is_none() || state.discovered.is_some(),
     }
 }
 
@@ -178,6 +187,7 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut first = Some(first);
+    let mut failures = 0u32;
     let mut changes = planner.generations.subscribe();
     loop {
         let (generation, config, client) = planner.current();
@@ -221,20 +231,67 @@ pub async fn run(
                     .discovery_errors
                     .with_label_values(&[e.cause()])
                     .inc();
-                tracing::warn!(
-                    cause = e.cause(),
-                    error = %e,
-                    "cannot fetch the customer list; keeping the last one"
-                );
+                failures += 1;
+                if planner.has_list() {
+                    tracing::warn!(
+                        cause = e.cause(),
+                        error = %e,
+                        "cannot fetch the customer list; keeping the last one"
+                    );
+                } else {
+                    tracing::warn!(
+                        cause = e.cause(),
+                        error = %e,
+                        retry_in = %humantime::format_duration(first_list_retry(failures, discovery.interval)),
+                        "cannot fetch the first customer list; not ready until it arrives"
+                    );
+                }
             }
         }
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
+        // Until a first list arrived, retry soon (1 s, doubling, up to the interval): a network
+        // blip at start must not leave the exporter without customers for an hour.
+        let wait = if planner.has_list() {
+            failures = 0;
+            discovery.interval
+        } else {
+            first_list_retry(failures, discovery.interval)
+        };
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(discovery.interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = changes.changed() => {}
         }
+    }
+}
+
+/// The wait before another try at the first customer list after `failures` failures: 1 s,
+/// doubling, never more than `interval`.
+fn first_list_retry(failures: u32, interval: Duration) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(20))
+        .min(interval)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_list_retries_double_up_to_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let waits: Vec<u64> = (1..=14)
+            .map(|n| first_list_retry(n, hour).as_secs())
+            .collect();
+        assert_eq!(
+            waits,
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600]
+        );
+        assert_eq!(
+            first_list_retry(u32::MAX, Duration::from_secs(90)),
+            Duration::from_secs(90)
+        );
     }
 }

@@ -22,6 +22,75 @@ use crate::config::TenantType;
 /// Content type of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Content type of OpenMetrics 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition format of one scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.0.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::OpenMetrics => "openmetrics",
+        }
+    }
+}
+
+/// Rewrites the text-format exposition of the self-metrics as OpenMetrics: a counter family
+/// is named without its `_total` suffix in `# HELP` and `# TYPE` (its samples keep it), and
+/// `untyped` is `unknown`. Gauges and histograms read the same in both formats, which is why
+/// the seat snapshot is served unchanged.
+pub fn text_to_openmetrics(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("HELP", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
+        match meta {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let counter = text.contains(&format!("# TYPE {name} counter"));
+                let name = if counter {
+                    name.strip_suffix("_total").unwrap_or(name)
+                } else {
+                    name
+                };
+                let tail = if kind == "TYPE" && tail == "untyped" {
+                    "unknown"
+                } else {
+                    tail
+                };
+                out.push_str("# ");
+                out.push_str(kind);
+                out.push(' ');
+                out.push_str(name);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Build facts for `avepoint_exporter_build_info` and `--version`.
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
@@ -82,6 +151,8 @@ pub struct Metrics {
     pub api_rate_limit: Gauge,
     /// Discovered customers of this shard that pass the filters.
     pub discovered_customers: IntGauge,
+    /// 1 while the config turns discovery on.
+    pub discovery_enabled: IntGauge,
     /// Unix time of the last successful customer list fetch.
     pub discovery_last_success: Gauge,
     /// Failed customer list fetches, by `cause`.
@@ -90,6 +161,8 @@ pub struct Metrics {
     pub customer_info: IntGaugeVec,
     /// 1 if the last config (re)load succeeded.
     pub config_reload_successful: IntGauge,
+    /// Scrapes served, by `format` and `encoding`.
+    scrapes: IntCounterVec,
     /// Unix time of the last good (re)load.
     pub config_reload_success_timestamp: Gauge,
     shard_info: IntGaugeVec,
@@ -210,6 +283,13 @@ impl Metrics {
                     "Customers of this shard from the last good customer list that pass the discovery filters.",
                 )),
             )?,
+            discovery_enabled: register(
+                &registry,
+                IntGauge::with_opts(ns(
+                    "discovery_enabled",
+                    "1 while customer discovery is configured, else 0.",
+                )),
+            )?,
             discovery_last_success: register(
                 &registry,
                 Gauge::with_opts(ns(
@@ -237,6 +317,24 @@ impl Metrics {
                     &["customer_id", "customer_name", "country_or_region", "management_mode"],
                 ),
             )?,
+            scrapes: {
+                let scrapes = register(
+                    &registry,
+                    IntCounterVec::new(
+                        ns(
+                            "scrapes_total",
+                            "Scrapes of the metrics endpoint, by exposition format (text, openmetrics) and encoding (identity, gzip).",
+                        ),
+                        &["format", "encoding"],
+                    ),
+                )?;
+                for format in ["text", "openmetrics"] {
+                    for encoding in ["identity", "gzip"] {
+                        scrapes.with_label_values(&[format, encoding]);
+                    }
+                }
+                scrapes
+            },
             config_reload_successful: register(
                 &registry,
                 IntGauge::with_opts(ns(
@@ -289,11 +387,20 @@ impl Metrics {
     /// With `gzip` the chunks form one gzip stream: a header, the snapshot's pre-compressed
     /// deflate blocks (sync-flushed, so more blocks may follow), the self-metrics compressed
     /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
-    pub fn scrape(&self, gzip: bool) -> Vec<Bytes> {
+    pub fn scrape(&self, gzip: bool, format: Format) -> Vec<Bytes> {
+        self.scrapes
+            .with_label_values(&[format.label(), if gzip { "gzip" } else { "identity" }])
+            .inc();
         let snapshot = self.snapshot.load_full();
         let mut dynamic = Vec::with_capacity(8 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut dynamic) {
             tracing::error!(error = %e, "cannot encode self-metrics");
+        }
+        if format == Format::OpenMetrics {
+            let text = String::from_utf8_lossy(&dynamic);
+            let mut converted = text_to_openmetrics(&text);
+            converted.push_str("# EOF\n");
+            dynamic = converted.into_bytes();
         }
         if !gzip {
             return vec![snapshot.plain.clone(), Bytes::from(dynamic)];
@@ -593,13 +700,13 @@ mod tests {
     fn scrape_appends_self_metrics_once() {
         let m = Metrics::new(&BuildInfo::current()).unwrap();
         m.api_requests.with_label_values(&["token", "200"]).inc();
-        let body: Vec<u8> = m.scrape(false).concat();
+        let body: Vec<u8> = m.scrape(false, Format::Text).concat();
         let text = String::from_utf8(body).unwrap();
         assert!(text
             .contains("avepoint_exporter_api_requests_total{code=\"200\",endpoint=\"token\"} 1"));
         assert_eq!(text.matches("# TYPE available_user_seats gauge").count(), 1);
         // gzip: one member (single-member decoders such as curl's read all of it).
-        let gz: Vec<u8> = m.scrape(true).concat();
+        let gz: Vec<u8> = m.scrape(true, Format::Text).concat();
         let back = gunzip(&gz);
         assert!(back.starts_with("# HELP available_user_seats"));
         assert!(back.contains("avepoint_exporter_build_info"));
@@ -626,7 +733,7 @@ mod tests {
         }]);
         let plain = snap.plain.clone();
         m.publish(snap);
-        let back = gunzip(&m.scrape(true).concat());
+        let back = gunzip(&m.scrape(true, Format::Text).concat());
         assert!(back.starts_with(std::str::from_utf8(&plain).unwrap()));
         assert!(back.contains("avepoint_exporter_poll_overruns_total 0"));
     }

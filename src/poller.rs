@@ -30,6 +30,9 @@ pub struct Plan {
     pub client: Arc<Client>,
     /// Scheduling.
     pub poll: PollConfig,
+    /// False while discovery is on and no customer list has arrived yet: the targets are
+    /// not all known, so the exporter is not ready.
+    pub complete: bool,
 }
 
 /// The last known state of a target, as shown on the landing page.
@@ -60,6 +63,8 @@ pub struct Status {
     pub polls: u64,
     /// Whether the poll loop has published this status (false before it starts).
     pub live: bool,
+    /// Whether every target is known (see [`Plan::complete`]).
+    pub complete: bool,
 }
 
 impl Status {
@@ -73,12 +78,13 @@ impl Status {
                 .collect(),
             polls: 0,
             live: false,
+            complete: plan.complete,
         }
     }
 
-    /// True once the poll loop runs and every target has been polled at least once.
+    /// True once the poll loop runs, every target is known and has been polled at least once.
     pub fn ready(&self) -> bool {
-        self.live && self.targets.iter().all(|t| t.last_poll.is_some())
+        self.live && self.complete && self.targets.iter().all(|t| t.last_poll.is_some())
     }
 }
 
@@ -391,6 +397,7 @@ impl Poller {
             targets: statuses,
             polls: self.polls,
             live: true,
+            complete: self.plan.complete,
         }));
         for d in self.durations.drain(..) {
             self.metrics.poll_duration.observe(d);
@@ -408,7 +415,7 @@ impl Poller {
             series,
             requests,
         };
-        if !self.first_pass_done && polled == targets && targets > 0 {
+        if !self.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
             self.first_pass_done = true;
             self.last_summary = Some(instant);
             summary.log(

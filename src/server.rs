@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{
     HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, VARY,
@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metrics::{BuildInfo, Metrics, TEXT_CONTENT_TYPE};
+use crate::metrics::{BuildInfo, Format, Metrics};
 use crate::poller::Status;
 use crate::web::WebSettings;
 
@@ -324,6 +324,13 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400.
+    if req.version() == hyper::Version::HTTP_11
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(hyper::header::HOST)
+    {
+        return text(StatusCode::BAD_REQUEST, "missing Host header\n");
+    }
     let path = req.uri().path();
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let resp = if path == state.telemetry_path {
@@ -340,6 +347,11 @@ async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
                 let status = state.status.load();
                 if status.ready() {
                     text(StatusCode::OK, "Ready\n")
+                } else if !status.complete {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Not ready: waiting for the first customer list (discovery)\n",
+                    )
                 } else {
                     let polled = status
                         .targets
@@ -362,7 +374,13 @@ async fn handle(req: Request<Incoming>, state: &AppState) -> Response<Body> {
         }
     };
     if *req.method() == Method::HEAD {
-        let (parts, _) = resp.into_parts();
+        // The headers a GET would carry, Content-Length included, and no body.
+        let (mut parts, body) = resp.into_parts();
+        if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
+            parts
+                .headers
+                .insert(hyper::header::CONTENT_LENGTH, length.into());
+        }
         return Response::from_parts(parts, Full::new(Bytes::new()).boxed());
     }
     resp
@@ -381,22 +399,96 @@ pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
                 .and_then(|q| q.parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        name.eq_ignore_ascii_case("gzip") && !q_zero
+        // x-gzip is gzip (RFC 9110, 8.4.1.3).
+        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && !q_zero
     })
+}
+
+/// A body of chunks whose total length is known, so that hyper sends `Content-Length` (which
+/// HTTP/1.0 keep-alive clients need) instead of chunked encoding.
+struct Chunks {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    fn new(chunks: Vec<Bytes>) -> Chunks {
+        Chunks {
+            remaining: chunks.iter().map(|c| c.len() as u64).sum(),
+            chunks: chunks.into(),
+        }
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        std::task::Poll::Ready(this.chunks.pop_front().map(|c| {
+            this.remaining -= c.len() as u64;
+            Ok(Frame::data(c))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The format a scraper prefers: OpenMetrics 1.0.0 when `Accept` names
+/// `application/openmetrics-text` (without a version, or version 1.0.0) with a quality at
+/// least that of the text format; the text format otherwise (also for `*/*` and no header).
+pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
+    let Some(value) = accept.and_then(|v| v.to_str().ok()) else {
+        return Format::Text;
+    };
+    let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
+    for item in value.split(',') {
+        let mut parts = item.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let (mut q, mut version) = (1.0f32, None);
+        for p in parts {
+            if let Some(v) = p.strip_prefix("q=") {
+                q = v.parse().unwrap_or(0.0);
+            } else if let Some(v) = p.strip_prefix("version=") {
+                version = Some(v.to_owned());
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => {
+                openmetrics = openmetrics.max(q)
+            }
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    if openmetrics > 0.0 && openmetrics >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
 }
 
 fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
-    let chunks = state.metrics.scrape(gzip);
-    let frames = futures_util::stream::iter(
-        chunks
-            .into_iter()
-            .map(|c| Ok::<_, Infallible>(Frame::data(c))),
-    );
-    let mut resp = Response::new(StreamBody::new(frames).boxed());
+    let format = negotiate(req.headers().get(hyper::header::ACCEPT));
+    let chunks = state.metrics.scrape(gzip, format);
+    let mut resp = Response::new(Chunks::new(chunks).boxed());
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
-    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -490,6 +582,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn format_negotiation() {
+        let f = |s: &'static str| negotiate(Some(&HeaderValue::from_static(s)));
+        // What Prometheus 2.x sends.
+        assert_eq!(
+            f("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::OpenMetrics
+        );
+        assert_eq!(f("application/openmetrics-text"), Format::OpenMetrics);
+        assert_eq!(
+            f("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+            Format::Text
+        );
+        assert_eq!(
+            f("application/openmetrics-text;version=0.0.1"),
+            Format::Text
+        );
+        assert_eq!(f("*/*"), Format::Text);
+        assert_eq!(f("application/openmetrics-text;q=0"), Format::Text);
+        assert_eq!(negotiate(None), Format::Text);
+    }
+
+    #[test]
     fn gzip_negotiation() {
         let h = |s: &'static str| accepts_gzip(Some(&HeaderValue::from_static(s)));
         assert!(h("gzip"));
@@ -498,6 +612,8 @@ mod tests {
         assert!(!h("gzip;q=0"));
         assert!(!h("identity"));
         assert!(!h("x-gzip2"));
+        assert!(h("x-gzip"));
+        assert!(!h("x-gzip;q=0"));
         assert!(!accepts_gzip(None));
     }
 

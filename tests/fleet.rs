@@ -226,20 +226,40 @@ async fn customers_come_and_go_with_the_list_and_a_failed_list_keeps_the_last() 
 async fn without_a_customer_list_the_listed_customers_still_run() {
     let list = Arc::new(Mutex::new(None));
     let api = directory(list.clone()).await;
+    // An hour between customer lists: the first one is retried much sooner than that.
     let (_dir, exporter) = start_on(
         &api,
-        "poll:\n  interval: 1h\ndiscovery:\n  interval: 1s\ncustomers:\n  - id: listed\n    tenant_types: [0]\n",
+        "poll:\n  interval: 1h\ndiscovery:\n  interval: 1h\ncustomers:\n  - id: listed\n    tenant_types: [0]\n",
     );
-    let text = exporter.first_cycle().await;
-    assert_eq!(customer_ids(&text), ["listed"]);
-    assert!(text.contains("avepoint_exporter_discovery_errors_total{cause=\"http_5xx\"}"));
-    // Once the list comes, its customers join.
-    *list.lock().unwrap() = Some(vec![customer("late", "Late Inc", "US")]);
-    exporter
-        .metrics_when("the discovered customer", |t| {
-            t.contains("available_user_seats{customer_id=\"late\"")
+    let text = exporter
+        .metrics_when("the listed customer and two failed lists", |t| {
+            t.contains("customer_id=\"listed\"")
+                && value(
+                    t,
+                    "avepoint_exporter_discovery_errors_total",
+                    &["cause=\"http_5xx\""],
+                )
+                .is_some_and(|n| n >= 2.0)
         })
         .await;
+    assert_eq!(customer_ids(&text), ["listed"]);
+    // Not ready while the customer list is missing: not every target is known.
+    let (status, body) = exporter.get("/-/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            503,
+            "Not ready: waiting for the first customer list (discovery)\n"
+        )
+    );
+    exporter.log_line("retry_in=2s").await;
+    // Once the list comes (within seconds, not the hour), its customers join and it is ready.
+    *list.lock().unwrap() = Some(vec![customer("late", "Late Inc", "US")]);
+    let text = exporter.first_cycle().await;
+    assert!(
+        text.contains("available_user_seats{customer_id=\"late\""),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,14 +270,18 @@ async fn without_the_customers_scope_discovery_fails_clearly() {
         &api,
         "  scope: elements.license.read.all\npoll:\n  interval: 1h\ndiscovery: {}\ncustomers:\n  - id: listed\n    tenant_types: [0]\n",
     );
-    let text = exporter.first_cycle().await;
+    let text = exporter
+        .metrics_when("a failed list", |t| {
+            t.contains("customer_id=\"listed\"")
+                && t.contains("avepoint_exporter_discovery_errors_total{cause=\"http_4xx\"} 1")
+        })
+        .await;
     assert_eq!(customer_ids(&text), ["listed"]);
-    assert!(
-        text.contains("avepoint_exporter_discovery_errors_total{cause=\"http_4xx\"} 1"),
-        "{text}"
-    );
-    let line = exporter.log_line("cannot fetch the customer list").await;
+    let line = exporter
+        .log_line("cannot fetch the first customer list")
+        .await;
     assert!(line.contains("403"), "{line}");
+    assert_eq!(exporter.get("/-/ready").await.0, 503);
 }
 
 /// A token endpoint that accepts only assertions signed by the key of `registered` (PEM).

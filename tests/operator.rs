@@ -281,3 +281,137 @@ fn shipped_configs_pass_check_config_as_documented() {
         );
     }
 }
+
+/// Sends raw bytes and reads until the server closes or `until` is seen in the answer.
+fn raw(addr: std::net::SocketAddr, request: &[u8], until: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+        if String::from_utf8_lossy(&answer).matches(until).count() >= 2 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_details_content_length_host_and_x_gzip() {
+    let exporter = Exporter::start(&["--demo"]);
+    exporter.first_cycle().await;
+    // HTTP/1.0 keep-alive (ab -k): both answers on one connection, each with its length.
+    let answer = raw(
+        exporter.addr,
+        b"GET /metrics HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /-/healthy HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "HTTP/1.0 200",
+    );
+    assert_eq!(answer.matches("HTTP/1.0 200 OK").count(), 2, "{answer}");
+    let lengths: Vec<usize> = answer
+        .lines()
+        .filter_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    assert_eq!(lengths.len(), 2, "{answer}");
+    assert!(lengths[0] > 1000);
+    assert!(!answer
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked"));
+    // HEAD carries the length a GET would have.
+    let client = reqwest::Client::new();
+    let head = client.head(exporter.url("/metrics")).send().await.unwrap();
+    let length: u64 = head.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(length > 1000);
+    // HTTP/1.1 without Host: 400.
+    let answer = raw(
+        exporter.addr,
+        b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // x-gzip is gzip.
+    let resp = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap()
+        .get(exporter.url("/metrics"))
+        .header("accept-encoding", "x-gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let body = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).unwrap();
+    assert!(text.contains("available_user_seats{"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openmetrics_when_the_scraper_prefers_it() {
+    let exporter = Exporter::start(&["--demo"]);
+    exporter.first_cycle().await;
+    let client = reqwest::Client::new();
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let resp = client
+        .get(exporter.url("/metrics"))
+        .header("accept", prometheus_accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let om = resp.text().await.unwrap();
+    assert!(om.ends_with("\n# EOF\n"), "{}", &om[om.len() - 200..]);
+    assert_eq!(om.matches("# EOF").count(), 1);
+    // Counters: the family without _total, the samples with it.
+    assert!(
+        om.contains("# TYPE avepoint_exporter_api_requests counter\n"),
+        "{om}"
+    );
+    assert!(om.contains("avepoint_exporter_api_requests_total{"));
+    assert!(!om.contains("# TYPE avepoint_exporter_api_requests_total"));
+    assert!(om.contains("# TYPE available_user_seats gauge\n"));
+    // Anyone else gets the text format.
+    for accept in ["*/*", "text/plain;version=0.0.4"] {
+        let resp = client
+            .get(exporter.url("/metrics"))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("# EOF"));
+        assert!(text.contains("# TYPE avepoint_exporter_api_requests_total counter"));
+    }
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(
+        value(
+            &text,
+            "avepoint_exporter_scrapes_total",
+            &["format=\"openmetrics\"", "encoding=\"identity\""]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+}

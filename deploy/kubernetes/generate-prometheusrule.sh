@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates deploy/kubernetes/prometheusrule.yaml (a prometheus-operator PrometheusRule) from
+# Generates deploy/kubernetes/prometheus-operator/prometheusrule.yaml (a prometheus-operator PrometheusRule) from
 # deploy/prometheus/rules.yml, the single source of truth of the rules. Deterministic: the
 # rule file's `groups:` section is copied verbatim (comments included), indented under `spec:`.
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 rules="$here/../prometheus/rules.yml"
-out="$here/prometheusrule.yaml"
+out="$here/prometheus-operator/prometheusrule.yaml"
 
 generate() {
   if ! grep -q '^groups:[[:space:]]*$' "$rules"; then
