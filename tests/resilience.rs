@@ -310,6 +310,12 @@ async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_
     assert!(api.tenant_requests().is_empty());
     let line = exporter.log_line("cannot get an access token").await;
     assert!(line.contains("targets=10"), "{line}");
+    // A pass in which every target failed is a warning, not news.
+    let summary = exporter.log_line("first pass complete").await;
+    assert!(
+        summary.contains("level=warn") && summary.contains("every target failed"),
+        "{summary}"
+    );
     assert!(line.contains("client_id \\\"my-client\\\""), "{line}");
     assert!(line.contains("invalid_client"), "{line}");
     let log = exporter.log_text();
