@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tenants_per_customer: 100,
         tenant_types: 1,
         big_every: 0,
+        big_types: 1,
         max_requests_per_second: 0,
         latency: Duration::ZERO,
         churn_percent: 20,

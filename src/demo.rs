@@ -226,8 +226,8 @@ fn customers() -> Vec<DemoCustomer> {
 
 /// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
 /// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
-/// (0: every one) has `tenants_per_customer` tenants of each type; the others, like most of an
-/// MSP's customers, 1 to 5.
+/// (0: every one) has `tenants_per_customer` tenants in each of its first `big_types` types;
+/// the other targets, like most of an MSP's, 1 to 5 tenants (1 to 3 when `big_types` < 4).
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
     /// Number of customers.
@@ -238,6 +238,8 @@ pub struct Scale {
     pub tenant_types: usize,
     /// Every this many customers one is big; 0 or 1: all are.
     pub big_every: usize,
+    /// How many tenant types of a big customer are big (the others are small).
+    pub big_types: usize,
     /// `max_requests_per_second` of the generated config (0: unlimited).
     pub max_requests_per_second: u32,
     /// Delay before each tenants answer.
@@ -562,10 +564,12 @@ fn synthetic_tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> 
         .strip_prefix("bench-")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    if scale.big_every <= 1 || index.is_multiple_of(scale.big_every) {
+    let big_customer = scale.big_every <= 1 || index.is_multiple_of(scale.big_every);
+    if big_customer && usize::from(tenant_type.api_number()) < scale.big_types {
         scale.tenants_per_customer as u64
     } else {
-        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % 5
+        let spread = if scale.big_types < 4 { 3 } else { 5 };
+        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % spread
     }
 }
 
@@ -622,6 +626,7 @@ mod tests {
             tenants_per_customer: 250,
             tenant_types: 4,
             big_every: 10,
+            big_types: 4,
             max_requests_per_second: 0,
             latency: std::time::Duration::ZERO,
             churn_percent: 10,
