@@ -3,7 +3,10 @@
 //! target and
 //! prints the resident set size along the way. Flat RSS means no leak of tenant or label data.
 //!
-//! Usage: bench-churn [CYCLES]
+//! Usage: bench-churn [CYCLES [CUSTOMERS TENANTS TENANT_TYPES BIG_EVERY BIG_TYPES]]
+//!
+//! Without a shape: 100 customers of 100 Microsoft 365 tenants. With one, the synthetic API's
+//! MSP shape (see bench-fake-api), e.g. `5000 150 4 50 1`: 20 000 targets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,15 +30,30 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The exporter's allocator, so that RSS here is what the binary would show.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cycles: u64 = std::env::args().nth(1).map_or(Ok(1000), |a| a.parse())?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cycles: u64 = args.first().map_or(Ok(1000), |a| a.parse())?;
+    let shape: Vec<usize> = args[args.len().min(1)..]
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_, _>>()?;
+    let [customers, tenants, types, big_every, big_types] = match shape.as_slice() {
+        [] => [100, 100, 1, 0, 1],
+        [a, b, c, d, e] => [*a, *b, *c, *d, *e],
+        _ => return Err("give CUSTOMERS TENANTS TENANT_TYPES BIG_EVERY BIG_TYPES, or none".into()),
+    };
     let api = DemoApi::start_scaled(Scale {
-        customers: 100,
-        tenants_per_customer: 100,
-        tenant_types: 1,
-        big_every: 0,
-        big_types: 1,
+        customers,
+        tenants_per_customer: tenants,
+        tenant_types: types,
+        big_every,
+        big_types,
         max_requests_per_second: 0,
         latency: Duration::ZERO,
         churn_percent: 20,
@@ -65,13 +83,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     ));
     let mut samples = Vec::new();
-    let checkpoints = [10, cycles / 10, cycles / 2, cycles];
+    let mut checkpoints = vec![1, (cycles / 10).max(1), (cycles / 2).max(1), cycles.max(1)];
+    checkpoints.dedup();
     for &at in &checkpoints {
         while status.load().polls < at * targets {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Scrape too, as Prometheus would.
+        // Scrape too, as Prometheus would (a plain scrape writes the whole text out).
         let _ = metrics.scrape(true, Format::Text);
+        let _ = metrics.scrape(false, Format::Text).concat();
         let rss = rss_kib();
         samples.push((at, rss));
         println!(
@@ -82,13 +102,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let _ = stop_tx.send(true);
     let _ = poller.await;
-    let base = samples[1].1 as f64;
-    let last = samples[samples.len() - 1].1 as f64;
+    let (first_at, first) = samples[0];
+    let (base_at, base) = samples[1.min(samples.len() - 1)];
+    let last = samples[samples.len() - 1].1;
     println!(
-        "churn: RSS after {} cycles is {:.2}x the RSS after {} cycles",
-        cycles,
-        last / base,
-        checkpoints[1]
+        "churn: {targets} targets, {} series: RSS {:.1} MiB after {first_at} polls of every target, {:.1} MiB after {cycles}; {:.2}x the RSS after {base_at}",
+        metrics.snapshot().series,
+        first as f64 / 1024.0,
+        last as f64 / 1024.0,
+        last as f64 / base as f64,
     );
     Ok(())
 }

@@ -14,6 +14,11 @@ use avepoint_elements_exporter::web::WebSettings;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 
+/// jemalloc, configured to give freed memory back (see Cargo.toml and .cargo/config.toml).
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exports the user seats of AvePoint Elements customer tenants as Prometheus metrics.
 #[derive(Debug, Parser)]
 #[command(about, long_about = None, disable_version_flag = true)]

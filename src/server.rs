@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metrics::{BuildInfo, Format, Metrics};
+use crate::metrics::{BuildInfo, Format, Metrics, Scrape};
 use crate::poller::Status;
 use crate::web::WebSettings;
 
@@ -404,23 +404,11 @@ pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     })
 }
 
-/// A body of chunks whose total length is known, so that hyper sends `Content-Length` (which
+/// A scrape as a body whose length is known, so that hyper sends `Content-Length` (which
 /// HTTP/1.0 keep-alive clients need) instead of chunked encoding.
-struct Chunks {
-    chunks: std::collections::VecDeque<Bytes>,
-    remaining: u64,
-}
+struct ScrapeBody(Scrape);
 
-impl Chunks {
-    fn new(chunks: Vec<Bytes>) -> Chunks {
-        Chunks {
-            remaining: chunks.iter().map(|c| c.len() as u64).sum(),
-            chunks: chunks.into(),
-        }
-    }
-}
-
-impl hyper::body::Body for Chunks {
+impl hyper::body::Body for ScrapeBody {
     type Data = Bytes;
     type Error = Infallible;
 
@@ -428,19 +416,15 @@ impl hyper::body::Body for Chunks {
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        std::task::Poll::Ready(this.chunks.pop_front().map(|c| {
-            this.remaining -= c.len() as u64;
-            Ok(Frame::data(c))
-        }))
+        std::task::Poll::Ready(self.get_mut().0.next_piece().map(|p| Ok(Frame::data(p))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.0.remaining() == 0
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
+        hyper::body::SizeHint::with_exact(self.0.remaining())
     }
 }
 
@@ -482,7 +466,7 @@ fn metrics(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let format = negotiate(req.headers().get(hyper::header::ACCEPT));
     let chunks = state.metrics.scrape(gzip, format);
-    let mut resp = Response::new(Chunks::new(chunks).boxed());
+    let mut resp = Response::new(ScrapeBody(chunks).boxed());
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,

@@ -6,18 +6,22 @@
 //! clones that reference and appends only the small per-scrape part (self-metrics and `process_*`),
 //! so no scrape waits for a poll, no poll waits for a scrape, and no lock is held while writing.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use flate2::Compression;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::config::TenantType;
+mod snapshot;
+
+use snapshot::{deflate_raw, GZIP_HEADER};
+pub use snapshot::{
+    render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView, TenantSeats,
+};
 
 /// Content type of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -381,13 +385,12 @@ impl Metrics {
         self.snapshot.load_full()
     }
 
-    /// The body of one scrape, as chunks to write in order: the shared snapshot, then the
-    /// freshly rendered self-metrics.
+    /// The body of one scrape: the shared snapshot, then the freshly rendered self-metrics.
     ///
-    /// With `gzip` the chunks form one gzip stream: a header, the snapshot's pre-compressed
+    /// With `gzip` the body is one gzip stream: a header, the snapshot's pre-compressed
     /// deflate blocks (sync-flushed, so more blocks may follow), the self-metrics compressed
     /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
-    pub fn scrape(&self, gzip: bool, format: Format) -> Vec<Bytes> {
+    pub fn scrape(&self, gzip: bool, format: Format) -> Scrape {
         self.scrapes
             .with_label_values(&[format.label(), if gzip { "gzip" } else { "identity" }])
             .inc();
@@ -403,290 +406,31 @@ impl Metrics {
             dynamic = converted.into_bytes();
         }
         if !gzip {
-            return vec![snapshot.plain.clone(), Bytes::from(dynamic)];
+            return Scrape::new(Some(snapshot), vec![Bytes::from(dynamic)]);
         }
-        let mut crc =
-            crc32fast::Hasher::new_with_initial_len(snapshot.crc, snapshot.plain.len() as u64);
+        let mut crc = crc32fast::Hasher::new_with_initial_len(snapshot.crc, snapshot.len);
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(&dynamic);
         crc.combine(&tail_crc);
-        let mut tail = deflate_raw(&dynamic, Compression::fast(), true);
+        let mut tail = deflate_raw(&[&dynamic], Compression::fast(), true);
         tail.extend_from_slice(&crc.finalize().to_le_bytes());
-        let total = (snapshot.plain.len() + dynamic.len()) as u32; // ISIZE is the length mod 2^32
+        let total = (snapshot.len + dynamic.len() as u64) as u32; // ISIZE is the length mod 2^32
         tail.extend_from_slice(&total.to_le_bytes());
-        vec![
-            Bytes::from_static(&GZIP_HEADER),
-            snapshot.deflate.clone(),
-            Bytes::from(tail),
-        ]
-    }
-}
-
-/// The seat series of one publish, rendered once.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Text exposition.
-    pub plain: Bytes,
-    /// The same text as raw deflate blocks, sync-flushed but not final (see [`Metrics::scrape`]).
-    pub deflate: Bytes,
-    /// CRC-32 of `plain`.
-    pub crc: u32,
-    /// Number of seat series (two per tenant).
-    pub series: usize,
-}
-
-impl Snapshot {
-    fn empty() -> Snapshot {
-        render_snapshot(&[])
-    }
-}
-
-/// A gzip member header: deflate, no flags, no mtime, unknown OS.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-
-/// Compresses `data` into raw deflate blocks; with `finish` the last block is final,
-/// otherwise the output ends with a sync flush so that more blocks can follow.
-fn deflate_raw(data: &[u8], level: Compression, finish: bool) -> Vec<u8> {
-    let mut c = Compress::new(level, false);
-    let mut out = Vec::with_capacity(data.len() / 4 + 64);
-    let flush = if finish {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(out.capacity().max(4096));
-        }
-        let consumed = c.total_in() as usize;
-        let status = match c.compress_vec(&data[consumed..], &mut out, flush) {
-            Ok(status) => status,
-            // Only a misuse of the API can fail here; return what we have.
-            Err(_) => return out,
-        };
-        let all_in = c.total_in() as usize == data.len();
-        let room_left = out.len() < out.capacity();
-        match status {
-            Status::StreamEnd => return out,
-            _ if !finish && all_in && room_left => return out,
-            _ => {}
-        }
-    }
-}
-
-/// The constant labels of one target, escaped once and shared by all its series.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TargetLabels {
-    /// Customer id.
-    pub customer_id: Arc<str>,
-    /// Customer display name.
-    pub customer_name: Arc<str>,
-    /// Tenant type.
-    pub tenant_type: TenantType,
-    /// `customer_id="…",customer_name="…",tenant_type="…"`, escaped.
-    seat_prefix: String,
-    /// `customer_id="…",tenant_type="…"`, escaped.
-    target_labels: String,
-}
-
-impl TargetLabels {
-    /// Escapes the labels of a target once.
-    pub fn new(customer_id: Arc<str>, customer_name: Arc<str>, tenant_type: TenantType) -> Self {
-        let mut seat_prefix = String::new();
-        let mut target_labels = String::new();
-        let _ = write!(
-            seat_prefix,
-            "customer_id=\"{}\",customer_name=\"{}\",tenant_type=\"{}\"",
-            Escaped(&customer_id),
-            Escaped(&customer_name),
-            tenant_type.name()
-        );
-        let _ = write!(
-            target_labels,
-            "customer_id=\"{}\",tenant_type=\"{}\"",
-            Escaped(&customer_id),
-            tenant_type.name()
-        );
-        TargetLabels {
-            customer_id,
-            customer_name,
-            tenant_type,
-            seat_prefix,
-            target_labels,
-        }
-    }
-}
-
-/// One tenant's seats as published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantSeats {
-    /// Tenant id (the `tenant_id` label).
-    pub id: String,
-    /// Tenant name (the `tenant_name` label).
-    pub name: String,
-    /// Available (unassigned) user seats.
-    pub available: u64,
-    /// Assigned user seats.
-    pub assigned: u64,
-}
-
-/// What the snapshot shows of one target.
-#[derive(Debug)]
-pub struct TargetView<'a> {
-    /// The target's labels.
-    pub labels: &'a TargetLabels,
-    /// Whether the last poll succeeded.
-    pub up: bool,
-    /// Unix time of the last success, if any.
-    pub last_success: Option<f64>,
-    /// Tenants returned by the last successful poll (still fresh), sorted by id.
-    pub tenants: &'a [TenantSeats],
-    /// Tenants returned by the last successful poll (for `target_tenants`).
-    pub last_tenant_count: Option<usize>,
-}
-
-/// Writes a label value escaped per the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
-struct Escaped<'a>(&'a str);
-
-impl std::fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.0;
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let rep = match b {
-                b'\\' => "\\\\",
-                b'"' => "\\\"",
-                b'\n' => "\\n",
-                _ => continue,
-            };
-            f.write_str(&s[start..i])?;
-            f.write_str(rep)?;
-            start = i + 1;
-        }
-        f.write_str(&s[start..])
-    }
-}
-
-/// Renders the seat series and per-target health of every target into a [`Snapshot`].
-pub fn render_snapshot(targets: &[TargetView<'_>]) -> Snapshot {
-    let tenants: usize = targets.iter().map(|t| t.tenants.len()).sum();
-    let mut out = String::with_capacity(256 * tenants + 200 * targets.len() + 2048);
-    for (name, help, pick) in [
-        (
-            "available_user_seats",
-            "Available (unassigned) user seats of the tenant, from the last successful poll.",
-            (|t: &TenantSeats| t.available) as fn(&TenantSeats) -> u64,
-        ),
-        (
-            "assigned_user_seats",
-            "Assigned user seats of the tenant, from the last successful poll.",
-            |t: &TenantSeats| t.assigned,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for target in targets {
-            for tenant in target.tenants {
-                let _ = writeln!(
-                    out,
-                    "{name}{{{},tenant_id=\"{}\",tenant_name=\"{}\"}} {}",
-                    target.labels.seat_prefix,
-                    Escaped(&tenant.id),
-                    Escaped(&tenant.name),
-                    pick(tenant)
-                );
-            }
-        }
-    }
-    let target_family = |out: &mut String,
-                         name: &str,
-                         help: &str,
-                         value: &dyn Fn(&TargetView) -> Option<String>| {
-        let _ = writeln!(
-            out,
-            "# HELP avepoint_exporter_{name} {help}\n# TYPE avepoint_exporter_{name} gauge"
-        );
-        for t in targets {
-            if let Some(v) = value(t) {
-                let _ = writeln!(
-                    out,
-                    "avepoint_exporter_{name}{{{}}} {v}",
-                    t.labels.target_labels
-                );
-            }
-        }
-    };
-    target_family(
-        &mut out,
-        "target_up",
-        "1 if the last poll of the target (customer, tenant type) succeeded, else 0.",
-        &|t| Some(if t.up { "1" } else { "0" }.to_owned()),
-    );
-    target_family(
-        &mut out,
-        "target_last_success_timestamp_seconds",
-        "Unix time of the last successful poll of the target.",
-        &|t| t.last_success.map(|ts| format!("{ts:.3}")),
-    );
-    target_family(
-        &mut out,
-        "target_tenants",
-        "Tenants returned by the last successful poll of the target.",
-        &|t| t.last_tenant_count.map(|n| n.to_string()),
-    );
-    let plain = Bytes::from(out);
-    let deflate = Bytes::from(deflate_raw(&plain, Compression::new(6), false));
-    Snapshot {
-        crc: crc32fast::hash(&plain),
-        plain,
-        deflate,
-        series: tenants * 2,
+        Scrape::new(
+            None,
+            vec![
+                Bytes::from_static(&GZIP_HEADER),
+                snapshot.deflate.clone(),
+                Bytes::from(tail),
+            ],
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(id: &str, name: &str) -> TargetLabels {
-        TargetLabels::new(id.into(), name.into(), TenantType::Salesforce)
-    }
-
-    #[test]
-    fn escapes_label_values() {
-        assert_eq!(
-            Escaped("a\"b\\c\nd é").to_string(),
-            "a\\\"b\\\\c\\nd é".to_owned()
-        );
-        assert_eq!(Escaped("plain").to_string(), "plain");
-    }
-
-    #[test]
-    fn renders_seats_and_target_health() {
-        let l = labels("c\"1", "Con\\toso");
-        let tenants = vec![TenantSeats {
-            id: "t1".into(),
-            name: "Line\nBreak".into(),
-            available: 3,
-            assigned: 97,
-        }];
-        let snap = render_snapshot(&[TargetView {
-            labels: &l,
-            up: true,
-            last_success: Some(1700000000.5),
-            tenants: &tenants,
-            last_tenant_count: Some(1),
-        }]);
-        let text = std::str::from_utf8(&snap.plain).unwrap();
-        assert!(text.contains(
-            "available_user_seats{customer_id=\"c\\\"1\",customer_name=\"Con\\\\toso\",tenant_type=\"salesforce\",tenant_id=\"t1\",tenant_name=\"Line\\nBreak\"} 3\n"
-        ), "{text}");
-        assert!(text.contains("assigned_user_seats{customer_id=\"c\\\"1\",customer_name=\"Con\\\\toso\",tenant_type=\"salesforce\",tenant_id=\"t1\",tenant_name=\"Line\\nBreak\"} 97\n"));
-        assert!(text.contains(
-            "avepoint_exporter_target_up{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1\n"
-        ));
-        assert!(text.contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1700000000.500\n"));
-        assert_eq!(snap.series, 2);
-    }
+    use crate::config::TenantType;
 
     /// Decodes a gzip body with a decoder that reads exactly one member and checks its CRC.
     fn gunzip(data: &[u8]) -> String {
@@ -715,7 +459,7 @@ mod tests {
     #[test]
     fn gzip_of_a_large_snapshot_round_trips() {
         let m = Metrics::new(&BuildInfo::current()).unwrap();
-        let l = labels("c", "n");
+        let l = TargetLabels::new("c".into(), "n".into(), TenantType::Salesforce);
         let tenants: Vec<TenantSeats> = (0..20_000)
             .map(|i| TenantSeats {
                 id: format!("tenant-{i}"),
@@ -725,16 +469,30 @@ mod tests {
             })
             .collect();
         let snap = render_snapshot(&[TargetView {
-            labels: &l,
+            labels: Arc::new(l),
             up: true,
             last_success: Some(1.0),
-            tenants: &tenants,
+            seats: Arc::new(SeatSeries::new(&tenants)),
             last_tenant_count: Some(tenants.len()),
         }]);
-        let plain = snap.plain.clone();
+        let plain = snap.text();
         m.publish(snap);
         let back = gunzip(&m.scrape(true, Format::Text).concat());
         assert!(back.starts_with(std::str::from_utf8(&plain).unwrap()));
         assert!(back.contains("avepoint_exporter_poll_overruns_total 0"));
+        let text = String::from_utf8(m.scrape(false, Format::Text).concat()).unwrap();
+        assert!(
+            text.as_bytes().starts_with(&plain),
+            "plain and gzip serve the same snapshot"
+        );
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total() {
+        let text = "# HELP a_total Things.\n# TYPE a_total counter\na_total 3\n# HELP g Gauge.\n# TYPE g gauge\ng 1\n# TYPE u untyped\nu 1\n";
+        assert_eq!(
+            text_to_openmetrics(text),
+            "# HELP a Things.\n# TYPE a counter\na_total 3\n# HELP g Gauge.\n# TYPE g gauge\ng 1\n# TYPE u unknown\nu 1\n"
+        );
     }
 }
