@@ -249,15 +249,8 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     init_logging(cli.log_level, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = runtime(&mut tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::from(1);
     };
     let config_file = cli.config_file.clone();
     let options = Options {
@@ -314,17 +307,19 @@ fn start_hint(error: &ConfigError, path: &std::path::Path) -> Option<String> {
     }
 }
 
-/// `--demo --check-config`: the demo's own config, checked and summarized.
-fn check_demo_config() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// The async runtime, or `None` after saying why it cannot start.
+fn runtime(builder: &mut tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        .map_err(|e| eprintln!("cannot start the async runtime: {e}"))
+        .ok()
+}
+
+/// `--demo --check-config`: the demo's own config, checked and summarized.
+fn check_demo_config() -> ExitCode {
+    let Some(runtime) = runtime(&mut tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::from(1);
     };
     let checked = runtime.block_on(async {
         let api = DemoApi::start()

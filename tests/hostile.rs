@@ -17,6 +17,17 @@ fn ok_page() -> Reply {
     Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
 }
 
+/// A fake API that issues tokens and answers every target with one tenant.
+async fn healthy_api() -> FakeApi {
+    FakeApi::start(|r| {
+        if r.path == "/token" {
+            return token_reply(1);
+        }
+        ok_page()
+    })
+    .await
+}
+
 /// A fake API on another origin that records whatever reaches it.
 async fn elsewhere() -> FakeApi {
     FakeApi::start(|r| {
@@ -146,13 +157,7 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        ok_page()
-    })
-    .await;
+    let api = healthy_api().await;
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo.yaml");
     assert!(std::process::Command::new("mkfifo")
@@ -209,13 +214,7 @@ async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_at_the_limit_make_room_for_real_scrapes() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        ok_page()
-    })
-    .await;
+    let api = healthy_api().await;
     let (_dir, exporter) = start_on(&api, ONE_TARGET);
     exporter.first_poll().await;
     // More idle connections than the default --web.max-connections 512.
@@ -334,13 +333,7 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_storm_polls_nothing() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        ok_page()
-    })
-    .await;
+    let api = healthy_api().await;
     let (_dir, exporter) = start_on(&api, ONE_TARGET);
     exporter.first_poll().await;
     let before = api.requests().len();
