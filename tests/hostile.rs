@@ -240,12 +240,14 @@ async fn idle_connections_at_the_limit_make_room_for_real_scrapes() {
 async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series() {
     let hostile = Arc::new(AtomicUsize::new(0));
     let h = hostile.clone();
-    // 10 MiB of records per page (about 95 000), and a totalCount that asks for 21 pages:
-    // over 200 MiB if all were read.
-    let records = Reply::huge(10 * 1024 * 1024).body;
-    let big = Reply::json(format!(
-        r#"{{"data":{records},"metadata":{{"totalCount":2000000}}}}"#
-    ));
+    // Pages of 100 records padded to 10 MiB (whitespace: valid JSON, cheap to parse), and a
+    // totalCount that asks for 20 of them: 200 MiB if all were read.
+    let records: Vec<_> = (0..100)
+        .map(|i| record(&format!("h{i}"), "H", 1, 1))
+        .collect();
+    let mut body = envelope(&records, 1, 100, 2000);
+    body.push_str(&" ".repeat(10 * 1024 * 1024));
+    let big = Reply::json(body);
     let api = FakeApi::start(move |r| {
         if r.path == "/token" {
             return token_reply(1);
