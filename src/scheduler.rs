@@ -156,6 +156,10 @@ struct Entry {
     queued: bool,
     last_start: Option<Instant>,
     last_done: Option<Instant>,
+    /// Removed from the plan while its poll runs: forgotten when the poll ends.
+    retired: bool,
+    /// Added again while its old poll ran: due at once when that poll ends.
+    fresh: bool,
 }
 
 /// A target handed out by [`Schedule::start_next`].
@@ -190,12 +194,12 @@ impl Schedule {
 
     /// Targets in the schedule.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.values().filter(|e| !e.retired).count()
     }
 
     /// Whether the schedule has no targets.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// Targets running now.
@@ -234,8 +238,9 @@ impl Schedule {
     }
 
     /// Makes the schedule hold exactly `keys`: new targets are due at `now`, removed ones are
-    /// forgotten (a running one finishes, and its result is ignored), the others keep their
-    /// due times. Returns how many were added.
+    /// forgotten (a running one when its poll ends, and its result is ignored), the others keep
+    /// their due times. A target removed and added again while its poll runs is not started a
+    /// second time: it is due at once when that poll ends. Returns how many were added.
     pub fn set_targets<'a>(
         &mut self,
         keys: impl IntoIterator<Item = &'a TargetKey>,
@@ -244,16 +249,21 @@ impl Schedule {
         let wanted: std::collections::HashSet<&TargetKey> = keys.into_iter().collect();
         let gone: Vec<TargetKey> = self
             .entries
-            .keys()
-            .filter(|k| !wanted.contains(k))
-            .cloned()
+            .iter()
+            .filter(|(k, e)| !e.retired && !wanted.contains(k))
+            .map(|(k, _)| k.clone())
             .collect();
         for key in gone {
             self.remove(&key);
         }
         let mut added = 0;
         for key in wanted {
-            if self.entries.contains_key(key) {
+            if let Some(entry) = self.entries.get_mut(key) {
+                if entry.retired {
+                    entry.retired = false;
+                    entry.fresh = true;
+                    added += 1;
+                }
                 continue;
             }
             added += 1;
@@ -264,6 +274,8 @@ impl Schedule {
                 queued: false,
                 last_start: None,
                 last_done: None,
+                retired: false,
+                fresh: false,
             };
             self.entries.insert(key.clone(), entry);
             self.waiting.insert((now, key.clone()));
@@ -294,8 +306,14 @@ impl Schedule {
     }
 
     fn remove(&mut self, key: &TargetKey) {
-        if let Some(entry) = self.entries.remove(key) {
-            self.unqueue(key, &entry);
+        match self.entries.get_mut(key) {
+            Some(entry) if entry.running => entry.retired = true,
+            Some(_) => {
+                if let Some(entry) = self.entries.remove(key) {
+                    self.unqueue(key, &entry);
+                }
+            }
+            None => {}
         }
     }
 
@@ -359,9 +377,17 @@ impl Schedule {
         let Some(entry) = self.entries.get_mut(key) else {
             return;
         };
+        if entry.retired {
+            self.entries.remove(key);
+            return;
+        }
         entry.last_done = Some(now);
-        let offset = entry.offset;
-        let due = self.next_due(offset, started);
+        let due = if std::mem::take(&mut entry.fresh) {
+            now
+        } else {
+            let offset = entry.offset;
+            self.next_due(offset, started)
+        };
         self.requeue(key.clone(), due);
     }
 
@@ -376,7 +402,7 @@ impl Schedule {
 
     /// The due time of a target (for tests and the landing page).
     pub fn due_of(&self, key: &TargetKey) -> Option<Instant> {
-        self.entries.get(key).map(|e| e.due)
+        self.entries.get(key).filter(|e| !e.retired).map(|e| e.due)
     }
 }
 
@@ -698,6 +724,26 @@ mod tests {
     }
 
     #[test]
+    fn a_target_removed_and_added_again_while_it_runs_is_not_started_twice() {
+        let start = Instant::now();
+        let interval = Duration::from_secs(60);
+        let mut s = Schedule::new(interval, start);
+        let ks = keys(1);
+        s.set_targets(&ks, start);
+        let run = s.start_next(start).unwrap();
+        // A reload drops it, another brings it back, all while its poll runs.
+        s.set_targets([], start);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.set_targets(&ks, start), 1);
+        assert_eq!(s.start_next(start + interval), None, "still running");
+        // When the old poll ends, it is due at once (it is new to the plan).
+        let end = start + Duration::from_secs(1);
+        s.finished(&run.key, start, end);
+        assert_eq!(s.due_of(&run.key), Some(end));
+        assert_eq!(s.start_next(end).map(|n| n.key), Some(run.key));
+    }
+
+    #[test]
     fn a_running_target_is_never_handed_out_twice_and_removed_ones_are_forgotten() {
         let start = Instant::now();
         let interval = Duration::from_secs(10);
@@ -713,8 +759,10 @@ mod tests {
         let new = key(99);
         let later = start + Duration::from_secs(1);
         assert_eq!(s.set_targets([&a.key, &c.key, &new], later), 1, "one added");
+        assert_eq!(s.due_of(&b.key), None, "removed");
         s.finished(&b.key, start, later);
         assert_eq!(s.due_of(&b.key), None);
+        assert_eq!(s.len(), 3);
         assert_eq!(s.start_next(later).unwrap().key, new);
         s.finished(&a.key, start, later);
         // Its first slot at least half an interval after it started.
