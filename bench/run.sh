@@ -15,7 +15,9 @@
 # Per shape: median scrape times (plain and gzip, curl, new connection each), ratios, RSS after
 # the first pass and series per MiB, and the first pass against its ideal.
 # Then: a 32-scraper wrk run (msp), RSS over CHURN_CYCLES (default 1000) polls of every target
-# with 20 % tenant churn (bench-churn, in-process), and a rate-bound fleet: FLEET_CUSTOMERS
+# with 20 % tenant churn (bench-churn, in-process), the binary on the msp shape with 20 % churn
+# polling back to back for CHURN_SECONDS (default 60; RSS sampled every 5 s), and a rate-bound
+# fleet: FLEET_CUSTOMERS
 # (default 500) customers x 4 types, one in ten with 250 tenants per type (3 pages), at
 # max_requests_per_second 100: its first pass against requests / rate.
 # Needs: Debian packages prometheus-node-exporter, nginx-light, wrk, curl; pip prometheus_client
@@ -27,6 +29,7 @@ MSP_CUSTOMERS=${MSP_CUSTOMERS:-5000}
 RUNS=${RUNS:-30}
 CHURN_CYCLES=${CHURN_CYCLES:-1000}
 FLEET_CUSTOMERS=${FLEET_CUSTOMERS:-500}
+CHURN_SECONDS=${CHURN_SECONDS:-60}
 FLEET_RATE=100
 CONCURRENCY=16
 
@@ -174,7 +177,29 @@ kill "$EXP_PID" 2>/dev/null || true
 # 3. Memory over many polls with churning tenants (in-process, see bench/churn.rs).
 churn=$(target/release/examples/bench-churn "$CHURN_CYCLES" | tail -1 | sed 's/^churn: //')
 
-# 4. A rate-bound fleet: first pass against requests / rate.
+# 4. The binary on the msp shape with 20 % of the tenants renamed on every poll, polling back
+#    to back (interval 1s, at most 2 000 requests a second): RSS over time.
+mkdir -p "$tmp/churn"
+"$FAKE" "$MSP_CUSTOMERS" 150 0 16 "$tmp/churn/config.yaml" 4 50 2000 1 20 >"$tmp/churn/fake.out" &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q ready "$tmp/churn/fake.out" 2>/dev/null && break; sleep 0.05; done
+sed -i 's/^  interval: 1h$/  interval: 1s/; s/^  stale_after: 3h$/  stale_after: 1h/' "$tmp/churn/config.yaml"
+CHURN_PORT=$(free_port)
+"$BIN" --config.file "$tmp/churn/config.yaml" --web.listen-address "127.0.0.1:$CHURN_PORT" --log.level error 2>"$tmp/churn/exporter.log" &
+CHURN_PID=$!; pids+=($CHURN_PID)
+wait_http "http://127.0.0.1:$CHURN_PORT/-/ready"
+churn_max=0
+for _ in $(seq 1 $(( (CHURN_SECONDS + 4) / 5 ))); do
+  sleep 5
+  curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$CHURN_PORT/metrics"
+  churn_max=$(awk -v a="$churn_max" -v b="$(rss_mib "$CHURN_PID")" 'BEGIN{print (b > a ? b : a)}')
+done
+churn_polls=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | awk '/^avepoint_exporter_poll_duration_seconds_count /{print $2}')
+churn_series=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | grep -c '_user_seats{' || true)
+churn_last=$(rss_mib "$CHURN_PID")
+kill "$CHURN_PID" 2>/dev/null || true
+
+# 5. A rate-bound fleet: first pass against requests / rate.
 mkdir -p "$tmp/fleet"
 "$FAKE" "$FLEET_CUSTOMERS" 250 20 16 "$tmp/fleet/config.yaml" 4 10 "$FLEET_RATE" >"$tmp/fleet/fake.out" &
 pids+=($!)
@@ -200,5 +225,6 @@ echo "| check | figure | target |"
 echo "|---|---|---|"
 echo "| wrk median, 1 scraper -> 32 scrapers (msp) | ${m1} ms -> ${m32} ms = $(ratio "$m32" "$m1")x ($rps32 req/s; RSS after: $rss_wrk MiB) | <= 32x (linear) |"
 echo "| wrk errors with 32 scrapers | $errs | none |"
-echo "| memory with 20% tenant churn per poll | $churn | flat |"
+echo "| memory with 20% tenant churn per poll (in-process) | $churn | flat |"
+echo "| binary, msp shape, 20% churn, polling back to back for ${CHURN_SECONDS} s ($churn_polls polls, $churn_series series) | RSS at most $churn_max MiB, last $churn_last MiB | <= 64 MiB |"
 echo "| first pass of a rate-bound fleet ($fleet_targets targets, $fleet_ok up, $fleet_requests requests at $FLEET_RATE/s) | ${fleet_ms} ms vs requests / rate ${fleet_ideal_ms} ms = $(ratio "$fleet_ms" "$fleet_ideal_ms")x (RSS $fleet_rss MiB) | <= 1.15x |"
