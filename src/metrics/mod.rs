@@ -61,6 +61,10 @@ impl Format {
 /// `untyped` is `unknown`. Gauges and histograms read the same in both formats, which is why
 /// the seat snapshot is served unchanged.
 pub fn text_to_openmetrics(text: &str) -> String {
+    let counters: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {
         let meta = line
@@ -70,8 +74,7 @@ pub fn text_to_openmetrics(text: &str) -> String {
         match meta {
             Some((kind, rest)) => {
                 let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let counter = text.contains(&format!("# TYPE {name} counter"));
-                let name = if counter {
+                let name = if counters.contains(name) {
                     name.strip_suffix("_total").unwrap_or(name)
                 } else {
                     name
