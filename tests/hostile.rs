@@ -102,14 +102,18 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
-            b = api.base_url()
-        ),
-    )
-    .unwrap();
+    // A secret that changes under form and percent encoding.
+    let write_secret_config = |api: &FakeApi| {
+        std::fs::write(
+            &config,
+            format!(
+                "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
+                b = api.base_url()
+            ),
+        )
+        .unwrap();
+    };
+    write_secret_config(&api);
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "http_4xx"), Some(1.0), "{text}");
@@ -135,14 +139,7 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
         )
     })
     .await;
-    std::fs::write(
-        &config,
-        format!(
-            "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
-            b = api.base_url()
-        ),
-    )
-    .unwrap();
+    write_secret_config(&api);
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     exporter.first_cycle().await;
     let line = exporter.log_line("cannot get an access token").await;
