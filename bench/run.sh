@@ -65,6 +65,21 @@ median_ms() { # url [gzip]
   for _ in $(seq 1 "$RUNS"); do t+=("$(curl -fsS -o /dev/null -w '%{time_total}' "${hdr[@]}" "$url")"); done
   printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]*1000}'
 }
+# start_fake DIR ARGS...: the synthetic API (bench-fake-api ARGS), once it says it is ready.
+start_fake() {
+  local dir=$1; shift
+  "$FAKE" "$@" >"$dir/fake.out" &
+  pids+=($!)
+  for _ in $(seq 1 100); do grep -q ready "$dir/fake.out" 2>/dev/null && break; sleep 0.05; done
+}
+# start_exporter DIR [FLAGS...]: the exporter on DIR/config.yaml, once ready; sets PORT, PID.
+start_exporter() {
+  local dir=$1; shift
+  PORT=$(free_port)
+  "$BIN" --config.file "$dir/config.yaml" --web.listen-address "127.0.0.1:$PORT" "$@" 2>"$dir/exporter.log" &
+  PID=$!; pids+=($PID)
+  wait_http "http://127.0.0.1:$PORT/-/ready"
+}
 # The value of a key=value field in a logfmt line.
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
 
@@ -73,13 +88,9 @@ field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
 run_shape() {
   local name=$1 latency=$2; shift 2
   local dir="$tmp/$name"; mkdir -p "$dir/textfile" "$dir/www" "$dir/nginx/logs"; chmod 755 "$dir" "$dir/www"
-  "$FAKE" "$@" "$latency" "$CONCURRENCY" "$dir/config.yaml" "${SHAPE_ARGS[@]}" >"$dir/fake.out" &
-  pids+=($!)
-  for _ in $(seq 1 100); do grep -q ready "$dir/fake.out" 2>/dev/null && break; sleep 0.05; done
-  EXP_PORT=$(free_port)
-  "$BIN" --config.file "$dir/config.yaml" --web.listen-address "127.0.0.1:$EXP_PORT" 2>"$dir/exporter.log" &
-  EXP_PID=$!; pids+=($EXP_PID)
-  wait_http "http://127.0.0.1:$EXP_PORT/-/ready"
+  start_fake "$dir" "$@" "$latency" "$CONCURRENCY" "$dir/config.yaml" "${SHAPE_ARGS[@]}"
+  start_exporter "$dir"
+  EXP_PORT=$PORT; EXP_PID=$PID
   local line; line=$(grep 'first pass complete' "$dir/exporter.log" | head -1)
   local pass_ms requests series targets
   pass_ms=$(field "$line" duration_ms); requests=$(field "$line" requests)
@@ -180,14 +191,10 @@ churn=$(target/release/examples/bench-churn "$CHURN_CYCLES" | tail -1 | sed 's/^
 # 4. The binary on the msp shape with 20 % of the tenants renamed on every poll, polling back
 #    to back (interval 1s, at most 2 000 requests a second): RSS over time.
 mkdir -p "$tmp/churn"
-"$FAKE" "$MSP_CUSTOMERS" 150 0 16 "$tmp/churn/config.yaml" 4 50 2000 1 20 >"$tmp/churn/fake.out" &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q ready "$tmp/churn/fake.out" 2>/dev/null && break; sleep 0.05; done
+start_fake "$tmp/churn" "$MSP_CUSTOMERS" 150 0 16 "$tmp/churn/config.yaml" 4 50 2000 1 20
 sed -i 's/^  interval: 1h$/  interval: 1s/; s/^  stale_after: 3h$/  stale_after: 1h/' "$tmp/churn/config.yaml"
-CHURN_PORT=$(free_port)
-"$BIN" --config.file "$tmp/churn/config.yaml" --web.listen-address "127.0.0.1:$CHURN_PORT" --log.level error 2>"$tmp/churn/exporter.log" &
-CHURN_PID=$!; pids+=($CHURN_PID)
-wait_http "http://127.0.0.1:$CHURN_PORT/-/ready"
+start_exporter "$tmp/churn" --log.level error
+CHURN_PORT=$PORT; CHURN_PID=$PID
 churn_max=0
 for _ in $(seq 1 $(( (CHURN_SECONDS + 4) / 5 ))); do
   sleep 5
@@ -201,13 +208,9 @@ kill "$CHURN_PID" 2>/dev/null || true
 
 # 5. A rate-bound fleet: first pass against requests / rate.
 mkdir -p "$tmp/fleet"
-"$FAKE" "$FLEET_CUSTOMERS" 250 20 16 "$tmp/fleet/config.yaml" 4 10 "$FLEET_RATE" >"$tmp/fleet/fake.out" &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q ready "$tmp/fleet/fake.out" 2>/dev/null && break; sleep 0.05; done
-FLEET_PORT=$(free_port)
-"$BIN" --config.file "$tmp/fleet/config.yaml" --web.listen-address "127.0.0.1:$FLEET_PORT" 2>"$tmp/fleet/exporter.log" &
-FLEET_PID=$!; pids+=($FLEET_PID)
-wait_http "http://127.0.0.1:$FLEET_PORT/-/ready"
+start_fake "$tmp/fleet" "$FLEET_CUSTOMERS" 250 20 16 "$tmp/fleet/config.yaml" 4 10 "$FLEET_RATE"
+start_exporter "$tmp/fleet"
+FLEET_PID=$PID
 fleet_line=$(grep 'first pass complete' "$tmp/fleet/exporter.log" | head -1)
 fleet_ms=$(field "$fleet_line" duration_ms); fleet_requests=$(field "$fleet_line" requests)
 fleet_targets=$(field "$fleet_line" targets); fleet_ok=$(field "$fleet_line" ok)
