@@ -4,9 +4,9 @@
 use std::hint::black_box;
 
 use avepoint_elements_exporter::api::parse_page;
-use avepoint_elements_exporter::config::TenantType;
+use avepoint_elements_exporter::domain::{TenantSeats, TenantType};
 use avepoint_elements_exporter::metrics::{
-    render_snapshot, BuildInfo, Format, Metrics, SeatSeries, TargetLabels, TargetView, TenantSeats,
+    render_snapshot, BuildInfo, Format, Metrics, SeatSeries, TargetLabels, TargetView,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

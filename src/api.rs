@@ -12,8 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use crate::auth::{AuthError, TokenSource};
-use crate::config::{LicenseAssignedStatus, TenantType};
-use crate::metrics::TenantSeats;
+use crate::domain::{LicenseAssignedStatus, TenantSeats, TenantType};
 use crate::scheduler::Priority;
 use crate::transport::{Budget, Endpoint, HttpResponse, Prepared, Transport, TransportError};
 

@@ -97,7 +97,7 @@ pub fn build_client(
 }
 
 fn now_unix() -> f64 {
-    poller::unix_seconds(SystemTime::now())
+    crate::domain::unix_seconds(SystemTime::now())
 }
 
 /// Runs the exporter until `shutdown` completes.

@@ -18,7 +18,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ProcessEnvironment, TenantType};
+use crate::config::{Config, ProcessEnvironment};
+use crate::domain::TenantType;
 
 /// Poll interval of the demo configuration.
 pub const DEMO_INTERVAL: &str = "5s";

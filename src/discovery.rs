@@ -16,7 +16,7 @@ use crate::api::{Client, DiscoveredCustomer};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plan;
-use crate::poller::{self, Plan};
+use crate::poller::Plan;
 
 /// Builds and publishes poll plans.
 pub struct Planner {
@@ -222,7 +222,7 @@ pub async fn run(
                 planner
                     .metrics
                     .discovery_last_success
-                    .set(poller::unix_seconds(SystemTime::now()));
+                    .set(crate::domain::unix_seconds(SystemTime::now()));
                 planner.apply_discovered(generation, list.items);
             }
             Err(e) => {

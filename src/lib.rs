@@ -32,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod domain;
 pub mod metrics;
 pub mod plan;
 pub mod poller;

@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::api::{DiscoveredCustomer, TargetRequest};
-use crate::config::{Config, Customer, TenantType};
+use crate::config::{Config, Customer};
+use crate::domain::TenantType;
 use crate::metrics::TargetLabels;
 
 /// One (customer, tenant type) pair, with its labels escaped once.
@@ -160,7 +161,8 @@ pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Environment, LicenseAssignedStatus};
+    use crate::config::Environment;
+    use crate::domain::LicenseAssignedStatus;
 
     struct NoEnv;
     impl Environment for NoEnv {

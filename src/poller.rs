@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::{ApiError, Client, Fetched};
-use crate::config::{PollConfig, TenantType};
+use crate::config::PollConfig;
+use crate::domain::{unix_seconds, TenantType};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetView};
 use crate::plan::{Target, TargetKey};
 use crate::scheduler::{Priority, Schedule};
@@ -606,11 +607,4 @@ fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {
         last_success: state.and_then(|s| s.last_success),
         tenants: state.map_or(0, |s| s.seats.tenants()),
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }

@@ -409,7 +409,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TenantType;
+    use crate::domain::TenantType;
     use std::collections::HashMap;
 
     fn key(i: usize) -> TargetKey {

@@ -19,9 +19,7 @@ use prometheus::{
 mod snapshot;
 
 use snapshot::{deflate_raw, GZIP_HEADER};
-pub use snapshot::{
-    render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView, TenantSeats,
-};
+pub use snapshot::{render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView};
 
 /// Content type of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -433,7 +431,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TenantType;
+    use crate::domain::TenantSeats;
+    use crate::domain::TenantType;
 
     /// Decodes a gzip body with a decoder that reads exactly one member and checks its CRC.
     fn gunzip(data: &[u8]) -> String {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use crate::config::TenantType;
+use crate::domain::{TenantSeats, TenantType};
 
 /// A gzip member header: deflate, no flags, no mtime, unknown OS.
 pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -70,19 +70,6 @@ impl TargetLabels {
             target_labels,
         }
     }
-}
-
-/// One tenant's seats as the API reported them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantSeats {
-    /// Tenant id (the `tenant_id` label).
-    pub id: String,
-    /// Tenant name (the `tenant_name` label).
-    pub name: String,
-    /// Available (unassigned) user seats.
-    pub available: u64,
-    /// Assigned user seats.
-    pub assigned: u64,
 }
 
 /// The seat series of one target, compactly: each tenant's `tenant_id="…",tenant_name="…"`

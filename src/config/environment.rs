@@ -1,0 +1,192 @@
+//! What lives outside the config file: the process environment, secret files and the
+//! client certificate; and the `elements` credential keys that point at them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::yaml::{Problems, Section};
+use super::{Credential, Secret, SecretSource, SECRET_ENV};
+use crate::assertion::ClientCertificate;
+
+/// Where configuration values that live outside the file come from: the environment and
+/// secret files. Tests pass their own instead of touching the process environment.
+pub trait Environment {
+    /// The value of an environment variable, if set.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The contents of a file.
+    fn read_file(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// The real process environment and file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        read_regular_file(path, MAX_FILE_BYTES)
+    }
+}
+
+/// Largest config or secret file read.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a regular file of at most `limit` bytes. Anything else (a FIFO that would block until
+/// someone writes to it, `/dev/zero` that never ends, a directory) is an error that says so.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory cannot be a config)",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Exactly one of a secret (from any source) or a certificate with its key.
+pub(super) fn parse_credential(
+    s: &Section<'_>,
+    env: &dyn Environment,
+    p: &mut Problems,
+) -> Option<Credential> {
+    // Every credential key is read before any decision, so each is known to the section.
+    let secret_keys: Vec<&str> = ["client_secret", "client_secret_file"]
+        .into_iter()
+        .filter(|k| s.get(k).is_some())
+        .chain(env.var(SECRET_ENV).map(|_| SECRET_ENV))
+        .collect();
+    let cert = s.string("client_certificate_file", p);
+    let key = s.string("client_private_key_file", p);
+    let wants_certificate =
+        s.get("client_certificate_file").is_some() || s.get("client_private_key_file").is_some();
+    if !wants_certificate {
+        return parse_secret(s, env, p)
+            .map(|(secret, source)| Credential::Secret { secret, source });
+    }
+    if !secret_keys.is_empty() {
+        p.add(
+            "elements",
+            format!(
+                "both a client secret ({}) and a certificate (client_certificate_file, client_private_key_file) are configured; keep exactly one",
+                secret_keys.join(", ")
+            ),
+        );
+        return None;
+    }
+    let read = |key: &str, path: &str, p: &mut Problems| match env.read_file(Path::new(path)) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            p.add(
+                &format!("elements.{key}"),
+                format!("cannot read {path:?}: {e}"),
+            );
+            None
+        }
+    };
+    let (cert_file, key_file) = match (cert, key) {
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) if s.get("client_private_key_file").is_none() => {
+            p.add(
+                "elements.client_private_key_file",
+                "missing; client_certificate_file needs the certificate's private key (PEM)",
+            );
+            return None;
+        }
+        (None, Some(_)) if s.get("client_certificate_file").is_none() => {
+            p.add(
+                "elements.client_certificate_file",
+                "missing; client_private_key_file needs the certificate registered in AvePoint Online Services (PEM)",
+            );
+            return None;
+        }
+        _ => return None,
+    };
+    let cert_pem = read("client_certificate_file", &cert_file, p);
+    let key_pem = read("client_private_key_file", &key_file, p);
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+    match ClientCertificate::from_pem(cert_pem.as_bytes(), key_pem.as_bytes()) {
+        Ok(certificate) => Some(Credential::Certificate {
+            certificate: Arc::new(certificate),
+            certificate_file: cert_file,
+            key_file,
+        }),
+        Err(e) => {
+            use crate::assertion::CertificateError as E;
+            let (key, message) = match e {
+                E::Certificate(_) | E::NotRsa => {
+                    ("client_certificate_file", format!("{cert_file:?}: {e}"))
+                }
+                E::Mismatch => (
+                    "client_private_key_file",
+                    format!("{key_file:?}: {e} in {cert_file:?}"),
+                ),
+                E::Key | E::Sign(_) => ("client_private_key_file", format!("{key_file:?}: {e}")),
+            };
+            p.add(&format!("elements.{key}"), message);
+            None
+        }
+    }
+}
+
+fn parse_secret(
+    s: &Section<'_>,
+    env: &dyn Environment,
+    p: &mut Problems,
+) -> Option<(Secret, SecretSource)> {
+    let inline = s.string("client_secret", p);
+    let file = s.string("client_secret_file", p);
+    if let Some(value) = env.var(SECRET_ENV) {
+        return Some((Secret::new(value), SecretSource::Environment));
+    }
+    match (inline, file) {
+        (Some(secret), None) => Some((Secret::new(secret), SecretSource::Inline)),
+        (None, Some(path)) => match env.read_file(Path::new(&path)) {
+            Ok(text) if !text.trim().is_empty() => {
+                Some((Secret::new(text.trim()), SecretSource::File))
+            }
+            Ok(_) => {
+                p.add("elements.client_secret_file", format!("{path:?} is empty"));
+                None
+            }
+            Err(e) => {
+                p.add(
+                    "elements.client_secret_file",
+                    format!("cannot read {path:?}: {e}"),
+                );
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            p.add(
+                "elements",
+                "both client_secret and client_secret_file are set; keep exactly one",
+            );
+            None
+        }
+        (None, None) => {
+            if s.get("client_secret").is_none() && s.get("client_secret_file").is_none() {
+                p.add(
+                    "elements",
+                    format!(
+                        "no credentials; set client_secret_file, client_secret or the {SECRET_ENV} environment variable, or client_certificate_file and client_private_key_file"
+                    ),
+                );
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! The YAML configuration file, parsed once into validated types.
+//!
+//! Parsing walks the YAML tree by hand instead of deriving `Deserialize`, so that *every*
+//! problem in a file is reported at once, each with its key path and the offending value
+//! (`customers[2].tenant_types[0]: unknown tenant type "office"; ...`). After [`Config::parse`]
+//! succeeds, no other module needs to validate anything again.
+
+//!
+//! Where things are: [`yaml`] walks the tree (key paths, unknown keys, typed values);
+//! `parse` builds each section from it; `environment` reads what lives outside the file
+//! (the secret from the environment or a file, certificate files); `summary` is what
+//! `--check-config` prints and the warnings it and the start log show.
+
+mod environment;
+mod parse;
+mod summary;
+#[cfg(test)]
+mod tests;
+mod yaml;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use reqwest::Url;
+use serde_yaml::Value;
+
+use crate::assertion::ClientCertificate;
+pub use crate::domain::{LicenseAssignedStatus, TenantType};
+pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
+use parse::parse_root;
+use yaml::{one_line, too_deep, Problems};
+pub use yaml::{parse_duration, MAX_NESTING};
+
+/// Default API host (commercial environment).
+pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
+/// Default scope requested for the seat endpoint.
+pub const DEFAULT_SCOPE: &str = "elements.license.read.all";
+/// Default scope when customer discovery is on: the seat and the customer list endpoints.
+pub const DEFAULT_DISCOVERY_SCOPE: &str = "elements.license.read.all elements.customers.read.all";
+/// Environment variable that, when set, supplies the client secret and wins over the file.
+pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
+
+/// A problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why reading it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read, but is not valid; every problem is listed.
+    #[error("invalid config: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// Every problem as its own line (one for a read error).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(problems) => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// A string that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it (the token request).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the client secret was found; shown by `--check-config` instead of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `elements.client_secret` in the file.
+    Inline,
+    /// `elements.client_secret_file`.
+    File,
+    /// The `ELEMENTS_CLIENT_SECRET` environment variable.
+    Environment,
+}
+
+/// The AvePoint Online Services environment; it picks the token service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementsEnvironment {
+    /// The commercial cloud (default).
+    Commercial,
+    /// U.S. Government.
+    Gov,
+    /// AOS2.
+    Aos2,
+    /// FedRAMP.
+    Fedramp,
+}
+
+impl ElementsEnvironment {
+    /// Every environment, for messages.
+    pub const ALL: [ElementsEnvironment; 4] = [
+        ElementsEnvironment::Commercial,
+        ElementsEnvironment::Gov,
+        ElementsEnvironment::Aos2,
+        ElementsEnvironment::Fedramp,
+    ];
+
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElementsEnvironment::Commercial => "commercial",
+            ElementsEnvironment::Gov => "gov",
+            ElementsEnvironment::Aos2 => "aos2",
+            ElementsEnvironment::Fedramp => "fedramp",
+        }
+    }
+
+    /// The environment's OAuth2 token endpoint.
+    pub fn token_url(self) -> &'static str {
+        match self {
+            ElementsEnvironment::Commercial => {
+                "https://identity.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Gov => {
+                "https://identity-gov.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Aos2 => {
+                "https://identity-aos2.avepointonlineservices.com/connect/token"
+            }
+            ElementsEnvironment::Fedramp => "https://identity.online15.net/connect/token",
+        }
+    }
+}
+
+/// How the exporter proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from.
+        source: SecretSource,
+    },
+    /// A certificate and its private key (a signed JWT client assertion, private_key_jwt).
+    Certificate {
+        /// The checked certificate and key.
+        certificate: Arc<ClientCertificate>,
+        /// `client_certificate_file`, for `--check-config`.
+        certificate_file: String,
+        /// `client_private_key_file`, for `--check-config`.
+        key_file: String,
+    },
+}
+
+/// The same credential: the same secret (wherever it came from), or the same certificate
+/// (by thumbprint) from the same files.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credential::Secret { secret: a, .. }, Credential::Secret { secret: b, .. }) => a == b,
+            (
+                Credential::Certificate {
+                    certificate: a,
+                    certificate_file: af,
+                    key_file: ak,
+                },
+                Credential::Certificate {
+                    certificate: b,
+                    certificate_file: bf,
+                    key_file: bk,
+                },
+            ) => af == bf && ak == bk && a.thumbprint() == b.thumbprint(),
+            _ => false,
+        }
+    }
+}
+
+/// Settings of the Elements API connection; equal settings build the same client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementsConfig {
+    /// API host, e.g. `https://graph.avepointonlineservices.com`.
+    pub base_url: Url,
+    /// The environment (picks the default token URL).
+    pub environment: ElementsEnvironment,
+    /// OAuth2 token endpoint.
+    pub token_url: Url,
+    /// OAuth2 client id of the app registration.
+    pub client_id: String,
+    /// Secret or certificate.
+    pub credential: Credential,
+    /// OAuth2 scope.
+    pub scope: String,
+    /// Timeout of one HTTP request.
+    pub timeout: Duration,
+    /// `pageSize` of each request, 1..=100.
+    pub page_size: u8,
+    /// Requests in flight at once.
+    pub max_concurrency: NonZeroUsize,
+    /// Request rate limit; `None` means unlimited.
+    pub max_requests_per_second: Option<NonZeroU32>,
+    /// Extra attempts for retryable failures.
+    pub retries: u32,
+}
+
+/// Scheduling of target polls.
+#[derive(Debug, Clone, Copy)]
+pub struct PollConfig {
+    /// Time between two polls of the same target.
+    pub interval: Duration,
+    /// How long last-good series survive failing polls.
+    pub stale_after: Duration,
+}
+
+/// One customer whose tenants are polled.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// The Elements customer id, used in the API path and the `customer_id` label.
+    pub id: String,
+    /// Display name for the `customer_name` label (empty when not configured).
+    pub name: String,
+    /// Tenant types to poll, without duplicates.
+    pub tenant_types: Vec<TenantType>,
+    /// Optional body filter.
+    pub license_assigned_status: Option<LicenseAssignedStatus>,
+}
+
+/// Customer auto-discovery: every customer of the partner's list that passes the filters
+/// becomes targets.
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// How often the customer list is fetched.
+    pub interval: Duration,
+    /// Keep only organizations matching one of these (all when empty).
+    pub include: Vec<Regex>,
+    /// Drop organizations matching any of these.
+    pub exclude: Vec<Regex>,
+    /// Drop these customer ids.
+    pub exclude_ids: HashSet<String>,
+    /// Tenant types polled for discovered customers.
+    pub tenant_types: Vec<TenantType>,
+    /// Body filter for discovered customers.
+    pub license_assigned_status: Option<LicenseAssignedStatus>,
+}
+
+impl PartialEq for DiscoveryConfig {
+    fn eq(&self, other: &Self) -> bool {
+        fn patterns(v: &[Regex]) -> Vec<&str> {
+            v.iter().map(Regex::as_str).collect()
+        }
+        let DiscoveryConfig {
+            interval,
+            include,
+            exclude,
+            exclude_ids,
+            tenant_types,
+            license_assigned_status,
+        } = self;
+        *interval == other.interval
+            && patterns(include) == patterns(&other.include)
+            && patterns(exclude) == patterns(&other.exclude)
+            && *exclude_ids == other.exclude_ids
+            && *tenant_types == other.tenant_types
+            && *license_assigned_status == other.license_assigned_status
+    }
+}
+
+impl DiscoveryConfig {
+    /// Whether a discovered customer passes the filters.
+    pub fn keeps(&self, id: &str, organization: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(organization)))
+            && !self.exclude.iter().any(|r| r.is_match(organization))
+            && !self.exclude_ids.contains(id)
+    }
+}
+
+/// The least time a round over the listed targets needs (see [`Config::min_round`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundEstimate {
+    /// Listed targets of one shard.
+    pub targets: usize,
+    /// `max_requests_per_second`.
+    pub rate: u32,
+    /// targets ÷ rate: seconds a round needs at one page per target.
+    pub seconds: f64,
+    /// `poll.interval`.
+    pub interval: Duration,
+}
+
+impl RoundEstimate {
+    /// Whether even one page per target cannot be polled within the interval.
+    pub fn exceeds_interval(&self) -> bool {
+        self.seconds > self.interval.as_secs_f64()
+    }
+}
+
+impl fmt::Display for RoundEstimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} targets x at least 1 page / {} requests per second = at least {:.0}s per round; poll.interval is {}",
+            self.targets,
+            self.rate,
+            self.seconds.ceil(),
+            humantime::format_duration(self.interval)
+        )
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// API connection.
+    pub elements: ElementsConfig,
+    /// Scheduling.
+    pub poll: PollConfig,
+    /// Customers listed in the file, in file order, with unique ids; with discovery on they
+    /// override discovered customers of the same id.
+    pub customers: Vec<Customer>,
+    /// Customer auto-discovery, when configured.
+    pub discovery: Option<DiscoveryConfig>,
+    /// Settings that are valid but probably not meant (see `--check-config`).
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Whether `other` would build the same API client (connection, credentials, limits and
+    /// the poll interval that caps waits): a reload that only changes customers, discovery
+    /// filters or `stale_after` keeps the running client, its token, rate limit and throttle.
+    pub fn same_client_as(&self, other: &Config) -> bool {
+        self.elements == other.elements && self.poll.interval == other.poll.interval
+    }
+
+    /// Reads and validates a config file.
+    /// Blocking: call it off the async runtime (`spawn_blocking`).
+    pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, env)
+    }
+
+    /// Validates the YAML text of a config file.
+    pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        if let Some(line) = too_deep(text) {
+            return Err(ConfigError::Invalid(vec![format!(
+                "line {line}: collections nested deeper than {MAX_NESTING} levels"
+            )]));
+        }
+        let root: Value = serde_yaml::from_str(text).map_err(|e| {
+            ConfigError::Invalid(vec![format!(
+                "not valid YAML: {}",
+                one_line(&e.to_string())
+            )])
+        })?;
+        let mut p = Problems::default();
+        let config = parse_root(&root, env, &mut p);
+        match config {
+            Some(config) if p.0.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(p.0)),
+        }
+    }
+
+    /// Number of (customer, tenant type) targets.
+    pub fn target_count(&self) -> usize {
+        self.customers.iter().map(|c| c.tenant_types.len()).sum()
+    }
+
+    /// What the config alone says about one round over the listed targets: at least one
+    /// request each (pages beyond the first only add), at the configured rate limit. `None`
+    /// without a rate limit (then the API's latency decides).
+    pub fn min_round(&self, total_shards: u32) -> Option<RoundEstimate> {
+        let rate = self.elements.max_requests_per_second?.get();
+        let targets = self.target_count().div_ceil(total_shards.max(1) as usize);
+        Some(RoundEstimate {
+            targets,
+            rate,
+            seconds: targets as f64 / f64::from(rate),
+            interval: self.poll.interval,
+        })
+    }
+}
