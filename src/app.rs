@@ -17,9 +17,9 @@ use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
 use crate::poller::{self, Status};
 use crate::redact::Redactor;
+use crate::server::web_config::{WebConfigError, WebSettings};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
 use crate::transport::{Transport, TransportError, TransportOptions};
-use crate::web::{WebConfigError, WebSettings};
 
 /// What the command line decides.
 #[derive(Debug, Clone)]

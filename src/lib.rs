@@ -42,4 +42,3 @@ pub mod scheduler;
 pub mod server;
 pub mod telemetry;
 pub mod transport;
-pub mod web;

@@ -8,9 +8,9 @@ use avepoint_elements_exporter::app::{self, AppError, Options};
 use avepoint_elements_exporter::config::{Config, ConfigError, ProcessEnvironment};
 use avepoint_elements_exporter::demo::DemoApi;
 use avepoint_elements_exporter::metrics::BuildInfo;
+use avepoint_elements_exporter::server::web_config::WebSettings;
 use avepoint_elements_exporter::server::ServeLimits;
 use avepoint_elements_exporter::telemetry::{Format, LineLayer};
-use avepoint_elements_exporter::web::WebSettings;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 

@@ -26,7 +26,8 @@ use hyper_util::server::graceful::GracefulConnection;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::{service, AppState, ServeLimits, MAX_HEADER_BYTES};
+use super::routes::{service, Body};
+use super::{AppState, ServeLimits, MAX_HEADER_BYTES};
 
 /// Serves one accepted TCP connection until it ends, the server shuts down (`shutdown`
 /// turns true) or the client idles past the header timeout.
@@ -67,7 +68,7 @@ pub(super) async fn serve(
     let session = stream.get_ref().1;
     if !tls.allowed_sans.is_empty() {
         let leaf = session.peer_certificates().and_then(|c| c.first());
-        if !leaf.is_some_and(|c| crate::web::has_allowed_san(c, &tls.allowed_sans)) {
+        if !leaf.is_some_and(|c| super::tls::has_allowed_san(c, &tls.allowed_sans)) {
             tracing::debug!("client certificate has none of the allowed SANs; closing");
             return;
         }
@@ -93,10 +94,10 @@ fn tracked(
     state: Arc<AppState>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = hyper::Response<super::Body>,
+    Response = hyper::Response<Body>,
     Error = std::convert::Infallible,
     Future = impl std::future::Future<
-        Output = Result<hyper::Response<super::Body>, std::convert::Infallible>,
+        Output = Result<hyper::Response<Body>, std::convert::Infallible>,
     > + Send,
 > + Clone {
     let activity = slot.activity.clone();

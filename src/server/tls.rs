@@ -1,0 +1,329 @@
+//! TLS for the endpoint from the web config's `tls_server_config`: certificates (inline or
+//! files), versions, ALPN and the client certificate policies, with rustls.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio_rustls::TlsAcceptor;
+
+use super::web_config::{ClientAuth, RawTls};
+
+/// TLS of the endpoint: the acceptor and the checks rustls does not do itself.
+pub struct Tls {
+    /// Accepts TLS connections (certificates, versions, ALPN, client verification).
+    pub acceptor: TlsAcceptor,
+    /// When non-empty, the client certificate must carry one of these SANs.
+    pub allowed_sans: Vec<String>,
+}
+
+/// PEM text from an inline value or a file; exactly one of the two.
+fn pem_source(
+    inline: Option<String>,
+    file: Option<String>,
+    name: &str,
+    dir: &Path,
+    required: bool,
+    problems: &mut Vec<String>,
+) -> Option<(String, Vec<u8>)> {
+    let key = format!("tls_server_config.{name}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problems.push(format!(
+                "tls_server_config: both {name} and {name}_file are set; keep one"
+            ));
+            None
+        }
+        (Some(text), None) => Some((format!("tls_server_config.{name}"), text.into_bytes())),
+        (None, Some(f)) => {
+            let path = dir.join(&f);
+            match std::fs::read(&path) {
+                Ok(bytes) => Some((key, bytes)),
+                Err(e) => {
+                    problems.push(format!("{key}: cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            if required {
+                problems.push(format!("{key}: missing; TLS needs a {name}"));
+            }
+            None
+        }
+    }
+}
+
+pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>) -> Option<Tls> {
+    let before = problems.len();
+    if t.cipher_suites.as_ref().is_some_and(|c| !c.is_empty()) {
+        problems.push(
+            "tls_server_config.cipher_suites: not supported; rustls uses its own safe suites"
+                .into(),
+        );
+    }
+    if t.curve_preferences.as_ref().is_some_and(|c| !c.is_empty()) {
+        problems.push(
+            "tls_server_config.curve_preferences: not supported; rustls uses its own safe curves"
+                .into(),
+        );
+    }
+    let version =
+        |key: &str, value: &Option<String>, default, problems: &mut Vec<String>| match value
+            .as_deref()
+        {
+            None => Some(default),
+            Some("TLS12") => Some(12),
+            Some("TLS13") => Some(13),
+            Some(v @ ("TLS10" | "TLS11")) => {
+                problems.push(format!(
+                    "tls_server_config.{key}: {v} is not supported (insecure); use TLS12 or TLS13"
+                ));
+                None
+            }
+            Some(v) => {
+                problems.push(format!(
+                    "tls_server_config.{key}: unknown version {v:?}; expected TLS12 or TLS13"
+                ));
+                None
+            }
+        };
+    let min = version("min_version", &t.min_version, 12, problems);
+    let max = version("max_version", &t.max_version, 13, problems);
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match (min, max) {
+        (Some(min), Some(max)) if min > max => {
+            problems.push("tls_server_config: min_version is above max_version".into());
+            Vec::new()
+        }
+        (Some(min), Some(max)) => [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(v, _)| (min..=max).contains(v))
+            .map(|(_, p)| p)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let client_auth = match t.client_auth_type.as_deref() {
+        None => Some(ClientAuth::NoClientCert),
+        Some(name) => {
+            let found = ClientAuth::ALL
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| *a);
+            if found.is_none() {
+                problems.push(format!(
+                    "tls_server_config.client_auth_type: unknown value {name:?}; expected one of {}",
+                    ClientAuth::ALL.map(|(n, _)| n).join(", ")
+                ));
+            }
+            found
+        }
+    };
+    let cert = pem_source(t.cert, t.cert_file, "cert", dir, true, problems);
+    let key = pem_source(t.key, t.key_file, "key", dir, true, problems);
+    let ca = pem_source(
+        t.client_ca,
+        t.client_ca_file,
+        "client_ca",
+        dir,
+        false,
+        problems,
+    );
+    let certs: Option<Vec<CertificateDer<'static>>> = cert.and_then(|(key, pem)| {
+        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+        match certs {
+            Ok(c) if !c.is_empty() => Some(c),
+            _ => {
+                problems.push(format!("{key}: no PEM certificate found"));
+                None
+            }
+        }
+    });
+    let private_key = key.and_then(|(key, pem)| match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(k) => Some(k),
+        Err(_) => {
+            problems.push(format!(
+                "{key}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)"
+            ));
+            None
+        }
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = match (&ca, client_auth) {
+        (Some((key, pem)), _) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(pem) {
+                match c.map(|c| roots.add(c)) {
+                    Ok(Ok(())) => {}
+                    _ => problems.push(format!("{key}: not a valid PEM CA certificate")),
+                }
+            }
+            if roots.is_empty() {
+                problems.push(format!("{key}: no CA certificate found"));
+            }
+            Some(Arc::new(roots))
+        }
+        (
+            None,
+            Some(ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert),
+        ) => {
+            problems.push(
+                "tls_server_config.client_ca_file: missing; needed to verify client certificates"
+                    .into(),
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let allowed_sans = t.client_allowed_sans.unwrap_or_default();
+    if problems.len() > before {
+        return None;
+    }
+    let verifier: Arc<dyn ClientCertVerifier> = match (client_auth?, roots) {
+        (ClientAuth::NoClientCert, _) => WebPkiClientVerifier::no_client_auth(),
+        (ClientAuth::RequestClientCert, _) => Arc::new(AnyClientCert::new(false, &provider)),
+        (ClientAuth::RequireAnyClientCert, _) => Arc::new(AnyClientCert::new(true, &provider)),
+        (ClientAuth::VerifyClientCertIfGiven, Some(roots)) => {
+            match WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+                .allow_unauthenticated()
+                .build()
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("tls_server_config.client_ca_file: {e}"));
+                    return None;
+                }
+            }
+        }
+        (ClientAuth::RequireAndVerifyClientCert, Some(roots)) => {
+            match WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build() {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(format!("tls_server_config.client_ca_file: {e}"));
+                    return None;
+                }
+            }
+        }
+        (_, None) => return None,
+    };
+    let builder = match rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+    {
+        Ok(b) => b,
+        Err(e) => {
+            problems.push(format!("tls_server_config: {e}"));
+            return None;
+        }
+    };
+    let mut config = match builder
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs?, private_key?)
+    {
+        Ok(c) => c,
+        Err(e) => {
+            problems.push(format!(
+                "tls_server_config.key_file: cannot use the key with the certificate: {e}"
+            ));
+            return None;
+        }
+    };
+    config.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    Some(Tls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        allowed_sans,
+    })
+}
+
+/// Whether a client certificate (DER) carries one of `allowed` as a DNS, IP, e-mail or URI
+/// subject alternative name.
+pub fn has_allowed_san(cert: &[u8], allowed: &[String]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert) else {
+        return false;
+    };
+    let Ok(Some(sans)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    sans.value.general_names.iter().any(|name| {
+        let text = match name {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                (*s).to_owned()
+            }
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b)
+                    .map(|a| std::net::IpAddr::from(a).to_string())
+                    .unwrap_or_default(),
+                16 => <[u8; 16]>::try_from(*b)
+                    .map(|a| std::net::IpAddr::from(a).to_string())
+                    .unwrap_or_default(),
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        !text.is_empty() && allowed.contains(&text)
+    })
+}
+
+/// Asks for a client certificate and checks only that the client holds its key (Go's
+/// `RequestClientCert` / `RequireAnyClientCert`: no chain verification).
+#[derive(Debug)]
+struct AnyClientCert {
+    mandatory: bool,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl AnyClientCert {
+    fn new(mandatory: bool, provider: &rustls::crypto::CryptoProvider) -> Self {
+        AnyClientCert {
+            mandatory,
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
