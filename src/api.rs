@@ -80,6 +80,7 @@ impl ApiError {
             ApiError::Transport(
                 TransportError::Connect(_)
                 | TransportError::Other(_)
+                | TransportError::Build(_)
                 | TransportError::Redirect { .. },
             ) => "connect",
             ApiError::Transport(TransportError::TooLarge { .. }) => "too_large",
@@ -768,7 +769,10 @@ mod tests {
     fn error_causes() {
         let every = [
             ApiError::Transport(TransportError::Timeout(std::time::Duration::ZERO)),
-            ApiError::Transport(TransportError::Connect(String::new())),
+            ApiError::Transport(TransportError::Redirect {
+                status: 302,
+                location: String::new(),
+            }),
             ApiError::Transport(TransportError::TooLarge { limit: 1 }),
             ApiError::Paging(String::new()),
             ApiError::Token(AuthError::Parse(String::new())),

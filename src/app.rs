@@ -1,6 +1,7 @@
 //! The running daemon: builds the poll plan from a configuration, starts the poller and the
 //! HTTP server, and applies config reloads (SIGHUP or `POST /-/reload`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::api::Client;
 use crate::auth::TokenSource;
@@ -54,9 +56,71 @@ pub enum AppError {
     /// The web config is unusable.
     #[error(transparent)]
     Web(#[from] WebConfigError),
-    /// Anything else at start-up.
-    #[error("{0}")]
-    Setup(String),
+    /// The self-metrics could not be registered (their names are fixed: a bug if it happens).
+    #[error("cannot register the self-metrics")]
+    Metrics(#[source] prometheus::Error),
+    /// The simulated API of `--demo` could not listen on loopback.
+    #[error("cannot start the demo API")]
+    Demo(#[source] std::io::Error),
+    /// The HTTP client for the Elements API could not be built.
+    #[error("cannot build the HTTP client")]
+    Client(#[source] TransportError),
+    /// A task the daemon cannot run without (poller, discovery, HTTP server, reloader) ended
+    /// before shutdown, or panicked.
+    #[error("the {task} task {}", if .source.is_some() { "panicked" } else { "ended unexpectedly" })]
+    TaskEnded {
+        /// Which task.
+        task: &'static str,
+        /// The panic, when it panicked.
+        #[source]
+        source: Option<tokio::task::JoinError>,
+    },
+}
+
+/// The long-running tasks of the daemon, by name: the first to end before shutdown (or to
+/// panic at any time) is an error, so a dead poller never leaves a server up that serves
+/// frozen data with exit status 0 later.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Tasks {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// The next task to end, as the error it is.
+    async fn next_ended(&mut self) -> Option<AppError> {
+        let (id, panic) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), Some(e)),
+        };
+        Some(AppError::TaskEnded {
+            task: self.names.get(&id).copied().unwrap_or("unnamed"),
+            source: panic,
+        })
+    }
+
+    /// Waits for every task after the stop signal; the first panic among them is an error.
+    async fn join_all(&mut self) -> Result<(), AppError> {
+        let mut first = Ok(());
+        while let Some(ended) = self.next_ended().await {
+            if matches!(
+                &ended,
+                AppError::TaskEnded {
+                    source: Some(_),
+                    ..
+                }
+            ) && first.is_ok()
+            {
+                first = Err(ended);
+            }
+        }
+        first
+    }
 }
 
 /// Builds the API client (transport, limits, token source) of a configuration.
@@ -103,7 +167,7 @@ fn now_unix() -> f64 {
 /// Runs the exporter until `shutdown` completes.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let build = BuildInfo::current();
-    let metrics = Arc::new(Metrics::new(&build).map_err(|e| AppError::Setup(e.to_string()))?);
+    let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
     metrics.set_shard(options.shard, options.total_shards);
     // A small, known label set: every cause exists at 0, so increase() sees the first error.
     for cause in crate::api::CAUSES {
@@ -111,9 +175,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     }
 
     let demo = if options.demo {
-        let api = DemoApi::start()
-            .await
-            .map_err(|e| AppError::Setup(format!("cannot start the demo API: {e}")))?;
+        let api = DemoApi::start().await.map_err(AppError::Demo)?;
         tracing::info!(api = %api.addr, "demo mode: polling the built-in simulated Elements API");
         Some(api)
     } else {
@@ -142,8 +204,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         }
     }
 
-    let client = build_client(&config, &metrics)
-        .map_err(|e| AppError::Setup(format!("cannot build the HTTP client: {e}")))?;
+    let client = build_client(&config, &metrics).map_err(AppError::Client)?;
     tracing::info!(
         version = build.version,
         revision = build.revision,
@@ -176,16 +237,21 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    let mut tasks = Tasks::default();
     let reload = if demo.is_none() {
         let (tx, rx) = mpsc::channel::<ReloadRequest>(4);
         spawn_sighup(Some(tx.clone()));
-        tokio::spawn(reloader(
-            rx,
-            options.clone(),
-            metrics.clone(),
-            planner.clone(),
-            web.clone(),
-        ));
+        tasks.spawn(
+            "reloader",
+            reloader(
+                rx,
+                options.clone(),
+                metrics.clone(),
+                planner.clone(),
+                web.clone(),
+                stopped(),
+            ),
+        );
         Some(tx)
     } else {
         // SIGHUP must not kill the demo (its default action): it says why nothing reloads.
@@ -200,32 +266,42 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         build,
         web,
     });
-    let server = tokio::spawn(server::serve(listeners, state, options.limits, stopped()));
+    tasks.spawn(
+        "HTTP server",
+        server::serve(listeners, state, options.limits, stopped()),
+    );
     // With discovery on, the first poll waits for the first customer list (or its failure:
     // then the listed customers run alone until a list arrives).
-    let (first_tx, first_rx) = oneshot::channel();
-    let discovery = tokio::spawn(discovery::run(planner.clone(), first_tx, stopped()));
+    let (first_tx, mut first_rx) = oneshot::channel();
+    tasks.spawn(
+        "discovery",
+        discovery::run(planner.clone(), first_tx, stopped()),
+    );
     tokio::pin!(shutdown);
-    let poller = tokio::select! {
-        _ = &mut shutdown => None,
-        _ = first_rx => Some(tokio::spawn(poller::run(
-            plan_rx,
-            metrics.clone(),
-            status.clone(),
-            stopped(),
-        ))),
+    let mut polling = false;
+    let ended = loop {
+        tokio::select! {
+            _ = &mut shutdown => break None,
+            ended = tasks.next_ended() => break ended,
+            _ = &mut first_rx, if !polling => {
+                polling = true;
+                tasks.spawn(
+                    "poller",
+                    poller::run(plan_rx.clone(), metrics.clone(), status.clone(), stopped()),
+                );
+            }
+        }
     };
-    if poller.is_some() {
-        shutdown.await;
+    match &ended {
+        None => tracing::info!("shutting down"),
+        Some(e) => tracing::error!(error = %e, "stopping"),
     }
-    tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    if let Some(poller) = poller {
-        let _ = poller.await;
+    let rest = tasks.join_all().await;
+    match ended {
+        Some(e) => Err(e),
+        None => rest,
     }
-    let _ = discovery.await;
-    let _ = server.await;
-    Ok(())
 }
 
 /// Reads and validates the config file off the async runtime, so that a slow or hostile file
@@ -264,8 +340,17 @@ async fn reloader(
     metrics: Arc<Metrics>,
     planner: Arc<Planner>,
     web: Arc<ArcSwap<WebSettings>>,
+    shutdown: impl Future<Output = ()>,
 ) {
-    while let Some(answer) = requests.recv().await {
+    tokio::pin!(shutdown);
+    loop {
+        let answer = tokio::select! {
+            _ = &mut shutdown => return,
+            answer = requests.recv() => match answer {
+                Some(answer) => answer,
+                None => return,
+            },
+        };
         // Reloads asked for while one runs are answered by the next one: a storm of requests
         // reads the files once or twice, not once per request.
         let mut answers = vec![answer];
@@ -282,7 +367,8 @@ async fn reloader(
                 // 429 throttle carry over, and polls still in flight share them.
                 let client = match planner.client_for(&config) {
                     Some(client) => client,
-                    None => build_client(&config, &metrics).map_err(|e| e.to_string())?,
+                    None => build_client(&config, &metrics)
+                        .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
                 };
                 let settings = load_web(&options).map_err(|e| e.to_string())?;
                 Ok((config, client, settings))
@@ -341,3 +427,46 @@ fn spawn_sighup(tx: Option<mpsc::Sender<ReloadRequest>>) {
 
 #[cfg(not(unix))]
 fn spawn_sighup(_tx: Option<mpsc::Sender<ReloadRequest>>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_before_shutdown_is_an_error_naming_it() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let until_stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let mut tasks = Tasks::default();
+        tasks.spawn("HTTP server", until_stopped());
+        tasks.spawn("poller", async { panic!("poller bug") });
+        let ended = tasks.next_ended().await.unwrap();
+        assert_eq!(ended.to_string(), "the poller task panicked");
+        assert!(std::error::Error::source(&ended).is_some());
+        let _ = stop_tx.send(true);
+        assert!(tasks.join_all().await.is_ok(), "the server stopped cleanly");
+
+        let mut tasks = Tasks::default();
+        tasks.spawn("discovery", async {});
+        let ended = tasks.next_ended().await.unwrap();
+        assert_eq!(ended.to_string(), "the discovery task ended unexpectedly");
+
+        // A panic while stopping is an error too.
+        let mut tasks = Tasks::default();
+        tasks.spawn("reloader", async {
+            tokio::task::yield_now().await;
+            panic!("late")
+        });
+        assert!(matches!(
+            tasks.join_all().await,
+            Err(AppError::TaskEnded {
+                task: "reloader",
+                source: Some(_)
+            })
+        ));
+    }
+}

@@ -278,9 +278,11 @@ fn main() -> ExitCode {
                 AppError::Config(c) => start_hint(c, &config_file),
                 _ => None,
             };
-            match hint {
-                Some(hint) => tracing::error!(error = %e, hint, "cannot start"),
-                None => tracing::error!(error = %e, "cannot start"),
+            let error = chain(&e);
+            match (hint, &e) {
+                (_, AppError::TaskEnded { .. }) => tracing::error!(error, "exiting"),
+                (Some(hint), _) => tracing::error!(error, hint, "cannot start"),
+                (None, _) => tracing::error!(error, "cannot start"),
             }
             match e {
                 AppError::Server(_) => ExitCode::from(2),
@@ -288,6 +290,22 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// An error and its causes on one line, `outer: inner: ...`; a cause whose text the message
+/// already carries is not repeated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// How to get going, when the exporter was started without `--config.file` and there is no

@@ -106,8 +106,8 @@ pub enum TransportError {
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     /// No connection could be made.
-    #[error("cannot connect: {0}")]
-    Connect(String),
+    #[error("cannot connect: {}", chain(.0.as_ref()))]
+    Connect(#[source] Arc<reqwest::Error>),
     /// The body is larger than [`MAX_BODY_BYTES`], or than what the target had left of its
     /// budget ([`Budget`]).
     #[error("response body larger than {limit} bytes refused")]
@@ -125,16 +125,20 @@ pub enum TransportError {
         location: String,
     },
     /// The connection broke while reading the body.
-    #[error("response body truncated ({detail}): {cause}")]
+    #[error("response body truncated ({detail}): {}", chain(.cause.as_ref()))]
     Truncated {
         /// Status, content type and the first bytes received.
         detail: String,
         /// The underlying error.
-        cause: String,
+        #[source]
+        cause: Arc<reqwest::Error>,
     },
+    /// The HTTP client could not be built (TLS roots, settings).
+    #[error("{}", chain(.0.as_ref()))]
+    Build(#[source] Arc<reqwest::Error>),
     /// Any other failure of the HTTP client.
-    #[error("request failed: {0}")]
-    Other(String),
+    #[error("request failed: {}", chain(.0.as_ref()))]
+    Other(#[source] Arc<reqwest::Error>),
 }
 
 /// Knobs of the transport.
@@ -253,7 +257,7 @@ impl Transport {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .map_err(|e| TransportError::Other(e.to_string()))?;
+            .map_err(|e| TransportError::Build(Arc::new(e)))?;
         let limiter = RateLimiter::new(
             options.max_requests_per_second.map(|n| f64::from(n.get())),
             options.max_backoff,
@@ -481,7 +485,7 @@ impl Transport {
                 Err(e) => {
                     return Err(TransportError::Truncated {
                         detail: describe(status, &content_type, &body, &self.redactor),
-                        cause: error_chain(&e),
+                        cause: Arc::new(e),
                     })
                 }
             }
@@ -501,9 +505,9 @@ impl Transport {
         if e.is_timeout() {
             TransportError::Timeout(self.options.timeout)
         } else if e.is_connect() {
-            TransportError::Connect(error_chain(&e))
+            TransportError::Connect(Arc::new(e))
         } else {
-            TransportError::Other(error_chain(&e))
+            TransportError::Other(Arc::new(e))
         }
     }
 }
@@ -524,7 +528,8 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 }
 
 /// An error with its sources, on one line (reqwest hides the useful part in the sources).
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, `outer: inner: ...`: reqwest's own message rarely says why.
+fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

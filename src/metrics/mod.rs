@@ -392,9 +392,6 @@ impl Metrics {
     /// deflate blocks (sync-flushed, so more blocks may follow), the self-metrics compressed
     /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
     pub fn scrape(&self, gzip: bool, format: Format) -> Scrape {
-        self.scrapes
-            .with_label_values(&[format.label(), if gzip { "gzip" } else { "identity" }])
-            .inc();
         let snapshot = self.snapshot.load_full();
         let mut dynamic = Vec::with_capacity(8 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut dynamic) {
@@ -406,24 +403,40 @@ impl Metrics {
             converted.push_str("# EOF\n");
             dynamic = converted.into_bytes();
         }
-        if !gzip {
-            return Scrape::new(Some(snapshot), vec![Bytes::from(dynamic)]);
-        }
+        let compressed = match &snapshot.deflate {
+            Some(blocks) if gzip => match deflate_raw(&[&dynamic], Compression::fast(), true) {
+                Ok(tail) => Some((blocks.clone(), tail)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot compress a scrape; sending plain text");
+                    None
+                }
+            },
+            _ => None,
+        };
+        self.scrapes
+            .with_label_values(&[
+                format.label(),
+                if compressed.is_some() {
+                    "gzip"
+                } else {
+                    "identity"
+                },
+            ])
+            .inc();
+        let Some((blocks, mut tail)) = compressed else {
+            return Scrape::new(false, Some(snapshot), vec![Bytes::from(dynamic)]);
+        };
         let mut crc = crc32fast::Hasher::new_with_initial_len(snapshot.crc, snapshot.len);
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(&dynamic);
         crc.combine(&tail_crc);
-        let mut tail = deflate_raw(&[&dynamic], Compression::fast(), true);
         tail.extend_from_slice(&crc.finalize().to_le_bytes());
         let total = (snapshot.len + dynamic.len() as u64) as u32; // ISIZE is the length mod 2^32
         tail.extend_from_slice(&total.to_le_bytes());
         Scrape::new(
+            true,
             None,
-            vec![
-                Bytes::from_static(&GZIP_HEADER),
-                snapshot.deflate.clone(),
-                Bytes::from(tail),
-            ],
+            vec![Bytes::from_static(&GZIP_HEADER), blocks, Bytes::from(tail)],
         )
     }
 }
@@ -487,6 +500,15 @@ mod tests {
             text.as_bytes().starts_with(&plain),
             "plain and gzip serve the same snapshot"
         );
+        // A snapshot whose compression failed is never sent as a broken gzip body: scrapes
+        // that accept gzip get the plain text, and say so.
+        let mut snap = (*m.snapshot()).clone();
+        snap.deflate = None;
+        m.publish(snap);
+        let scrape = m.scrape(true, Format::Text);
+        assert!(!scrape.is_gzip());
+        assert!(scrape.concat().starts_with(&plain));
+        assert!(m.scrape(false, Format::Text).concat().starts_with(&plain));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
 
 use crate::domain::{TenantSeats, TenantType};
 
@@ -177,8 +177,9 @@ pub struct Snapshot {
     /// Total length of the text.
     pub len: u64,
     /// The same text as raw deflate blocks, sync-flushed but not final (see
-    /// [`super::Metrics::scrape`]).
-    pub deflate: Bytes,
+    /// [`super::Metrics::scrape`]); `None` when compressing failed, and then scrapes that
+    /// accept gzip get the plain text.
+    pub deflate: Option<Bytes>,
     /// CRC-32 of the text.
     pub crc: u32,
     /// Number of seat series (two per tenant).
@@ -314,7 +315,7 @@ pub fn render_snapshot(targets: &[TargetView]) -> Snapshot {
     let mut snapshot = Snapshot {
         targets: targets.into(),
         len: 0,
-        deflate: Bytes::new(),
+        deflate: None,
         crc: 0,
         series: tenants * 2,
     };
@@ -322,25 +323,31 @@ pub fn render_snapshot(targets: &[TargetView]) -> Snapshot {
     let mut deflater = Deflater::new(Compression::new(6));
     let mut cursor = Cursor::default();
     let mut piece = Vec::with_capacity(SCRAPE_PIECE + 1024);
+    let mut compressed = Ok(());
     loop {
         piece.clear();
         let more = snapshot.fill(&mut cursor, &mut piece, SCRAPE_PIECE);
         crc.update(&piece);
         snapshot.len += piece.len() as u64;
-        deflater.push(
-            &piece,
-            if more {
+        if compressed.is_ok() {
+            let flush = if more {
                 FlushCompress::None
             } else {
                 FlushCompress::Sync
-            },
-        );
+            };
+            compressed = deflater.push(&piece, flush);
+        }
         if !more {
             break;
         }
     }
     snapshot.crc = crc.finalize();
-    snapshot.deflate = Bytes::from(deflater.finish().into_boxed_slice());
+    match compressed {
+        Ok(()) => snapshot.deflate = Some(Bytes::from(deflater.finish().into_boxed_slice())),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot compress the snapshot; gzip scrapes get plain text")
+        }
+    }
     snapshot
 }
 
@@ -360,25 +367,21 @@ impl Deflater {
 
     /// Compresses `data`; `flush` ends it with a sync flush (more blocks may follow) or a
     /// final block.
-    fn push(&mut self, data: &[u8], flush: FlushCompress) {
+    fn push(&mut self, data: &[u8], flush: FlushCompress) -> Result<(), CompressError> {
         let start = self.compress.total_in();
         loop {
             if self.out.capacity() - self.out.len() < 1024 {
                 self.out.reserve(self.out.capacity() / 2 + 4096);
             }
             let consumed = (self.compress.total_in() - start) as usize;
-            let Ok(status) = self
+            let status = self
                 .compress
-                .compress_vec(&data[consumed..], &mut self.out, flush)
-            else {
-                // Only a misuse of the API can fail here; keep what there is.
-                return;
-            };
+                .compress_vec(&data[consumed..], &mut self.out, flush)?;
             let all_in = (self.compress.total_in() - start) as usize == data.len();
             let room_left = self.out.len() < self.out.capacity();
             match status {
-                Status::StreamEnd => return,
-                _ if all_in && room_left => return,
+                Status::StreamEnd => return Ok(()),
+                _ if all_in && room_left => return Ok(()),
                 _ => {}
             }
         }
@@ -393,23 +396,29 @@ impl Deflater {
 
 /// Compresses the concatenation of `data` into raw deflate blocks; with `finish` the last
 /// block is final, otherwise the output ends with a sync flush so that more blocks can follow.
-pub(super) fn deflate_raw(data: &[&[u8]], level: Compression, finish: bool) -> Vec<u8> {
+pub(super) fn deflate_raw(
+    data: &[&[u8]],
+    level: Compression,
+    finish: bool,
+) -> Result<Vec<u8>, CompressError> {
     let mut deflater = Deflater::new(level);
     for chunk in data {
-        deflater.push(chunk, FlushCompress::None);
+        deflater.push(chunk, FlushCompress::None)?;
     }
     let flush = if finish {
         FlushCompress::Finish
     } else {
         FlushCompress::Sync
     };
-    deflater.push(&[], flush);
-    deflater.finish()
+    deflater.push(&[], flush)?;
+    Ok(deflater.finish())
 }
 
 /// The body of one scrape: the snapshot's text (plain scrapes), then `pieces`; the text is
 /// written out about 256 KiB at a time, as the connection takes it.
 pub struct Scrape {
+    /// Whether the body is gzip (the answer's `Content-Encoding`).
+    gzip: bool,
     snapshot: Option<Arc<Snapshot>>,
     cursor: Cursor,
     pieces: std::collections::VecDeque<Bytes>,
@@ -417,15 +426,21 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    pub(super) fn new(snapshot: Option<Arc<Snapshot>>, pieces: Vec<Bytes>) -> Scrape {
+    pub(super) fn new(gzip: bool, snapshot: Option<Arc<Snapshot>>, pieces: Vec<Bytes>) -> Scrape {
         let remaining = snapshot.as_ref().map_or(0, |s| s.len)
             + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
         Scrape {
+            gzip,
             snapshot,
             cursor: Cursor::default(),
             pieces: pieces.into(),
             remaining,
         }
+    }
+
+    /// Whether the body is gzip: asked for, and the compressed snapshot is there.
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
     }
 
     /// Bytes left to hand out.
@@ -529,8 +544,8 @@ mod tests {
         assert_eq!(snap.len, text.len() as u64);
         assert_eq!(snap.crc, crc32fast::hash(text.as_bytes()));
         // The blocks are sync-flushed, not final: a final block from elsewhere may follow.
-        let mut stream = snap.deflate.to_vec();
-        stream.extend(deflate_raw(&[], Compression::fast(), true));
+        let mut stream = snap.deflate.as_deref().unwrap().to_vec();
+        stream.extend(deflate_raw(&[], Compression::fast(), true).unwrap());
         let mut back = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::DeflateDecoder::new(&stream[..]),
@@ -583,7 +598,11 @@ mod tests {
         let snap = Arc::new(render_snapshot(&targets));
         let whole = snap.text();
         assert_eq!(whole.len() as u64, snap.len);
-        let mut scrape = Scrape::new(Some(snap.clone()), vec![Bytes::from_static(b"tail\n")]);
+        let mut scrape = Scrape::new(
+            false,
+            Some(snap.clone()),
+            vec![Bytes::from_static(b"tail\n")],
+        );
         assert_eq!(scrape.remaining(), whole.len() as u64 + 5);
         let mut pieces = Vec::new();
         while let Some(p) = scrape.next_piece() {
@@ -600,12 +619,12 @@ mod tests {
 
     #[test]
     fn deflate_of_many_parts_is_the_deflate_of_their_concatenation() {
-        assert!(deflate_raw(&[], Compression::fast(), true).len() < 16);
+        assert!(deflate_raw(&[], Compression::fast(), true).unwrap().len() < 16);
         let parts: Vec<Vec<u8>> = (0..500)
             .map(|i| format!("line {i} of some exposition text\n").into_bytes())
             .collect();
         let slices: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
-        let compressed = deflate_raw(&slices, Compression::new(6), true);
+        let compressed = deflate_raw(&slices, Compression::new(6), true).unwrap();
         let mut back = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::DeflateDecoder::new(&compressed[..]),

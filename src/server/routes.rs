@@ -224,6 +224,7 @@ fn metrics<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let format = negotiate(req.headers().get(hyper::header::ACCEPT));
     let chunks = state.metrics.scrape(gzip, format);
+    let gzip = chunks.is_gzip();
     let mut resp = Response::new(ScrapeBody(chunks).boxed());
     let h = resp.headers_mut();
     h.insert(
