@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use avepoint_elements_exporter::app::build_client;
-use avepoint_elements_exporter::config::Config;
-use avepoint_elements_exporter::demo::{DemoApi, Scale};
-use avepoint_elements_exporter::metrics::{BuildInfo, Format, Metrics};
-use avepoint_elements_exporter::plan::targets_of;
-use avepoint_elements_exporter::poller::{self, Plan, Status};
+use avepoint_elements_exporter::bench::{
+    build_client, run_poller, targets_of, Format, Metrics, Plan, Scale, Status,
+};
+use avepoint_elements_exporter::{BuildInfo, Config, DemoApi};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -74,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(plan));
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let poller = tokio::spawn(poller::run(
+    let poller = tokio::spawn(run_poller(
         rx,
         metrics.clone(),
         status.clone(),

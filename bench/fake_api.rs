@@ -12,7 +12,8 @@
 
 use std::time::Duration;
 
-use avepoint_elements_exporter::demo::{DemoApi, Scale};
+use avepoint_elements_exporter::bench::Scale;
+use avepoint_elements_exporter::DemoApi;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

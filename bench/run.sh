@@ -40,7 +40,8 @@ if ! need prometheus-node-exporter || ! need nginx || ! need wrk || ! need curl;
 fi
 python3 -c 'import prometheus_client' 2>/dev/null || pip install -q prometheus_client
 
-cargo build --release --quiet --bin avepoint-elements-exporter --example bench-fake-api --example bench-churn
+cargo build --release --quiet --bin avepoint-elements-exporter
+cargo build --release --quiet --features bench --example bench-fake-api --example bench-churn
 BIN=target/release/avepoint-elements-exporter
 FAKE=target/release/examples/bench-fake-api
 

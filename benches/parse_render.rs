@@ -3,11 +3,11 @@
 
 use std::hint::black_box;
 
-use avepoint_elements_exporter::api::parse_page;
-use avepoint_elements_exporter::domain::{TenantSeats, TenantType};
-use avepoint_elements_exporter::metrics::{
-    render_snapshot, BuildInfo, Format, Metrics, SeatSeries, TargetLabels, TargetView,
+use avepoint_elements_exporter::bench::{
+    parse_page, render_snapshot, Format, Metrics, SeatSeries, TargetLabels, TargetView,
+    TenantSeats, TenantType,
 };
+use avepoint_elements_exporter::BuildInfo;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn page_body(records: usize) -> String {

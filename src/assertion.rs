@@ -173,6 +173,24 @@ fn unique_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A fresh RSA key and a self-signed certificate for `name`, in PEM: (certificate, PKCS#8 key,
+/// PKCS#1 key). For tests.
+#[cfg(test)]
+pub(crate) fn test_identity(name: &str) -> (String, String, String) {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let pkcs8 = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    let pkcs1 = key.to_pkcs1_pem(LineEnding::LF).unwrap().to_string();
+    let pair = rcgen::KeyPair::from_pem(&pkcs8).unwrap();
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap()
+        .pem();
+    (cert, pkcs8, pkcs1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

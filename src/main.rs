@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use avepoint_elements_exporter::app::{self, AppError, Options};
-use avepoint_elements_exporter::config::{Config, ConfigError, ProcessEnvironment};
-use avepoint_elements_exporter::demo::DemoApi;
-use avepoint_elements_exporter::metrics::BuildInfo;
-use avepoint_elements_exporter::server::web_config::WebSettings;
-use avepoint_elements_exporter::server::ServeLimits;
-use avepoint_elements_exporter::telemetry::{Format, LineLayer};
+use avepoint_elements_exporter::{
+    BuildInfo, Config, ConfigError, DemoApi, LineLayer, ProcessEnvironment, ServeLimits,
+    WebSettings,
+};
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
 
@@ -110,8 +108,8 @@ fn init_logging(level: LogLevel, format: LogFormat) {
         .with_default(tracing::Level::WARN.min(level))
         .with_target("avepoint_elements_exporter", level);
     let format = match format {
-        LogFormat::Logfmt => Format::Logfmt,
-        LogFormat::Json => Format::Json,
+        LogFormat::Logfmt => avepoint_elements_exporter::LogFormat::Logfmt,
+        LogFormat::Json => avepoint_elements_exporter::LogFormat::Json,
     };
     tracing_subscriber::registry()
         .with(filter)
@@ -151,7 +149,7 @@ const BUILT_IN_PATHS: [&str; 4] = ["/", "/-/healthy", "/-/ready", "/-/reload"];
 
 /// A positive duration such as `10s`.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    match avepoint_elements_exporter::config::parse_duration(text)? {
+    match avepoint_elements_exporter::parse_duration(text)? {
         d if d.is_zero() => Err("must be greater than 0s".into()),
         d => Ok(d),
     }

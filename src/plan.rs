@@ -161,24 +161,14 @@ pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Environment;
+    use crate::config::tests::FakeEnv;
     use crate::domain::LicenseAssignedStatus;
-
-    struct NoEnv;
-    impl Environment for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn read_file(&self, _: &std::path::Path) -> std::io::Result<String> {
-            Err(std::io::ErrorKind::NotFound.into())
-        }
-    }
 
     fn config(rest: &str) -> Config {
         let yaml = format!(
             "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
         );
-        Config::parse(&yaml, &NoEnv).unwrap()
+        Config::parse(&yaml, &FakeEnv::default()).unwrap()
     }
 
     fn listed(id: &str, organization: &str) -> DiscoveredCustomer {

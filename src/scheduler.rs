@@ -95,8 +95,9 @@ impl Permits {
         }
     }
 
-    /// Slots free right now (for tests and metrics).
-    pub fn available(&self) -> usize {
+    /// Slots free right now.
+    #[cfg(test)]
+    fn available(&self) -> usize {
         self.lock().available
     }
 
@@ -187,23 +188,15 @@ impl Schedule {
         }
     }
 
-    /// The interval.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Targets in the schedule.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.values().filter(|e| !e.retired).count()
     }
 
-    /// Whether the schedule has no targets.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Targets running now.
-    pub fn running(&self) -> usize {
+    #[cfg(test)]
+    fn running(&self) -> usize {
         self.entries.values().filter(|e| e.running).count()
     }
 
@@ -400,8 +393,9 @@ impl Schedule {
         self.waiting.first().map(|(due, _)| *due)
     }
 
-    /// The due time of a target (for tests and the landing page).
-    pub fn due_of(&self, key: &TargetKey) -> Option<Instant> {
+    /// The due time of a target.
+    #[cfg(test)]
+    fn due_of(&self, key: &TargetKey) -> Option<Instant> {
         self.entries.get(key).filter(|e| !e.retired).map(|e| e.due)
     }
 }

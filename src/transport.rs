@@ -90,12 +90,12 @@ pub fn describe(
 ) -> String {
     let head = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
     let clean = redactor.apply(&head);
-    let cut: String = clean.chars().take(200).collect();
+    let excerpt: String = clean.chars().take(200).collect();
     format!(
         "status {}, content type {:?}, body starts {:?}",
         status.as_u16(),
         content_type,
-        cut
+        excerpt
     )
 }
 

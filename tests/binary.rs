@@ -365,7 +365,14 @@ async fn json_logs_one_object_per_line_with_cycle_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_poll_only_their_customers() {
-    use avepoint_elements_exporter::plan::shard_of;
+    // The documented contract (README, Sharding), computed here independently: FNV-1a 64 of
+    // the customer id, modulo the shard count.
+    let shard_of = |id: &str, total: u64| {
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        (hash % total) as u32
+    };
     let api = simple_api().await;
     let ids: Vec<String> = (0..12).map(|i| format!("customer-{i}")).collect();
     let customers: String = ids

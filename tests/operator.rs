@@ -95,7 +95,17 @@ async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     // Small, known label sets start at 0.
     let (_, text) = exporter.get("/metrics").await;
-    for cause in avepoint_elements_exporter::api::CAUSES {
+    // The causes the README documents for target_errors_total and discovery_errors_total.
+    for cause in [
+        "timeout",
+        "connect",
+        "http_4xx",
+        "http_5xx",
+        "rate_limited",
+        "parse",
+        "token",
+        "too_large",
+    ] {
         let line = format!("avepoint_exporter_discovery_errors_total{{cause=\"{cause}\"}} 0");
         assert!(text.contains(&line), "{line}");
     }

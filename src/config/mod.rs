@@ -13,9 +13,11 @@
 
 mod environment;
 mod parse;
+#[cfg(test)]
+mod properties;
 mod summary;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod yaml;
 
 use std::collections::HashSet;

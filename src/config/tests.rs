@@ -3,11 +3,12 @@
 use super::*;
 use std::collections::HashMap;
 
-/// A fake environment: variables and files from maps.
+/// A fake environment: variables and files from maps (empty by default: no variables, every
+/// file missing).
 #[derive(Default)]
-struct FakeEnv {
-    vars: HashMap<String, String>,
-    files: HashMap<PathBuf, String>,
+pub(crate) struct FakeEnv {
+    pub(crate) vars: HashMap<String, String>,
+    pub(crate) files: HashMap<PathBuf, String>,
 }
 
 impl Environment for FakeEnv {

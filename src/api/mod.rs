@@ -4,17 +4,28 @@
 //! answers either an object `{"data": [...], "metadata": {"totalCount": N, ...}}` or a bare JSON
 //! array of tenant records. Both are accepted; records that lack a tenant id or a non-negative
 //! seat number are skipped one by one, anything else that is not such a page fails the target.
+//!
+//! [`wire`] parses the bodies; this module sends the requests and pages.
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
-use serde_json::Value;
 
 use crate::auth::{AuthError, TokenSource};
 use crate::domain::{LicenseAssignedStatus, TenantSeats, TenantType};
 use crate::scheduler::Priority;
 use crate::transport::{Budget, Endpoint, HttpResponse, Prepared, Transport, TransportError};
+#[cfg(any(test, feature = "bench"))]
+pub use wire::parse_page;
+pub use wire::DiscoveredCustomer;
+use wire::{parse_customers_page, parse_tenants_page, Page, Record};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
 /// against a server that never sends a short page, or claims an absurd `totalCount`. A target
@@ -112,184 +123,6 @@ impl ApiError {
             None => self.cause().to_owned(),
         }
     }
-}
-
-/// A record that paging can merge duplicates of, by its id.
-pub trait Record {
-    /// The record's unique id (tenant id, customer id).
-    fn key(&self) -> &str;
-}
-
-impl Record for TenantSeats {
-    fn key(&self) -> &str {
-        &self.id
-    }
-}
-
-/// One customer of the partner, from the customer list (discovery).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiscoveredCustomer {
-    /// Customer id, as used by the seat endpoint.
-    pub id: String,
-    /// Organization name (the `customer_name` label); may be empty.
-    pub organization: String,
-    /// `countryOrRegion`; may be empty.
-    pub country_or_region: String,
-    /// `managementMode` (a name or a number, as sent); may be empty.
-    pub management_mode: String,
-}
-
-impl Record for DiscoveredCustomer {
-    fn key(&self) -> &str {
-        &self.id
-    }
-}
-
-/// One page of the response, parsed.
-#[derive(Debug, PartialEq)]
-pub struct Page<T = TenantSeats> {
-    /// Valid records, in response order.
-    pub items: Vec<T>,
-    /// Records skipped, each with the reason.
-    pub invalid: Vec<String>,
-    /// `metadata.totalCount`, when the envelope has one.
-    pub total_count: Option<u64>,
-}
-
-impl<T> Page<T> {
-    /// Records on the page, valid or not (what paging decisions count).
-    pub fn len(&self) -> usize {
-        self.items.len() + self.invalid.len()
-    }
-
-    /// Whether the page has no records at all.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Parses one response body of the seat endpoint into a [`Page`]; the error says what is
-/// wrong with its shape.
-pub fn parse_page(body: &[u8]) -> Result<Page, String> {
-    parse_envelope(body, parse_record)
-}
-
-/// [`parse_page`] for a poll: a page whose records are all invalid means the schema changed
-/// (seat numbers sent as strings, renamed fields), not that the tenants are gone, so it fails
-/// the poll and the last good series stay, instead of publishing an empty target.
-fn parse_tenants_page(body: &[u8]) -> Result<Page, String> {
-    let page = parse_page(body)?;
-    match page.invalid.first() {
-        Some(first) if page.items.is_empty() => Err(format!(
-            "all {} records are invalid (has the API changed?), first: {first}",
-            page.invalid.len()
-        )),
-        _ => Ok(page),
-    }
-}
-
-/// Parses one response body of the customer list into a [`Page`].
-pub fn parse_customers_page(body: &[u8]) -> Result<Page<DiscoveredCustomer>, String> {
-    parse_envelope(body, parse_customer)
-}
-
-/// The envelope shared by both endpoints: `{"data": [...], "metadata": {...}}` or a bare
-/// list; each record goes through `parse_record`, which skips the invalid ones.
-fn parse_envelope<T>(
-    body: &[u8],
-    parse_record: fn(&Value) -> Result<T, String>,
-) -> Result<Page<T>, String> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
-    let (records, total_count) = match root {
-        Value::Array(records) => (records, None),
-        Value::Object(mut map) => {
-            let records = match map.remove("data") {
-                Some(Value::Array(records)) => records,
-                Some(Value::Null) | None => {
-                    return Err("object without a \"data\" list".into());
-                }
-                Some(_) => return Err("\"data\" is not a list".into()),
-            };
-            let total = match map.get("metadata") {
-                Some(Value::Object(meta)) => match meta.get("totalCount") {
-                    Some(v) => Some(
-                        v.as_u64()
-                            .ok_or("metadata.totalCount is not a non-negative integer")?,
-                    ),
-                    None => None,
-                },
-                _ => None,
-            };
-            (records, total)
-        }
-        _ => return Err("expected an object with \"data\" or a list of tenants".into()),
-    };
-    let mut page = Page {
-        items: Vec::with_capacity(records.len()),
-        invalid: Vec::new(),
-        total_count,
-    };
-    for (i, record) in records.iter().enumerate() {
-        match parse_record(record) {
-            Ok(t) => page.items.push(t),
-            Err(why) => page.invalid.push(format!("record {i}: {why}")),
-        }
-    }
-    Ok(page)
-}
-
-fn parse_record(record: &Value) -> Result<TenantSeats, String> {
-    let Value::Object(map) = record else {
-        return Err("not an object".into());
-    };
-    let id = match map.get("tenantId") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Null) | None => return Err("missing tenantId".into()),
-        Some(other) => return Err(format!("tenantId {other} is not a non-empty string")),
-    };
-    let name = match map.get("tenantName") {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    let seats = |key: &str| match map.get(key) {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| format!("tenant {id:?}: {key} {v} is not a non-negative integer")),
-        None => Err(format!("tenant {id:?}: missing {key}")),
-    };
-    Ok(TenantSeats {
-        available: seats("availableUserSeat")?,
-        assigned: seats("assignedUserSeat")?,
-        id,
-        name,
-    })
-}
-
-/// A customer record: `id` is required (and must be safe in a URL path), the rest optional.
-fn parse_customer(record: &Value) -> Result<DiscoveredCustomer, String> {
-    let Value::Object(map) = record else {
-        return Err("not an object".into());
-    };
-    let id = match map.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::Null) | None => return Err("missing id".into()),
-        Some(other) => return Err(format!("id {other} is not a non-empty string")),
-    };
-    if id.contains(['/', '?', '#', '%']) || id.chars().any(char::is_whitespace) {
-        return Err(format!("id {id:?} is not usable in a URL path"));
-    }
-    // Strings or numbers (the docs show jobStatus both ways); anything else counts as absent.
-    let text = |key: &str| match map.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    };
-    Ok(DiscoveredCustomer {
-        organization: text("organization"),
-        country_or_region: text("countryOrRegion"),
-        management_mode: text("managementMode"),
-        id,
-    })
 }
 
 /// What to fetch after a target's first page.
@@ -620,184 +453,4 @@ fn page_from_response<T>(
         reason,
         detail: resp.describe(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tenant(id: &str, available: u64, assigned: u64) -> TenantSeats {
-        TenantSeats {
-            id: id.into(),
-            name: format!("{id} name"),
-            available,
-            assigned,
-        }
-    }
-
-    #[test]
-    fn parses_object_envelope() {
-        let body = br#"{"data":[{"type":0,"tenantId":"a","tenantName":"a name","availableUserSeat":25,"assignedUserSeat":5,"extra":{"x":1}}],
-            "metadata":{"pageIndex":1,"pageSize":50,"totalCount":1},"other":true}"#;
-        let page = parse_page(body).unwrap();
-        assert_eq!(page.items, vec![tenant("a", 25, 5)]);
-        assert_eq!(page.total_count, Some(1));
-        assert!(page.invalid.is_empty());
-    }
-
-    #[test]
-    fn parses_bare_array() {
-        let body = br#"[{"tenantId":"a","tenantName":"a name","availableUserSeat":1,"assignedUserSeat":2}]"#;
-        let page = parse_page(body).unwrap();
-        assert_eq!(page.items, vec![tenant("a", 1, 2)]);
-        assert_eq!(page.total_count, None);
-    }
-
-    #[test]
-    fn skips_invalid_records_only() {
-        let body = br#"{"data":[
-            {"tenantId":"ok","tenantName":"ok name","availableUserSeat":0,"assignedUserSeat":0},
-            {"tenantName":"no id","availableUserSeat":1,"assignedUserSeat":1},
-            {"tenantId":"neg","availableUserSeat":-1,"assignedUserSeat":1},
-            {"tenantId":"missing","assignedUserSeat":1},
-            {"tenantId":"str","availableUserSeat":"5","assignedUserSeat":1},
-            {"tenantId":"noname","availableUserSeat":2,"assignedUserSeat":3},
-            42
-        ]}"#;
-        let page = parse_page(body).unwrap();
-        assert_eq!(page.items.len(), 2);
-        assert_eq!(page.items[1].name, "");
-        assert_eq!(page.invalid.len(), 5, "{:?}", page.invalid);
-        assert_eq!(page.len(), 7);
-        assert!(page.invalid[0].contains("missing tenantId"));
-        assert!(page.invalid[1].contains("availableUserSeat -1 is not a non-negative integer"));
-        assert!(page.invalid[2].contains("missing availableUserSeat"));
-    }
-
-    #[test]
-    fn rejects_other_shapes() {
-        assert!(parse_page(b"<html>oops</html>")
-            .unwrap_err()
-            .starts_with("not JSON"));
-        assert!(parse_page(br#"{"data":[{"tenantId":"a""#)
-            .unwrap_err()
-            .starts_with("not JSON"));
-        assert_eq!(
-            parse_page(br#"{"items":[]}"#).unwrap_err(),
-            "object without a \"data\" list"
-        );
-        assert_eq!(
-            parse_page(br#"{"data":{}}"#).unwrap_err(),
-            "\"data\" is not a list"
-        );
-        assert!(parse_page(b"42").is_err());
-        assert!(parse_page(br#"{"data":[],"metadata":{"totalCount":-3}}"#).is_err());
-        // The doc's own sample is not valid JSON.
-        let sample = br#"[ { "type": 0, "tenantId": "f", "tenantName":"T", "availableUserSeat": 25, "assignedUserSeat": 25 }
-            "metadata": { "pageIndex": 1, "pageSize": 50, "totalCount": 2 } ]"#;
-        assert!(parse_page(sample).is_err());
-    }
-
-    fn page_of(n: usize, total: Option<u64>) -> Page {
-        Page {
-            items: (0..n).map(|i| tenant(&i.to_string(), 1, 1)).collect(),
-            invalid: vec![],
-            total_count: total,
-        }
-    }
-
-    #[test]
-    fn paging_plan() {
-        assert_eq!(plan_after_first(&page_of(0, Some(0)), 100), PagePlan::Done);
-        assert_eq!(
-            plan_after_first(&page_of(50, Some(50)), 100),
-            PagePlan::Done
-        );
-        assert_eq!(
-            plan_after_first(&page_of(100, Some(100)), 100),
-            PagePlan::Done
-        );
-        assert_eq!(
-            plan_after_first(&page_of(100, Some(250)), 100),
-            PagePlan::Pages(3)
-        );
-        assert_eq!(
-            plan_after_first(&page_of(100, Some(201)), 100),
-            PagePlan::Pages(3)
-        );
-        assert_eq!(
-            plan_after_first(&page_of(10, Some(10_000)), 10),
-            PagePlan::Pages(1000)
-        );
-        // A server that ignores pageSize: its page size counts, not ours.
-        assert_eq!(
-            plan_after_first(&page_of(1000, Some(1000)), 100),
-            PagePlan::Done
-        );
-        assert_eq!(
-            plan_after_first(&page_of(500, Some(1200)), 100),
-            PagePlan::Pages(3)
-        );
-        // Absurd counts are not clamped to u32 (the guard reports the real number).
-        assert_eq!(
-            plan_after_first(&page_of(100, Some(u64::MAX)), 100),
-            PagePlan::Pages(u64::MAX.div_ceil(100))
-        );
-        // A short first page ends paging even if totalCount claims more.
-        assert_eq!(
-            plan_after_first(&page_of(99, Some(250)), 100),
-            PagePlan::Done
-        );
-        // Bare arrays: a full page means there may be more.
-        assert_eq!(
-            plan_after_first(&page_of(100, None), 100),
-            PagePlan::UntilShort
-        );
-        assert_eq!(plan_after_first(&page_of(7, None), 100), PagePlan::Done);
-    }
-
-    #[test]
-    fn last_page_decision() {
-        assert!(is_last_page(&page_of(0, None), 100, 100, None));
-        assert!(is_last_page(&page_of(50, None), 100, 150, None));
-        assert!(!is_last_page(&page_of(100, None), 100, 200, None));
-        assert!(is_last_page(&page_of(100, Some(200)), 100, 200, Some(200)));
-        assert!(!is_last_page(&page_of(100, Some(250)), 100, 200, Some(250)));
-    }
-
-    #[test]
-    fn error_causes() {
-        let every = [
-            ApiError::Transport(TransportError::Timeout(std::time::Duration::ZERO)),
-            ApiError::Transport(TransportError::Redirect {
-                status: 302,
-                location: String::new(),
-            }),
-            ApiError::Transport(TransportError::TooLarge { limit: 1 }),
-            ApiError::Paging(String::new()),
-            ApiError::Token(AuthError::Parse(String::new())),
-        ];
-        for e in every {
-            assert!(CAUSES.contains(&e.cause()), "{}", e.cause());
-        }
-        let status = |s: u16| ApiError::Status {
-            status: StatusCode::from_u16(s).unwrap(),
-            detail: String::new(),
-        };
-        assert_eq!(status(429).cause(), "rate_limited");
-        assert_eq!(status(503).cause(), "http_5xx");
-        assert_eq!(status(403).cause(), "http_4xx");
-        assert_eq!(
-            ApiError::Transport(TransportError::TooLarge { limit: 1 }).cause(),
-            "too_large"
-        );
-        assert_eq!(
-            ApiError::Transport(TransportError::Timeout(std::time::Duration::from_secs(1))).cause(),
-            "timeout"
-        );
-        assert_eq!(
-            ApiError::Token(AuthError::Parse(String::new())).cause(),
-            "token"
-        );
-    }
 }

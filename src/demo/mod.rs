@@ -19,6 +19,33 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProcessEnvironment};
+#[cfg(any(test, feature = "bench"))]
+pub use synthetic::Scale;
+
+#[cfg(any(test, feature = "bench"))]
+mod synthetic;
+
+/// Without the `bench` feature there is no synthetic dataset: this type has no values, so
+/// every `Some(scale)` branch is statically dead and compiled out.
+#[cfg(not(any(test, feature = "bench")))]
+#[derive(Debug, Clone, Copy)]
+enum Scale {}
+
+#[cfg(not(any(test, feature = "bench")))]
+impl Scale {
+    fn limits(&self) -> (usize, u32) {
+        match *self {}
+    }
+    fn latency(&self) -> std::time::Duration {
+        match *self {}
+    }
+    fn customers_yaml(&self) -> String {
+        match *self {}
+    }
+    fn page(&self, _: &str, _: TenantType, _: u64, _: u64, _: u64) -> String {
+        match *self {}
+    }
+}
 use crate::domain::TenantType;
 
 /// Poll interval of the demo configuration.
@@ -225,32 +252,6 @@ fn customers() -> Vec<DemoCustomer> {
     ]
 }
 
-/// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
-/// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
-/// (0: every one) has `tenants_per_customer` tenants in each of its first `big_types` types;
-/// the other targets, like most of an MSP's, 1 to 5 tenants (1 to 3 when `big_types` < 4).
-#[derive(Debug, Clone, Copy)]
-pub struct Scale {
-    /// Number of customers.
-    pub customers: usize,
-    /// Tenants of each type of a big customer.
-    pub tenants_per_customer: usize,
-    /// Tenant types polled per customer (1..=4, in API number order).
-    pub tenant_types: usize,
-    /// Every this many customers one is big; 0 or 1: all are.
-    pub big_every: usize,
-    /// How many tenant types of a big customer are big (the others are small).
-    pub big_types: usize,
-    /// `max_requests_per_second` of the generated config (0: unlimited).
-    pub max_requests_per_second: u32,
-    /// Delay before each tenants answer.
-    pub latency: std::time::Duration,
-    /// Percentage of tenants whose id changes on every poll (tenant churn).
-    pub churn_percent: u8,
-    /// `max_concurrency` of the generated config.
-    pub max_concurrency: usize,
-}
-
 /// A running simulated API.
 pub struct DemoApi {
     /// Address it listens on (loopback).
@@ -273,6 +274,7 @@ impl DemoApi {
     }
 
     /// Starts the simulated API with a synthetic dataset of the given size.
+    #[cfg(any(test, feature = "bench"))]
     pub async fn start_scaled(scale: Scale) -> std::io::Result<DemoApi> {
         DemoApi::launch(Vec::new(), Some(scale)).await
     }
@@ -316,14 +318,17 @@ impl DemoApi {
     /// A configuration that discovers the simulated customers (all but the `Test` one) and
     /// polls all four tenant types.
     pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
-        Config::parse(&self.config_yaml(), &NoEnv)
+        Config::parse(&self.config_yaml(), &WithoutVariables)
     }
 
     /// The text of [`DemoApi::config`] (for the scaled dataset: one hour interval, page size
     /// 100, Microsoft 365 only).
     pub fn config_yaml(&self) -> String {
-        let (page_size, concurrency, rate, interval) = match self.scale {
-            Some(s) => (100, s.max_concurrency, s.max_requests_per_second, "1h"),
+        let (page_size, concurrency, rate, interval) = match &self.scale {
+            Some(s) => {
+                let (concurrency, rate) = s.limits();
+                (100, concurrency, rate, "1h")
+            }
             None => (DEMO_PAGE_SIZE, 4, 0, DEMO_INTERVAL),
         };
         let mut yaml = format!(
@@ -333,27 +338,17 @@ impl DemoApi {
         if !self.customers.is_empty() {
             yaml.push_str("discovery:\n  interval: 1m\n  exclude: ['^Test']\n");
         }
-        if let Some(s) = self.scale {
-            yaml.push_str("customers:\n");
-            let types: Vec<&str> = TenantType::ALL[..s.tenant_types.clamp(1, 4)]
-                .iter()
-                .map(|t| t.name())
-                .collect();
-            for i in 0..s.customers {
-                yaml.push_str(&format!(
-                    "  - id: bench-{i:05}\n    name: {}\n    tenant_types: [{}]\n",
-                    organization(i),
-                    types.join(", ")
-                ));
-            }
+        if let Some(s) = &self.scale {
+            yaml.push_str(&s.customers_yaml());
         }
         yaml
     }
 }
 
-/// An environment with nothing in it, so `ELEMENTS_CLIENT_SECRET` cannot leak into the demo.
-struct NoEnv;
-impl crate::config::Environment for NoEnv {
+/// The process's files but none of its environment variables, so that an
+/// `ELEMENTS_CLIENT_SECRET` set for the real exporter cannot leak into the demo's requests.
+struct WithoutVariables;
+impl crate::config::Environment for WithoutVariables {
     fn var(&self, _: &str) -> Option<String> {
         None
     }
@@ -446,12 +441,12 @@ async fn handle(
     let Some(tenant_type) = TenantType::parse(kind) else {
         return json(StatusCode::BAD_REQUEST, "{\"error\":\"bad type\"}".into());
     };
-    if let Some(scale) = state.scale {
+    if let Some(scale) = &state.scale {
         let poll = advance(state, customer, tenant_type, page_index);
-        tokio::time::sleep(scale.latency).await;
+        tokio::time::sleep(scale.latency()).await;
         return json(
             StatusCode::OK,
-            synthetic_page(&scale, customer, tenant_type, poll, page_index, page_size),
+            scale.page(customer, tenant_type, poll, page_index, page_size),
         );
     }
     let Some(c) = state.customers.iter().find(|c| c.id == *customer) else {
@@ -532,140 +527,9 @@ fn advance(state: &DemoState, customer: &str, tenant_type: TenantType, page_inde
     *n - 1
 }
 
-/// A realistic organization name (40 to 60 characters) for synthetic customer `i`.
-fn organization(i: usize) -> String {
-    const FIRST: [&str; 8] = [
-        "Contoso",
-        "Fabrikam",
-        "Northwind",
-        "Tailspin",
-        "Wingtip",
-        "Adventure",
-        "Litware",
-        "Proseware",
-    ];
-    const SECOND: [&str; 6] = [
-        "Pharmaceuticals",
-        "Logistics",
-        "Financial Services",
-        "Manufacturing",
-        "Healthcare",
-        "Consulting",
-    ];
-    format!(
-        "{} {} Holding GmbH & Co. KG (EMEA) {i:05}",
-        FIRST[i % FIRST.len()],
-        SECOND[(i / FIRST.len()) % SECOND.len()]
-    )
-}
-
-/// Tenants of one (customer, type) of a synthetic dataset.
-fn synthetic_tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
-    let index: usize = customer
-        .strip_prefix("bench-")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let big_customer = scale.big_every <= 1 || index.is_multiple_of(scale.big_every);
-    if big_customer && usize::from(tenant_type.api_number()) < scale.big_types {
-        scale.tenants_per_customer as u64
-    } else {
-        let spread = if scale.big_types < 4 { 3 } else { 5 };
-        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % spread
-    }
-}
-
-/// One page of a synthetic customer's tenants, rendered straight to JSON.
-fn synthetic_page(
-    scale: &Scale,
-    customer: &str,
-    tenant_type: TenantType,
-    poll: u64,
-    page_index: u64,
-    page_size: u64,
-) -> String {
-    use std::fmt::Write as _;
-    let total = synthetic_tenants(scale, customer, tenant_type);
-    let kind = tenant_type.api_number();
-    let start = (page_index - 1) * page_size;
-    let end = (start + page_size).min(total);
-    let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
-    out.push_str("{\"data\":[");
-    for j in start..end {
-        if j > start {
-            out.push(',');
-        }
-        let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
-        let assigned = (seats * 7 / 10 + poll % 5).min(seats);
-        let _ = write!(
-            out,
-            "{{\"type\":{kind},\"tenantId\":\"{customer}-{kind}-t{j:05}"
-        );
-        if (j % 100) < u64::from(scale.churn_percent) {
-            let _ = write!(out, "-p{poll}");
-        }
-        let _ = write!(
-            out,
-            "\",\"tenantName\":\"{customer} tenant {j:05}.onmicrosoft.com\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
-            seats - assigned
-        );
-    }
-    let _ = write!(
-        out,
-        "],\"metadata\":{{\"pageIndex\":{page_index},\"pageSize\":{page_size},\"totalCount\":{total}}}}}"
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn synthetic_pages_parse_and_churn() {
-        let scale = Scale {
-            customers: 20,
-            tenants_per_customer: 250,
-            tenant_types: 4,
-            big_every: 10,
-            big_types: 4,
-            max_requests_per_second: 0,
-            latency: std::time::Duration::ZERO,
-            churn_percent: 10,
-            max_concurrency: 1,
-        };
-        let m365 = TenantType::Microsoft365;
-        let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
-            crate::api::parse_page(synthetic_page(&scale, customer, t, poll, index, 100).as_bytes())
-                .unwrap()
-        };
-        // Every tenth customer is big: 250 tenants of each type, three pages.
-        let p1 = page("bench-00000", m365, 0, 1);
-        assert_eq!((p1.items.len(), p1.total_count), (100, Some(250)));
-        assert!(p1.invalid.is_empty());
-        assert_eq!(page("bench-00000", m365, 0, 3).items.len(), 50);
-        assert_eq!(
-            page("bench-00010", TenantType::Google, 0, 1).total_count,
-            Some(250)
-        );
-        // The others have 1 to 5 of each type, with ids unique across types.
-        for i in 1..10 {
-            for t in TenantType::ALL {
-                let p = page(&format!("bench-{i:05}"), t, 0, 1);
-                assert!((1..=5).contains(&p.items.len()), "{}", p.items.len());
-                let kind = format!("-{}-t", t.api_number());
-                assert!(p.items.iter().all(|x| x.id.contains(&kind)));
-            }
-        }
-        let next = page("bench-00000", m365, 1, 1);
-        let changed = p1
-            .items
-            .iter()
-            .zip(&next.items)
-            .filter(|(a, b)| a.id != b.id)
-            .count();
-        assert_eq!(changed, 10);
-        assert!((40..=60).contains(&organization(1234).len()));
-    }
 
     #[test]
     fn exhausting_tenant_runs_out_then_buys_more() {

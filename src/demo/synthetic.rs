@@ -1,0 +1,210 @@
+//! The synthetic dataset behind the benchmarks (`bench/`, `benches/`): thousands of customers
+//! of the MSP shape, their pages rendered straight to JSON. Only built for tests and with the
+//! `bench` feature; without it [`Scale`] has no values, so the exporter carries none of this.
+
+use std::time::Duration;
+
+use super::fnv;
+use crate::domain::TenantType;
+
+/// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
+/// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
+/// (0: every one) has `tenants_per_customer` tenants in each of its first `big_types` types;
+/// the other targets, like most of an MSP's, 1 to 5 tenants (1 to 3 when `big_types` < 4).
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// Number of customers.
+    pub customers: usize,
+    /// Tenants of each type of a big customer.
+    pub tenants_per_customer: usize,
+    /// Tenant types polled per customer (1..=4, in API number order).
+    pub tenant_types: usize,
+    /// Every this many customers one is big; 0 or 1: all are.
+    pub big_every: usize,
+    /// How many tenant types of a big customer are big (the others are small).
+    pub big_types: usize,
+    /// `max_requests_per_second` of the generated config (0: unlimited).
+    pub max_requests_per_second: u32,
+    /// Delay before each tenants answer.
+    pub latency: Duration,
+    /// Percentage of tenants whose id changes on every poll (tenant churn).
+    pub churn_percent: u8,
+    /// `max_concurrency` of the generated config.
+    pub max_concurrency: usize,
+}
+
+impl Scale {
+    /// `(max_concurrency, max_requests_per_second)` of the generated config.
+    pub(super) fn limits(&self) -> (usize, u32) {
+        (self.max_concurrency, self.max_requests_per_second)
+    }
+
+    /// Delay before each tenants answer.
+    pub(super) fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// The `customers:` section listing every synthetic customer.
+    pub(super) fn customers_yaml(&self) -> String {
+        let mut yaml = String::from("customers:\n");
+        let types: Vec<&str> = TenantType::ALL[..self.tenant_types.clamp(1, 4)]
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        for i in 0..self.customers {
+            yaml.push_str(&format!(
+                "  - id: bench-{i:05}\n    name: {}\n    tenant_types: [{}]\n",
+                organization(i),
+                types.join(", ")
+            ));
+        }
+        yaml
+    }
+
+    /// One page of a synthetic customer's tenants, as JSON.
+    pub(super) fn page(
+        &self,
+        customer: &str,
+        tenant_type: TenantType,
+        poll: u64,
+        page_index: u64,
+        page_size: u64,
+    ) -> String {
+        page(self, customer, tenant_type, poll, page_index, page_size)
+    }
+}
+
+/// A realistic organization name (40 to 60 characters) for synthetic customer `i`.
+fn organization(i: usize) -> String {
+    const FIRST: [&str; 8] = [
+        "Contoso",
+        "Fabrikam",
+        "Northwind",
+        "Tailspin",
+        "Wingtip",
+        "Adventure",
+        "Litware",
+        "Proseware",
+    ];
+    const SECOND: [&str; 6] = [
+        "Pharmaceuticals",
+        "Logistics",
+        "Financial Services",
+        "Manufacturing",
+        "Healthcare",
+        "Consulting",
+    ];
+    format!(
+        "{} {} Holding GmbH & Co. KG (EMEA) {i:05}",
+        FIRST[i % FIRST.len()],
+        SECOND[(i / FIRST.len()) % SECOND.len()]
+    )
+}
+
+/// Tenants of one (customer, type) of a synthetic dataset.
+fn tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
+    let index: usize = customer
+        .strip_prefix("bench-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let big_customer = scale.big_every <= 1 || index.is_multiple_of(scale.big_every);
+    if big_customer && usize::from(tenant_type.api_number()) < scale.big_types {
+        scale.tenants_per_customer as u64
+    } else {
+        let spread = if scale.big_types < 4 { 3 } else { 5 };
+        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % spread
+    }
+}
+
+/// One page of a synthetic customer's tenants, rendered straight to JSON.
+fn page(
+    scale: &Scale,
+    customer: &str,
+    tenant_type: TenantType,
+    poll: u64,
+    page_index: u64,
+    page_size: u64,
+) -> String {
+    use std::fmt::Write as _;
+    let total = tenants(scale, customer, tenant_type);
+    let kind = tenant_type.api_number();
+    let start = (page_index - 1) * page_size;
+    let end = (start + page_size).min(total);
+    let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
+    out.push_str("{\"data\":[");
+    for j in start..end {
+        if j > start {
+            out.push(',');
+        }
+        let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
+        let assigned = (seats * 7 / 10 + poll % 5).min(seats);
+        let _ = write!(
+            out,
+            "{{\"type\":{kind},\"tenantId\":\"{customer}-{kind}-t{j:05}"
+        );
+        if (j % 100) < u64::from(scale.churn_percent) {
+            let _ = write!(out, "-p{poll}");
+        }
+        let _ = write!(
+            out,
+            "\",\"tenantName\":\"{customer} tenant {j:05}.onmicrosoft.com\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
+            seats - assigned
+        );
+    }
+    let _ = write!(
+        out,
+        "],\"metadata\":{{\"pageIndex\":{page_index},\"pageSize\":{page_size},\"totalCount\":{total}}}}}"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_pages_parse_and_churn() {
+        let scale = Scale {
+            customers: 20,
+            tenants_per_customer: 250,
+            tenant_types: 4,
+            big_every: 10,
+            big_types: 4,
+            max_requests_per_second: 0,
+            latency: Duration::ZERO,
+            churn_percent: 10,
+            max_concurrency: 1,
+        };
+        let m365 = TenantType::Microsoft365;
+        let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
+            crate::api::parse_page(scale.page(customer, t, poll, index, 100).as_bytes()).unwrap()
+        };
+        // Every tenth customer is big: 250 tenants of each type, three pages.
+        let p1 = page("bench-00000", m365, 0, 1);
+        assert_eq!((p1.items.len(), p1.total_count), (100, Some(250)));
+        assert!(p1.invalid.is_empty());
+        assert_eq!(page("bench-00000", m365, 0, 3).items.len(), 50);
+        assert_eq!(
+            page("bench-00010", TenantType::Google, 0, 1).total_count,
+            Some(250)
+        );
+        // The others have 1 to 5 of each type, with ids unique across types.
+        for i in 1..10 {
+            for t in TenantType::ALL {
+                let p = page(&format!("bench-{i:05}"), t, 0, 1);
+                assert!((1..=5).contains(&p.items.len()), "{}", p.items.len());
+                let kind = format!("-{}-t", t.api_number());
+                assert!(p.items.iter().all(|x| x.id.contains(&kind)));
+            }
+        }
+        let next = page("bench-00000", m365, 1, 1);
+        let changed = p1
+            .items
+            .iter()
+            .zip(&next.items)
+            .filter(|(a, b)| a.id != b.id)
+            .count();
+        assert_eq!(changed, 10);
+        assert!((40..=60).contains(&organization(1234).len()));
+    }
+}
