@@ -164,8 +164,26 @@ fn now_unix() -> f64 {
     crate::domain::unix_seconds(SystemTime::now())
 }
 
-/// Runs the exporter until `shutdown` completes.
+/// Runs the exporter until `shutdown` completes, listening on `options.listen_addresses`.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    start(options, None, shutdown).await
+}
+
+/// Like [`run`], on listeners the caller bound (tests bind `127.0.0.1:0` and read the port);
+/// `options.listen_addresses` is then only what the start-up log shows.
+pub async fn run_on(
+    options: Options,
+    listeners: Vec<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    start(options, Some(listeners), shutdown).await
+}
+
+async fn start(
+    options: Options,
+    listeners: Option<Vec<tokio::net::TcpListener>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     let build = BuildInfo::current();
     let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
     metrics.set_shard(options.shard, options.total_shards);
@@ -192,7 +210,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     metrics.config_reload_success_timestamp.set(now_unix());
 
     let web = Arc::new(ArcSwap::from_pointee(load_web(&options)?));
-    let listeners = server::bind(&options.listen_addresses).await?;
+    let listeners = match listeners {
+        Some(listeners) => listeners,
+        None => server::bind(&options.listen_addresses).await?,
+    };
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             let scheme = if web.load().tls.is_some() {

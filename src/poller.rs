@@ -96,6 +96,9 @@ struct TargetState {
     last_tenant_count: Option<usize>,
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
+    /// When the last success was, on the monotonic clock: staleness is judged by it, so a
+    /// step of the wall clock (NTP, a VM resumed) neither drops nor keeps series wrongly.
+    last_success_at: Option<Instant>,
     last_error: Option<String>,
     /// Requests the last poll needed (its pages), for the utilization estimate.
     requests: Option<u32>,
@@ -358,7 +361,6 @@ impl Poller {
     /// durations: a scrape that sees a poll counted also sees its results.
     fn publish(&mut self) {
         let began = Instant::now();
-        let now = SystemTime::now();
         let stale_after = self.plan.poll.stale_after;
         let mut views = Vec::with_capacity(self.plan.targets.len());
         let mut statuses = Vec::with_capacity(self.plan.targets.len());
@@ -371,8 +373,8 @@ impl Poller {
                 continue;
             };
             let stale = state
-                .last_success
-                .is_some_and(|t| now.duration_since(t).unwrap_or_default() > stale_after);
+                .last_success_at
+                .is_some_and(|t| began.duration_since(t) > stale_after);
             if stale && state.seats.tenants() > 0 {
                 tracing::warn!(
                     customer_id = &*target.request.customer_id,
@@ -570,6 +572,7 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.last_tenant_count = Some(tenants.len());
     state.seats = Arc::new(SeatSeries::new(&tenants));
     state.last_success = Some(now);
+    state.last_success_at = Some(Instant::now());
     state.last_error = None;
     state.requests = Some(pages.max(1));
 }

@@ -19,15 +19,28 @@ pub enum Format {
     Json,
 }
 
+/// Where finished lines go, when not to stderr.
+type Sink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A layer that writes each event as one line to stderr.
 pub struct LineLayer {
     format: Format,
+    sink: Option<Sink>,
 }
 
 impl LineLayer {
     /// A layer writing `format` to stderr.
     pub fn new(format: Format) -> LineLayer {
-        LineLayer { format }
+        LineLayer { format, sink: None }
+    }
+
+    /// A layer handing each line (without its newline) to `sink` instead: for tests that run
+    /// the daemon in-process and read its log.
+    pub fn with_sink(format: Format, sink: impl Fn(&str) + Send + Sync + 'static) -> LineLayer {
+        LineLayer {
+            format,
+            sink: Some(std::sync::Arc::new(sink)),
+        }
     }
 }
 
@@ -194,6 +207,9 @@ impl<S: Subscriber> Layer<S> for LineLayer {
             &collected.msg,
             &collected.fields,
         );
+        if let Some(sink) = &self.sink {
+            return sink(&line);
+        }
         line.push('\n');
         // One write per line, so that lines from different threads never interleave.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());

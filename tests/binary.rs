@@ -3,7 +3,8 @@
 mod common;
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 
@@ -295,7 +296,7 @@ async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
         "poll:\n  interval: 1h\ncustomers:\n  - id: third\n    tenant_types: [0]\n",
     );
     std::process::Command::new("kill")
-        .args(["-HUP", &exporter.child.id().to_string()])
+        .args(["-HUP", &exporter.pid().to_string()])
         .status()
         .unwrap();
     exporter

@@ -1,5 +1,6 @@
 //! Zero-config fleets: customer discovery and certificate (private_key_jwt) authentication,
-//! through the real binary against a fake Elements API that serves the customer list (paged,
+//! in-process on paused time (sharding and check-config through the binary) against a fake
+//! Elements API that serves the customer list (paged,
 //! scope-checked) and verifies JWT client assertions with the registered certificate.
 
 mod common;
@@ -88,7 +89,7 @@ fn customer_ids(text: &str) -> Vec<String> {
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn discovery_pages_filters_and_lets_listed_customers_override() {
     let list = Arc::new(Mutex::new(Some(vec![
         customer("c1", "Contoso", "US"),
@@ -128,7 +129,7 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
         "{out}"
     );
 
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_cycle().await;
     // n1 is filtered out of discovery but listed in the file: polled, named from the list.
     assert_eq!(customer_ids(&text), ["c1", "c3", "c5", "c6", "n1"]);
@@ -179,14 +180,15 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
     exporter.log_line("skipped invalid customer records").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn customers_come_and_go_with_the_list_and_a_failed_list_keeps_the_last() {
     let list = Arc::new(Mutex::new(Some(vec![customer("a1", "Alpha", "US")])));
     let api = directory(list.clone()).await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1h\ndiscovery:\n  interval: 1s\n  tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter.first_cycle().await;
     assert_eq!(customer_ids(&text), ["a1"]);
     // A new customer is polled at the next refresh, although the poll interval is an hour.
@@ -222,15 +224,16 @@ async fn customers_come_and_go_with_the_list_and_a_failed_list_keeps_the_last() 
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn without_a_customer_list_the_listed_customers_still_run() {
     let list = Arc::new(Mutex::new(None));
     let api = directory(list.clone()).await;
     // An hour between customer lists: the first one is retried much sooner than that.
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1h\ndiscovery:\n  interval: 1h\ncustomers:\n  - id: listed\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter
         .metrics_when("the listed customer and two failed lists", |t| {
             t.contains("customer_id=\"listed\"")
@@ -262,14 +265,15 @@ async fn without_a_customer_list_the_listed_customers_still_run() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn without_the_customers_scope_discovery_fails_clearly() {
     let list = Arc::new(Mutex::new(Some(vec![customer("a1", "Alpha", "US")])));
     let api = directory(list).await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "  scope: elements.license.read.all\npoll:\n  interval: 1h\ndiscovery: {}\ncustomers:\n  - id: listed\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter
         .metrics_when("a failed list", |t| {
             t.contains("customer_id=\"listed\"")
@@ -384,7 +388,7 @@ fn cert_config(
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn certificate_authentication_sends_assertions_the_registered_certificate_verifies() {
     let (cert, _pkcs8, pkcs1) = rsa_identity("app.example.com");
     let token_url = Arc::new(Mutex::new(String::new()));
@@ -406,7 +410,7 @@ async fn certificate_authentication_sends_assertions_the_registered_certificate_
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("client certificate:"), "{out}");
     assert!(!out.contains("PRIVATE KEY"));
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     // Tokens live 2 s: several assertions, each verified and with its own jti.
     // One target, polled every second: three polls.
     exporter.polls(3).await;
@@ -420,7 +424,7 @@ async fn certificate_authentication_sends_assertions_the_registered_certificate_
     assert!(!exporter.log_text().contains("client_assertion="));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_certificate_the_api_does_not_know_is_refused_with_targets_down() {
     let (registered, _, _) = rsa_identity("registered.example.com");
     let (other_cert, other_key, _) = rsa_identity("other.example.com");
@@ -434,7 +438,7 @@ async fn a_certificate_the_api_does_not_know_is_refused_with_targets_down() {
     *token_url.lock().unwrap() = format!("{}/token", api.base_url());
     let dir = tempfile::tempdir().unwrap();
     let config = cert_config(&dir, &api, &other_cert, &other_key);
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_cycle().await;
     assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"token\",customer_id=\"c\",tenant_type=\"microsoft_365\"} 1"), "{text}");
     assert!(text.contains(
@@ -453,7 +457,7 @@ async fn a_certificate_the_api_does_not_know_is_refused_with_targets_down() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_key_that_does_not_match_its_certificate_is_a_config_error() {
     let api = FakeApi::start(|_| token_reply(1)).await;
     let (cert, _, _) = rsa_identity("a.example.com");

@@ -1,13 +1,13 @@
-//! A hostile API, network and config, through the binary: no secret leaves, nothing freezes,
-//! memory stays bounded. Each case was found by an adversarial probe; each stays fixed here.
+//! A hostile API, network and config (in-process on paused time; the connection flood against
+//! the binary): no secret leaves, nothing freezes, memory stays bounded. Each case was found by an adversarial probe; each stays fixed here.
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 
@@ -41,7 +41,7 @@ async fn elsewhere() -> FakeApi {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
     for status in [307u16, 302] {
         let other = elsewhere().await;
@@ -54,7 +54,7 @@ async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
             ok_page()
         })
         .await;
-        let (_dir, exporter) = start_on(&api, ONE_TARGET);
+        let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
         let text = exporter.first_cycle().await;
         assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
         assert!(
@@ -76,14 +76,14 @@ async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
         Reply::status(302, "text/plain", "moved").with_header("location", format!("{to}{}", r.path))
     })
     .await;
-    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "connect"), Some(1.0), "{text}");
     assert!(!text.contains("evil"), "{text}");
     assert!(other.requests().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
     let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNpZw";
     let api = FakeApi::start(move |r| {
@@ -114,7 +114,7 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
         .unwrap();
     };
     write_secret_config(&api);
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "http_4xx"), Some(1.0), "{text}");
     let line = exporter.log_line("target poll failed").await;
@@ -140,7 +140,7 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
     })
     .await;
     write_secret_config(&api);
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     exporter.first_cycle().await;
     let line = exporter.log_line("cannot get an access token").await;
     assert!(line.contains("client_secret=<redacted>"), "{line}");
@@ -152,7 +152,7 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
 }
 
 #[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
     let api = healthy_api().await;
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +172,7 @@ async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
     }
     // At reload: refused with the reason, and scrapes never wait for it.
     let config = write_config(&dir, &api, ONE_TARGET);
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     exporter.first_poll().await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -233,7 +233,7 @@ async fn idle_connections_at_the_limit_make_room_for_real_scrapes() {
     drop(idle);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series() {
     let hostile = Arc::new(AtomicUsize::new(0));
     let h = hostile.clone();
@@ -262,10 +262,11 @@ async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series
         big.clone()
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1s\n  stale_after: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n  - id: ignores\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     exporter.first_poll().await;
     let ignores = api
         .tenant_requests()
@@ -289,7 +290,7 @@ async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series
     assert!(line.contains("cause=too_large"), "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
     // expires_in of 2^63: used as "never expires".
     let api = FakeApi::start(|r| {
@@ -301,10 +302,11 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter.polls(3).await;
     assert_eq!(up(&text, "c"), Some(1.0));
     assert_eq!(api.token_requests().len(), 1);
@@ -323,17 +325,17 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
     assert!(api.tenant_requests().is_empty());
     exporter.log_line("not allowed in an HTTP header").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_reload_storm_polls_nothing() {
     let api = healthy_api().await;
-    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
     exporter.first_poll().await;
     let before = api.requests().len();
     let client = reqwest::Client::new();
@@ -360,7 +362,7 @@ async fn a_reload_storm_polls_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
     let drifted = Arc::new(Mutex::new(false));
     let d = drifted.clone();
@@ -377,10 +379,11 @@ async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     exporter.first_poll().await;
     *drifted.lock().unwrap() = true;
     let text = exporter
@@ -399,7 +402,7 @@ async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
     assert!(line.contains("availableUserSeat"), "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn small_things_count_and_read_right() {
     // An absurd totalCount: the guard names the real page count, not a clamped one.
     let api = FakeApi::start(|r| {
@@ -415,22 +418,20 @@ async fn small_things_count_and_read_right() {
         )
     })
     .await;
-    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
     exporter.first_cycle().await;
     let line = exporter.log_line("paging guard").await;
     assert!(line.contains("needs 10000000000 pages"), "{line}");
     // 150 short headers are well inside the 16 KiB head limit: served, not 431.
-    let mut stream = TcpStream::connect(exporter.addr).unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(exporter.addr).await.unwrap();
     let mut head = String::from("GET /-/healthy HTTP/1.1\r\nHost: x\r\n");
     for i in 0..150 {
         head.push_str(&format!("X-H{i}: v\r\n"));
     }
     head.push_str("Connection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
+    let _ = tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -85,7 +85,7 @@ async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
     let exporter = Exporter::start(&["--demo"]);
     exporter.first_cycle().await;
     let status = Command::new("kill")
-        .args(["-HUP", &exporter.child.id().to_string()])
+        .args(["-HUP", &exporter.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());

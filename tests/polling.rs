@@ -1,5 +1,5 @@
-//! The real binary against the fake Elements API: requests sent, paging, envelopes, tokens,
-//! failures, and the exposition that results.
+//! The daemon (in-process, paused time) against the fake Elements API: requests sent, paging,
+//! envelopes, tokens, failures, and the exposition that results.
 
 mod common;
 
@@ -17,7 +17,7 @@ fn seats_line(metric: &str, kind: &str, id: &str, name: &str, value: i64) -> Str
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn pages_250_tenants_over_3_pages_with_exact_requests() {
     let all: Vec<serde_json::Value> = (0..250)
         .map(|i| record(&format!("t{i:03}"), &format!("Tenant {i}"), i, 1000 - i))
@@ -38,7 +38,7 @@ async fn pages_250_tenants_over_3_pages_with_exact_requests() {
         Reply::json(envelope(&chunk, page as u32, 100, 250))
     })
     .await;
-    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n"));
+    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n")).await;
     let text = exporter
         .metrics_when("250 tenants", |t| {
             t.contains("avepoint_exporter_target_tenants{")
@@ -118,7 +118,7 @@ async fn pages_250_tenants_over_3_pages_with_exact_requests() {
     assert!(!text.contains("my-very-secret-value"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn bare_array_pages_until_short_and_sends_license_status() {
     let all: Vec<serde_json::Value> = (0..130)
         .map(|i| record(&format!("s{i:03}"), "SF org", 5, 6))
@@ -137,7 +137,7 @@ async fn bare_array_pages_until_short_and_sends_license_status() {
         Reply::json(serde_json::Value::Array(chunk).to_string())
     })
     .await;
-    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n"));
+    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n")).await;
     let text = exporter.first_poll().await;
     let reqs = api.tenant_requests();
     let queries: Vec<&str> = reqs.iter().map(|r| r.query.as_str()).collect();
@@ -159,7 +159,7 @@ async fn bare_array_pages_until_short_and_sends_license_status() {
     )));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn removed_tenant_disappears_and_token_is_reused() {
     let polls = Arc::new(AtomicUsize::new(0));
     let p2 = polls.clone();
@@ -179,7 +179,7 @@ async fn removed_tenant_disappears_and_token_is_reused() {
         Reply::json(envelope(&records, 1, 100, records.len()))
     })
     .await;
-    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n"));
+    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n")).await;
     let first = exporter
         .metrics_when("first poll", |t| t.contains("tenant_id=\"gone\""))
         .await;
@@ -208,7 +208,7 @@ async fn removed_tenant_disappears_and_token_is_reused() {
         .all(|r| r.authorization.as_deref() == Some("Bearer tok-1")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn awkward_names_are_escaped() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -223,7 +223,7 @@ async fn awkward_names_are_escaped() {
         Reply::json(envelope(&records, 1, 100, 4))
     })
     .await;
-    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n"));
+    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n")).await;
     let text = exporter.first_poll().await;
     assert_eq!(
         series(&text, "available_user_seats"),
@@ -260,7 +260,7 @@ async fn awkward_names_are_escaped() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -281,7 +281,7 @@ async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
         Reply::status(403, "application/json", r#"{"error":"forbidden"}"#)
     })
     .await;
-    let (_dir, exporter) = start_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n"));
+    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n")).await;
     let text = exporter.first_poll().await;
     let up = series(&text, "avepoint_exporter_target_up");
     assert_eq!(
@@ -315,7 +315,7 @@ async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
     assert!(line.contains("skipped=2"), "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
     let tokens = Arc::new(AtomicUsize::new(0));
     let t2 = tokens.clone();
@@ -340,7 +340,7 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
         "  retries: 2\n",
         &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [microsoft_365]\n"),
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_poll().await;
     let auths: Vec<String> = api
         .tenant_requests()
@@ -362,7 +362,7 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
     )));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn at_most_max_concurrency_requests_in_flight() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -381,7 +381,7 @@ async fn at_most_max_concurrency_requests_in_flight() {
         &api,
         &format!("  max_concurrency: 3\npoll:\n  interval: 1h\ncustomers:\n{customers}"),
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter
         .metrics_when("poll", |t| {
             t.matches("avepoint_exporter_target_tenants{").count() == 12
@@ -394,7 +394,7 @@ async fn at_most_max_concurrency_requests_in_flight() {
     assert_eq!(api.token_requests().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn ready_only_after_every_target_was_polled() {
     let release = Arc::new(Mutex::new(false));
     let r2 = release.clone();
@@ -411,10 +411,11 @@ async fn ready_only_after_every_target_was_polled() {
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1)).delayed(delay)
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [0]\n"),
-    );
+    )
+    .await;
     let (status, body) = exporter.get("/-/ready").await;
     assert_eq!(
         (status, body.as_str()),
@@ -429,7 +430,7 @@ async fn ready_only_after_every_target_was_polled() {
     assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn never_more_pages_than_the_first_total_count_allows() {
     // Object envelope: claims 150 tenants but always sends a full page of new ids.
     let api = FakeApi::start(|r| {
@@ -450,7 +451,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
         Reply::json(serde_json::Value::Array(records).to_string())
     })
     .await;
-    let (_dir, exporter) = start_on(&api, "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n");
+    let (_dir, exporter) = in_process_on(&api, "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n").await;
     let text = exporter
         .metrics_when("poll", |t| {
             t.matches("avepoint_exporter_target_tenants{").count() == 2
@@ -473,7 +474,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
     exporter.log_line("page repeats records already seen").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn failing_target_keeps_last_good_series_until_stale_after() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
@@ -488,10 +489,11 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
         }
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1s\n  stale_after: 4s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     // Down, but the last-good values are still served (the failed poll comes 0.5 to 1.5 s
     // after the good one, at the target's slot)...
     let text = exporter
@@ -517,7 +519,7 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_429_that_outlasts_the_retries_counts_as_rate_limited() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -526,11 +528,12 @@ async fn a_429_that_outlasts_the_retries_counts_as_rate_limited() {
         Reply::too_many("0")
     })
     .await;
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  retries: 1\n  max_requests_per_second: 0\n",
         "poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter.first_cycle().await;
     assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"rate_limited\",customer_id=\"limited\",tenant_type=\"microsoft_365\"} 1"), "{text}");
     assert!(text.contains(
@@ -544,7 +547,7 @@ async fn a_429_that_outlasts_the_retries_counts_as_rate_limited() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_truncated_body_marks_the_target_down_with_its_first_bytes_logged() {
     let tokens = FakeApi::start(|_| token_reply(1)).await;
     // An API that promises 5000 bytes, sends the start of a page and closes the connection.
@@ -570,7 +573,7 @@ async fn a_truncated_body_marks_the_target_down_with_its_first_bytes_logged() {
         TEST_LIMITS,
         "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter
         .metrics_when("a failed poll", |t| {
             t.contains("avepoint_exporter_target_errors_total{")

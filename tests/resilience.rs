@@ -1,12 +1,15 @@
 //! A misbehaving API or operator never costs data or uptime: fault injection in the fake API,
-//! driven through the real binary and checked on `/metrics` and in the log.
+//! driven through the daemon in-process on paused time (retries, backoff, Retry-After and
+//! token lifetimes in virtual seconds), checked on `/metrics` and in the log. SIGTERM goes
+//! to the real binary.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use common::*;
 
@@ -17,7 +20,7 @@ fn endless_page(r: &Recorded) -> Reply {
     Reply::json(serde_json::json!([record(&format!("t{i}"), "T", 1, 1)]).to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     let flaky_calls = Arc::new(AtomicUsize::new(0));
     let fc = flaky_calls.clone();
@@ -79,11 +82,12 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
         .iter()
         .map(|c| format!("  - id: {c}\n    tenant_types: [0]\n"))
         .collect();
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 1s\n  retries: 2\n  page_size: 1\n  max_concurrency: 8\n  max_requests_per_second: 0\n",
         &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
-    );
+    )
+    .await;
     let text = exporter.first_cycle().await;
     let expect = [
         ("err500", "http_5xx"),
@@ -189,7 +193,7 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
     let throttled = Arc::new(AtomicUsize::new(0));
     let t2 = throttled.clone();
@@ -216,7 +220,7 @@ async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
             "poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n{others}"
         ),
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter
         .metrics_when("all 9 targets up", |t| {
             series(t, "avepoint_exporter_target_up")
@@ -265,7 +269,7 @@ async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
     exporter.log_line("API is throttling (429)").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_in_the_log() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -285,11 +289,12 @@ async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_
     let list: String = (0..5)
         .map(|i| format!("  - id: c{i}\n    tenant_types: [0, 2]\n"))
         .collect();
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  retries: 3\n  max_requests_per_second: 0\n",
         &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
-    );
+    )
+    .await;
     let text = exporter.first_cycle().await;
     assert_eq!(
         series(&text, "avepoint_exporter_target_errors_total")
@@ -326,7 +331,7 @@ async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn short_lived_tokens_are_refreshed_before_they_expire() {
     // Tokens live 2 s; the API refuses one that is older.
     let issued: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -356,10 +361,11 @@ async fn short_lived_tokens_are_refreshed_before_they_expire() {
         }
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0, 1]\n",
-    );
+    )
+    .await;
     // Two targets polled every second: five polls each.
     exporter.polls(10).await;
     assert_eq!(
@@ -371,7 +377,7 @@ async fn short_lived_tokens_are_refreshed_before_they_expire() {
     assert!(api.tenant_requests().len() >= 10);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
     // `slow` answers after 2.5 s, far more than its 1 s interval.
     let api = FakeApi::start(|r| {
@@ -385,11 +391,12 @@ async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
         reply
     })
     .await;
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 30s\n  retries: 0\n  max_requests_per_second: 0\n",
         "poll:\n  interval: 1s\ncustomers:\n  - id: slow\n    tenant_types: [0]\n  - id: fast\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter
         .metrics_when("three polls of the slow target and an overrun", |t| {
             let slow = api
@@ -431,7 +438,7 @@ async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at_once() {
     let stay_fails = Arc::new(AtomicUsize::new(0));
     let sf = stay_fails.clone();
@@ -457,7 +464,7 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
         &api,
         "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: Old Name\n    tenant_types: [0]\n  - id: leave\n    tenant_types: [0]\n",
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let before = exporter.first_poll().await;
     assert!(before.contains("customer_id=\"leave\""));
     let reload_ts = |t: &str| {
@@ -563,7 +570,7 @@ async fn sigterm_with_requests_in_flight_exits_0_within_5s() {
     assert_eq!(status.code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn tokens_that_expire_at_once_do_not_loop() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -572,10 +579,11 @@ async fn tokens_that_expire_at_once_do_not_loop() {
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
     })
     .await;
-    let (_dir, exporter) = start_on(
+    let (_dir, exporter) = in_process_on(
         &api,
         "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter.first_cycle().await;
     assert!(
         text.contains("available_user_seats{customer_id=\"c\""),
@@ -589,7 +597,7 @@ async fn tokens_that_expire_at_once_do_not_loop() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_refused_connection_is_retried_and_counted_as_connect() {
     let api = FakeApi::start(|r| {
         if r.path == "/token" {
@@ -610,7 +618,7 @@ async fn a_refused_connection_is_retried_and_counted_as_connect() {
         "  timeout: 2s\n  retries: 2\n  max_requests_per_second: 0\n",
         "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
     );
-    let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
+    let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "connect"), Some(1.0), "{text}");
     assert_eq!(up(&text, "c"), Some(0.0));
@@ -630,7 +638,7 @@ async fn a_refused_connection_is_retried_and_counted_as_connect() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
     let calls = AtomicUsize::new(0);
     let api = FakeApi::start(move |r| {
@@ -645,11 +653,12 @@ async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
         }
     })
     .await;
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 5s\n  retries: 3\n  max_requests_per_second: 0\n",
         "poll:\n  interval: 2s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
+    )
+    .await;
     let text = exporter
         .metrics_when("seats after the 503", |t| {
             t.contains("available_user_seats{") && t.contains("assigned_user_seats{")

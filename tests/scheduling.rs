@@ -1,4 +1,5 @@
-//! Fleet-shape scheduling through the binary: a rate-bound API whose full pass outgrows the
+//! Fleet-shape scheduling, in-process on paused time (seconds of schedule in milliseconds):
+//! a rate-bound API whose full pass outgrows the
 //! interval still delivers every customer, the biggest ones included, with every target up;
 //! and with room to spare, polls spread evenly over the interval.
 
@@ -6,7 +7,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 
@@ -110,11 +112,12 @@ async fn behind_schedule_fleet_is_complete(customers: usize, big: usize, rate: u
     let targets = sizes.len() as u64;
     let sizes = Arc::new(sizes);
     let api = fleet_api(sizes.clone()).await;
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         &format!("  max_requests_per_second: {rate}\n"),
         &format!("poll:\n  interval: 2s\n{yaml}"),
-    );
+    )
+    .await;
     let expected = expected_series(&sizes);
     let text = exporter.first_cycle().await;
     assert_eq!(seat_series(&text), expected, "first pass");
@@ -157,28 +160,29 @@ async fn behind_schedule_fleet_is_complete(customers: usize, big: usize, rate: u
     assert_eq!(warnings, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn six_customers_with_a_three_page_one_at_the_default_rate() {
     // 24 targets, 4 of them 3 pages: 32 requests per round at 10/s, for a 2 s interval.
     behind_schedule_fleet_is_complete(6, 1, 10).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn forty_customers_four_of_them_big_at_forty_requests_a_second() {
     // 160 targets, 16 of them 3 pages: 192 requests per round at 40/s, for a 2 s interval.
     behind_schedule_fleet_is_complete(40, 4, 40).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn polls_spread_over_the_interval_after_the_first_pass() {
     let (sizes, yaml) = fleet(10, 0, 0);
     let sizes = Arc::new(sizes);
     let api = fleet_api(sizes.clone()).await;
-    let (_dir, exporter) = start_with_limits(
+    let (_dir, exporter) = in_process_with_limits(
         &api,
         "  max_requests_per_second: 0\n",
         &format!("poll:\n  interval: 8s\n{yaml}"),
-    );
+    )
+    .await;
     exporter.first_cycle().await;
     let start = api.tenant_requests()[0].at;
     // The first pass, then one whole interval after it.

@@ -7,7 +7,8 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
@@ -389,7 +390,7 @@ async fn rotated_certificates_apply_on_reload_and_a_broken_web_config_is_refused
     // Rotate: new files, SIGHUP.
     server_certificate(dir.path(), &new_ca, &["127.0.0.1"]);
     std::process::Command::new("kill")
-        .args(["-HUP", &exporter.child.id().to_string()])
+        .args(["-HUP", &exporter.pid().to_string()])
         .status()
         .unwrap();
     let start = Instant::now();

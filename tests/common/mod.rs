@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -19,6 +21,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use avepoint_elements_exporter::app::{self, Options};
+use avepoint_elements_exporter::{LineLayer, LogFormat, ServeLimits};
 
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -324,15 +329,48 @@ pub fn start_with_limits(api: &FakeApi, limits: &str, rest: &str) -> (tempfile::
     (dir, exporter)
 }
 
+/// Like [`start_on`], with the daemon in this process (see [`Exporter::in_process`]).
+pub async fn in_process_on(api: &FakeApi, rest: &str) -> (tempfile::TempDir, Exporter) {
+    in_process_with_limits(api, TEST_LIMITS, rest).await
+}
+
+/// Like [`start_with_limits`], with the daemon in this process.
+pub async fn in_process_with_limits(
+    api: &FakeApi,
+    limits: &str,
+    rest: &str,
+) -> (tempfile::TempDir, Exporter) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(&dir, &api.base_url(), &api.base_url(), limits, rest);
+    let exporter = Exporter::in_process(&config).await;
+    (dir, exporter)
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_avepoint-elements-exporter")
 }
 
-/// The exporter binary, running.
+/// The exporter: the real binary, or the daemon in this process on the test's runtime
+/// (`app::run_on`), where a test with `start_paused` runs its timing in virtual time.
 pub struct Exporter {
-    pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
+    process: Process,
+    http: reqwest::Client,
+}
+
+enum Process {
+    Binary(Child),
+    InProcess {
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        ended: tokio::task::JoinHandle<Result<(), String>>,
+        _log: tracing::subscriber::DefaultGuard,
+    },
+}
+
+/// A client for scraping the exporter (built once: loading the root store is not free).
+fn scraper() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 impl Exporter {
@@ -386,7 +424,83 @@ impl Exporter {
                 panic!("exporter did not start: {:?}", log.lock().unwrap());
             }
         };
-        Exporter { child, addr, log }
+        Exporter {
+            addr,
+            log,
+            process: Process::Binary(child),
+            http: scraper(),
+        }
+    }
+
+    /// The daemon in this process with `config`, logging at debug into [`Exporter::log`].
+    /// Runs on the calling thread's runtime: use a current-thread test (`#[tokio::test]`),
+    /// with `start_paused = true` when the test is about timing.
+    pub async fn in_process(config: &Path) -> Exporter {
+        Exporter::in_process_with(config, |_| {}).await
+    }
+
+    /// Like [`Exporter::in_process`], with `adjust` changing the options first.
+    pub async fn in_process_with(config: &Path, adjust: impl FnOnce(&mut Options)) -> Exporter {
+        use tracing_subscriber::prelude::*;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with(LineLayer::with_sink(LogFormat::Logfmt, move |line| {
+                sink.lock().unwrap().push(line.to_owned())
+            }));
+        let guard = tracing::subscriber::set_default(subscriber);
+        let mut options = Options {
+            config_file: config.to_owned(),
+            listen_addresses: vec![addr.to_string()],
+            telemetry_path: "/metrics".into(),
+            demo: false,
+            shard: 0,
+            total_shards: 1,
+            web_config_file: None,
+            limits: ServeLimits::default(),
+        };
+        adjust(&mut options);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ended = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            app::run_on(options, vec![listener], shutdown)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        Exporter {
+            addr,
+            log,
+            process: Process::InProcess {
+                stop: Some(stop),
+                ended,
+                _log: guard,
+            },
+            http: scraper(),
+        }
+    }
+
+    /// The binary's process id.
+    pub fn pid(&self) -> u32 {
+        match &self.process {
+            Process::Binary(child) => child.id(),
+            Process::InProcess { .. } => panic!("an in-process exporter has no process of its own"),
+        }
+    }
+
+    /// Stops an in-process exporter as SIGTERM would and returns how `app::run` ended.
+    pub async fn stop(mut self) -> Result<(), String> {
+        let Process::InProcess { stop, ended, .. } = &mut self.process else {
+            panic!("stop() is for in-process exporters; signal the binary");
+        };
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
+        }
+        ended.await.unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -395,7 +509,14 @@ impl Exporter {
 
     /// GET a path: (status, body).
     pub async fn get(&self, path: &str) -> (u16, String) {
-        let resp = reqwest::get(self.url(path)).await.unwrap();
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    /// POST a path with an empty body: (status, body).
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        let resp = self.http.post(self.url(path)).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap())
     }
@@ -404,7 +525,7 @@ impl Exporter {
     pub async fn metrics_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
-            if let Ok(resp) = reqwest::get(self.url("/metrics")).await {
+            if let Ok(resp) = self.http.get(self.url("/metrics")).send().await {
                 let text = resp.text().await.unwrap_or_default();
                 if ready(&text) {
                     return text;
@@ -425,7 +546,7 @@ impl Exporter {
     pub async fn first_cycle(&self) -> String {
         let start = Instant::now();
         loop {
-            if let Ok(resp) = reqwest::get(self.url("/-/ready")).await {
+            if let Ok(resp) = self.http.get(self.url("/-/ready")).send().await {
                 if resp.status().as_u16() == 200 {
                     return self.get("/metrics").await.1;
                 }
@@ -472,15 +593,18 @@ impl Exporter {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Sends a signal and waits for the exit status, failing after `within`.
+    /// Sends a signal to the binary and waits for its exit status, failing after `within`.
     pub fn signal_and_wait(&mut self, signal: &str, within: Duration) -> std::process::ExitStatus {
         Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .unwrap();
-        let start = Instant::now();
+        let Process::Binary(child) = &mut self.process else {
+            unreachable!("pid() is only for the binary");
+        };
+        let start = std::time::Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
             assert!(
@@ -494,8 +618,18 @@ impl Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.process {
+            Process::Binary(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Process::InProcess { stop, ended, .. } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                ended.abort();
+            }
+        }
     }
 }
 
