@@ -9,10 +9,7 @@ use tokio::time::Instant;
 use common::*;
 
 async fn simple_api() -> FakeApi {
-    FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    FakeApi::with_tokens(|_| {
         Reply::json(envelope(&[record("t1", "Tenant <One>", 4, 6)], 1, 100, 1))
     })
     .await
@@ -22,7 +19,13 @@ async fn simple_api() -> FakeApi {
 fn start_with(api: &FakeApi, customers: &str) -> (tempfile::TempDir, Exporter) {
     start_on(
         api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n{customers}"),
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+{customers}"
+        ),
     )
 }
 
@@ -54,12 +57,9 @@ async fn endpoints_404_405_gzip_and_landing_page() {
     }
 
     // gzip when asked for; the body decompresses to the same exposition (modulo counters).
-    let resp = client
-        .get(exporter.url("/metrics"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let resp = exporter
+        .get_with("/metrics", &[("accept-encoding", "gzip")])
+        .await;
     assert_eq!(resp.headers()["content-encoding"], "gzip");
     assert_eq!(
         resp.headers()["content-type"],
@@ -96,7 +96,14 @@ async fn endpoints_404_405_gzip_and_landing_page() {
 async fn custom_telemetry_path() {
     let api = simple_api().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&dir, &api, "customers:\n  - id: c\n");
+    let config = write_config(
+        &dir,
+        &api,
+        "\
+customers:
+  - id: c
+",
+    );
     let exporter = Exporter::start(&[
         "--config.file",
         config.to_str().unwrap(),
@@ -128,7 +135,14 @@ async fn address_in_use_exits_2_with_a_clear_message() {
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let api = simple_api().await;
-    let config = write_config(&dir, &api, "customers:\n  - id: c\n");
+    let config = write_config(
+        &dir,
+        &api,
+        "\
+customers:
+  - id: c
+",
+    );
     let (code, _, stderr) = run_binary(
         &[
             "--config.file",
@@ -171,20 +185,26 @@ fn check_config_accepts_the_example_and_reports_every_problem() {
     assert!(stdout.contains("poll interval: 5m"), "{stdout}");
     assert!(!stdout.contains("example-secret-value"));
 
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: hunter2\n  page_size: 0\npoll:\n  interval: 5\ncustomers:\n  - id: a\n    tenant_types: [office]\n  - id: a\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = run_binary(
-        &["--check-config", "--config.file", bad.to_str().unwrap()],
+    let (code, stdout, stderr) = check_config_of(
         dir.path(),
+        "\
+elements:
+  token_url: https://id.example.com/t
+  client_id: x
+  client_secret: hunter2
+  page_size: 0
+poll:
+  interval: 5
+customers:
+  - id: a
+    tenant_types: [office]
+  - id: a
+",
     );
     assert_eq!(code, 1);
     assert_eq!(stdout, "");
     let lines: Vec<&str> = stderr.lines().collect();
-    let prefix = format!("{}: ", bad.display());
+    let prefix = format!("{}: ", dir.path().join("checked.yaml").display());
     assert_eq!(
         lines,
         vec![
@@ -207,7 +227,7 @@ fn check_config_accepts_the_example_and_reports_every_problem() {
         stderr.contains("cannot read config file /nonexistent/c.yaml: No such file or directory"),
         "{stderr}"
     );
-    let (code, _, stderr) = run_binary(
+    let stderr = fails_with_1(
         &[
             "--config.file",
             "/nonexistent/c.yaml",
@@ -216,30 +236,29 @@ fn check_config_accepts_the_example_and_reports_every_problem() {
         ],
         dir.path(),
     );
-    assert_eq!(code, 1);
     assert!(
         stderr.contains("error=\"cannot read config file /nonexistent/c.yaml"),
         "{stderr}"
     );
     // Bad flags: exit 1.
-    let (code, _, stderr) = run_binary(&["--log.level", "loud"], dir.path());
-    assert_eq!(code, 1, "{stderr}");
-    let (code, _, _) = run_binary(&["--shard", "3", "--total-shards", "2"], dir.path());
-    assert_eq!(code, 1);
+    fails_with_1(&["--log.level", "loud"], dir.path());
+    fails_with_1(&["--shard", "3", "--total-shards", "2"], dir.path());
 }
 
 #[test]
 fn duplicate_customer_ids_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("dup.yaml");
-    std::fs::write(
-        &bad,
-        "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\ncustomers:\n  - id: a\n  - id: a\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = run_binary(
-        &["--check-config", "--config.file", bad.to_str().unwrap()],
+    let (code, _, stderr) = check_config_of(
         dir.path(),
+        "\
+elements:
+  token_url: https://id.example.com/t
+  client_id: x
+  client_secret: y
+customers:
+  - id: a
+  - id: a
+",
     );
     assert_eq!(code, 1);
     assert!(
@@ -257,15 +276,10 @@ async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     exporter
         .metrics_when("first poll", |t| t.contains("customer_id=\"first\""))
         .await;
-    let client = reqwest::Client::new();
     // A valid new file: the new customer appears, the old one goes.
-    write_config(
-        &dir,
-        &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: second\n    tenant_types: [0]\n",
-    );
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    write_config(&dir, &api, &targets("1h", &["second"]));
+    let (status, _) = exporter.post("/-/reload").await;
+    assert_eq!(status, 200);
     let text = exporter
         .metrics_when("the reloaded customer", |t| {
             t.contains("available_user_seats{customer_id=\"second\"")
@@ -277,11 +291,14 @@ async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     write_config(
         &dir,
         &api,
-        "customers:\n  - id: x\n    tenant_types: [nope]\n",
+        "\
+customers:
+  - id: x
+    tenant_types: [nope]
+",
     );
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 500);
-    let body = resp.text().await.unwrap();
+    let (status, body) = exporter.post("/-/reload").await;
+    assert_eq!(status, 500);
     assert!(
         body.contains("customers[0].tenant_types[0]: unknown tenant type \"nope\""),
         "{body}"
@@ -290,11 +307,7 @@ async fn reload_applies_a_valid_config_and_refuses_an_invalid_one() {
     assert!(text.contains("available_user_seats{customer_id=\"second\""));
     assert!(text.contains("avepoint_exporter_config_last_reload_successful 0"));
     // SIGHUP reloads too.
-    write_config(
-        &dir,
-        &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: third\n    tenant_types: [0]\n",
-    );
+    write_config(&dir, &api, &targets("1h", &["third"]));
     std::process::Command::new("kill")
         .args(["-HUP", &exporter.pid().to_string()])
         .status()
@@ -384,7 +397,13 @@ async fn shards_poll_only_their_customers() {
     let config = write_config(
         &dir,
         &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n{customers}"),
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+{customers}"
+        ),
     );
     let mut all = Vec::new();
     for shard in 0..3u32 {

@@ -11,21 +11,13 @@ use tokio::time::Instant;
 
 use common::*;
 
-const ONE_TARGET: &str = "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n";
-
 fn ok_page() -> Reply {
     Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
 }
 
 /// A fake API that issues tokens and answers every target with one tenant.
 async fn healthy_api() -> FakeApi {
-    FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        ok_page()
-    })
-    .await
+    FakeApi::with_tokens(|_| ok_page()).await
 }
 
 /// A fake API on another origin that records whatever reaches it.
@@ -54,7 +46,7 @@ async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
             ok_page()
         })
         .await;
-        let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
+        let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
         let text = exporter.first_cycle().await;
         assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
         assert!(
@@ -69,14 +61,11 @@ async fn redirects_to_another_origin_are_refused_for_tokens_and_data() {
     // another host's tenants.
     let other = elsewhere().await;
     let to = other.base_url();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         Reply::status(302, "text/plain", "moved").with_header("location", format!("{to}{}", r.path))
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "connect"), Some(1.0), "{text}");
     assert!(!text.contains("evil"), "{text}");
@@ -107,8 +96,17 @@ async fn echoed_credentials_never_reach_the_log_or_the_landing_page() {
         std::fs::write(
             &config,
             format!(
-                "elements:\n  base_url: {b}\n  token_url: {b}/token\n  client_id: my-client\n  client_secret: \"Abc+Def/ghi=\"\n  retries: 0\n  max_requests_per_second: 0\n{ONE_TARGET}",
-                b = api.base_url()
+                "\
+elements:
+  base_url: {b}
+  token_url: {b}/token
+  client_id: my-client
+  client_secret: \"Abc+Def/ghi=\"
+  retries: 0
+  max_requests_per_second: 0
+{target}",
+                b = api.base_url(),
+                target = one_target("1h"),
             ),
         )
         .unwrap();
@@ -165,13 +163,12 @@ async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
     // At start: exit 1 at once, naming the cause.
     for bad in [fifo.to_str().unwrap(), "/dev/zero"] {
         let started = Instant::now();
-        let (code, _, err) = run_binary(&["--config.file", bad], dir.path());
-        assert_eq!(code, 1, "{err}");
+        let err = fails_with_1(&["--config.file", bad], dir.path());
         assert!(err.contains("not a regular file"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
     // At reload: refused with the reason, and scrapes never wait for it.
-    let config = write_config(&dir, &api, ONE_TARGET);
+    let config = write_config(&dir, &api, &one_target("1h"));
     let exporter = Exporter::in_process(&config).await;
     exporter.first_poll().await;
     let client = reqwest::Client::builder()
@@ -212,7 +209,7 @@ async fn a_fifo_a_device_or_a_deep_file_never_freezes_start_or_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_at_the_limit_make_room_for_real_scrapes() {
     let api = healthy_api().await;
-    let (_dir, exporter) = start_on(&api, ONE_TARGET);
+    let (_dir, exporter) = start_on(&api, &one_target("1h"));
     exporter.first_poll().await;
     // More idle connections than the default --web.max-connections 512.
     let idle: Vec<TcpStream> = (0..520)
@@ -245,10 +242,7 @@ async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series
     let mut body = envelope(&records, 1, 100, 2000);
     body.push_str(&" ".repeat(10 * 1024 * 1024));
     let big = Reply::json(body);
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         if r.path == tenants_path("ignores", 0) {
             // Ignores pageSize: all 250 records on every page.
             let all: Vec<_> = (0..250)
@@ -264,22 +258,23 @@ async fn a_target_that_sends_too_much_fails_alone_and_keeps_its_last_good_series
     .await;
     let (_dir, exporter) = in_process_on(
         &api,
-        "poll:\n  interval: 1s\n  stale_after: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n  - id: ignores\n    tenant_types: [0]\n",
+        "\
+poll:
+  interval: 1s
+  stale_after: 1h
+customers:
+  - id: c
+    tenant_types: [0]
+  - id: ignores
+    tenant_types: [0]
+",
     )
     .await;
     exporter.first_poll().await;
-    let ignores = api
-        .tenant_requests()
-        .iter()
-        .filter(|r| r.path == tenants_path("ignores", 0))
-        .count();
+    let ignores = api.requests_to("ignores", 0).len();
     assert_eq!(ignores, 1, "a server ignoring pageSize is asked once");
     hostile.store(1, Ordering::SeqCst);
-    let text = exporter
-        .metrics_when("a too_large failure, published", |t| {
-            errors(t, "c", "too_large").is_some() && up(t, "c") == Some(0.0)
-        })
-        .await;
+    let text = exporter.failure("c", "too_large").await;
     assert!(
         text.contains("available_user_seats{customer_id=\"c\",customer_name=\"c\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"),
         "last good series kept: {text}"
@@ -302,11 +297,7 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = in_process_on(
-        &api,
-        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    )
-    .await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1s")).await;
     let text = exporter.polls(3).await;
     assert_eq!(up(&text, "c"), Some(1.0));
     assert_eq!(api.token_requests().len(), 1);
@@ -325,7 +316,7 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
     let text = exporter.first_cycle().await;
     assert_eq!(errors(&text, "c", "token"), Some(1.0), "{text}");
     assert!(api.tenant_requests().is_empty());
@@ -335,7 +326,7 @@ async fn absurd_and_malformed_tokens_neither_panic_nor_reach_a_header() {
 #[tokio::test(start_paused = true)]
 async fn a_reload_storm_polls_nothing() {
     let api = healthy_api().await;
-    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
     exporter.first_poll().await;
     let before = api.requests().len();
     let client = reqwest::Client::new();
@@ -348,8 +339,8 @@ async fn a_reload_storm_polls_nothing() {
         assert_eq!(done.unwrap().unwrap(), 200);
     }
     // A last request after the storm, to be sure every reload was applied.
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _) = exporter.post("/-/reload").await;
+    assert_eq!(status, 200);
     assert_eq!(
         api.requests().len(),
         before,
@@ -366,10 +357,7 @@ async fn a_reload_storm_polls_nothing() {
 async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
     let drifted = Arc::new(Mutex::new(false));
     let d = drifted.clone();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |_| {
         if *d.lock().unwrap() {
             // Seat numbers as strings: every record invalid.
             return Reply::json(
@@ -379,18 +367,10 @@ async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
         ok_page()
     })
     .await;
-    let (_dir, exporter) = in_process_on(
-        &api,
-        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    )
-    .await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1s")).await;
     exporter.first_poll().await;
     *drifted.lock().unwrap() = true;
-    let text = exporter
-        .metrics_when("a parse failure, published", |t| {
-            errors(t, "c", "parse").is_some() && up(t, "c") == Some(0.0)
-        })
-        .await;
+    let text = exporter.failure("c", "parse").await;
     assert!(
         text.contains("tenant_id=\"a\",tenant_name=\"A\"} 5"),
         "{text}"
@@ -405,10 +385,7 @@ async fn schema_drift_fails_the_poll_and_keeps_the_last_good_series() {
 #[tokio::test(start_paused = true)]
 async fn small_things_count_and_read_right() {
     // An absurd totalCount: the guard names the real page count, not a clamped one.
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|_| {
         let all: Vec<_> = (0..100)
             .map(|i| record(&format!("t{i}"), "T", 1, 1))
             .collect();
@@ -418,7 +395,7 @@ async fn small_things_count_and_read_right() {
         )
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, ONE_TARGET).await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
     exporter.first_cycle().await;
     let line = exporter.log_line("paging guard").await;
     assert!(line.contains("needs 10000000000 pages"), "{line}");

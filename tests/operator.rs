@@ -41,8 +41,7 @@ fn started_with_nothing_it_says_how_to_start_once() {
         "{err}"
     );
     // The same hint from --check-config.
-    let (code, _, err) = run_binary(&["--check-config"], dir.path());
-    assert_eq!(code, 1);
+    let err = fails_with_1(&["--check-config"], dir.path());
     assert!(err.contains("--demo"), "{err}");
 }
 
@@ -50,8 +49,7 @@ fn started_with_nothing_it_says_how_to_start_once() {
 fn bad_listen_addresses_and_telemetry_paths_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     for addr in ["nonsense", ":99999", "::1:80"] {
-        let (code, _, err) = run_binary(&["--demo", "--web.listen-address", addr], dir.path());
-        assert_eq!(code, 1, "{addr}: {err}");
+        let err = fails_with_1(&["--demo", "--web.listen-address", addr], dir.path());
         assert!(err.contains("--web.listen-address"), "{err}");
     }
     for path in ["/", "/-/healthy", "/-/ready", "/-/reload", "metrics"] {
@@ -95,19 +93,14 @@ async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     // Small, known label sets start at 0.
     let (_, text) = exporter.get("/metrics").await;
-    // The causes the README documents for target_errors_total and discovery_errors_total.
-    for cause in [
-        "timeout",
-        "connect",
-        "http_4xx",
-        "http_5xx",
-        "rate_limited",
-        "parse",
-        "token",
-        "too_large",
-    ] {
-        let line = format!("avepoint_exporter_discovery_errors_total{{cause=\"{cause}\"}} 0");
-        assert!(text.contains(&line), "{line}");
+    // Every cause the README documents, each at 0 before any list was asked for.
+    let causes = series(&text, "avepoint_exporter_discovery_errors_total");
+    assert_eq!(causes.len(), 8, "{causes:?}");
+    assert!(causes.iter().all(|l| l.ends_with("} 0")), "{causes:?}");
+    for cause in ["token", "rate_limited", "too_large"] {
+        assert!(causes
+            .iter()
+            .any(|l| l.contains(&format!("cause=\"{cause}\""))));
     }
 }
 
@@ -174,7 +167,21 @@ const GUID: &str = "f1620000-b9d4-0000-a165-97db0000fc15";
 #[test]
 fn check_config_warns_where_the_runtime_would() {
     let (code, out, err) = check(
-        "elements:\n  base_url: http://elements.internal\n  environment: gov\n  token_url: https://proxy.example.com/token\n  client_id: x\n  client_secret: y\npoll:\n  interval: 30s\ndiscovery:\n  interval: 1m\ncustomers:\n  - id: not-a-guid\n  - id: also-not\n",
+        "\
+elements:
+  base_url: http://elements.internal
+  environment: gov
+  token_url: https://proxy.example.com/token
+  client_id: x
+  client_secret: y
+poll:
+  interval: 30s
+discovery:
+  interval: 1m
+customers:
+  - id: not-a-guid
+  - id: also-not
+",
         &[],
     );
     assert_eq!(code, 0, "{err}");
@@ -194,7 +201,19 @@ fn check_config_warns_where_the_runtime_would() {
     let path = dir.path().join("config.yaml");
     std::fs::write(
         &path,
-        format!("elements:\n  base_url: http://127.0.0.1:9\n  token_url: http://127.0.0.1:9/t\n  client_id: x\n  client_secret: y\npoll:\n  interval: 30s\ncustomers:\n  - id: {GUID}\n"),
+        format!(
+            "\
+elements:
+  base_url: http://127.0.0.1:9
+  token_url: http://127.0.0.1:9/t
+  client_id: x
+  client_secret: y
+poll:
+  interval: 30s
+customers:
+  - id: {GUID}
+"
+        ),
     )
     .unwrap();
     let exporter = Exporter::start(&["--config.file", path.to_str().unwrap()]);
@@ -218,7 +237,17 @@ fn check_config_refuses_other_duration_syntaxes_and_case_duplicates() {
         ("1m1h", "1m1h"),
     ] {
         let (code, _, err) = check(
-            &format!("elements:\n  client_id: x\n  client_secret: y\npoll:\n  interval: {interval}\ncustomers:\n  - id: {GUID}\n"),
+            &format!(
+                "\
+elements:
+  client_id: x
+  client_secret: y
+poll:
+  interval: {interval}
+customers:
+  - id: {GUID}
+"
+            ),
             &[],
         );
         assert_eq!(code, 1, "{interval}");
@@ -228,14 +257,31 @@ fn check_config_refuses_other_duration_syntaxes_and_case_duplicates() {
         );
     }
     let (code, out, _) = check(
-        &format!("elements:\n  client_id: x\n  client_secret: y\npoll:\n  interval: 1h30m\ncustomers:\n  - id: {GUID}\n"),
+        &format!(
+            "\
+elements:
+  client_id: x
+  client_secret: y
+poll:
+  interval: 1h30m
+customers:
+  - id: {GUID}
+"
+        ),
         &[],
     );
     assert_eq!(code, 0);
     assert!(out.contains("poll interval: 1h 30m"), "{out}");
     let (code, _, err) = check(
         &format!(
-            "elements:\n  client_id: x\n  client_secret: y\ncustomers:\n  - id: {GUID}\n  - id: {}\n",
+            "\
+elements:
+  client_id: x
+  client_secret: y
+customers:
+  - id: {GUID}
+  - id: {}
+",
             GUID.to_uppercase()
         ),
         &[],
@@ -345,15 +391,9 @@ async fn http_details_content_length_host_and_x_gzip() {
     );
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     // x-gzip is gzip.
-    let resp = reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .unwrap()
-        .get(exporter.url("/metrics"))
-        .header("accept-encoding", "x-gzip")
-        .send()
-        .await
-        .unwrap();
+    let resp = exporter
+        .get_with("/metrics", &[("accept-encoding", "x-gzip")])
+        .await;
     assert_eq!(resp.headers()["content-encoding"], "gzip");
     let body = resp.bytes().await.unwrap();
     let mut text = String::new();
@@ -365,14 +405,10 @@ async fn http_details_content_length_host_and_x_gzip() {
 async fn openmetrics_when_the_scraper_prefers_it() {
     let exporter = Exporter::start(&["--demo"]);
     exporter.first_cycle().await;
-    let client = reqwest::Client::new();
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    let resp = client
-        .get(exporter.url("/metrics"))
-        .header("accept", prometheus_accept)
-        .send()
-        .await
-        .unwrap();
+    let resp = exporter
+        .get_with("/metrics", &[("accept", prometheus_accept)])
+        .await;
     assert_eq!(
         resp.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -390,12 +426,7 @@ async fn openmetrics_when_the_scraper_prefers_it() {
     assert!(om.contains("# TYPE available_user_seats gauge\n"));
     // Anyone else gets the text format.
     for accept in ["*/*", "text/plain;version=0.0.4"] {
-        let resp = client
-            .get(exporter.url("/metrics"))
-            .header("accept", accept)
-            .send()
-            .await
-            .unwrap();
+        let resp = exporter.get_with("/metrics", &[("accept", accept)]).await;
         assert_eq!(
             resp.headers()["content-type"],
             "text/plain; version=0.0.4; charset=utf-8"

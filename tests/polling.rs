@@ -17,6 +17,20 @@ fn seats_line(metric: &str, kind: &str, id: &str, name: &str, value: i64) -> Str
     )
 }
 
+/// The `poll` and `customers` sections for the one customer, Contoso, with `types`.
+fn contoso(interval: &str, types: &str) -> String {
+    format!(
+        "\
+poll:
+  interval: {interval}
+customers:
+  - id: {CUSTOMER}
+    name: Contoso
+    tenant_types: [{types}]
+"
+    )
+}
+
 #[tokio::test(start_paused = true)]
 async fn pages_250_tenants_over_3_pages_with_exact_requests() {
     let all: Vec<serde_json::Value> = (0..250)
@@ -38,7 +52,7 @@ async fn pages_250_tenants_over_3_pages_with_exact_requests() {
         Reply::json(envelope(&chunk, page as u32, 100, 250))
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365]\n")).await;
+    let (_dir, exporter) = in_process_on(&api, &contoso("1h", "microsoft_365")).await;
     let text = exporter
         .metrics_when("250 tenants", |t| {
             t.contains("avepoint_exporter_target_tenants{")
@@ -123,10 +137,7 @@ async fn bare_array_pages_until_short_and_sends_license_status() {
     let all: Vec<serde_json::Value> = (0..130)
         .map(|i| record(&format!("s{i:03}"), "SF org", 5, 6))
         .collect();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         let page = page_index(r) as usize;
         let chunk: Vec<_> = all
             .iter()
@@ -137,7 +148,21 @@ async fn bare_array_pages_until_short_and_sends_license_status() {
         Reply::json(serde_json::Value::Array(chunk).to_string())
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [1]\n    license_assigned_status: assigned\n")).await;
+    let (_dir, exporter) = in_process_on(
+        &api,
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+  - id: {CUSTOMER}
+    name: Contoso
+    tenant_types: [1]
+    license_assigned_status: assigned
+"
+        ),
+    )
+    .await;
     let text = exporter.first_poll().await;
     let reqs = api.tenant_requests();
     let queries: Vec<&str> = reqs.iter().map(|r| r.query.as_str()).collect();
@@ -179,7 +204,7 @@ async fn removed_tenant_disappears_and_token_is_reused() {
         Reply::json(envelope(&records, 1, 100, records.len()))
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1s\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [google]\n")).await;
+    let (_dir, exporter) = in_process_on(&api, &contoso("1s", "google")).await;
     let first = exporter
         .metrics_when("first poll", |t| t.contains("tenant_id=\"gone\""))
         .await;
@@ -210,10 +235,7 @@ async fn removed_tenant_disappears_and_token_is_reused() {
 
 #[tokio::test(start_paused = true)]
 async fn awkward_names_are_escaped() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|_| {
         let records = vec![
             record("q", "say \"hi\"", 1, 1),
             record("b", "back\\slash", 2, 2),
@@ -223,7 +245,7 @@ async fn awkward_names_are_escaped() {
         Reply::json(envelope(&records, 1, 100, 4))
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [dynamics_365]\n")).await;
+    let (_dir, exporter) = in_process_on(&api, &contoso("1h", "dynamics_365")).await;
     let text = exporter.first_poll().await;
     assert_eq!(
         series(&text, "available_user_seats"),
@@ -262,10 +284,7 @@ async fn awkward_names_are_escaped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|r| {
         if r.path == tenants_path(CUSTOMER, 0) {
             return Reply::status(200, "text/html", "<html><body>Service maintenance</body></html>");
         }
@@ -281,7 +300,8 @@ async fn a_failing_target_does_not_affect_others_and_bad_bodies_are_logged() {
         Reply::status(403, "application/json", r#"{"error":"forbidden"}"#)
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    name: Contoso\n    tenant_types: [microsoft_365, google, salesforce]\n")).await;
+    let (_dir, exporter) =
+        in_process_on(&api, &contoso("1h", "microsoft_365, google, salesforce")).await;
     let text = exporter.first_poll().await;
     let up = series(&text, "avepoint_exporter_target_up");
     assert_eq!(
@@ -338,7 +358,15 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
         &api.base_url(),
         &api.base_url(),
         "  retries: 2\n",
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [microsoft_365]\n"),
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+  - id: {CUSTOMER}
+    tenant_types: [microsoft_365]
+"
+        ),
     );
     let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_poll().await;
@@ -364,10 +392,7 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn at_most_max_concurrency_requests_in_flight() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|_| {
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
             .delayed(Duration::from_millis(40))
     })
@@ -398,10 +423,7 @@ async fn at_most_max_concurrency_requests_in_flight() {
 async fn ready_only_after_every_target_was_polled() {
     let release = Arc::new(Mutex::new(false));
     let r2 = release.clone();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |_| {
         // Hold the answer until the test releases it.
         let delay = if *r2.lock().unwrap() {
             Duration::ZERO
@@ -413,7 +435,15 @@ async fn ready_only_after_every_target_was_polled() {
     .await;
     let (_dir, exporter) = in_process_on(
         &api,
-        &format!("poll:\n  interval: 1h\ncustomers:\n  - id: {CUSTOMER}\n    tenant_types: [0]\n"),
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+  - id: {CUSTOMER}
+    tenant_types: [0]
+"
+        ),
     )
     .await;
     let (status, body) = exporter.get("/-/ready").await;
@@ -433,10 +463,7 @@ async fn ready_only_after_every_target_was_polled() {
 #[tokio::test(start_paused = true)]
 async fn never_more_pages_than_the_first_total_count_allows() {
     // Object envelope: claims 150 tenants but always sends a full page of new ids.
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|r| {
         let page = page_index(r);
         if r.path == tenants_path("endless", 0) {
             let records: Vec<_> = (0..100)
@@ -451,7 +478,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
         Reply::json(serde_json::Value::Array(records).to_string())
     })
     .await;
-    let (_dir, exporter) = in_process_on(&api, "poll:\n  interval: 1h\ncustomers:\n  - id: endless\n    tenant_types: [0]\n  - id: repeating\n    tenant_types: [0]\n").await;
+    let (_dir, exporter) = in_process_on(&api, &targets("1h", &["endless", "repeating"])).await;
     let text = exporter
         .metrics_when("poll", |t| {
             t.matches("avepoint_exporter_target_tenants{").count() == 2
@@ -459,9 +486,8 @@ async fn never_more_pages_than_the_first_total_count_allows() {
         .await;
     let pages = |customer: &str| {
         let mut p: Vec<u32> = api
-            .tenant_requests()
+            .requests_to(customer, 0)
             .iter()
-            .filter(|r| r.path == tenants_path(customer, 0))
             .map(page_index)
             .collect();
         p.sort();
@@ -478,10 +504,7 @@ async fn never_more_pages_than_the_first_total_count_allows() {
 async fn failing_target_keeps_last_good_series_until_stale_after() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c2 = calls.clone();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |_| {
         if c2.fetch_add(1, Ordering::SeqCst) == 0 {
             Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
         } else {
@@ -491,7 +514,14 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
     .await;
     let (_dir, exporter) = in_process_on(
         &api,
-        "poll:\n  interval: 1s\n  stale_after: 4s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+        "\
+poll:
+  interval: 1s
+  stale_after: 4s
+customers:
+  - id: c
+    tenant_types: [0]
+",
     )
     .await;
     // Down, but the last-good values are still served (the failed poll comes 0.5 to 1.5 s
@@ -521,17 +551,11 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
 
 #[tokio::test(start_paused = true)]
 async fn a_429_that_outlasts_the_retries_counts_as_rate_limited() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        Reply::too_many("0")
-    })
-    .await;
+    let api = FakeApi::with_tokens(|_| Reply::too_many("0")).await;
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  retries: 1\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n",
+        &targets("1h", &["limited"]),
     )
     .await;
     let text = exporter.first_cycle().await;
@@ -571,7 +595,7 @@ async fn a_truncated_body_marks_the_target_down_with_its_first_bytes_logged() {
         &format!("http://{api_addr}"),
         &tokens.base_url(),
         TEST_LIMITS,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+        &one_target("1h"),
     );
     let exporter = Exporter::in_process(&config).await;
     let text = exporter

@@ -25,10 +25,7 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     let flaky_calls = Arc::new(AtomicUsize::new(0));
     let fc = flaky_calls.clone();
     let huge = Reply::huge(20 * 1024 * 1024);
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         let customer = r.path.split('/').nth(6).unwrap_or("");
         match customer {
             "err500" => Reply::status(500, "text/plain", "internal error"),
@@ -85,7 +82,11 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 1s\n  retries: 2\n  page_size: 1\n  max_concurrency: 8\n  max_requests_per_second: 0\n",
-        &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
+        &format!("\
+poll:
+  interval: 1h
+customers:
+{list}"),
     )
     .await;
     let text = exporter.first_cycle().await;
@@ -156,12 +157,7 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
     // 200s: flaky, html, truncjson, huge, endlessbody once each, and endless's 1000 pages.
     assert_eq!(requests("200"), Some(1005.0));
     // The 503's Retry-After date was honoured (a backoff alone waits at most 0.5 s).
-    let flaky: Vec<Instant> = api
-        .tenant_requests()
-        .iter()
-        .filter(|r| r.path == tenants_path("flaky", 0))
-        .map(|r| r.at)
-        .collect();
+    let flaky: Vec<Instant> = api.requests_to("flaky", 0).iter().map(|r| r.at).collect();
     assert!(
         flaky[1] - flaky[0] >= Duration::from_millis(900),
         "{:?}",
@@ -197,10 +193,7 @@ async fn every_fault_is_counted_by_cause_and_only_transient_ones_are_retried() {
 async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
     let throttled = Arc::new(AtomicUsize::new(0));
     let t2 = throttled.clone();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         if r.path == tenants_path("limited", 0) && t2.fetch_add(1, Ordering::SeqCst) == 0 {
             return Reply::too_many("2");
         }
@@ -217,7 +210,13 @@ async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
         &api.base_url(),
         "  retries: 1\n  max_concurrency: 16\n  max_requests_per_second: 4\n",
         &format!(
-            "poll:\n  interval: 1h\ncustomers:\n  - id: limited\n    tenant_types: [0]\n{others}"
+            "\
+poll:
+  interval: 1h
+customers:
+  - id: limited
+    tenant_types: [0]
+{others}"
         ),
     );
     let exporter = Exporter::in_process(&config).await;
@@ -292,7 +291,13 @@ async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  retries: 3\n  max_requests_per_second: 0\n",
-        &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
+        &format!(
+            "\
+poll:
+  interval: 1h
+customers:
+{list}"
+        ),
     )
     .await;
     let text = exporter.first_cycle().await;
@@ -363,7 +368,13 @@ async fn short_lived_tokens_are_refreshed_before_they_expire() {
     .await;
     let (_dir, exporter) = in_process_on(
         &api,
-        "poll:\n  interval: 1s\ncustomers:\n  - id: c\n    tenant_types: [0, 1]\n",
+        "\
+poll:
+  interval: 1s
+customers:
+  - id: c
+    tenant_types: [0, 1]
+",
     )
     .await;
     // Two targets polled every second: five polls each.
@@ -380,10 +391,7 @@ async fn short_lived_tokens_are_refreshed_before_they_expire() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
     // `slow` answers after 2.5 s, far more than its 1 s interval.
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(|r| {
         let reply = Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1));
         if r.path == tenants_path("slow", 0) {
             return reply.delayed(Duration::from_millis(2500));
@@ -394,16 +402,12 @@ async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 30s\n  retries: 0\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 1s\ncustomers:\n  - id: slow\n    tenant_types: [0]\n  - id: fast\n    tenant_types: [0]\n",
+        &targets("1s", &["slow", "fast"]),
     )
     .await;
     let text = exporter
         .metrics_when("three polls of the slow target and an overrun", |t| {
-            let slow = api
-                .tenant_requests()
-                .iter()
-                .filter(|r| r.path == tenants_path("slow", 0))
-                .count();
+            let slow = api.requests_to("slow", 0).len();
             slow >= 3
                 && value(t, "avepoint_exporter_poll_overruns_total", &[]).unwrap_or(0.0) >= 1.0
         })
@@ -416,11 +420,7 @@ async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
         "{text}"
     );
     let at = |customer: &str| -> Vec<Instant> {
-        api.tenant_requests()
-            .iter()
-            .filter(|r| r.path == tenants_path(customer, 0))
-            .map(|r| r.at)
-            .collect()
+        api.requests_to(customer, 0).iter().map(|r| r.at).collect()
     };
     // The slow target is never polled twice at once: each poll starts after the last ended.
     for pair in at("slow").windows(2) {
@@ -442,10 +442,7 @@ async fn a_slow_target_is_late_not_down_and_the_others_keep_their_schedule() {
 async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at_once() {
     let stay_fails = Arc::new(AtomicUsize::new(0));
     let sf = stay_fails.clone();
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |r| {
         if r.path == tenants_path("stay", 0) && sf.load(Ordering::SeqCst) == 1 {
             return Reply::status(503, "text/plain", "down for now");
         }
@@ -462,7 +459,16 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
     let config = write_config(
         &dir,
         &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: Old Name\n    tenant_types: [0]\n  - id: leave\n    tenant_types: [0]\n",
+        "\
+poll:
+  interval: 1h
+customers:
+  - id: stay
+    name: Old Name
+    tenant_types: [0]
+  - id: leave
+    tenant_types: [0]
+",
     );
     let exporter = Exporter::in_process(&config).await;
     let before = exporter.first_poll().await;
@@ -482,11 +488,19 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
     write_config(
         &dir,
         &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: New Name\n    tenant_types: [0]\n  - id: new\n    tenant_types: [0]\n",
+        "\
+poll:
+  interval: 1h
+customers:
+  - id: stay
+    name: New Name
+    tenant_types: [0]
+  - id: new
+    tenant_types: [0]
+",
     );
-    let client = reqwest::Client::new();
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _) = exporter.post("/-/reload").await;
+    assert_eq!(status, 200);
     // The new customer is polled at once (the interval is an hour).
     let text = exporter
         .metrics_when("the new customer", |t| t.contains("customer_id=\"new\""))
@@ -496,11 +510,7 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
         "removed customer's series go"
     );
     assert_eq!(up(&text, "stay"), Some(1.0));
-    let stay_polls = api
-        .tenant_requests()
-        .iter()
-        .filter(|r| r.path == tenants_path("stay", 0))
-        .count();
+    let stay_polls = api.requests_to("stay", 0).len();
     assert_eq!(stay_polls, 1, "a reload polls only new targets");
     assert!(
         text.contains("available_user_seats{customer_id=\"stay\",customer_name=\"New Name\",tenant_type=\"microsoft_365\",tenant_id=\"stay-t\",tenant_name=\"T\"} 4"),
@@ -516,10 +526,21 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
         &api.base_url(),
         &api.base_url(),
         "  timeout: 4s\n  retries: 0\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 1h\ncustomers:\n  - id: stay\n    name: New Name\n    tenant_types: [0]\n  - id: new\n    tenant_types: [0]\n  - id: third\n    tenant_types: [0]\n",
+        "\
+poll:
+  interval: 1h
+customers:
+  - id: stay
+    name: New Name
+    tenant_types: [0]
+  - id: new
+    tenant_types: [0]
+  - id: third
+    tenant_types: [0]
+",
     );
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _) = exporter.post("/-/reload").await;
+    assert_eq!(status, 200);
     let start = Instant::now();
     while api.token_requests().len() < 2 {
         assert!(start.elapsed() < DEADLINE, "no token for the new client");
@@ -529,11 +550,16 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
     write_config(
         &dir,
         &api,
-        "poll:\n  interval: 1h\n  stale_after: 1m\ncustomers:\n  - id: stay\n",
+        "\
+poll:
+  interval: 1h
+  stale_after: 1m
+customers:
+  - id: stay
+",
     );
-    let resp = client.post(exporter.url("/-/reload")).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 500);
-    let body = resp.text().await.unwrap();
+    let (status, body) = exporter.post("/-/reload").await;
+    assert_eq!(status, 500);
     assert!(
         body.contains("poll.stale_after: 1m is shorter than poll.interval"),
         "{body}"
@@ -548,17 +574,17 @@ async fn reload_keeps_unchanged_targets_drops_removed_ones_and_polls_new_ones_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_requests_in_flight_exits_0_within_5s() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        Reply::hang()
-    })
-    .await;
+    let api = FakeApi::with_tokens(|_| Reply::hang()).await;
     let (_dir, mut exporter) = start_with_limits(
         &api,
         "  timeout: 60s\n  retries: 3\n  max_concurrency: 4\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 1h\ncustomers:\n  - id: a\n  - id: b\n",
+        "\
+poll:
+  interval: 1h
+customers:
+  - id: a
+  - id: b
+",
     );
     // Wait until four requests hang in flight.
     let start = Instant::now();
@@ -579,11 +605,7 @@ async fn tokens_that_expire_at_once_do_not_loop() {
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
     })
     .await;
-    let (_dir, exporter) = in_process_on(
-        &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    )
-    .await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
     let text = exporter.first_cycle().await;
     assert!(
         text.contains("available_user_seats{customer_id=\"c\""),
@@ -599,13 +621,9 @@ async fn tokens_that_expire_at_once_do_not_loop() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_connection_is_retried_and_counted_as_connect() {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        Reply::status(418, "text/plain", "the API host is not this one")
-    })
-    .await;
+    let api =
+        FakeApi::with_tokens(|_| Reply::status(418, "text/plain", "the API host is not this one"))
+            .await;
     // A port nobody listens on: every connection is refused.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
@@ -616,7 +634,7 @@ async fn a_refused_connection_is_retried_and_counted_as_connect() {
         &dead,
         &api.base_url(),
         "  timeout: 2s\n  retries: 2\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+        &one_target("1h"),
     );
     let exporter = Exporter::in_process(&config).await;
     let text = exporter.first_cycle().await;
@@ -641,10 +659,7 @@ async fn a_refused_connection_is_retried_and_counted_as_connect() {
 #[tokio::test(start_paused = true)]
 async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
     let calls = AtomicUsize::new(0);
-    let api = FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    let api = FakeApi::with_tokens(move |_| {
         if calls.fetch_add(1, Ordering::SeqCst) == 0 {
             // An hour: honoured as is, the target would go unpolled for that long.
             Reply::status(503, "text/plain", "maintenance").with_header("retry-after", "3600")
@@ -656,7 +671,7 @@ async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  timeout: 5s\n  retries: 3\n  max_requests_per_second: 0\n",
-        "poll:\n  interval: 2s\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+        &one_target("2s"),
     )
     .await;
     let text = exporter

@@ -21,10 +21,7 @@ fn seats(customer: &str, kind: u8, i: usize) -> (i64, i64) {
 
 /// A fake API serving `sizes[(customer, type)]` tenants per target, paged as asked.
 async fn fleet_api(sizes: Arc<HashMap<(String, u8), usize>>) -> FakeApi {
-    FakeApi::start(move |r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
+    FakeApi::with_tokens(move |r| {
         let parts: Vec<&str> = r.path.split('/').collect();
         let (customer, kind) = (parts[6].to_owned(), parts[9].parse::<u8>().unwrap_or(9));
         let total = sizes.get(&(customer.clone(), kind)).copied().unwrap_or(0);
@@ -115,7 +112,12 @@ async fn behind_schedule_fleet_is_complete(customers: usize, big: usize, rate: u
     let (_dir, exporter) = in_process_with_limits(
         &api,
         &format!("  max_requests_per_second: {rate}\n"),
-        &format!("poll:\n  interval: 2s\n{yaml}"),
+        &format!(
+            "\
+poll:
+  interval: 2s
+{yaml}"
+        ),
     )
     .await;
     let expected = expected_series(&sizes);
@@ -180,7 +182,12 @@ async fn polls_spread_over_the_interval_after_the_first_pass() {
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  max_requests_per_second: 0\n",
-        &format!("poll:\n  interval: 8s\n{yaml}"),
+        &format!(
+            "\
+poll:
+  interval: 8s
+{yaml}"
+        ),
     )
     .await;
     exporter.first_cycle().await;
@@ -224,7 +231,15 @@ fn check_config_estimates_a_round_and_warns_when_the_interval_cannot_be_kept() {
         std::fs::write(
             &path,
             format!(
-                "elements:\n  token_url: https://id.example.com/token\n  client_id: x\n  client_secret: y\n  max_requests_per_second: {rate}\npoll:\n  interval: {interval}\n{yaml}"
+                "\
+elements:
+  token_url: https://id.example.com/token
+  client_id: x
+  client_secret: y
+  max_requests_per_second: {rate}
+poll:
+  interval: {interval}
+{yaml}"
             ),
         )
         .unwrap();

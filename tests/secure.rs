@@ -55,20 +55,12 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// An API with one customer, and a config for it in `dir`.
-async fn setup(dir: &tempfile::TempDir) -> (FakeApi, PathBuf) {
-    let api = FakeApi::start(|r| {
-        if r.path == "/token" {
-            return token_reply(1);
-        }
-        Reply::json(envelope(&[record("t", "T", 5, 1)], 1, 100, 1))
-    })
-    .await;
-    let config = write_config(
-        dir,
-        &api,
-        "poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
-    );
-    (api, config)
+async fn setup() -> (tempfile::TempDir, FakeApi, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let api =
+        FakeApi::with_tokens(|_| Reply::json(envelope(&[record("t", "T", 5, 1)], 1, 100, 1))).await;
+    let config = write_config(&dir, &api, &one_target("1h"));
+    (dir, api, config)
 }
 
 /// Starts the exporter on `config` with `--web.config.file web`.
@@ -96,7 +88,13 @@ fn tls_web_config(dir: &Path, more: &str) -> (Ca, PathBuf) {
     let web = write(
         dir,
         "web.yml",
-        &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{more}"),
+        &format!(
+            "\
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+{more}"
+        ),
     );
     (ca, web)
 }
@@ -129,8 +127,7 @@ fn https(exporter: &Exporter, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_scrape_over_http1_and_http2_and_plain_http_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     // Relative file names are resolved against the web config's directory.
     let (ca, web) = tls_web_config(
         dir.path(),
@@ -194,8 +191,7 @@ async fn tls_scrape_over_http1_and_http2_and_plain_http_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_and_without_a_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let server_ca = Ca::new("Server CA");
     let client_ca = Ca::new("Client CA");
     let (cert, key) = server_ca.issue(&["127.0.0.1"], false);
@@ -218,7 +214,15 @@ async fn mutual_tls_with_and_without_a_client_certificate() {
         let web = write(
             dir.path(),
             "web.yml",
-            &format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: {auth_type}\n  client_ca_file: clients.pem\n{sans}"),
+            &format!(
+                "\
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+  client_auth_type: {auth_type}
+  client_ca_file: clients.pem
+{sans}"
+            ),
         );
         let exporter = start_web(&config, &web);
         let server_pem = server_ca.pem();
@@ -256,13 +260,20 @@ async fn mutual_tls_with_and_without_a_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_on_every_endpoint_but_healthy() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let hash = bcrypt::hash("s3cret-pw", 4).unwrap();
     let web = write(
         dir.path(),
         "web.yml",
-        &format!("basic_auth_users:\n  prometheus: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"),
+        &format!(
+            "\
+basic_auth_users:
+  prometheus: {hash}
+http_server_config:
+  headers:
+    X-Frame-Options: deny
+"
+        ),
     );
     let exporter = start_web(&config, &web);
     let client = reqwest::Client::new();
@@ -302,27 +313,46 @@ async fn basic_auth_on_every_endpoint_but_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let cases = [
         (
-            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+            "\
+tls_server_config:
+  cert_file: missing.crt
+  key_file: missing.key
+",
             "tls_server_config.cert_file: cannot read",
         ),
         (
-            "basic_auth_users:\n  alice: not-a-hash\n",
+            "\
+basic_auth_users:
+  alice: not-a-hash
+",
             "basic_auth_users.alice: not a bcrypt hash",
         ),
         (
-            "tls_server_config:\n  cert_file: a\n  key_file: b\n  colour: blue\n",
+            "\
+tls_server_config:
+  cert_file: a
+  key_file: b
+  colour: blue
+",
             "unknown field `colour`",
         ),
         (
-            "http_server_config:\n  headers:\n    X-Powered-By: me\n",
+            "\
+http_server_config:
+  headers:
+    X-Powered-By: me
+",
             "http_server_config.headers.X-Powered-By: header not allowed",
         ),
         (
-            "rate_limit:\n  interval: 1s\n  burst: 2\n",
+            "\
+rate_limit:
+  interval: 1s
+  burst: 2
+",
             "rate_limit: not supported",
         ),
     ];
@@ -338,8 +368,7 @@ async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
                 "127.0.0.1:0",
             ];
             args.extend_from_slice(extra);
-            let (code, _, err) = run_binary(&args, dir.path());
-            assert_eq!(code, 1, "{text}: {err}");
+            let err = fails_with_1(&args, dir.path());
             // One error line for the user (config warnings may come before it): the log
             // line when running, plain with --check-config.
             let lines: Vec<&str> = err.lines().filter(|l| !l.contains("level=warn")).collect();
@@ -356,7 +385,7 @@ async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
             assert!(line.contains(expected), "{expected:?} in {line}");
         }
     }
-    let (code, _, err) = run_binary(
+    let err = fails_with_1(
         &[
             "--config.file",
             config.to_str().unwrap(),
@@ -365,7 +394,6 @@ async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
         ],
         dir.path(),
     );
-    assert_eq!(code, 1);
     assert!(
         err.contains("cannot read web config /nonexistent/web.yml"),
         "{err}"
@@ -374,15 +402,18 @@ async fn an_invalid_web_config_is_a_start_up_error_naming_file_and_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificates_apply_on_reload_and_a_broken_web_config_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let old_ca = Ca::new("Old CA");
     let new_ca = Ca::new("New CA");
     server_certificate(dir.path(), &old_ca, &["127.0.0.1"]);
     let web = write(
         dir.path(),
         "web.yml",
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+        "\
+tls_server_config:
+  cert_file: server.crt
+  key_file: server.key
+",
     );
     let exporter = start_web(&config, &web);
     assert_eq!(healthy(&exporter, &old_ca.pem(), None).await, Some(200));
@@ -434,8 +465,7 @@ fn closed_silently(stream: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_oversized_headers_and_the_connection_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (_dir, _api, config) = setup().await;
     let exporter = Exporter::start(&[
         "--config.file",
         config.to_str().unwrap(),
@@ -521,8 +551,7 @@ async fn idle_connections_oversized_headers_and_the_connection_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_web_config_and_scrape_config_work_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/web-config.yml"
@@ -591,8 +620,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tls_connections_are_closed_and_free_their_slots() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_api, config) = setup(&dir).await;
+    let (dir, _api, config) = setup().await;
     let (ca, web) = tls_web_config(dir.path(), "");
     let exporter = Exporter::start(&[
         "--config.file",

@@ -222,6 +222,33 @@ impl FakeApi {
         }
     }
 
+    /// Starts the fake with the standard token endpoint (`/token` answers [`token_reply`]`(1)`)
+    /// and `handler` for every other request.
+    pub async fn with_tokens(
+        mut handler: impl FnMut(&Recorded) -> Reply + Send + 'static,
+    ) -> FakeApi {
+        FakeApi::start(move |r| {
+            if r.path == "/token" {
+                return token_reply(1);
+            }
+            handler(r)
+        })
+        .await
+    }
+
+    /// Replaces the handler, keeping the standard token endpoint (see [`FakeApi::with_tokens`]).
+    pub fn set_handler_with_tokens(
+        &self,
+        mut handler: impl FnMut(&Recorded) -> Reply + Send + 'static,
+    ) {
+        self.set_handler(move |r| {
+            if r.path == "/token" {
+                return token_reply(1);
+            }
+            handler(r)
+        });
+    }
+
     /// Replaces the handler.
     pub fn set_handler(&self, handler: impl FnMut(&Recorded) -> Reply + Send + 'static) {
         *self.handler.lock().unwrap() = Box::new(handler);
@@ -237,6 +264,15 @@ impl FakeApi {
         self.requests()
             .into_iter()
             .filter(|r| r.path != "/token")
+            .collect()
+    }
+
+    /// Requests to the tenants endpoint of one target (customer, type number), in order.
+    pub fn requests_to(&self, customer: &str, kind: u8) -> Vec<Recorded> {
+        let path = tenants_path(customer, kind);
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
             .collect()
     }
 
@@ -258,6 +294,20 @@ pub fn token_reply(n: usize) -> Reply {
     Reply::json(format!(
         r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":3600}}"#
     ))
+}
+
+/// The `poll` and `customers` sections for one target: customer `c`, Microsoft 365.
+pub fn one_target(interval: &str) -> String {
+    targets(interval, &["c"])
+}
+
+/// The `poll` and `customers` sections for the Microsoft 365 targets of `customers`.
+pub fn targets(interval: &str, customers: &[&str]) -> String {
+    let mut yaml = format!("poll:\n  interval: {interval}\ncustomers:\n");
+    for id in customers {
+        yaml.push_str(&format!("  - id: {id}\n    tenant_types: [0]\n"));
+    }
+    yaml
 }
 
 /// The tenants path of a customer and type number.
@@ -567,6 +617,25 @@ impl Exporter {
         .await
     }
 
+    /// The exposition once a failed poll of customer `c`'s target with `cause` is published
+    /// (its error counted and its `target_up` 0).
+    pub async fn failure(&self, customer: &str, cause: &str) -> String {
+        self.metrics_when(
+            &format!("a {cause} failure of {customer}, published"),
+            |t| errors(t, customer, cause).is_some() && up(t, customer) == Some(0.0),
+        )
+        .await
+    }
+
+    /// GET a path with extra request headers; the response as it came (not decompressed).
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
+    }
+
     /// The exposition once every target has been polled at least once with success.
     pub async fn first_poll(&self) -> String {
         self.metrics_when("the first poll", |t| {
@@ -700,6 +769,25 @@ pub fn run_binary(args: &[&str], dir: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Writes `yaml` as a config file in `dir` and runs `--check-config` on it: (exit code,
+/// stdout, stderr).
+pub fn check_config_of(dir: &Path, yaml: &str) -> (i32, String, String) {
+    let path = dir.join("checked.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    run_binary(
+        &["--check-config", "--config.file", path.to_str().unwrap()],
+        dir,
+    )
+}
+
+/// Runs the binary with `args`, expects exit status 1 (a start-up or usage error), and
+/// returns what it printed to stderr.
+pub fn fails_with_1(args: &[&str], dir: &Path) -> String {
+    let (code, out, err) = run_binary(args, dir);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    err
 }
 
 /// A fresh 2048-bit RSA key and a self-signed certificate for it: (certificate PEM, PKCS#8 key
