@@ -1,15 +1,13 @@
 //! A hostile API, network and config (in-process on paused time; the connection flood against
 //! the binary): no secret leaves, nothing freezes, memory stays bounded. Each case was found by an adversarial probe; each stays fixed here.
 
-mod common;
-
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 fn ok_page() -> Reply {
     Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))

@@ -1,6 +1,5 @@
 //! Test fixtures: a hand-written fake Elements API on 127.0.0.1:0 that records every request,
 //! and a handle on the real exporter binary started against it.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -133,12 +132,11 @@ type Handler = Box<dyn FnMut(&Recorded) -> Reply + Send>;
 pub struct FakeApi {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
-    handler: Arc<Mutex<Handler>>,
     pub max_in_flight: Arc<AtomicUsize>,
 }
 
 impl FakeApi {
-    /// Starts the fake; `handler` answers every request (see [`FakeApi::tokens`]).
+    /// Starts the fake; `handler` answers every request (see [`FakeApi::with_tokens`]).
     pub async fn start(handler: impl FnMut(&Recorded) -> Reply + Send + 'static) -> FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -217,7 +215,6 @@ impl FakeApi {
         FakeApi {
             addr,
             requests,
-            handler,
             max_in_flight,
         }
     }
@@ -234,24 +231,6 @@ impl FakeApi {
             handler(r)
         })
         .await
-    }
-
-    /// Replaces the handler, keeping the standard token endpoint (see [`FakeApi::with_tokens`]).
-    pub fn set_handler_with_tokens(
-        &self,
-        mut handler: impl FnMut(&Recorded) -> Reply + Send + 'static,
-    ) {
-        self.set_handler(move |r| {
-            if r.path == "/token" {
-                return token_reply(1);
-            }
-            handler(r)
-        });
-    }
-
-    /// Replaces the handler.
-    pub fn set_handler(&self, handler: impl FnMut(&Recorded) -> Reply + Send + 'static) {
-        *self.handler.lock().unwrap() = Box::new(handler);
     }
 
     /// Every request received so far.

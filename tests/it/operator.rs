@@ -1,13 +1,11 @@
 //! What an operator touches first, through the binary: --version, start-up errors and their
 //! exit codes, listen addresses, demo-mode signals and check-config.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn version_prints_version_revision_build_date_and_compiler() {

@@ -1,12 +1,10 @@
 //! The binary as an operator uses it: endpoints, signals, config checking, reload, demo mode.
 
-mod common;
-
 use std::io::Read;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 async fn simple_api() -> FakeApi {
     FakeApi::with_tokens(|_| {

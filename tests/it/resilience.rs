@@ -3,15 +3,13 @@
 //! token lifetimes in virtual seconds), checked on `/metrics` and in the log. SIGTERM goes
 //! to the real binary.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 /// The value of the one series of `metric` whose line contains every one of `labels`.
 /// Page `index` (1-based) of a bare-array target that never ends: one fresh tenant per page.

@@ -1,13 +1,11 @@
 //! The daemon (in-process, paused time) against the fake Elements API: requests sent, paging,
 //! envelopes, tokens, failures, and the exposition that results.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const CUSTOMER: &str = "f1620000-b9d4-0000-a165-97db0000fc15";
 
@@ -130,6 +128,8 @@ async fn pages_250_tenants_over_3_pages_with_exact_requests() {
     // The secret never reaches the log or the metrics.
     assert!(!exporter.log_text().contains("my-very-secret-value"));
     assert!(!text.contains("my-very-secret-value"));
+    // Shutdown (SIGTERM's path): every task stops cleanly and run returns Ok.
+    assert_eq!(exporter.stop().await, Ok(()));
 }
 
 #[tokio::test(start_paused = true)]

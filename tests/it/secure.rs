@@ -2,15 +2,13 @@
 //! certificates, basic auth, headers), certificate rotation on reload, and connection
 //! hardening. Certificates are made at test time with rcgen.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 /// A CA that signs server and client certificates.

@@ -3,14 +3,12 @@
 //! interval still delivers every customer, the biggest ones included, with every target up;
 //! and with room to spare, polls spread evenly over the interval.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 /// Seat numbers of tenant `i` of a target: different for every target and tenant.
 fn seats(customer: &str, kind: u8, i: usize) -> (i64, i64) {

@@ -3,12 +3,10 @@
 //! Elements API that serves the customer list (paged,
 //! scope-checked) and verifies JWT client assertions with the registered certificate.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const CUSTOMERS_PATH: &str = "/partner/external/v3/general/customers/batch";
