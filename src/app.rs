@@ -67,7 +67,11 @@ pub enum AppError {
     Client(#[source] TransportError),
     /// A task the daemon cannot run without (poller, discovery, HTTP server, reloader) ended
     /// before shutdown, or panicked.
-    #[error("the {task} task {}", if .source.is_some() { "panicked" } else { "ended unexpectedly" })]
+    #[error("the {task} task {}", match .source {
+        Some(e) if e.is_panic() => "panicked",
+        Some(_) => "was cancelled",
+        None => "ended unexpectedly",
+    })]
     TaskEnded {
         /// Which task.
         task: &'static str,

@@ -1,7 +1,8 @@
 //! Prometheus exporter for the user seats of AvePoint Elements customer tenants.
 //!
 //! # Layout
-//! One home per concern; everything but `app` is crate-private.
+//! One home per concern; everything but `app` (and `bench`, behind its feature) is
+//! crate-private.
 //! - `domain`: the Elements vocabulary every other module shares: tenant types, the license
 //!   filter, a tenant's seats, timestamps.
 //! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:

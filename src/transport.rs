@@ -527,7 +527,6 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// An error with its sources, on one line (reqwest hides the useful part in the sources).
 /// An error and its causes, `outer: inner: ...`: reqwest's own message rarely says why.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -4,7 +4,6 @@
 //! problem in a file is reported at once, each with its key path and the offending value
 //! (`customers[2].tenant_types[0]: unknown tenant type "office"; ...`). After [`Config::parse`]
 //! succeeds, no other module needs to validate anything again.
-
 //!
 //! Where things are: [`yaml`] walks the tree (key paths, unknown keys, typed values);
 //! `parse` builds each section from it; `environment` reads what lives outside the file

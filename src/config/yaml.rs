@@ -168,7 +168,7 @@ impl<'a> Section<'a> {
                 p.add(&self.path(key), "must not be empty");
                 None
             }
-            // Numbers and booleans are accepted where a string is wanted (ids, names).
+            // Numbers are accepted where a string is wanted (numeric ids and names).
             Value::Number(n) => Some(n.to_string()),
             other => {
                 p.add(

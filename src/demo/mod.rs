@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProcessEnvironment};
+use crate::domain::TenantType;
 #[cfg(any(test, feature = "bench"))]
 pub use synthetic::Scale;
 
@@ -46,7 +47,6 @@ impl Scale {
         match *self {}
     }
 }
-use crate::domain::TenantType;
 
 /// Poll interval of the demo configuration.
 pub const DEMO_INTERVAL: &str = "5s";

@@ -388,7 +388,8 @@ impl Metrics {
 
     /// The body of one scrape: the shared snapshot, then the freshly rendered self-metrics.
     ///
-    /// With `gzip` the body is one gzip stream: a header, the snapshot's pre-compressed
+    /// With `gzip` (and a compressed snapshot; see [`Snapshot::deflate`]) the body is one gzip
+    /// stream: a header, the snapshot's pre-compressed
     /// deflate blocks (sync-flushed, so more blocks may follow), the self-metrics compressed
     /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
     pub fn scrape(&self, gzip: bool, format: Format) -> Scrape {

@@ -60,70 +60,17 @@ fn pem_source(
 
 pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>) -> Option<Tls> {
     let before = problems.len();
-    if t.cipher_suites.as_ref().is_some_and(|c| !c.is_empty()) {
-        problems.push(
-            "tls_server_config.cipher_suites: not supported; rustls uses its own safe suites"
-                .into(),
-        );
-    }
-    if t.curve_preferences.as_ref().is_some_and(|c| !c.is_empty()) {
-        problems.push(
-            "tls_server_config.curve_preferences: not supported; rustls uses its own safe curves"
-                .into(),
-        );
-    }
-    let version =
-        |key: &str, value: &Option<String>, default, problems: &mut Vec<String>| match value
-            .as_deref()
-        {
-            None => Some(default),
-            Some("TLS12") => Some(12),
-            Some("TLS13") => Some(13),
-            Some(v @ ("TLS10" | "TLS11")) => {
-                problems.push(format!(
-                    "tls_server_config.{key}: {v} is not supported (insecure); use TLS12 or TLS13"
-                ));
-                None
-            }
-            Some(v) => {
-                problems.push(format!(
-                    "tls_server_config.{key}: unknown version {v:?}; expected TLS12 or TLS13"
-                ));
-                None
-            }
-        };
-    let min = version("min_version", &t.min_version, 12, problems);
-    let max = version("max_version", &t.max_version, 13, problems);
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match (min, max) {
-        (Some(min), Some(max)) if min > max => {
-            problems.push("tls_server_config: min_version is above max_version".into());
-            Vec::new()
-        }
-        (Some(min), Some(max)) => [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
-            .into_iter()
-            .filter(|(v, _)| (min..=max).contains(v))
-            .map(|(_, p)| p)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let client_auth = match t.client_auth_type.as_deref() {
-        None => Some(ClientAuth::NoClientCert),
-        Some(name) => {
-            let found = ClientAuth::ALL
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, a)| *a);
-            if found.is_none() {
-                problems.push(format!(
-                    "tls_server_config.client_auth_type: unknown value {name:?}; expected one of {}",
-                    ClientAuth::ALL.map(|(n, _)| n).join(", ")
-                ));
-            }
-            found
-        }
-    };
-    let cert = pem_source(t.cert, t.cert_file, "cert", dir, true, problems);
-    let key = pem_source(t.key, t.key_file, "key", dir, true, problems);
+    refuse_unsupported(&t, problems);
+    let versions = versions(&t, problems);
+    let client_auth = client_auth(&t, problems);
+    let certs = certificate_chain(
+        pem_source(t.cert, t.cert_file, "cert", dir, true, problems),
+        problems,
+    );
+    let private_key = private_key(
+        pem_source(t.key, t.key_file, "key", dir, true, problems),
+        problems,
+    );
     let ca = pem_source(
         t.client_ca,
         t.client_ca_file,
@@ -132,85 +79,14 @@ pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>
         false,
         problems,
     );
-    let certs: Option<Vec<CertificateDer<'static>>> = cert.and_then(|(key, pem)| {
-        let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-        match certs {
-            Ok(c) if !c.is_empty() => Some(c),
-            _ => {
-                problems.push(format!("{key}: no PEM certificate found"));
-                None
-            }
-        }
-    });
-    let private_key = key.and_then(|(key, pem)| match PrivateKeyDer::from_pem_slice(&pem) {
-        Ok(k) => Some(k),
-        Err(_) => {
-            problems.push(format!(
-                "{key}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)"
-            ));
-            None
-        }
-    });
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = match (&ca, client_auth) {
-        (Some((key, pem)), _) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_slice_iter(pem) {
-                match c.map(|c| roots.add(c)) {
-                    Ok(Ok(())) => {}
-                    _ => problems.push(format!("{key}: not a valid PEM CA certificate")),
-                }
-            }
-            if roots.is_empty() {
-                problems.push(format!("{key}: no CA certificate found"));
-            }
-            Some(Arc::new(roots))
-        }
-        (
-            None,
-            Some(ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert),
-        ) => {
-            problems.push(
-                "tls_server_config.client_ca_file: missing; needed to verify client certificates"
-                    .into(),
-            );
-            None
-        }
-        (None, _) => None,
-    };
-    let allowed_sans = t.client_allowed_sans.unwrap_or_default();
+    let roots = client_roots(ca, client_auth, problems);
     if problems.len() > before {
         return None;
     }
-    let verifier: Arc<dyn ClientCertVerifier> = match (client_auth?, roots) {
-        (ClientAuth::NoClientCert, _) => WebPkiClientVerifier::no_client_auth(),
-        (ClientAuth::RequestClientCert, _) => Arc::new(AnyClientCert::new(false, &provider)),
-        (ClientAuth::RequireAnyClientCert, _) => Arc::new(AnyClientCert::new(true, &provider)),
-        (ClientAuth::VerifyClientCertIfGiven, Some(roots)) => {
-            match WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-                .allow_unauthenticated()
-                .build()
-            {
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(format!("tls_server_config.client_ca_file: {e}"));
-                    return None;
-                }
-            }
-        }
-        (ClientAuth::RequireAndVerifyClientCert, Some(roots)) => {
-            match WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build() {
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(format!("tls_server_config.client_ca_file: {e}"));
-                    return None;
-                }
-            }
-        }
-        (_, None) => return None,
-    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = verifier(client_auth?, roots, &provider, problems)?;
     let builder = match rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&versions)
+        .with_protocol_versions(&versions?)
     {
         Ok(b) => b,
         Err(e) => {
@@ -238,8 +114,180 @@ pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>
     };
     Some(Tls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
-        allowed_sans,
+        allowed_sans: t.client_allowed_sans.unwrap_or_default(),
     })
+}
+
+/// Go's cipher suite and curve settings have no rustls equivalent: refused, never ignored.
+fn refuse_unsupported(t: &RawTls, problems: &mut Vec<String>) {
+    if t.cipher_suites.as_ref().is_some_and(|c| !c.is_empty()) {
+        problems.push(
+            "tls_server_config.cipher_suites: not supported; rustls uses its own safe suites"
+                .into(),
+        );
+    }
+    if t.curve_preferences.as_ref().is_some_and(|c| !c.is_empty()) {
+        problems.push(
+            "tls_server_config.curve_preferences: not supported; rustls uses its own safe curves"
+                .into(),
+        );
+    }
+}
+
+/// The protocol versions between `min_version` and `max_version` (TLS 1.2 and 1.3 by default).
+fn versions(
+    t: &RawTls,
+    problems: &mut Vec<String>,
+) -> Option<Vec<&'static rustls::SupportedProtocolVersion>> {
+    let version =
+        |key: &str, value: &Option<String>, default, problems: &mut Vec<String>| match value
+            .as_deref()
+        {
+            None => Some(default),
+            Some("TLS12") => Some(12),
+            Some("TLS13") => Some(13),
+            Some(v @ ("TLS10" | "TLS11")) => {
+                problems.push(format!(
+                    "tls_server_config.{key}: {v} is not supported (insecure); use TLS12 or TLS13"
+                ));
+                None
+            }
+            Some(v) => {
+                problems.push(format!(
+                    "tls_server_config.{key}: unknown version {v:?}; expected TLS12 or TLS13"
+                ));
+                None
+            }
+        };
+    let min = version("min_version", &t.min_version, 12, problems);
+    let max = version("max_version", &t.max_version, 13, problems);
+    match (min?, max?) {
+        (min, max) if min > max => {
+            problems.push("tls_server_config: min_version is above max_version".into());
+            None
+        }
+        (min, max) => Some(
+            [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+                .into_iter()
+                .filter(|(v, _)| (min..=max).contains(v))
+                .map(|(_, p)| p)
+                .collect(),
+        ),
+    }
+}
+
+/// `client_auth_type`, by its Go name.
+fn client_auth(t: &RawTls, problems: &mut Vec<String>) -> Option<ClientAuth> {
+    let Some(name) = t.client_auth_type.as_deref() else {
+        return Some(ClientAuth::NoClientCert);
+    };
+    let found = ClientAuth::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, a)| *a);
+    if found.is_none() {
+        problems.push(format!(
+            "tls_server_config.client_auth_type: unknown value {name:?}; expected one of {}",
+            ClientAuth::ALL.map(|(n, _)| n).join(", ")
+        ));
+    }
+    found
+}
+
+/// The server's certificate chain from its PEM (`key` names the setting for messages).
+fn certificate_chain(
+    source: Option<(String, Vec<u8>)>,
+    problems: &mut Vec<String>,
+) -> Option<Vec<CertificateDer<'static>>> {
+    let (key, pem) = source?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match certs {
+        Ok(c) if !c.is_empty() => Some(c),
+        _ => {
+            problems.push(format!("{key}: no PEM certificate found"));
+            None
+        }
+    }
+}
+
+/// The server's private key from its PEM.
+fn private_key(
+    source: Option<(String, Vec<u8>)>,
+    problems: &mut Vec<String>,
+) -> Option<PrivateKeyDer<'static>> {
+    let (key, pem) = source?;
+    match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(k) => Some(k),
+        Err(_) => {
+            problems.push(format!(
+                "{key}: no PEM private key found (PKCS#8, PKCS#1 or SEC1)"
+            ));
+            None
+        }
+    }
+}
+
+/// The CAs client certificates are verified against; required by the verifying policies.
+fn client_roots(
+    ca: Option<(String, Vec<u8>)>,
+    client_auth: Option<ClientAuth>,
+    problems: &mut Vec<String>,
+) -> Option<Arc<rustls::RootCertStore>> {
+    let Some((key, pem)) = ca else {
+        if matches!(
+            client_auth,
+            Some(ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert)
+        ) {
+            problems.push(
+                "tls_server_config.client_ca_file: missing; needed to verify client certificates"
+                    .into(),
+            );
+        }
+        return None;
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(&pem) {
+        match c.map(|c| roots.add(c)) {
+            Ok(Ok(())) => {}
+            _ => problems.push(format!("{key}: not a valid PEM CA certificate")),
+        }
+    }
+    if roots.is_empty() {
+        problems.push(format!("{key}: no CA certificate found"));
+    }
+    Some(Arc::new(roots))
+}
+
+/// The client certificate verifier of a policy.
+fn verifier(
+    client_auth: ClientAuth,
+    roots: Option<Arc<rustls::RootCertStore>>,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    problems: &mut Vec<String>,
+) -> Option<Arc<dyn ClientCertVerifier>> {
+    let verifying = |roots, optional: bool, problems: &mut Vec<String>| {
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+        let built = if optional {
+            builder.allow_unauthenticated().build()
+        } else {
+            builder.build()
+        };
+        match built {
+            Ok(v) => Some(v),
+            Err(e) => {
+                problems.push(format!("tls_server_config.client_ca_file: {e}"));
+                None
+            }
+        }
+    };
+    match (client_auth, roots) {
+        (ClientAuth::NoClientCert, _) => Some(WebPkiClientVerifier::no_client_auth()),
+        (ClientAuth::RequestClientCert, _) => Some(Arc::new(AnyClientCert::new(false, provider))),
+        (ClientAuth::RequireAnyClientCert, _) => Some(Arc::new(AnyClientCert::new(true, provider))),
+        (ClientAuth::VerifyClientCertIfGiven, Some(roots)) => verifying(roots, true, problems),
+        (ClientAuth::RequireAndVerifyClientCert, Some(roots)) => verifying(roots, false, problems),
+        (_, None) => None,
+    }
 }
 
 /// Whether a client certificate (DER) carries one of `allowed` as a DNS, IP, e-mail or URI

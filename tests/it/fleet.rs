@@ -168,7 +168,16 @@ customers:
         ]
     );
     assert!(text.contains("avepoint_exporter_discovered_customers 3"));
-    assert!(text.contains("avepoint_exporter_discovery_last_success_timestamp_seconds 1"));
+    let fetched = counter(
+        &text,
+        "avepoint_exporter_discovery_last_success_timestamp_seconds",
+    )
+    .expect("a last-success timestamp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - 60.0..=now).contains(&fetched), "{fetched} vs {now}");
     // 7 records at 2 a page: 4 pages, each counted, each with an empty filter body.
     assert!(
         text.contains(

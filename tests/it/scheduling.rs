@@ -192,9 +192,7 @@ poll:
     let start = api.tenant_requests()[0].at;
     // The first pass, then one whole interval after it.
     let until = start + Duration::from_secs(17);
-    let deadline = until + DEADLINE;
     while Instant::now() < until {
-        assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut per_second: HashMap<u64, usize> = HashMap::new();

@@ -1,5 +1,6 @@
 //! Test fixtures: a hand-written fake Elements API on 127.0.0.1:0 that records every request,
-//! and a handle on the real exporter binary started against it.
+//! a handle on the exporter started against it (the real binary, or the daemon in this
+//! process), and readers for the exposition.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -238,7 +239,7 @@ impl FakeApi {
         self.requests.lock().unwrap().clone()
     }
 
-    /// Requests to the tenants endpoint.
+    /// Every request but the token requests: tenants pages and customer lists.
     pub fn tenant_requests(&self) -> Vec<Recorded> {
         self.requests()
             .into_iter()
@@ -316,10 +317,11 @@ pub fn page_index(r: &Recorded) -> u32 {
         .unwrap_or(0)
 }
 
-/// A config file for the fake API, in a fresh temp dir (kept alive by the returned guard).
 /// Limits of [`write_config`]: no retries, no rate limit, 5 s timeout.
 pub const TEST_LIMITS: &str = "  timeout: 5s\n  retries: 0\n  max_requests_per_second: 0\n";
 
+/// Writes `config.yaml` for the fake API into `dir`: its endpoints, a client, [`TEST_LIMITS`]
+/// and `rest` (the `poll` and `customers` sections).
 pub fn write_config(dir: &tempfile::TempDir, api: &FakeApi, rest: &str) -> PathBuf {
     write_config_with(dir, &api.base_url(), &api.base_url(), TEST_LIMITS, rest)
 }
@@ -471,6 +473,12 @@ impl Exporter {
     /// Like [`Exporter::in_process`], with `adjust` changing the options first.
     pub async fn in_process_with(config: &Path, adjust: impl FnOnce(&mut Options)) -> Exporter {
         use tracing_subscriber::prelude::*;
+        // The daemon reads the process environment; the binary tests remove this variable
+        // from the child's, which an in-process test cannot do for itself.
+        assert!(
+            std::env::var_os("ELEMENTS_CLIENT_SECRET").is_none(),
+            "unset ELEMENTS_CLIENT_SECRET to run the tests: it overrides every test's secret"
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
