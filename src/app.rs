@@ -336,10 +336,11 @@ async fn load_config(path: PathBuf) -> Result<Config, ConfigError> {
     tokio::task::spawn_blocking(move || Config::load(&path, &ProcessEnvironment))
         .await
         .unwrap_or_else(|e| {
-            Err(ConfigError::Invalid(vec![format!(
-                "{}: reading the config failed: {e}",
-                shown.display()
-            )]))
+            // The reading thread panicked or was cancelled: a read error, with the cause kept.
+            Err(ConfigError::Read {
+                path: shown,
+                source: std::io::Error::other(e),
+            })
         })
 }
 

@@ -77,7 +77,7 @@ pub enum CertificateError {
     Key,
     /// The key cannot sign (for example too short for RS256).
     #[error("the private key cannot sign RS256 ({0})")]
-    Sign(String),
+    Sign(#[source] jsonwebtoken::errors::Error),
     /// The key belongs to another certificate.
     #[error("the private key does not match the certificate")]
     Mismatch,
@@ -116,7 +116,7 @@ impl ClientCertificate {
         // Sign a probe with the key and verify it with the certificate's public key.
         let probe = this
             .sign("probe", "https://probe.invalid/token")
-            .map_err(|e| CertificateError::Sign(e.to_string()))?;
+            .map_err(CertificateError::Sign)?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&["https://probe.invalid/token"]);
         jsonwebtoken::decode::<Claims>(&probe, &public, &validation)

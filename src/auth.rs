@@ -40,7 +40,7 @@ pub enum AuthError {
     },
     /// No client assertion could be signed with the certificate's key.
     #[error("cannot sign the client assertion: {0}")]
-    Assertion(String),
+    Assertion(#[source] Arc<jsonwebtoken::errors::Error>),
     /// The token endpoint's answer is not a token.
     #[error("token endpoint answered something that is not a token ({0})")]
     Parse(String),
@@ -164,7 +164,7 @@ impl TokenSource {
             Credential::Certificate { certificate, .. } => {
                 let assertion = certificate
                     .sign(&self.client_id, self.token_url.as_str())
-                    .map_err(|e| AuthError::Assertion(e.to_string()))?;
+                    .map_err(|e| AuthError::Assertion(Arc::new(e)))?;
                 form.push(("client_assertion_type", ASSERTION_TYPE.to_owned()));
                 form.push(("client_assertion", assertion));
             }
