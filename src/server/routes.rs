@@ -352,6 +352,10 @@ mod tests {
         Request::get(path).header(hyper::header::HOST, "exporter")
     }
 
+    fn post(path: &str) -> hyper::http::request::Builder {
+        Request::post(path).header(hyper::header::HOST, "exporter")
+    }
+
     async fn body(resp: Response<Body>) -> String {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
@@ -366,28 +370,14 @@ mod tests {
         // The default path is not the configured one.
         let resp = secured(get("/metrics").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-        let resp = secured(
-            Request::post("/seats")
-                .header("host", "x")
-                .body(())
-                .unwrap(),
-            &state,
-        )
-        .await;
+        let resp = secured(post("/seats").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers()[ALLOW], "GET, HEAD");
         // Not ready before the poller published its first status.
         let resp = secured(get("/-/ready").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
         // Without a reload channel (demo), reload is refused.
-        let resp = secured(
-            Request::post("/-/reload")
-                .header("host", "x")
-                .body(())
-                .unwrap(),
-            &state,
-        )
-        .await;
+        let resp = secured(post("/-/reload").body(()).unwrap(), &state).await;
         assert_ne!(resp.status(), StatusCode::OK);
         // HTTP/1.1 without Host.
         let resp = secured(Request::get("/seats").body(()).unwrap(), &state).await;
@@ -442,14 +432,7 @@ mod tests {
             let answer = rx.recv().await.unwrap();
             let _ = answer.send(Err("customers[0].id: missing".into()));
         });
-        let resp = secured(
-            Request::post("/-/reload")
-                .header("host", "x")
-                .body(())
-                .unwrap(),
-            &state,
-        )
-        .await;
+        let resp = secured(post("/-/reload").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(body(resp).await.contains("customers[0].id: missing"));
     }
