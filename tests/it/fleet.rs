@@ -99,11 +99,8 @@ async fn discovery_pages_filters_and_lets_listed_customers_override() {
         json!({"organization": "no id"}),
     ])));
     let api = directory(list).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config_with(
-        &dir,
-        &api.base_url(),
-        &api.base_url(),
+    let (dir, config) = config_with_limits(
+        &api,
         "  page_size: 2\n  max_requests_per_second: 0\n  retries: 0\n",
         "\
 poll:

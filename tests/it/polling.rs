@@ -352,11 +352,8 @@ async fn expired_token_is_refreshed_once_on_401_and_5xx_is_retried() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config_with(
-        &dir,
-        &api.base_url(),
-        &api.base_url(),
+    let (_dir, config) = config_with_limits(
+        &api,
         "  retries: 2\n",
         &format!(
             "\
@@ -398,9 +395,7 @@ async fn at_most_max_concurrency_requests_in_flight() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let customers: String = (0..6)
-        .map(|i| format!("  - id: c{i}\n    tenant_types: [0, 1]\n"))
-        .collect();
+    let customers = numbered("c", 6, "0, 1");
     let config = write_config(
         &dir,
         &api,
@@ -512,18 +507,9 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
         }
     })
     .await;
-    let (_dir, exporter) = in_process_on(
-        &api,
-        "\
-poll:
-  interval: 1s
-  stale_after: 4s
-customers:
-  - id: c
-    tenant_types: [0]
-",
-    )
-    .await;
+    // One target polled every second, whose series go 4 s after its last success.
+    let config = one_target("1s").replace("customers:", "  stale_after: 4s\ncustomers:");
+    let (_dir, exporter) = in_process_on(&api, &config).await;
     // Down, but the last-good values are still served (the failed poll comes 0.5 to 1.5 s
     // after the good one, at the target's slot)...
     let text = exporter

@@ -199,9 +199,7 @@ async fn a_429_pauses_every_request_and_cuts_the_rate_then_it_recovers() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let others: String = (0..8)
-        .map(|i| format!("  - id: c{i}\n    tenant_types: [0]\n"))
-        .collect();
+    let others = numbered("c", 8, "0");
     let config = write_config_with(
         &dir,
         &api.base_url(),
@@ -283,9 +281,7 @@ async fn a_refused_token_marks_every_target_down_with_one_request_and_no_secret_
         Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
     })
     .await;
-    let list: String = (0..5)
-        .map(|i| format!("  - id: c{i}\n    tenant_types: [0, 2]\n"))
-        .collect();
+    let list = numbered("c", 5, "0, 2");
     let (_dir, exporter) = in_process_with_limits(
         &api,
         "  retries: 3\n  max_requests_per_second: 0\n",

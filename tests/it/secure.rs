@@ -61,14 +61,21 @@ async fn setup() -> (tempfile::TempDir, FakeApi, PathBuf) {
     (dir, api, config)
 }
 
-/// Starts the exporter on `config` with `--web.config.file web`.
-fn start_web(config: &Path, web: &Path) -> Exporter {
-    Exporter::start(&[
+/// `--config.file config --web.config.file web`, then `extra`.
+fn web_args<'a>(config: &'a Path, web: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "--config.file",
         config.to_str().unwrap(),
         "--web.config.file",
         web.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Starts the exporter on `config` with `--web.config.file web`.
+fn start_web(config: &Path, web: &Path) -> Exporter {
+    Exporter::start(&web_args(config, web, &[]))
 }
 
 /// Writes `server.crt` and `server.key` for `sans`, issued by `ca`, into `dir`.
@@ -357,14 +364,7 @@ rate_limit:
     for (text, expected) in cases {
         let web = write(dir.path(), "web.yml", text);
         for extra in [&[][..], &["--check-config"][..]] {
-            let mut args = vec![
-                "--config.file",
-                config.to_str().unwrap(),
-                "--web.config.file",
-                web.to_str().unwrap(),
-                "--web.listen-address",
-                "127.0.0.1:0",
-            ];
+            let mut args = web_args(&config, &web, &["--web.listen-address", "127.0.0.1:0"]);
             args.extend_from_slice(extra);
             let err = fails_with_1(&args, dir.path());
             // One error line for the user (config warnings may come before it): the log
@@ -383,15 +383,8 @@ rate_limit:
             assert!(line.contains(expected), "{expected:?} in {line}");
         }
     }
-    let err = fails_with_1(
-        &[
-            "--config.file",
-            config.to_str().unwrap(),
-            "--web.config.file",
-            "/nonexistent/web.yml",
-        ],
-        dir.path(),
-    );
+    let missing = Path::new("/nonexistent/web.yml");
+    let err = fails_with_1(&web_args(&config, missing, &[]), dir.path());
     assert!(
         err.contains("cannot read web config /nonexistent/web.yml"),
         "{err}"
@@ -434,13 +427,8 @@ tls_server_config:
     // A broken key: the reload is refused with the reason and the current certificate stays.
     write(dir.path(), "server.key", "not a key");
     let client = https_client(&new_ca.pem(), None);
-    let resp = client
-        .post(https(&exporter, "/-/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 500);
-    let body = resp.text().await.unwrap();
+    let (status, body) = answer(client.post(https(&exporter, "/-/reload"))).await;
+    assert_eq!(status, 500);
     assert!(body.contains("tls_server_config.key_file"), "{body}");
     assert_eq!(healthy(&exporter, &new_ca.pem(), None).await, Some(200));
     let (_, text) = {
@@ -574,12 +562,8 @@ async fn the_example_web_config_and_scrape_config_work_together() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["x-frame-options"], "deny");
-    let resp = client
-        .get(https(&exporter, "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
+    let (status, _) = answer(client.get(https(&exporter, "/metrics"))).await;
+    assert_eq!(status, 401);
 }
 
 /// Completes a TLS handshake with the exporter offering `alpn`, then sends nothing.
@@ -620,16 +604,16 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, within: 
 async fn idle_tls_connections_are_closed_and_free_their_slots() {
     let (dir, _api, config) = setup().await;
     let (ca, web) = tls_web_config(dir.path(), "");
-    let exporter = Exporter::start(&[
-        "--config.file",
-        config.to_str().unwrap(),
-        "--web.config.file",
-        web.to_str().unwrap(),
-        "--web.read-header-timeout",
-        "1s",
-        "--web.max-connections",
-        "4",
-    ]);
+    let exporter = Exporter::start(&web_args(
+        &config,
+        &web,
+        &[
+            "--web.read-header-timeout",
+            "1s",
+            "--web.max-connections",
+            "4",
+        ],
+    ));
     assert_eq!(healthy(&exporter, &ca.pem(), None).await, Some(200));
 
     // Every slot taken by a client that finished the handshake and went quiet: HTTP/2 and

@@ -290,6 +290,13 @@ pub fn targets(interval: &str, customers: &[&str]) -> String {
     yaml
 }
 
+/// Customers `{prefix}0` .. `{prefix}{n-1}` as YAML list items, each with `types`.
+pub fn numbered(prefix: &str, n: usize, types: &str) -> String {
+    (0..n)
+        .map(|i| format!("  - id: {prefix}{i}\n    tenant_types: [{types}]\n"))
+        .collect()
+}
+
 /// The tenants path of a customer and type number.
 pub fn tenants_path(customer: &str, kind: u8) -> String {
     format!("/partner/external/v3/general/customers/{customer}/3rd-party-products/type/{kind}/tenants/batch")
@@ -354,8 +361,7 @@ pub fn start_on(api: &FakeApi, rest: &str) -> (tempfile::TempDir, Exporter) {
 
 /// Like [`start_on`], with `limits` (further `elements` keys) instead of [`TEST_LIMITS`].
 pub fn start_with_limits(api: &FakeApi, limits: &str, rest: &str) -> (tempfile::TempDir, Exporter) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config_with(&dir, &api.base_url(), &api.base_url(), limits, rest);
+    let (dir, config) = config_with_limits(api, limits, rest);
     let exporter = Exporter::start(&["--config.file", config.to_str().unwrap()]);
     (dir, exporter)
 }
@@ -371,8 +377,7 @@ pub async fn in_process_with_limits(
     limits: &str,
     rest: &str,
 ) -> (tempfile::TempDir, Exporter) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config_with(&dir, &api.base_url(), &api.base_url(), limits, rest);
+    let (dir, config) = config_with_limits(api, limits, rest);
     let exporter = Exporter::in_process(&config).await;
     (dir, exporter)
 }
@@ -689,6 +694,13 @@ impl Drop for Exporter {
     }
 }
 
+/// Sends `request`: (status, body).
+pub async fn answer(request: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
 /// The value of the first sample of `metric` whose line contains all of `labels`.
 pub fn value(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
     series(text, metric)
@@ -756,6 +768,14 @@ pub fn run_binary(args: &[&str], dir: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A config file for `api` with `limits` (further `elements` keys) and `rest`, in a fresh
+/// temp dir (keep it alive as long as the config is used).
+pub fn config_with_limits(api: &FakeApi, limits: &str, rest: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config_with(&dir, &api.base_url(), &api.base_url(), limits, rest);
+    (dir, config)
 }
 
 /// Writes `yaml` as a config file in `dir` and runs `--check-config` on it: (exit code,
