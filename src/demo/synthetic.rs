@@ -60,18 +60,6 @@ impl Scale {
         }
         yaml
     }
-
-    /// One page of a synthetic customer's tenants, as JSON.
-    pub(super) fn page(
-        &self,
-        customer: &str,
-        tenant_type: TenantType,
-        poll: u64,
-        page_index: u64,
-        page_size: u64,
-    ) -> String {
-        page(self, customer, tenant_type, poll, page_index, page_size)
-    }
 }
 
 /// A realistic organization name (40 to 60 characters) for synthetic customer `i`.
@@ -116,46 +104,48 @@ fn tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
     }
 }
 
-/// One page of a synthetic customer's tenants, rendered straight to JSON.
-fn page(
-    scale: &Scale,
-    customer: &str,
-    tenant_type: TenantType,
-    poll: u64,
-    page_index: u64,
-    page_size: u64,
-) -> String {
-    use std::fmt::Write as _;
-    let total = tenants(scale, customer, tenant_type);
-    let kind = tenant_type.api_number();
-    let start = (page_index - 1) * page_size;
-    let end = (start + page_size).min(total);
-    let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
-    out.push_str("{\"data\":[");
-    for j in start..end {
-        if j > start {
-            out.push(',');
-        }
-        let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
-        let assigned = (seats * 7 / 10 + poll % 5).min(seats);
-        let _ = write!(
-            out,
-            "{{\"type\":{kind},\"tenantId\":\"{customer}-{kind}-t{j:05}"
-        );
-        if (j % 100) < u64::from(scale.churn_percent) {
-            let _ = write!(out, "-p{poll}");
-        }
-        let _ = write!(
+impl Scale {
+    /// One page of a synthetic customer's tenants, rendered straight to JSON.
+    pub(super) fn page(
+        &self,
+        customer: &str,
+        tenant_type: TenantType,
+        poll: u64,
+        page_index: u64,
+        page_size: u64,
+    ) -> String {
+        use std::fmt::Write as _;
+        let total = tenants(self, customer, tenant_type);
+        let kind = tenant_type.api_number();
+        let start = (page_index - 1) * page_size;
+        let end = (start + page_size).min(total);
+        let mut out = String::with_capacity(180 * (end.saturating_sub(start)) as usize + 128);
+        out.push_str("{\"data\":[");
+        for j in start..end {
+            if j > start {
+                out.push(',');
+            }
+            let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
+            let assigned = (seats * 7 / 10 + poll % 5).min(seats);
+            let _ = write!(
+                out,
+                "{{\"type\":{kind},\"tenantId\":\"{customer}-{kind}-t{j:05}"
+            );
+            if (j % 100) < u64::from(self.churn_percent) {
+                let _ = write!(out, "-p{poll}");
+            }
+            let _ = write!(
             out,
             "\",\"tenantName\":\"{customer} tenant {j:05}.onmicrosoft.com\",\"availableUserSeat\":{},\"assignedUserSeat\":{assigned}}}",
             seats - assigned
         );
-    }
-    let _ = write!(
+        }
+        let _ = write!(
         out,
         "],\"metadata\":{{\"pageIndex\":{page_index},\"pageSize\":{page_size},\"totalCount\":{total}}}}}"
     );
-    out
+        out
+    }
 }
 
 #[cfg(test)]
