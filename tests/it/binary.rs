@@ -173,10 +173,7 @@ fn check_config_accepts_the_example_and_reports_every_problem() {
     );
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, text).unwrap();
-    let (code, stdout, stderr) = run_binary(
-        &["--check-config", "--config.file", good.to_str().unwrap()],
-        dir.path(),
-    );
+    let (code, stdout, stderr) = check_config(&good, dir.path());
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("config OK\n"), "{stdout}");
     assert!(stdout.contains("client secret: from client_secret_file"));

@@ -122,10 +122,7 @@ customers:
 ",
     );
     // --check-config explains what discovery will do.
-    let (code, out, _) = run_binary(
-        &["--check-config", "--config.file", config.to_str().unwrap()],
-        dir.path(),
-    );
+    let (code, out, _) = check_config(&config, dir.path());
     assert_eq!(code, 0);
     assert!(
         out.contains("discovery: every 1h, POST http://127.0.0.1:"),
@@ -452,10 +449,7 @@ async fn certificate_authentication_sends_assertions_the_registered_certificate_
     let dir = tempfile::tempdir().unwrap();
     // A PKCS#1 key ("RSA PRIVATE KEY") works as well as PKCS#8.
     let config = cert_config(&dir, &api, &cert, &pkcs1);
-    let (code, out, _) = run_binary(
-        &["--check-config", "--config.file", config.to_str().unwrap()],
-        dir.path(),
-    );
+    let (code, out, _) = check_config(&config, dir.path());
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("client certificate:"), "{out}");
     assert!(!out.contains("PRIVATE KEY"));
@@ -513,10 +507,7 @@ async fn a_key_that_does_not_match_its_certificate_is_a_config_error() {
     let (_, wrong_key, _) = rsa_identity("b.example.com");
     let dir = tempfile::tempdir().unwrap();
     let config = cert_config(&dir, &api, &cert, &wrong_key);
-    let (code, out, err) = run_binary(
-        &["--check-config", "--config.file", config.to_str().unwrap()],
-        dir.path(),
-    );
+    let (code, out, err) = check_config(&config, dir.path());
     assert_eq!(code, 1, "{out}{err}");
     let all = format!("{out}{err}");
     assert!(all.contains("elements.client_private_key_file:"), "{all}");

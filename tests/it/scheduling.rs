@@ -263,10 +263,7 @@ poll:
     );
     // At 10 a second: 12 s, no warning.
     let path = write(10, "1m");
-    let (code, out, _) = run_binary(
-        &["--check-config", "--config.file", path.to_str().unwrap()],
-        dir.path(),
-    );
+    let (code, out, _) = check_config(&path, dir.path());
     assert_eq!(code, 0);
     assert!(out.contains("at least 12s per round"), "{out}");
     assert!(

@@ -783,6 +783,11 @@ pub fn config_with_limits(api: &FakeApi, limits: &str, rest: &str) -> (tempfile:
 pub fn check_config_of(dir: &Path, yaml: &str) -> (i32, String, String) {
     let path = dir.join("checked.yaml");
     std::fs::write(&path, yaml).unwrap();
+    check_config(&path, dir)
+}
+
+/// Runs `--check-config` on the config file `path`, in `dir`: (exit code, stdout, stderr).
+pub fn check_config(path: &Path, dir: &Path) -> (i32, String, String) {
     run_binary(
         &["--check-config", "--config.file", path.to_str().unwrap()],
         dir,
