@@ -223,12 +223,24 @@ impl Client {
     /// The URL of one page of a target's tenants.
     pub fn page_url(&self, target: &TargetRequest, page: u32) -> Url {
         let mut url = self.base_url.clone();
-        let prefix = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!(
-            "{prefix}/partner/external/v3/general/customers/{}/3rd-party-products/type/{}/tenants/batch",
-            target.customer_id,
-            target.tenant_type.api_number()
-        ));
+        let kind = target.tenant_type.api_number().to_string();
+        // Segment by segment, each percent-encoded: whatever an id holds, it stays one
+        // segment (ids that would change the path are also refused where they enter).
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend([
+                "partner",
+                "external",
+                "v3",
+                "general",
+                "customers",
+                &target.customer_id,
+                "3rd-party-products",
+                "type",
+                &kind,
+                "tenants",
+                "batch",
+            ]);
+        }
         url.set_query(Some(&format!(
             "pageIndex={page}&pageSize={}",
             self.page_size

@@ -65,7 +65,10 @@ proptest! {
         let body = serde_json::to_vec(&value).unwrap();
         if let Ok(page) = parse_customers_page(&body) {
             // Ids that reach a URL path never carry a path separator.
-            prop_assert!(page.items.iter().all(|c| !c.id.contains('/') && !c.id.is_empty()));
+            prop_assert!(page.items.iter().all(|c| !c.id.contains(['/', '\\'])
+                && c.id != ".." && !c.id.is_empty()));
+            // ...and are in their one canonical form.
+            prop_assert!(page.items.iter().all(|c| c.id == c.id.to_lowercase()));
         }
     }
 }

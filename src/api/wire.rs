@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::domain::TenantSeats;
+use crate::domain::{canonical_customer_id, TenantSeats};
 
 /// A record that paging can merge duplicates of, by its id.
 pub trait Record {
@@ -20,7 +20,8 @@ impl Record for TenantSeats {
 /// One customer of the partner, from the customer list (discovery).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveredCustomer {
-    /// Customer id, as used by the seat endpoint.
+    /// Customer id in its canonical form (see [`canonical_customer_id`]), as used by the
+    /// seat endpoint.
     pub id: String,
     /// Organization name (the `customer_name` label); may be empty.
     pub organization: String,
@@ -166,9 +167,8 @@ fn parse_customer(record: &Value) -> Result<DiscoveredCustomer, String> {
         Some(Value::Null) | None => return Err("missing id".into()),
         Some(other) => return Err(format!("id {other} is not a non-empty string")),
     };
-    if id.contains(['/', '?', '#', '%']) || id.chars().any(char::is_whitespace) {
-        return Err(format!("id {id:?} is not usable in a URL path"));
-    }
+    // The one form used everywhere (a configured id in another case is the same customer).
+    let id = canonical_customer_id(&id).map_err(|why| format!("id {why}"))?;
     // Strings or numbers (the docs show jobStatus both ways); anything else counts as absent.
     let text = |key: &str| match map.get(key) {
         Some(Value::String(s)) => s.clone(),

@@ -243,7 +243,9 @@ pub struct PollConfig {
 /// One customer whose tenants are polled.
 #[derive(Debug, Clone)]
 pub struct Customer {
-    /// The Elements customer id, used in the API path and the `customer_id` label.
+    /// The Elements customer id in its canonical form (lowercase, see
+    /// [`crate::domain::canonical_customer_id`]), used in the API path and the `customer_id`
+    /// label.
     pub id: String,
     /// Display name for the `customer_name` label (empty when not configured).
     pub name: String,
@@ -263,7 +265,7 @@ pub struct DiscoveryConfig {
     pub include: Vec<Regex>,
     /// Drop organizations matching any of these.
     pub exclude: Vec<Regex>,
-    /// Drop these customer ids.
+    /// Drop these customer ids (lowercased, compared with canonical ids).
     pub exclude_ids: HashSet<String>,
     /// Tenant types polled for discovered customers.
     pub tenant_types: Vec<TenantType>,

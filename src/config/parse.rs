@@ -11,6 +11,7 @@ use super::environment::{parse_credential, Environment};
 use super::summary::warnings_of;
 use super::yaml::{kind, one_line, show, Problems, Section};
 use super::*;
+use crate::domain::canonical_customer_id;
 
 pub(super) fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<Config> {
     if root.is_null() {
@@ -220,27 +221,32 @@ fn parse_customers(value: &Value, discovering: bool, p: &mut Problems) -> Option
         );
         return None;
     }
-    // Ids are GUIDs, which compare without regard to case.
+    // Ids are GUIDs, which compare without regard to case: each is kept in its canonical
+    // (lowercase) form, and the first spelling is remembered for the message.
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut customers = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let path = format!("customers[{i}]");
+        let written = || match item.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
         match parse_customer(item, &path, p) {
             Some(c) => {
-                if let Some(first) = seen.get(&c.id.to_lowercase()) {
-                    let why = if *first == c.id {
-                        format!("duplicate customer id {:?}", c.id)
+                if let Some(first) = seen.get(&c.id) {
+                    let this = written();
+                    let why = if *first == this {
+                        format!("duplicate customer id {this:?}")
                     } else {
                         format!(
-                            "duplicate customer id {:?} (the same as {first:?}: ids are compared ignoring case)",
-                            c.id
+                            "duplicate customer id {this:?} (the same as {first:?}: ids are compared ignoring case)"
                         )
                     };
                     p.add(&format!("{path}.id"), why);
                     ok = false;
                 } else {
-                    seen.insert(c.id.to_lowercase(), c.id.clone());
+                    seen.insert(c.id.clone(), written());
                 }
                 customers.push(c);
             }
@@ -255,17 +261,16 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
     if s.get("id").is_none() {
         p.add(&s.path("id"), "missing; the Elements customer id");
     }
-    // The id goes into the URL path: refuse what would change the path's meaning.
-    let id = s.string("id", p).filter(|id| {
-        let ok = !id.contains(['/', '?', '#']) && !id.chars().any(char::is_whitespace);
-        if !ok {
-            p.add(
-                &s.path("id"),
-                format!("{id:?} may not contain '/', '?', '#' or spaces"),
-            );
-        }
-        ok
-    });
+    // One canonical form everywhere; refused when it would change the URL path's meaning.
+    let id = s
+        .string("id", p)
+        .and_then(|id| match canonical_customer_id(&id) {
+            Ok(id) => Some(id),
+            Err(why) => {
+                p.add(&s.path("id"), why);
+                None
+            }
+        });
     let name = s.string("name", p).unwrap_or_default();
     let tenant_types = match s.get("tenant_types") {
         None => Some(TenantType::ALL.to_vec()),
@@ -375,7 +380,8 @@ fn parse_discovery(value: &Value, p: &mut Problems) -> Option<DiscoveryConfig> {
     };
     let include = string_list(&s, "include", p, regex);
     let exclude = string_list(&s, "exclude", p, regex);
-    let exclude_ids = string_list(&s, "exclude_ids", p, |_, id, _| Some(id));
+    // Compared with canonical ids, so an id in any case excludes its customer.
+    let exclude_ids = string_list(&s, "exclude_ids", p, |_, id, _| Some(id.to_lowercase()));
     let tenant_types = match s.get("tenant_types") {
         None => Some(TenantType::ALL.to_vec()),
         Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),

@@ -460,12 +460,17 @@ fn license_assigned_status_values() {
 
 #[test]
 fn customer_ids_cannot_change_the_url_path() {
-    let p = problems(&with("", "customers:\n  - id: a/../b\n  - id: \"c d\"\n"));
+    let p = problems(&with(
+        "",
+        "customers:\n  - id: a/../b\n  - id: \"c d\"\n  - id: ..\n  - id: 'x\\..\\admin'\n",
+    ));
     assert_eq!(
         p,
         vec![
-            "customers[0].id: \"a/../b\" may not contain '/', '?', '#' or spaces",
-            "customers[1].id: \"c d\" may not contain '/', '?', '#' or spaces",
+            "customers[0].id: \"a/../b\" may not contain '/' (it is part of the request path)",
+            "customers[1].id: \"c d\" may not contain ' ' (it is part of the request path)",
+            "customers[2].id: \"..\" would change the request path",
+            "customers[3].id: \"x\\\\..\\\\admin\" may not contain '\\\\' (it is part of the request path)",
         ]
     );
 }

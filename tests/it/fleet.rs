@@ -574,3 +574,71 @@ discovery:
     seen.sort();
     assert_eq!(seen, all, "every customer in exactly one shard");
 }
+
+#[tokio::test(start_paused = true)]
+async fn ids_in_any_case_are_one_customer_and_ids_never_leave_their_path_segment() {
+    let list = Arc::new(Mutex::new(Some(vec![
+        // Listed in the file in the other case, each way round.
+        customer("ab-up", "Listed Lower", "US"),
+        customer("CD-UP", "Listed Upper", "US"),
+        // Excluded by an id written in another case.
+        customer("Gone-1", "Excluded", "US"),
+        // Ids that would walk out of their path segment: skipped as invalid records.
+        customer("..", "Dot Dot", "US"),
+        customer("x\\..\\..\\admin", "Backslashes", "US"),
+        // Discovered only, in upper case: labelled in the one canonical form.
+        customer("EF-NEW", "New", "US"),
+    ])));
+    let api = directory(list).await;
+    let (_dir, config) = config_with_limits(
+        &api,
+        "  max_requests_per_second: 0\n  retries: 0\n",
+        "\
+poll:
+  interval: 1h
+discovery:
+  exclude_ids: [GONE-1]
+  tenant_types: [microsoft_365]
+customers:
+  - id: AB-UP
+    name: From File
+    tenant_types: [0]
+  - id: cd-up
+    tenant_types: [0]
+",
+    );
+    let exporter = Exporter::in_process(&config).await;
+    let text = exporter.first_cycle().await;
+    assert_eq!(customer_ids(&text), ["ab-up", "cd-up", "ef-new"], "{text}");
+    // One series per tenant: seats are never counted twice for one customer.
+    assert_eq!(
+        series(&text, "available_user_seats"),
+        vec![
+            "available_user_seats{customer_id=\"ab-up\",customer_name=\"From File\",tenant_type=\"microsoft_365\",tenant_id=\"ab-up-t\",tenant_name=\"T\"} 3",
+            "available_user_seats{customer_id=\"cd-up\",customer_name=\"Listed Upper\",tenant_type=\"microsoft_365\",tenant_id=\"cd-up-t\",tenant_name=\"T\"} 3",
+            "available_user_seats{customer_id=\"ef-new\",customer_name=\"New\",tenant_type=\"microsoft_365\",tenant_id=\"ef-new-t\",tenant_name=\"T\"} 3",
+        ]
+    );
+    assert!(
+        text.contains("avepoint_exporter_discovered_customers 3"),
+        "{text}"
+    );
+    // Every request went to the documented paths, one per polled target.
+    let mut paths: Vec<String> = api
+        .tenant_requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p != CUSTOMERS_PATH)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            tenants_path("ab-up", 0),
+            tenants_path("cd-up", 0),
+            tenants_path("ef-new", 0)
+        ]
+    );
+    let line = exporter.log_line("skipped invalid customer records").await;
+    assert!(line.contains("would change the request path"), "{line}");
+}
