@@ -66,6 +66,10 @@ pub struct Status {
     pub live: bool,
     /// Whether every target is known (see [`Plan::complete`]).
     pub complete: bool,
+    /// Whether the first pass over every target has completed. From then on the exporter
+    /// stays ready: a reload or a customer list that adds a slow target does not take a
+    /// serving exporter out of its Service.
+    pub settled: bool,
 }
 
 impl Status {
@@ -80,12 +84,15 @@ impl Status {
             polls: 0,
             live: false,
             complete: plan.complete,
+            settled: false,
         }
     }
 
-    /// True once the poll loop runs, every target is known and has been polled at least once.
+    /// True once the poll loop runs, every target is known and has been polled at least once;
+    /// stays true after that (see [`Status::settled`]).
     pub fn ready(&self) -> bool {
-        self.live && self.complete && self.targets.iter().all(|t| t.last_poll.is_some())
+        self.live
+            && (self.settled || self.complete && self.targets.iter().all(|t| t.last_poll.is_some()))
     }
 }
 
@@ -96,9 +103,12 @@ struct TargetState {
     last_tenant_count: Option<usize>,
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
-    /// When the last success was, on the monotonic clock: staleness is judged by it, so a
-    /// step of the wall clock (NTP, a VM resumed) neither drops nor keeps series wrongly.
-    last_success_at: Option<Instant>,
+    /// When the first failed poll after the last success ended (`None` while the last poll
+    /// succeeded): late is not down, so a target is failing from when a poll says so. Staleness counts from here, not from the last success: a target that is
+    /// only waiting for its turn (a round longer than `stale_after`) never loses its series.
+    /// On the monotonic clock, so a step of the wall clock (NTP, a VM resumed) neither drops
+    /// nor keeps series wrongly.
+    failing_since: Option<Instant>,
     last_error: Option<String>,
     /// Requests the last poll needed (its pages), for the utilization estimate.
     requests: Option<u32>,
@@ -310,6 +320,7 @@ impl Poller {
             let state = self.states.entry(key).or_default();
             state.last_poll = Some(SystemTime::now());
             state.last_error = Some("internal error: the poll panicked".into());
+            state.failing_since.get_or_insert(now);
             self.polls += 1;
             self.dirty = true;
         }
@@ -365,6 +376,7 @@ impl Poller {
         let mut views = Vec::with_capacity(self.plan.targets.len());
         let mut statuses = Vec::with_capacity(self.plan.targets.len());
         let (mut ok, mut polled, mut tenants, mut requests) = (0, 0, 0, 0u64);
+        let mut dropped: Vec<&Target> = Vec::new();
         for target in &self.plan.targets {
             let Some(state) = self.states.get_mut(&target.key()) else {
                 // Not polled yet: listed (for readiness), but no series.
@@ -373,14 +385,10 @@ impl Poller {
                 continue;
             };
             let stale = state
-                .last_success_at
+                .failing_since
                 .is_some_and(|t| began.duration_since(t) > stale_after);
             if stale && state.seats.tenants() > 0 {
-                tracing::warn!(
-                    customer_id = &*target.request.customer_id,
-                    tenant_type = target.request.tenant_type.name(),
-                    "no successful poll within stale_after; dropping the target's series"
-                );
+                dropped.push(target);
                 state.seats = Arc::new(SeatSeries::empty());
             }
             ok += usize::from(state.up());
@@ -400,6 +408,7 @@ impl Poller {
                 });
             }
         }
+        log_dropped(&dropped, stale_after);
         let snapshot = render_snapshot(&views);
         let series = snapshot.series;
         self.metrics.publish(snapshot);
@@ -409,6 +418,7 @@ impl Poller {
             polls: self.polls,
             live: true,
             complete: self.plan.complete,
+            settled: self.first_pass_done,
         }));
         for d in self.durations.drain(..) {
             self.metrics.poll_duration.observe(d);
@@ -572,7 +582,7 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.last_tenant_count = Some(tenants.len());
     state.seats = Arc::new(SeatSeries::new(&tenants));
     state.last_success = Some(now);
-    state.last_success_at = Some(Instant::now());
+    state.failing_since = None;
     state.last_error = None;
     state.requests = Some(pages.max(1));
 }
@@ -598,6 +608,28 @@ fn record_failure(
     }
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());
+    state.failing_since.get_or_insert_with(Instant::now);
+}
+
+/// One line for every target whose series were dropped in one publish (a fleet-wide outage
+/// drops thousands at once), naming a few of them.
+fn log_dropped(dropped: &[&Target], stale_after: Duration) {
+    let Some(first) = dropped.first() else {
+        return;
+    };
+    let examples: Vec<String> = dropped
+        .iter()
+        .take(3)
+        .map(|t| format!("{}/{}", t.request.customer_id, t.request.tenant_type))
+        .collect();
+    tracing::warn!(
+        targets = dropped.len(),
+        customer_id = &*first.request.customer_id,
+        tenant_type = first.request.tenant_type.name(),
+        examples = %examples.join(", "),
+        stale_after = %humantime::format_duration(stale_after),
+        "no successful poll within stale_after of the first failure; dropping the targets' series"
+    );
 }
 
 fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {

@@ -456,6 +456,49 @@ customers:
 }
 
 #[tokio::test(start_paused = true)]
+async fn once_ready_a_reload_that_adds_a_slow_target_keeps_the_exporter_ready() {
+    // `slow` answers after 40 s: a poll in flight for all of that time.
+    let api = FakeApi::with_tokens(|r| {
+        let reply = Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1));
+        if r.path == tenants_path("slow", 0) {
+            reply.delayed(Duration::from_secs(40))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let (dir, exporter) = in_process_with_limits(
+        &api,
+        "  timeout: 2m\n  max_requests_per_second: 0\n",
+        &targets("1h", &["fast"]),
+    )
+    .await;
+    exporter.first_cycle().await;
+    write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        "  timeout: 2m\n  max_requests_per_second: 0\n",
+        &targets("1h", &["fast", "slow"]),
+    );
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
+    // The new target is being polled, and the exporter stays ready all the while.
+    let start = tokio::time::Instant::now();
+    while api.requests_to("slow", 0).is_empty() {
+        assert!(start.elapsed() < DEADLINE, "slow was never polled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..30 {
+        assert_eq!(exporter.get("/-/ready").await, (200, "Ready\n".to_owned()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let text = exporter
+        .metrics_when("the slow target", |t| up(t, "slow") == Some(1.0))
+        .await;
+    assert_eq!(up(&text, "fast"), Some(1.0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn never_more_pages_than_the_first_total_count_allows() {
     // Object envelope: claims 150 tenants but always sends a full page of new ids.
     let api = FakeApi::with_tokens(|r| {
@@ -521,7 +564,7 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
         .await;
     assert!(text.contains("available_user_seats{customer_id=\"c\",customer_name=\"c\",tenant_type=\"microsoft_365\",tenant_id=\"a\",tenant_name=\"A\"} 5"), "{text}\n{}", exporter.log_text());
     assert!(text.contains("avepoint_exporter_target_errors_total{cause=\"http_5xx\",customer_id=\"c\",tenant_type=\"microsoft_365\"}"));
-    // ...until stale_after has passed since the last success.
+    // ...until stale_after has passed since the first failure.
     let text = exporter
         .metrics_when("stale series dropped", |t| {
             t.contains("avepoint_exporter_target_up{") && !t.contains("available_user_seats{")
@@ -533,6 +576,43 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
     exporter
         .log_line("no successful poll within stale_after")
         .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_after_counts_from_the_first_failure_not_from_the_last_success() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c2 = calls.clone();
+    let api = FakeApi::with_tokens(move |_| {
+        if c2.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
+        } else {
+            // Slow failures: each ends more than stale_after after the last success.
+            Reply::status(500, "text/plain", "boom").delayed(Duration::from_secs(3))
+        }
+    })
+    .await;
+    let config = one_target("2s").replace("customers:", "  stale_after: 2s\ncustomers:");
+    let (_dir, exporter) =
+        in_process_with_limits(&api, "  retries: 0\n  timeout: 10s\n", &config).await;
+    // The first failure is published at least 4 s after the last success: the series stay,
+    // since the target has been failing for no time yet...
+    let text = exporter.failure("c", "http_5xx").await;
+    assert!(
+        text.contains("available_user_seats{customer_id=\"c\""),
+        "{text}\n{}",
+        exporter.log_text()
+    );
+    // ...and go once it has been failing for longer than stale_after.
+    exporter
+        .metrics_when("stale series dropped", |t| {
+            !t.contains("available_user_seats{")
+        })
+        .await;
+    let line = exporter
+        .log_line("no successful poll within stale_after")
+        .await;
+    assert!(line.contains("targets=1"), "{line}");
+    assert!(errors(&exporter.get("/metrics").await.1, "c", "http_5xx") >= Some(2.0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -173,6 +173,56 @@ async fn forty_customers_four_of_them_big_at_forty_requests_a_second() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_round_longer_than_stale_after_never_drops_a_healthy_series() {
+    // 1 000 targets at 25 requests a second: a round takes 40 s, for a 10 s interval and the
+    // default stale_after of 30 s. Every target keeps succeeding, just slowly.
+    let (sizes, yaml) = fleet(250, 0, 0);
+    let expected = expected_series(&sizes);
+    let api = fleet_api(Arc::new(sizes)).await;
+    let (_dir, exporter) = in_process_with_limits(
+        &api,
+        "  max_requests_per_second: 25
+",
+        &format!("poll:\n  interval: 10s\n{yaml}"),
+    )
+    .await;
+    // The first pass takes 40 s (longer than the helpers' deadline).
+    let start = Instant::now();
+    while exporter.get("/-/ready").await.0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no first pass");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, text) = exporter.get("/metrics").await;
+    assert_eq!(seat_series(&text), expected, "first pass");
+    // Three more rounds, sampled every two seconds: every series is there every time.
+    let until = Instant::now() + Duration::from_secs(120);
+    let mut samples = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, text) = exporter.get("/metrics").await;
+        assert_eq!(
+            seat_series(&text).len(),
+            expected.len(),
+            "series missing after {samples} samples"
+        );
+        assert!(series(&text, "avepoint_exporter_target_up")
+            .iter()
+            .all(|l| l.ends_with(" 1")));
+        samples += 1;
+    }
+    let (_, text) = exporter.get("/metrics").await;
+    assert_eq!(seat_series(&text), expected, "after three rounds");
+    // Every target was polled again meanwhile (the rounds really were slow and complete)...
+    assert!(sample(&text, "avepoint_exporter_poll_duration_seconds_count") >= 3000.0);
+    // ...and nothing was called stale.
+    assert!(
+        !exporter.log_text().contains("stale_after"),
+        "{}",
+        exporter.log_text()
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn polls_spread_over_the_interval_after_the_first_pass() {
     let (sizes, yaml) = fleet(10, 0, 0);
     let sizes = Arc::new(sizes);
