@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use avepoint_elements_exporter::bench::{
-    build_client, run_poller, targets_of, Format, Metrics, Plan, Scale, Status,
+    build_client, run_poller, targets_of, Format, Metrics, Plan, Poller, Scale, Status,
 };
 use avepoint_elements_exporter::{BuildInfo, Config, DemoApi};
 
@@ -65,6 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client: build_client(&config, &metrics)?,
         poll: config.poll,
         complete: true,
+        discovered: None,
     };
     // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);
@@ -72,14 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_tx, rx) = tokio::sync::watch::channel(Arc::new(plan));
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let poller = tokio::spawn(run_poller(
-        rx,
-        metrics.clone(),
-        status.clone(),
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        },
-    ));
+    let plan = rx.borrow().clone();
+    let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None);
+    let poller = tokio::spawn(run_poller(poller, rx, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
     let mut samples = Vec::new();
     let mut checkpoints = vec![1, (cycles / 10).max(1), (cycles / 2).max(1), cycles.max(1)];
     checkpoints.dedup();

@@ -17,7 +17,8 @@ use crate::config::{Config, ConfigError, Credential, ProcessEnvironment};
 use crate::demo::DemoApi;
 use crate::discovery::{self, Planner};
 use crate::metrics::{BuildInfo, Metrics};
-use crate::poller::{self, Status};
+use crate::poller::{self, Poller, Status};
+use crate::polling::persistence::{self, Loaded, Persistence, PersistenceError, Saved};
 use crate::redact::Redactor;
 use crate::server::web_config::{WebConfigError, WebSettings};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
@@ -42,6 +43,8 @@ pub struct Options {
     pub web_config_file: Option<PathBuf>,
     /// Connection limits and timeouts of the HTTP server.
     pub limits: ServeLimits,
+    /// `--persistence.file` and `--persistence.interval`; `None` keeps nothing across restarts.
+    pub persistence: Option<Persistence>,
 }
 
 /// Why the daemon could not start.
@@ -65,6 +68,9 @@ pub enum AppError {
     /// The HTTP client for the Elements API could not be built.
     #[error("cannot build the HTTP client")]
     Client(#[source] TransportError),
+    /// The persistence file cannot be written.
+    #[error(transparent)]
+    Persistence(#[from] PersistenceError),
     /// A task the daemon cannot run without (poller, discovery, HTTP server, reloader) ended
     /// before shutdown, or panicked.
     #[error("the {task} task {}", match .source {
@@ -168,6 +174,55 @@ fn now_unix() -> f64 {
     crate::domain::unix_seconds(SystemTime::now())
 }
 
+/// Makes sure the persistence file can be written (else a start-up error), and reads what it
+/// kept. A file that cannot be used is moved aside with a warning: the exporter then starts
+/// as if it had none.
+async fn restore_state(p: &Persistence) -> Result<Option<Saved>, AppError> {
+    let path = p.path.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        persistence::prepare(&path)?;
+        let loaded = persistence::load(&path);
+        let aside = match &loaded {
+            Loaded::Bad(_) => Some(persistence::move_aside(&path)),
+            _ => None,
+        };
+        Ok::<_, PersistenceError>((loaded, aside))
+    })
+    .await;
+    let file = p.path.display().to_string();
+    let (loaded, aside) = match loaded {
+        Ok(result) => result?,
+        Err(e) => {
+            tracing::warn!(file, error = %e, "cannot read the persistence file; starting without it");
+            return Ok(None);
+        }
+    };
+    match loaded {
+        Loaded::Missing => {
+            tracing::info!(
+                file,
+                "no persistence file yet; it is written after the first polls"
+            );
+            Ok(None)
+        }
+        Loaded::Restored(saved) => Ok(Some(saved)),
+        Loaded::Bad(cause) => {
+            let moved_to = match aside {
+                Some(Ok(to)) => to.display().to_string(),
+                Some(Err(e)) => format!("(cannot move it aside: {e})"),
+                None => String::new(),
+            };
+            tracing::warn!(
+                file,
+                cause,
+                moved_to,
+                "cannot use the persistence file; starting without it"
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the exporter until `shutdown` completes, listening on `options.listen_addresses`.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     start(options, None, shutdown).await
@@ -212,6 +267,10 @@ async fn start(
     }
     metrics.config_reload_successful.set(1);
     metrics.config_reload_success_timestamp.set(now_unix());
+    let restored = match &options.persistence {
+        Some(p) => restore_state(p).await?,
+        None => None,
+    };
 
     let web = Arc::new(ArcSwap::from_pointee(load_web(&options)?));
     let listeners = match listeners {
@@ -252,9 +311,18 @@ async fn start(
         options.shard,
         options.total_shards,
         metrics.clone(),
+        restored.as_ref().and_then(|s| s.customers.clone()),
     );
-    // Readiness and the landing page know every listed target before the first poll.
+    // Readiness and the landing page know every listed target before the first poll, and
+    // the first scrape sees what was restored.
     let status = Arc::new(ArcSwap::from_pointee(Status::pending(&planner.plan())));
+    let mut poller = Some(Poller::new(
+        planner.plan(),
+        metrics.clone(),
+        status.clone(),
+        options.persistence.clone(),
+        restored,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -303,17 +371,20 @@ async fn start(
         discovery::run(planner.clone(), first_tx, stopped()),
     );
     tokio::pin!(shutdown);
-    let mut polling = false;
+    // Every target known (no discovery, or a customer list restored): poll at once.
+    if planner.plan().complete {
+        if let Some(p) = poller.take() {
+            tasks.spawn("poller", poller::run(p, plan_rx.clone(), stopped()));
+        }
+    }
     let ended = loop {
         tokio::select! {
             _ = &mut shutdown => break None,
             ended = tasks.next_ended() => break ended,
-            _ = &mut first_rx, if !polling => {
-                polling = true;
-                tasks.spawn(
-                    "poller",
-                    poller::run(plan_rx.clone(), metrics.clone(), status.clone(), stopped()),
-                );
+            _ = &mut first_rx, if poller.is_some() => {
+                if let Some(p) = poller.take() {
+                    tasks.spawn("poller", poller::run(p, plan_rx.clone(), stopped()));
+                }
             }
         }
     };

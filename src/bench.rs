@@ -8,4 +8,4 @@ pub use crate::demo::Scale;
 pub use crate::domain::{TenantSeats, TenantType};
 pub use crate::metrics::{render_snapshot, Format, Metrics, SeatSeries, TargetLabels, TargetView};
 pub use crate::plan::targets_of;
-pub use crate::poller::{run as run_poller, Plan, Status};
+pub use crate::poller::{run as run_poller, Plan, Poller, Status};

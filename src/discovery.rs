@@ -39,18 +39,21 @@ struct State {
 
 impl Planner {
     /// A planner for `config`, publishing the first plan at once; the receiver feeds the
-    /// poller.
+    /// poller. `restored` is the customer list kept across a restart, used until a fresh one
+    /// arrives (only while discovery is on).
     pub fn new(
         config: Config,
         client: Arc<Client>,
         shard: u32,
         total_shards: u32,
         metrics: Arc<Metrics>,
+        restored: Option<Arc<Vec<DiscoveredCustomer>>>,
     ) -> (Arc<Planner>, watch::Receiver<Arc<Plan>>) {
+        let discovered = restored.filter(|_| config.discovery.is_some());
         let state = State {
             config: Arc::new(config),
             client,
-            discovered: None,
+            discovered,
             generation: 0,
         };
         let plan = Arc::new(plan_of(&state, shard, total_shards, &metrics));
@@ -174,6 +177,10 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
         client: state.client.clone(),
         poll: state.config.poll,
         complete: state.config.discovery.is_none() || state.discovered.is_some(),
+        discovered: state
+            .discovered
+            .clone()
+            .filter(|_| state.config.discovery.is_some()),
     }
 }
 

@@ -22,6 +22,8 @@
 //! - `scheduler`: when each target is due (stable offsets, oldest data first) and the order
 //!   in which requests get a slot (a started target finishes first).
 //! - `poller`: the poll loop: starts due targets, records results, publishes snapshots.
+//! - `polling/`: `persistence`, the state file that carries series, results and due times
+//!   across restarts.
 //! - `metrics/`: the self-metrics registry (`mod`) and the seat snapshot with its
 //!   exposition (`snapshot`).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
@@ -49,6 +51,7 @@ pub(crate) mod domain;
 pub(crate) mod metrics;
 pub(crate) mod plan;
 pub(crate) mod poller;
+pub(crate) mod polling;
 pub(crate) mod ratelimit;
 pub(crate) mod redact;
 pub(crate) mod scheduler;
@@ -62,6 +65,7 @@ pub mod bench;
 pub use config::{parse_duration, Config, ConfigError, ProcessEnvironment};
 pub use demo::DemoApi;
 pub use metrics::BuildInfo;
+pub use polling::persistence::{Persistence, PersistenceError};
 pub use server::web_config::{WebConfigError, WebSettings};
 pub use server::ServeLimits;
 pub use telemetry::{Format as LogFormat, LineLayer};

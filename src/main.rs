@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use avepoint_elements_exporter::app::{self, AppError, Options};
 use avepoint_elements_exporter::{
-    BuildInfo, Config, ConfigError, DemoApi, LineLayer, ProcessEnvironment, ServeLimits,
-    WebSettings,
+    BuildInfo, Config, ConfigError, DemoApi, LineLayer, Persistence, ProcessEnvironment,
+    ServeLimits, WebSettings,
 };
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::prelude::*;
@@ -80,6 +80,14 @@ struct Cli {
     /// Take --shard from the ordinal at the end of $POD_NAME (StatefulSet pod `name-3` is shard 3).
     #[arg(long = "shard.from-pod-name")]
     shard_from_pod_name: bool,
+    /// Keep series, last results and the schedule in this file, so that a restart serves
+    /// everything at once and polls nothing early (off when not set).
+    #[arg(long = "persistence.file", value_name = "PATH")]
+    persistence_file: Option<PathBuf>,
+    /// Longest time between two writes of the persistence file while something changed; it
+    /// is also written at clean shutdown.
+    #[arg(long = "persistence.interval", value_name = "DURATION", default_value = "1m", value_parser = parse_timeout)]
+    persistence_interval: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -141,6 +149,20 @@ fn parse_listen_address(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// The `--check-config` line about `--persistence.file`.
+fn persistence_summary(cli: &Cli) -> String {
+    match &cli.persistence_file {
+        Some(path) => format!(
+            "persistence: {} (written at most every {} while something changed, and at shutdown)",
+            path.display(),
+            humantime::format_duration(cli.persistence_interval)
+        ),
+        None => {
+            "persistence: off (--persistence.file not set: a restart starts from nothing)".into()
+        }
+    }
+}
+
 /// `--config.file` when none is given.
 const DEFAULT_CONFIG_FILE: &str = "config.yaml";
 
@@ -192,6 +214,7 @@ fn main() -> ExitCode {
                 if let Some(path) = &cli.web_config_file {
                     println!("  web config {}: OK", path.display());
                 }
+                println!("  {}", persistence_summary(&cli));
                 for warning in &config.warnings {
                     println!("warning: {warning}");
                 }
@@ -263,6 +286,10 @@ fn main() -> ExitCode {
             max_connections: cli.max_connections as usize,
             read_header_timeout: cli.read_header_timeout,
         },
+        persistence: cli.persistence_file.map(|path| Persistence {
+            path,
+            interval: cli.persistence_interval,
+        }),
     };
     let result = runtime.block_on(app::run(options, shutdown_signal()));
     // Do not wait for stray blocking tasks: shutdown must finish within seconds.

@@ -13,14 +13,17 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::api::{ApiError, Client, Fetched};
+use crate::api::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::config::PollConfig;
 use crate::domain::{unix_seconds, TenantType};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetView};
 use crate::plan::{Target, TargetKey};
+use crate::polling::persistence::{Persistence, Saved, Written};
+
+mod saving;
 use crate::scheduler::{Priority, Schedule};
 
 /// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
@@ -34,6 +37,9 @@ pub struct Plan {
     /// False while discovery is on and no customer list has arrived yet: the targets are
     /// not all known, so the exporter is not ready.
     pub complete: bool,
+    /// The last good customer list the targets were planned from (kept in the persistence
+    /// file, so that a discovered fleet comes back while the list cannot be fetched).
+    pub discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
 }
 
 /// The last known state of a target, as shown on the landing page.
@@ -138,19 +144,26 @@ const PUBLISH_SHARE: u32 = 20;
 const BEHIND: f64 = 1.0;
 const CAUGHT_UP: f64 = 0.9;
 
-/// Runs the poll loop until `shutdown` completes. A new plan on `plans` (config reload,
-/// discovery refresh) applies at once: new targets are polled at once, removed ones vanish,
-/// the others keep their schedule and last-good series.
+/// How long a clean shutdown waits for the last write of the persistence file (the
+/// daemon's whole shutdown budget is 5 s).
+const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(3);
+
+/// Runs the poll loop of `poller` until `shutdown` completes, then writes the persistence
+/// file a last time. A new plan on `plans` (config reload, discovery refresh) applies at
+/// once: new targets are polled at once, removed ones vanish, the others keep their schedule
+/// and last-good series.
 pub async fn run(
+    mut poller: Poller,
     mut plans: watch::Receiver<Arc<Plan>>,
-    metrics: Arc<Metrics>,
-    status: Arc<ArcSwap<Status>>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let plan = plans.borrow_and_update().clone();
-    let mut poller = Poller::new(plan, metrics, status);
+    if !Arc::ptr_eq(&plan, &poller.plan) {
+        poller.apply_plan(plan);
+    }
     let mut running: JoinSet<Done> = JoinSet::new();
+    let mut writing: Option<JoinHandle<std::io::Result<Written>>> = None;
     let mut plans_open = true;
     loop {
         poller.start_due(&mut running);
@@ -159,8 +172,12 @@ pub async fn run(
             .next_wake()
             .filter(|_| running.len() < poller.window());
         let publish_at = poller.publish_at(running.is_empty());
+        let write_at = poller.write_at(writing.is_some());
         tokio::select! {
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                poller.final_write(writing.take()).await;
+                return;
+            }
             changed = plans.changed(), if plans_open => {
                 match changed {
                     Ok(()) => {
@@ -180,7 +197,20 @@ pub async fn run(
             },
             _ = sleep_until_some(wake) => {}
             _ = sleep_until_some(publish_at) => poller.publish(),
+            _ = sleep_until_some(write_at) => writing = poller.start_write(),
+            written = join_some(&mut writing) => {
+                writing = None;
+                poller.written(written);
+            }
         }
+    }
+}
+
+/// Waits for the task in `handle`, forever if there is none.
+async fn join_some<T>(handle: &mut Option<JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -191,8 +221,8 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// The poll loop's state.
-struct Poller {
+/// The poll loop's state: every target's last results and schedule.
+pub struct Poller {
     plan: Arc<Plan>,
     targets: HashMap<TargetKey, Target>,
     schedule: Schedule,
@@ -221,10 +251,24 @@ struct Poller {
     token_failures: usize,
     token_error: Option<String>,
     token_warned_at: Option<Instant>,
+    /// Where the state is kept across restarts, if anywhere.
+    persistence: Option<Persistence>,
+    /// Whether anything changed since the last write of the state file began.
+    unsaved: bool,
+    last_write: Option<Instant>,
 }
 
 impl Poller {
-    fn new(plan: Arc<Plan>, metrics: Arc<Metrics>, status: Arc<ArcSwap<Status>>) -> Poller {
+    /// The poller of `plan`, with the targets of `restored` that are still planned and fresh
+    /// enough back in place; its first snapshot and status are published before it returns,
+    /// so that the first scrape already sees restored series.
+    pub fn new(
+        plan: Arc<Plan>,
+        metrics: Arc<Metrics>,
+        status: Arc<ArcSwap<Status>>,
+        persistence: Option<Persistence>,
+        restored: Option<Saved>,
+    ) -> Poller {
         let now = Instant::now();
         let mut poller = Poller {
             schedule: Schedule::new(plan.poll.interval, now),
@@ -247,8 +291,16 @@ impl Poller {
             token_failures: 0,
             token_error: None,
             token_warned_at: None,
+            persistence,
+            unsaved: false,
+            last_write: None,
         };
         poller.apply_plan(plan);
+        if let Some(saved) = restored {
+            poller.restore(saved);
+            poller.publish();
+        }
+        poller.unsaved = false;
         poller
     }
 
@@ -268,6 +320,7 @@ impl Poller {
             tracing::info!(targets = added, "polling new targets at once");
         }
         self.plan = plan;
+        self.unsaved = true;
         // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
         self.publish();
     }
@@ -323,6 +376,7 @@ impl Poller {
             state.failing_since.get_or_insert(now);
             self.polls += 1;
             self.dirty = true;
+            self.unsaved = true;
         }
     }
 
@@ -352,6 +406,7 @@ impl Poller {
         self.polls += 1;
         self.durations.push(took.as_secs_f64());
         self.dirty = true;
+        self.unsaved = true;
     }
 
     /// When to publish next: never without news; at once when idle; else a second after the

@@ -393,10 +393,25 @@ impl Schedule {
         self.waiting.first().map(|(due, _)| *due)
     }
 
-    /// The due time of a target.
-    #[cfg(test)]
-    fn due_of(&self, key: &TargetKey) -> Option<Instant> {
+    /// The due time of a target (for a running one: when it was due).
+    pub fn due_of(&self, key: &TargetKey) -> Option<Instant> {
         self.entries.get(key).filter(|e| !e.retired).map(|e| e.due)
+    }
+
+    /// Puts an idle target restored from the state file where it was: due at `due`, its
+    /// last poll ended at `last_done` (so that overdue targets go oldest data first).
+    pub fn restore(&mut self, key: &TargetKey, due: Instant, last_done: Option<Instant>) {
+        let Some(entry) = self.entries.get(key).copied() else {
+            return;
+        };
+        if entry.running || entry.retired {
+            return;
+        }
+        self.unqueue(key, &entry);
+        if let Some(e) = self.entries.get_mut(key) {
+            e.last_done = last_done;
+        }
+        self.requeue(key.clone(), due);
     }
 }
 
@@ -451,6 +466,44 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 3, 3, 7, 9]);
         assert_eq!(permits.available(), 1);
+    }
+
+    #[test]
+    fn restored_targets_start_at_their_saved_due_times_and_overdue_ones_oldest_first() {
+        let interval = Duration::from_secs(300);
+        // Far enough from the clock's start that "polled hours ago" is representable.
+        let now = Instant::now() + Duration::from_secs(20_000);
+        let mut s = Schedule::new(interval, now);
+        let ks = keys(10_000);
+        assert_eq!(s.set_targets(&ks, now), 10_000);
+        // Even targets: due later, at (i / 2) % 300 seconds. Odd ones: overdue, last polled
+        // longer ago the higher their number.
+        for (i, k) in ks.iter().enumerate() {
+            if i % 2 == 0 {
+                let due = now + Duration::from_secs(((i / 2) % 300) as u64 + 1);
+                s.restore(k, due, Some(now - Duration::from_secs(10)));
+            } else {
+                s.restore(k, now, Some(now - Duration::from_secs(60 + i as u64)));
+            }
+        }
+        // At once: exactly the overdue half, oldest data first.
+        let mut overdue = Vec::new();
+        while let Some(start) = s.start_next(now) {
+            overdue.push(start.key);
+        }
+        let expected: Vec<TargetKey> = ks.iter().skip(1).step_by(2).rev().cloned().collect();
+        assert_eq!(overdue, expected);
+        // The others start at their own due times, never before.
+        let mut started = 0;
+        for second in 1..=300u64 {
+            let at = now + Duration::from_secs(second);
+            while let Some(start) = s.start_next(at) {
+                assert_eq!(start.due, at, "{start:?}");
+                started += 1;
+            }
+        }
+        assert_eq!(started, 5_000);
+        assert_eq!(s.running(), 10_000);
     }
 
     #[test]

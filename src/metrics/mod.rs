@@ -171,6 +171,12 @@ pub struct Metrics {
     /// Unix time of the last good (re)load.
     pub config_reload_success_timestamp: Gauge,
     shard_info: IntGaugeVec,
+    /// Writes of the persistence file that failed.
+    pub persistence_write_failures: IntCounter,
+    /// Unix time of the last successful write of the persistence file.
+    pub persistence_last_write: Gauge,
+    /// Targets restored from the persistence file at start.
+    pub persistence_restored_targets: IntGauge,
 }
 
 /// Creates a metric and registers it, or fails with the registry's error.
@@ -363,6 +369,27 @@ impl Metrics {
                     ),
                     &["shard", "total_shards"],
                 ),
+            )?,
+            persistence_write_failures: register(
+                &registry,
+                IntCounter::with_opts(ns(
+                    "persistence_write_failures_total",
+                    "Writes of the persistence file (--persistence.file) that failed; polling and serving go on.",
+                )),
+            )?,
+            persistence_last_write: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "persistence_last_write_timestamp_seconds",
+                    "Unix time of the last successful write of the persistence file; 0 before the first (or without --persistence.file).",
+                )),
+            )?,
+            persistence_restored_targets: register(
+                &registry,
+                IntGauge::with_opts(ns(
+                    "persistence_restored_targets",
+                    "Targets whose series, results and schedule were restored from the persistence file at start.",
+                )),
             )?,
             registry,
         })

@@ -119,6 +119,23 @@ impl SeatSeries {
         self.seats.len()
     }
 
+    /// The tenants back as the API reported them, one at a time (the persistence file is
+    /// written from this without a second copy of the series).
+    pub fn iter(&self) -> impl Iterator<Item = TenantSeats> + '_ {
+        (0..self.seats.len()).filter_map(move |i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+            let part = self.labels.get(start..self.ends[i] as usize)?;
+            let (id, name) = unescape_tenant_labels(part)?;
+            let (available, assigned) = self.seats[i];
+            Some(TenantSeats {
+                id,
+                name,
+                available,
+                assigned,
+            })
+        })
+    }
+
     /// Appends the line of tenant `i` of `family` (0: available, 1: assigned).
     fn write_line(&self, prefix: &str, family: usize, i: usize, out: &mut Vec<u8>) {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
@@ -136,6 +153,34 @@ impl SeatSeries {
         write_u64(out, value);
         out.push(b'\n');
     }
+}
+
+/// The id and name of `tenant_id="…",tenant_name="…"` as [`SeatSeries::new`] wrote it,
+/// unescaped.
+fn unescape_tenant_labels(part: &str) -> Option<(String, String)> {
+    let rest = part.strip_prefix("tenant_id=\"")?;
+    let (id, rest) = unescape_until_quote(rest)?;
+    let rest = rest.strip_prefix(",tenant_name=\"")?;
+    let (name, rest) = unescape_until_quote(rest)?;
+    rest.is_empty().then_some((id, name))
+}
+
+/// The escaped label value at the start of `s` up to its closing quote, unescaped, and what
+/// follows the quote.
+fn unescape_until_quote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                other => out.push(other),
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Appends the decimal digits of `n` (the hot loop of a plain scrape: no formatter).
@@ -501,6 +546,18 @@ mod tests {
             write_u64(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+    }
+
+    #[test]
+    fn series_give_their_tenants_back_exactly() {
+        let mut tenants: Vec<TenantSeats> = (0..50).map(tenant).collect();
+        tenants[3].name = "quote \" backslash \\ newline \n end \\\"".into();
+        tenants[4].id = "\"\\n\"".into();
+        tenants[5].name = String::new();
+        tenants[6].name = "ümlaut, emoji 🚀, tenant_name=\"x\"".into();
+        let series = SeatSeries::new(&tenants);
+        assert_eq!(series.iter().collect::<Vec<_>>(), tenants);
+        assert_eq!(SeatSeries::empty().iter().count(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod binary;
 mod fleet;
 mod hostile;
 mod operator;
+mod persistence;
 mod polling;
 mod resilience;
 mod scheduling;

@@ -503,6 +503,7 @@ impl Exporter {
             total_shards: 1,
             web_config_file: None,
             limits: ServeLimits::default(),
+            persistence: None,
         };
         adjust(&mut options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,201 @@
+//! The poller's side of persistence: what it hands to the state file, how often, and what it
+//! takes back at start (see [`crate::polling::persistence`]).
+
+use std::time::{Duration, SystemTime};
+
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
+
+use super::{Poller, TargetState, FINAL_WRITE_BUDGET};
+use crate::domain::unix_seconds;
+use crate::polling::persistence::{self, Saved, SavedTarget, Written};
+
+/// The wall-clock time of a monotonic instant, given one moment on both clocks.
+fn wall_of(t: Instant, now: Instant, wall: SystemTime) -> SystemTime {
+    if t >= now {
+        wall + (t - now)
+    } else {
+        wall.checked_sub(now - t).unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+impl Poller {
+    /// Puts the saved targets that are still planned and fresh enough back: their series,
+    /// results and due times. Stale and removed ones are left out (and so are polled at once,
+    /// as new targets are).
+    pub(super) fn restore(&mut self, saved: Saved) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let poll = self.plan.poll;
+        let age = wall.duration_since(saved.written_at).unwrap_or_default();
+        let (mut revived, mut stale, mut removed) = (0usize, 0usize, 0usize);
+        for t in saved.targets {
+            let key = (t.customer_id.clone(), t.tenant_type);
+            if !self.targets.contains_key(&key) {
+                removed += 1;
+                continue;
+            }
+            let Some(r) =
+                persistence::revival(&t, saved.written_at, wall, poll.stale_after, poll.interval)
+            else {
+                stale += 1;
+                continue;
+            };
+            let ago = |d: Duration| now.checked_sub(d);
+            self.schedule
+                .restore(&key, now + r.due_in, r.polled_ago.and_then(ago));
+            self.states.insert(
+                key,
+                TargetState {
+                    seats: t.seats,
+                    last_tenant_count: t.tenants,
+                    last_poll: t.last_poll,
+                    last_success: t.last_success,
+                    failing_since: r.failing_for.map(|f| ago(f).unwrap_or(now)),
+                    last_error: t.error,
+                    requests: t.pages,
+                },
+            );
+            revived += 1;
+        }
+        self.metrics
+            .persistence_restored_targets
+            .set(revived as i64);
+        // Restored in full: the first pass is behind us.
+        if self.plan.complete && self.targets.keys().all(|k| self.states.contains_key(k)) {
+            self.first_pass_done = true;
+            self.last_summary = Some(now);
+        }
+        tracing::info!(
+            targets = revived,
+            not_revived_stale = stale,
+            not_revived_removed = removed,
+            not_in_file = self.targets.len() - revived,
+            age = %humantime::format_duration(Duration::from_secs(age.as_secs())),
+            "restored the persisted state"
+        );
+    }
+
+    /// The state to keep: every polled target of the plan (series shared, not copied), and
+    /// the customer list the plan came from.
+    fn saved(&self) -> Saved {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let targets = self
+            .plan
+            .targets
+            .iter()
+            .filter_map(|t| {
+                let key = t.key();
+                let s = self.states.get(&key)?;
+                Some(SavedTarget {
+                    next_due: self.schedule.due_of(&key).map(|d| wall_of(d, now, wall)),
+                    customer_id: key.0,
+                    tenant_type: key.1,
+                    seats: s.seats.clone(),
+                    tenants: s.last_tenant_count,
+                    last_poll: s.last_poll,
+                    last_success: s.last_success,
+                    failing_since: s.failing_since.map(|f| wall_of(f, now, wall)),
+                    error: s.last_error.clone(),
+                    pages: s.requests,
+                })
+            })
+            .collect();
+        Saved {
+            written_at: wall,
+            targets,
+            customers: self.plan.discovered.clone(),
+        }
+    }
+
+    /// When to write the state file next: never without a file or news, or while a write
+    /// runs; else at once for the first write, then an interval after the last one began.
+    pub(super) fn write_at(&self, writing: bool) -> Option<Instant> {
+        let p = self.persistence.as_ref()?;
+        if writing || !self.unsaved {
+            return None;
+        }
+        Some(
+            self.last_write
+                .map_or_else(Instant::now, |t| t + p.interval),
+        )
+    }
+
+    /// Starts writing the state file on a blocking thread.
+    pub(super) fn start_write(&mut self) -> Option<JoinHandle<std::io::Result<Written>>> {
+        let path = self.persistence.as_ref()?.path.clone();
+        let saved = self.saved();
+        self.unsaved = false;
+        self.last_write = Some(Instant::now());
+        Some(tokio::task::spawn_blocking(move || {
+            persistence::write(&path, &saved)
+        }))
+    }
+
+    /// Records how a write went: a failure is counted and logged, and the state is written
+    /// again at the next chance.
+    pub(super) fn written(&mut self, result: Result<std::io::Result<Written>, JoinError>) {
+        let file = self
+            .persistence
+            .as_ref()
+            .map(|p| p.path.display().to_string())
+            .unwrap_or_default();
+        let error = match result {
+            Ok(Ok(w)) => {
+                self.metrics
+                    .persistence_last_write
+                    .set(unix_seconds(SystemTime::now()));
+                tracing::debug!(
+                    file,
+                    bytes = w.bytes,
+                    took_ms = w.took.as_millis() as u64,
+                    "state written"
+                );
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        self.metrics.persistence_write_failures.inc();
+        self.unsaved = true;
+        tracing::warn!(
+            file,
+            error,
+            "cannot write the persistence file; polling and serving go on, the next write \
+             tries again"
+        );
+    }
+
+    /// At shutdown: waits for a write in flight, then writes what changed since, all within
+    /// [`FINAL_WRITE_BUDGET`].
+    pub(super) async fn final_write(
+        &mut self,
+        in_flight: Option<JoinHandle<std::io::Result<Written>>>,
+    ) {
+        if self.persistence.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + FINAL_WRITE_BUDGET;
+        let mut handle = in_flight;
+        let mut last = false;
+        loop {
+            if let Some(h) = handle.take() {
+                match tokio::time::timeout_at(deadline, h).await {
+                    Ok(result) => self.written(result),
+                    Err(_) => {
+                        tracing::warn!(
+                            budget = %humantime::format_duration(FINAL_WRITE_BUDGET),
+                            "the persistence file could not be written within the shutdown \
+                             budget; the previous file stays"
+                        );
+                        return;
+                    }
+                }
+            }
+            if last || !self.unsaved {
+                return;
+            }
+            last = true;
+            handle = self.start_write();
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The state file's format (round trip, versions, damage) and the revival arithmetic.
+
+use super::*;
+use crate::domain::TenantSeats;
+
+fn at(seconds: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+}
+
+fn tenants(n: usize) -> Vec<TenantSeats> {
+    (0..n)
+        .map(|i| TenantSeats {
+            id: format!("t{i}"),
+            name: format!("Tenant \"{i}\" \\ \n é"),
+            available: i as u64,
+            assigned: 2 * i as u64,
+        })
+        .collect()
+}
+
+fn target(id: &str, n: usize) -> SavedTarget {
+    SavedTarget {
+        customer_id: id.into(),
+        tenant_type: TenantType::Google,
+        seats: Arc::new(SeatSeries::new(&tenants(n))),
+        tenants: Some(n),
+        last_poll: Some(at(1_000)),
+        last_success: Some(at(1_000)),
+        failing_since: None,
+        error: None,
+        pages: Some(1),
+        next_due: Some(at(1_300)),
+    }
+}
+
+fn saved(customers: Option<Vec<DiscoveredCustomer>>) -> Saved {
+    let mut failing = target("b", 0);
+    failing.error = Some("HTTP 500 (http_5xx)".into());
+    failing.failing_since = Some(at(1_100));
+    failing.last_success = None;
+    failing.tenants = None;
+    Saved {
+        written_at: at(1_200),
+        targets: vec![target("a", 3), failing, target("c", 250)],
+        customers: customers.map(Arc::new),
+    }
+}
+
+fn encoded(saved: &Saved) -> Vec<u8> {
+    let mut out = Vec::new();
+    format::encode(&mut out, saved).unwrap();
+    out
+}
+
+fn decoded(bytes: &[u8]) -> Result<Saved, String> {
+    format::decode(&mut std::io::Cursor::new(bytes))
+}
+
+fn same(a: &Saved, b: &Saved) {
+    assert_eq!(a.written_at, b.written_at);
+    assert_eq!(a.targets.len(), b.targets.len());
+    for (x, y) in a.targets.iter().zip(&b.targets) {
+        assert_eq!(x.customer_id, y.customer_id);
+        assert_eq!(x.tenant_type, y.tenant_type);
+        assert_eq!(*x.seats, *y.seats);
+        assert_eq!(
+            (x.tenants, x.last_poll, x.last_success, x.failing_since),
+            (y.tenants, y.last_poll, y.last_success, y.failing_since)
+        );
+        assert_eq!(
+            (&x.error, x.pages, x.next_due),
+            (&y.error, y.pages, y.next_due)
+        );
+    }
+    assert_eq!(a.customers, b.customers);
+}
+
+#[test]
+fn a_state_round_trips_exactly() {
+    let list = vec![DiscoveredCustomer {
+        id: "f1620000-b9d4-0000-a165-97db0000fc15".into(),
+        organization: "Contoso \"Ltd\"".into(),
+        country_or_region: "DE".into(),
+        management_mode: "Managed".into(),
+    }];
+    for customers in [None, Some(Vec::new()), Some(list)] {
+        let state = saved(customers);
+        same(&decoded(&encoded(&state)).unwrap(), &state);
+    }
+}
+
+#[test]
+fn the_header_names_the_format_and_its_version() {
+    let text = String::from_utf8(encoded(&saved(None))).unwrap();
+    let first = text.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "{\"header\":{\"format\":\"avepoint-elements-exporter state\",\"version\":1,\"written_at\":1200.0}}"
+    );
+    assert!(text.ends_with("{\"end\":{\"targets\":3,\"customers\":null}}\n"));
+    // Another version of the format is refused by name.
+    let other = text.replacen("\"version\":1", "\"version\":2", 1);
+    assert_eq!(
+        decoded(other.as_bytes()).unwrap_err(),
+        "format version 2; this exporter reads version 1"
+    );
+}
+
+#[test]
+fn damaged_files_are_refused_with_the_cause() {
+    let text = String::from_utf8(encoded(&saved(None))).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "the file is empty"),
+        ("garbage\n".into(), "no header on line 1"),
+        ("{\"x\":1}\n".into(), "no header on line 1"),
+        // Cut anywhere: no end line.
+        (text[..text.len() / 2].into(), ""),
+        (text[..text.len() - 10].into(), ""),
+        (
+            text.lines().take(3).collect::<Vec<_>>().join("\n"),
+            "cut short",
+        ),
+        (
+            text.replacen("\"targets\":3", "\"targets\":4", 1),
+            "the end line counts 4 targets",
+        ),
+        (
+            format!("{text}{{\"end\":{{\"targets\":3,\"customers\":null}}}}\n"),
+            "data after the end line",
+        ),
+        (
+            text.replacen("\"google\"", "\"office\"", 1),
+            "unknown tenant_type \"office\"",
+        ),
+        (
+            text.replacen("\"customer_id\":\"a\"", "\"customer_id\":\"..\"", 1),
+            "customer_id \"..\"",
+        ),
+        (
+            text.replacen("\"last_poll\":1000.0", "\"last_poll\":-5.0", 1),
+            "last_poll: -5 is not a time",
+        ),
+    ];
+    for (bad, cause) in cases {
+        let why = decoded(bad.as_bytes()).unwrap_err();
+        assert!(why.contains(cause), "{why:?} lacks {cause:?}");
+    }
+    // Not UTF-8.
+    assert!(decoded(b"\xff\xfe\n").is_err());
+}
+
+#[test]
+fn load_refuses_what_is_not_a_whole_regular_file_and_moves_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.jsonl");
+    assert!(matches!(load(&path), Loaded::Missing));
+    // A directory at the path.
+    std::fs::create_dir(&path).unwrap();
+    match load(&path) {
+        Loaded::Bad(why) => assert!(why.contains("not a regular file"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let bad = move_aside(&path).unwrap();
+    assert_eq!(bad, dir.path().join("state.jsonl.bad"));
+    assert!(bad.is_dir() && !path.exists());
+    // A FIFO answers at once.
+    let status = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    match load(&path) {
+        Loaded::Bad(why) => assert!(why.contains("not a regular file"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // Replacing the older bad one.
+    move_aside(&path).unwrap();
+    std::fs::write(&path, "garbage").unwrap();
+    assert!(matches!(load(&path), Loaded::Bad(_)));
+}
+
+#[test]
+fn writes_replace_the_file_whole_with_mode_0600_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/state.jsonl");
+    prepare(&path).unwrap();
+    let state = saved(None);
+    let written = write(&path, &state).unwrap();
+    assert_eq!(written.bytes, std::fs::metadata(&path).unwrap().len());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // An older file with wider rights is replaced by a 0600 one.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write(&path, &state).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    match load(&path) {
+        Loaded::Restored(back) => same(&back, &state),
+        other => panic!("{other:?}"),
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["state.jsonl"]);
+}
+
+#[test]
+fn an_unwritable_directory_is_a_start_up_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the directory should be.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    let err = prepare(&blocker.join("state.jsonl")).unwrap_err();
+    assert!(matches!(err, PersistenceError::CreateDir { .. }));
+    assert!(err.to_string().contains("blocker"), "{err}");
+}
+
+#[test]
+fn revival_counts_the_downtime_as_failing_and_keeps_each_target_on_its_slot() {
+    let minute = Duration::from_secs(60);
+    let (stale_after, interval) = (15 * minute, 5 * minute);
+    let up = target("a", 1); // polled at 1 000 s, due at 1 300 s, saved at 1 200 s
+    let saved_at = at(1_200);
+    // A restart a minute after the write: not due for another 40 s, up, not failing.
+    let r = revival(&up, saved_at, at(1_260), stale_after, interval).unwrap();
+    assert_eq!(r.due_in, Duration::from_secs(40));
+    assert_eq!(r.failing_for, None);
+    assert_eq!(r.polled_ago, Some(Duration::from_secs(260)));
+    // Overdue by the time of the restart: due at once.
+    let r = revival(&up, saved_at, at(1_500), stale_after, interval).unwrap();
+    assert_eq!(r.due_in, Duration::ZERO);
+    // A 20-minute outage with a 15-minute stale_after revives nothing.
+    assert_eq!(
+        revival(&up, saved_at, at(1_200 + 1_200), stale_after, interval),
+        None
+    );
+    // Failing since 1 100 s: ten minutes of failing before the stop plus six of downtime
+    // are too many; plus four are not, and the failing time goes on from there.
+    let mut failing = target("b", 2);
+    failing.failing_since = Some(at(1_100));
+    assert_eq!(
+        revival(
+            &failing,
+            saved_at,
+            at(1_100 + 16 * 60),
+            stale_after,
+            interval
+        ),
+        None
+    );
+    let r = revival(
+        &failing,
+        saved_at,
+        at(1_100 + 14 * 60),
+        stale_after,
+        interval,
+    )
+    .unwrap();
+    assert_eq!(r.failing_for, Some(14 * minute));
+    // Never succeeded: nothing to go stale, kept with its cause however old.
+    let mut never = target("c", 0);
+    never.last_success = None;
+    never.failing_since = Some(at(0));
+    assert!(revival(&never, saved_at, at(100_000), stale_after, interval).is_some());
+    // A due time further away than the (shortened) interval is brought in.
+    let mut far = target("d", 1);
+    far.next_due = Some(at(1_200 + 3_600));
+    let r = revival(&far, saved_at, at(1_201), stale_after, interval).unwrap();
+    assert_eq!(r.due_in, interval);
+    // A clock that went backwards counts as no time.
+    let r = revival(&up, saved_at, at(900), stale_after, interval).unwrap();
+    assert_eq!(r.polled_ago, Some(Duration::ZERO));
+}
