@@ -131,6 +131,29 @@ if n_copy == 0:
 if not re.search(r"^USER\s+(65532|nonroot)", text, re.M):
     fail(f"{dockerfile_path}: the final stage must run as USER 65532 (nonroot)")
 
+# The compose exporter's --persistence.file lies on a named volume whose mount point the
+# image creates for its user (a fresh named volume takes that owner).
+exporter = (compose.get("services") or {}).get("exporter") or {}
+state = next((a.split("=", 1)[1] for a in exporter.get("command") or [] if a.startswith("--persistence.file=")), None)
+if state is None:
+    fail(f"{compose_path}: the exporter has no --persistence.file")
+else:
+    state_dir = os.path.dirname(state)
+    if not any(dst == state_dir and src is None for dst, src in mount_targets):
+        fail(f"{compose_path}: --persistence.file={state}: {state_dir} is not a named volume")
+    if not re.search(r"^COPY\s+--from=\S+\s+--chown=65532:65532\s+\S+\s+" + re.escape(state_dir) + r"\s*$", text, re.M):
+        fail(f"{dockerfile_path}: {state_dir} is not created for user 65532 (COPY --chown=65532:65532 ... {state_dir})")
+
+# The systemd unit keeps its state in its StateDirectory.
+unit_path = "deploy/systemd/avepoint-elements-exporter.service"
+with open(unit_path) as f:
+    unit = f.read()
+m = re.search(r"--persistence\.file=/var/lib/([^/\s]+)/\S+", unit)
+if not m:
+    fail(f"{unit_path}: ExecStart has no --persistence.file under /var/lib")
+elif not re.search(r"^StateDirectory=" + re.escape(m.group(1)) + r"\s*$", unit, re.M):
+    fail(f"{unit_path}: --persistence.file is under /var/lib/{m.group(1)} but StateDirectory={m.group(1)} is missing")
+
 # Grafana provisioning fits the compose file.
 for p, docs in parsed.items():
     if not p.startswith("grafana/provisioning/"):
@@ -185,6 +208,7 @@ for p, docs in sorted(parsed.items()):
             fail(f"{where}: automountServiceAccountToken should be false")
         # Files the pod's volumes provide, by mount path.
         vols = {v["name"]: v for v in pod.get("volumes", [])}
+        claims = {t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates") or []}
         for c in pod.get("initContainers", []) + pod.get("containers", []):
             cw = f"{where} container {c['name']}"
             sc = c.get("securityContext") or {}
@@ -212,7 +236,8 @@ for p, docs in sorted(parsed.items()):
             for m in c.get("volumeMounts", []):
                 v = vols.get(m["name"])
                 if v is None:
-                    fail(f"{cw}: volumeMount {m['name']} has no volume")
+                    if m["name"] not in claims:
+                        fail(f"{cw}: volumeMount {m['name']} has no volume")
                     continue
                 sources = (v.get("projected") or {}).get("sources") or [
                     {k: v[k]} for k in ("configMap", "secret") if k in v]
@@ -227,6 +252,17 @@ for p, docs in sorted(parsed.items()):
                 fail(f"{cw}: --config.file={config_file} is not a mounted file ({sorted(provided)})")
             if secret_file and secret_file not in provided:
                 fail(f"{cw}: the config's client_secret_file {secret_file} is not a mounted file ({sorted(provided)})")
+            state = next((a.split("=", 1)[1] for a in args if a.startswith("--persistence.file=")), None)
+            if state is None:
+                fail(f"{cw}: no --persistence.file (a restart would lose every series)")
+            else:
+                mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+                m = mounts.get(os.path.dirname(state))
+                v = vols.get(m["name"]) if m else None
+                writable = m is not None and not m.get("readOnly") and (
+                    m["name"] in claims or (v is not None and ("emptyDir" in v or "persistentVolumeClaim" in v)))
+                if not writable:
+                    fail(f"{cw}: --persistence.file={state}: its directory is not a writable emptyDir or claimed volume mount")
             if any(a.startswith("--total-shards") for a in args):
                 shards = int(next(a.split("=", 1)[1] for a in args if a.startswith("--total-shards=")))
                 if doc["kind"] != "StatefulSet" or doc["spec"].get("replicas") != shards:

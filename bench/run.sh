@@ -19,7 +19,9 @@
 # polling back to back for CHURN_SECONDS (default 60; RSS sampled every 5 s), and a rate-bound
 # fleet: FLEET_CUSTOMERS
 # (default 500) customers x 4 types, one in ten with 250 tenants per type (3 pages), at
-# max_requests_per_second 100: its first pass against requests / rate.
+# max_requests_per_second 100: its first pass against requests / rate. Last, persistence at
+# the msp shape: the state file's size and write time, a restart with the API gone (process
+# start to a complete /metrics) and gzip scrapes while the file is written every second.
 # Needs: Debian packages prometheus-node-exporter, nginx-light, wrk, curl; pip prometheus_client
 # (installed when missing).
 set -euo pipefail
@@ -65,6 +67,17 @@ median_ms() { # url [gzip]
   for _ in 1 2 3; do curl -fsS -o /dev/null "${hdr[@]}" "$url"; done
   for _ in $(seq 1 "$RUNS"); do t+=("$(curl -fsS -o /dev/null -w '%{time_total}' "${hdr[@]}" "$url")"); done
   printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]*1000}'
+}
+# Median and largest scrape time in ms, as "MEDIAN MAX" (like median_ms).
+median_max_ms() { # url [gzip]
+  local url=$1 hdr=() t=()
+  [ "${2:-}" = gzip ] && hdr=(-H 'Accept-Encoding: gzip')
+  for _ in $(seq 1 "$RUNS"); do t+=("$(curl -fsS -o /dev/null -w '%{time_total}' "${hdr[@]}" "$url")"); sleep 0.1; done
+  printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.2f %.2f\n", a[int((NR+1)/2)]*1000, a[NR]*1000}'
+}
+# The value of an unlabelled sample on the exporter at PORT.
+sample() { # port metric
+  curl -fsS "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'
 }
 # start_fake DIR ARGS...: the synthetic API (bench-fake-api ARGS), once it says it is ready.
 start_fake() {
@@ -202,6 +215,7 @@ for _ in $(seq 1 $(( (CHURN_SECONDS + 4) / 5 ))); do
   curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$CHURN_PORT/metrics"
   churn_max=$(awk -v a="$churn_max" -v b="$(rss_mib "$CHURN_PID")" 'BEGIN{print (b > a ? b : a)}')
 done
+read -r churn_gz_med churn_gz_max < <(median_max_ms "http://127.0.0.1:$CHURN_PORT/metrics" gzip)
 churn_polls=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | awk '/^avepoint_exporter_poll_duration_seconds_count /{print $2}')
 churn_series=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | grep -c '_user_seats{' || true)
 churn_last=$(rss_mib "$CHURN_PID")
@@ -219,6 +233,59 @@ fleet_ideal_ms=$(( fleet_requests * 1000 / FLEET_RATE ))
 fleet_rss=$(rss_mib "$FLEET_PID")
 kill "$FLEET_PID" 2>/dev/null || true
 
+# 6. Persistence at the msp shape: the state file's size and write time; a restart with the
+#    API gone (time from process start to a /metrics with every series); then the binary
+#    polling back to back (as in 4) while the file is written every second: scrapes and RSS.
+mkdir -p "$tmp/persist"
+start_fake "$tmp/persist" "$MSP_CUSTOMERS" 150 0 16 "$tmp/persist/config.yaml" 4 50 2000 1 0
+PFAKE_PID=${pids[-1]}
+state="$tmp/persist/state/state.jsonl"
+start_exporter "$tmp/persist" --persistence.file "$state" --persistence.interval 1s
+P_PORT=$PORT; P_PID=$PID
+# A write that began after the first pass (ready) holds every target.
+ready_at=$(date +%s.%N)
+for _ in $(seq 1 600); do
+  w=$(sample "$P_PORT" avepoint_exporter_persistence_last_write_timestamp_seconds)
+  awk -v w="${w:-0}" -v r="$ready_at" 'BEGIN { exit !(w > r + 0.5) }' && break; sleep 0.1
+done
+p_series=$(curl -fsS "http://127.0.0.1:$P_PORT/metrics" | grep -c '_user_seats{' || true)
+p_targets=$(curl -fsS "http://127.0.0.1:$P_PORT/metrics" | grep -c '^avepoint_exporter_target_up{' || true)
+p_write_ms=$(sample "$P_PORT" avepoint_exporter_persistence_last_write_duration_seconds | awk '{printf "%.0f", $1*1000}')
+kill "$PFAKE_PID" 2>/dev/null || true
+t_term=$(date +%s%N)
+kill -TERM "$P_PID"; wait "$P_PID" 2>/dev/null || true
+p_stop_ms=$(( ($(date +%s%N) - t_term) / 1000000 ))
+p_kib=$(stat -c %s "$state" | awk '{printf "%.0f", $1/1024}')
+PORT=$(free_port)
+t0=$(date +%s%N)
+"$BIN" --config.file "$tmp/persist/config.yaml" --web.listen-address "127.0.0.1:$PORT" \
+  --persistence.file "$state" 2>"$tmp/persist/restart.log" &
+R_PID=$!; pids+=($R_PID)
+p_restore_ms=timeout
+for _ in $(seq 1 3000); do
+  n=$(curl -fsS "http://127.0.0.1:$PORT/metrics" 2>/dev/null | grep -c '_user_seats{' || true)
+  if [ "$n" = "$p_series" ]; then p_restore_ms=$(( ($(date +%s%N) - t0) / 1000000 )); break; fi
+  sleep 0.01
+done
+p_ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/-/ready")
+p_restore_rss=$(rss_mib "$R_PID")
+kill "$R_PID" 2>/dev/null || true
+mkdir -p "$tmp/pchurn"
+start_fake "$tmp/pchurn" "$MSP_CUSTOMERS" 150 0 16 "$tmp/pchurn/config.yaml" 4 50 2000 1 20
+sed -i 's/^  interval: 1h$/  interval: 1s/; s/^  stale_after: 3h$/  stale_after: 1h/' "$tmp/pchurn/config.yaml"
+start_exporter "$tmp/pchurn" --log.level error --persistence.file "$tmp/pchurn/state.jsonl" --persistence.interval 1s
+PC_PORT=$PORT; PC_PID=$PID
+sleep 10
+read -r pchurn_gz_med pchurn_gz_max < <(median_max_ms "http://127.0.0.1:$PC_PORT/metrics" gzip)
+pchurn_max=0
+for _ in 1 2 3 4 5 6; do
+  sleep 2
+  pchurn_max=$(awk -v a="$pchurn_max" -v b="$(rss_mib "$PC_PID")" 'BEGIN{print (b > a ? b : a)}')
+done
+pchurn_writes_ms=$(sample "$PC_PORT" avepoint_exporter_persistence_last_write_duration_seconds | awk '{printf "%.0f", $1*1000}')
+pchurn_failures=$(sample "$PC_PORT" avepoint_exporter_persistence_write_failures_total)
+kill "$PC_PID" 2>/dev/null || true
+
 echo
 echo "## Benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m))"
 echo
@@ -231,4 +298,7 @@ echo "| wrk median, 1 scraper -> 32 scrapers (msp) | ${m1} ms -> ${m32} ms = $(r
 echo "| wrk errors with 32 scrapers | $errs | none |"
 echo "| memory with 20% tenant churn per poll (in-process) | $churn | flat |"
 echo "| binary, msp shape, 20% churn, polling back to back for ${CHURN_SECONDS} s ($churn_polls polls, $churn_series series) | RSS at most $churn_max MiB, last $churn_last MiB | <= 64 MiB |"
+echo "| persistence file, msp ($p_targets targets, $p_series series) | $p_kib KiB, written in $p_write_ms ms (fsync and rename included); SIGTERM to exit ${p_stop_ms} ms (last write included) | |"
+echo "| restart with the API gone: process start -> /metrics with all $p_series series | $p_restore_ms ms, /-/ready $p_ready, RSS $p_restore_rss MiB | <= 2000 ms, 200, <= 64 MiB |"
+echo "| gzip scrapes while polling back to back (msp, 20% churn): without -> with a write every second | median ${churn_gz_med} -> ${pchurn_gz_med} ms, max ${churn_gz_max} -> ${pchurn_gz_max} ms (last write $pchurn_writes_ms ms, $pchurn_failures failures; RSS at most $pchurn_max MiB) | no visible step, <= 64 MiB |"
 echo "| first pass of a rate-bound fleet ($fleet_targets targets, $fleet_ok up, $fleet_requests requests at $FLEET_RATE/s) | ${fleet_ms} ms vs requests / rate ${fleet_ideal_ms} ms = $(ratio "$fleet_ms" "$fleet_ideal_ms")x (RSS $fleet_rss MiB) | <= 1.15x |"

@@ -177,6 +177,8 @@ pub struct Metrics {
     pub persistence_last_write: Gauge,
     /// Targets restored from the persistence file at start.
     pub persistence_restored_targets: IntGauge,
+    /// Seconds the last successful write of the persistence file took.
+    pub persistence_last_write_duration: Gauge,
 }
 
 /// Creates a metric and registers it, or fails with the registry's error.
@@ -389,6 +391,13 @@ impl Metrics {
                 IntGauge::with_opts(ns(
                     "persistence_restored_targets",
                     "Targets whose series, results and schedule were restored from the persistence file at start.",
+                )),
+            )?,
+            persistence_last_write_duration: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "persistence_last_write_duration_seconds",
+                    "Time the last successful write of the persistence file took, fsync and rename included.",
                 )),
             )?,
             registry,

@@ -144,6 +144,9 @@ impl Poller {
                 self.metrics
                     .persistence_last_write
                     .set(unix_seconds(SystemTime::now()));
+                self.metrics
+                    .persistence_last_write_duration
+                    .set(w.took.as_secs_f64());
                 tracing::debug!(
                     file,
                     bytes = w.bytes,

@@ -188,15 +188,12 @@ pub fn load(path: &Path) -> Loaded {
     }
 }
 
-/// Moves a bad state file aside to `PATH.bad` (replacing an older one), so that it is kept
-/// for a look but never read again. Blocking.
+/// Moves a bad state file aside to `PATH.bad` (replacing an older bad file, never a
+/// directory's contents), so that it is kept for a look but never read again. Blocking.
 pub fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let mut bad = path.as_os_str().to_owned();
     bad.push(".bad");
     let bad = PathBuf::from(bad);
-    if bad.is_dir() {
-        std::fs::remove_dir_all(&bad)?;
-    }
     std::fs::rename(path, &bad)?;
     Ok(bad)
 }

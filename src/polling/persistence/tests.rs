@@ -163,7 +163,8 @@ fn load_refuses_what_is_not_a_whole_regular_file_and_moves_it_aside() {
     let bad = move_aside(&path).unwrap();
     assert_eq!(bad, dir.path().join("state.jsonl.bad"));
     assert!(bad.is_dir() && !path.exists());
-    // A FIFO answers at once.
+    // A FIFO answers at once (the directory moved aside earlier is the user's to remove).
+    std::fs::remove_dir(&bad).unwrap();
     let status = std::process::Command::new("mkfifo")
         .arg(&path)
         .status()
