@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: Duration::ZERO,
         churn_percent: 20,
         max_concurrency: 8,
+        typical_mix: false,
     })
     .await?;
     let config: Config = api.config()?;

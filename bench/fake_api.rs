@@ -43,6 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: Duration::from_millis(latency.parse()?),
         churn_percent: churn,
         max_concurrency: concurrency.parse()?,
+        typical_mix: false,
     })
     .await?;
     std::fs::write(out, api.config_yaml())?;

@@ -47,6 +47,24 @@ pub struct Options {
     pub persistence: Option<Persistence>,
 }
 
+impl Options {
+    /// The defaults of the command line for `config_file`, listening on `listen_addresses`:
+    /// no demo, one shard, no web config, default limits, no persistence.
+    pub fn new(config_file: PathBuf, listen_addresses: Vec<String>) -> Options {
+        Options {
+            config_file,
+            listen_addresses,
+            telemetry_path: "/metrics".into(),
+            demo: false,
+            shard: 0,
+            total_shards: 1,
+            web_config_file: None,
+            limits: ServeLimits::default(),
+            persistence: None,
+        }
+    }
+}
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

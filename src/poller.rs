@@ -4,7 +4,8 @@
 //! Polls run as tasks, at most twice `max_concurrency` targets at once (the transport bounds
 //! the requests, and serves them in the order the targets started). Nothing is cancelled for
 //! being late: a poll ends when its requests do. Results are published in batches, at most
-//! about once a second while polls keep finishing, and at once when the poller goes idle.
+//! about once a second while polls keep finishing, and when the poller goes idle as soon as
+//! the last publish's cost allows (publishing stays under 5 % of a core).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,7 +25,7 @@ use crate::plan::{Target, TargetKey};
 use crate::polling::persistence::{Persistence, Saved, Written};
 
 mod saving;
-use crate::scheduler::{Priority, Schedule};
+use crate::scheduler::{Cadence, Priority, Schedule};
 
 /// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
 pub struct Plan {
@@ -124,6 +125,11 @@ impl TargetState {
     /// Polled at least once, and the last poll succeeded.
     fn up(&self) -> bool {
         self.last_poll.is_some() && self.last_error.is_none()
+    }
+
+    /// Up, and its last poll found no tenants: on the empty cadence.
+    fn empty(&self) -> bool {
+        self.up() && self.last_tenant_count == Some(0)
     }
 }
 
@@ -240,6 +246,9 @@ pub struct Poller {
     last_publish: Option<Instant>,
     /// Time between publishes while polls keep finishing (see [`PUBLISH_SHARE`]).
     publish_every: Duration,
+    /// What the last publish cost, on the real clock (a share of a core is real time, even
+    /// when tests and benchmarks pause tokio's clock).
+    publish_cost: Duration,
     /// Whether the first pass over every target has been announced.
     first_pass_done: bool,
     started_at: Instant,
@@ -284,6 +293,7 @@ impl Poller {
             durations: Vec::new(),
             last_publish: None,
             publish_every: PUBLISH_EVERY,
+            publish_cost: Duration::ZERO,
             first_pass_done: false,
             started_at: now,
             last_summary: None,
@@ -311,7 +321,11 @@ impl Poller {
 
     fn apply_plan(&mut self, plan: Arc<Plan>) {
         let now = Instant::now();
-        self.schedule.set_interval(plan.poll.interval);
+        self.schedule
+            .set_intervals(plan.poll.interval, plan.poll.empty_interval);
+        self.metrics
+            .poll_empty_interval
+            .set(plan.poll.empty_interval.as_secs_f64());
         // A renamed customer keeps its series: the names come from the new labels.
         self.targets = plan.targets.iter().map(|t| (t.key(), t.clone())).collect();
         let added = self.schedule.set_targets(self.targets.keys(), now);
@@ -368,7 +382,7 @@ impl Poller {
             "a target poll panicked; this is a bug, please report it"
         );
         let now = Instant::now();
-        self.schedule.finished(&key, started, now);
+        self.schedule.finished(&key, started, now, Cadence::Regular);
         if self.targets.contains_key(&key) {
             let state = self.states.entry(key).or_default();
             state.last_poll = Some(SystemTime::now());
@@ -387,7 +401,13 @@ impl Poller {
             took,
             result,
         } = done;
-        self.schedule.finished(&key, started, Instant::now());
+        // Found nothing: come back after the empty interval. A failure is not "empty".
+        let cadence = match &result {
+            Ok(fetched) if fetched.items.is_empty() => Cadence::Empty,
+            _ => Cadence::Regular,
+        };
+        self.schedule
+            .finished(&key, started, Instant::now(), cadence);
         let Some(target) = self.targets.get(&key) else {
             // Removed while it ran.
             return;
@@ -409,34 +429,43 @@ impl Poller {
         self.unsaved = true;
     }
 
-    /// When to publish next: never without news; at once when idle; else a second after the
-    /// last publish.
+    /// When to publish next: never without news; when idle, as soon as the last publish's
+    /// cost allows (publishing stays under 1/[`PUBLISH_SHARE`] of a core even when every poll
+    /// leaves the poller idle: a fast API, slots spread over the interval); else a second (or
+    /// more, when publishing is costly) after the last publish.
     fn publish_at(&self, idle: bool) -> Option<Instant> {
         if !self.dirty {
             return None;
         }
         let now = Instant::now();
         let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
-        if idle && nothing_due {
-            return Some(now);
-        }
-        Some(self.last_publish.map_or(now, |t| t + self.publish_every))
+        let every = if idle && nothing_due {
+            self.publish_cost * PUBLISH_SHARE
+        } else {
+            self.publish_every
+        };
+        Some(self.last_publish.map_or(now, |t| t + every))
     }
 
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
     /// durations: a scrape that sees a poll counted also sees its results.
     fn publish(&mut self) {
         let began = Instant::now();
+        let cost_clock = std::time::Instant::now();
         let stale_after = self.plan.poll.stale_after;
         let mut views = Vec::with_capacity(self.plan.targets.len());
         let mut statuses = Vec::with_capacity(self.plan.targets.len());
-        let (mut ok, mut polled, mut tenants, mut requests) = (0, 0, 0, 0u64);
+        let (mut ok, mut polled, mut tenants, mut empty) = (0, 0, 0, 0);
+        // Requests per round: an empty target's page once every empty interval.
+        let mut requests = 0.0f64;
+        let empty_share =
+            self.plan.poll.interval.as_secs_f64() / self.plan.poll.empty_interval.as_secs_f64();
         let mut dropped: Vec<&Target> = Vec::new();
         for target in &self.plan.targets {
             let Some(state) = self.states.get_mut(&target.key()) else {
                 // Not polled yet: listed (for readiness), but no series.
                 statuses.push(target_status(target, None));
-                requests += 1;
+                requests += 1.0;
                 continue;
             };
             let stale = state
@@ -449,7 +478,12 @@ impl Poller {
             ok += usize::from(state.up());
             polled += usize::from(state.last_poll.is_some());
             tenants += state.seats.tenants();
-            requests += u64::from(state.requests.unwrap_or(1));
+            if state.empty() {
+                empty += 1;
+                requests += empty_share;
+            } else {
+                requests += f64::from(state.requests.unwrap_or(1));
+            }
             statuses.push(target_status(target, Some(state)));
         }
         for target in &self.plan.targets {
@@ -464,6 +498,7 @@ impl Poller {
             }
         }
         log_dropped(&dropped, stale_after);
+        self.metrics.empty_targets.set(empty as i64);
         let snapshot = render_snapshot(&views);
         let series = snapshot.series;
         self.metrics.publish(snapshot);
@@ -481,7 +516,8 @@ impl Poller {
         self.dirty = false;
         let instant = Instant::now();
         self.last_publish = Some(instant);
-        self.publish_every = PUBLISH_EVERY.max((instant - began) * PUBLISH_SHARE);
+        self.publish_cost = cost_clock.elapsed().max(instant - began);
+        self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
         self.utilization(targets, requests);
         self.log_token_failures(instant);
 
@@ -491,6 +527,7 @@ impl Poller {
             tenants,
             series,
             requests,
+            empty,
         };
         if !self.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
             self.first_pass_done = true;
@@ -531,18 +568,19 @@ impl Poller {
         );
     }
 
-    /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept.
-    fn utilization(&mut self, targets: usize, requests: u64) {
+    /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept;
+    /// `requests` per round count an empty target at its own cadence.
+    fn utilization(&mut self, targets: usize, requests: f64) {
         let cost = self.plan.client.request_cost();
         let interval = self.plan.poll.interval;
-        let needed = cost.as_secs_f64() * requests as f64;
+        let needed = cost.as_secs_f64() * requests;
         let ratio = needed / interval.as_secs_f64();
         self.metrics.poll_utilization.set(ratio);
         if ratio > BEHIND && !self.behind {
             self.behind = true;
             tracing::warn!(
                 targets,
-                requests_per_round = requests,
+                requests_per_round = requests.round() as u64,
                 seconds_per_request = format!("{:.3}", cost.as_secs_f64()),
                 round_seconds = format!("{needed:.1}"),
                 interval = %humantime::format_duration(interval),
@@ -568,7 +606,9 @@ struct Summary {
     ok: usize,
     tenants: usize,
     series: usize,
-    requests: u64,
+    requests: f64,
+    /// Targets on the empty cadence.
+    empty: usize,
 }
 
 impl Summary {
@@ -583,7 +623,8 @@ impl Summary {
                 failed,
                 tenants = self.tenants,
                 series = self.series,
-                requests = self.requests,
+                requests = self.requests.round() as u64,
+                empty = self.empty,
                 duration_ms,
                 interval,
                 "{message}; every target failed"
@@ -595,7 +636,8 @@ impl Summary {
                 failed,
                 tenants = self.tenants,
                 series = self.series,
-                requests = self.requests,
+                requests = self.requests.round() as u64,
+                empty = self.empty,
                 duration_ms,
                 interval,
                 "{message}"

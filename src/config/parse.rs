@@ -161,6 +161,7 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
         return Some(PollConfig {
             interval: default_interval,
             stale_after: default_interval * 3,
+            empty_interval: DEFAULT_EMPTY_INTERVAL,
         });
     };
     let s = Section::new(value, "poll", p)?;
@@ -182,6 +183,8 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
     };
     let stale_after = s.duration("stale_after", p);
     let stale_after_set = s.get("stale_after").is_some();
+    let empty_interval = s.duration("empty_interval", p);
+    let empty_interval_set = s.get("empty_interval").is_some();
     s.finish(p);
     let interval = interval?;
     let stale_after = match stale_after {
@@ -199,10 +202,28 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
         Some(st) => Some(st),
         None if stale_after_set => None,
         None => Some(interval * 3),
-    }?;
+    };
+    let empty_interval = match empty_interval {
+        Some(e) if e < interval => {
+            p.add(
+                "poll.empty_interval",
+                format!(
+                    "{} is shorter than poll.interval ({}); it must be at least the interval (equal turns the empty cadence off)",
+                    humantime::format_duration(e),
+                    humantime::format_duration(interval)
+                ),
+            );
+            None
+        }
+        Some(e) => Some(e),
+        None if empty_interval_set => None,
+        // An interval longer than the default: empty targets keep the interval.
+        None => Some(DEFAULT_EMPTY_INTERVAL.max(interval)),
+    };
     Some(PollConfig {
         interval,
-        stale_after,
+        stale_after: stale_after?,
+        empty_interval: empty_interval?,
     })
 }
 

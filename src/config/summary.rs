@@ -55,9 +55,10 @@ impl Config {
         );
         let _ = writeln!(
             s,
-            "  poll interval: {}, stale_after: {}",
+            "  poll interval: {}, stale_after: {}, empty_interval: {} (targets whose last poll found no tenants)",
             humantime::format_duration(self.poll.interval),
-            humantime::format_duration(self.poll.stale_after)
+            humantime::format_duration(self.poll.stale_after),
+            humantime::format_duration(self.poll.empty_interval)
         );
         if let Some(d) = &self.discovery {
             let list = |v: &[Regex]| {

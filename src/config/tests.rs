@@ -371,7 +371,7 @@ fn unknown_keys_name_their_path() {
         [
             "discovery.filter: unknown key; expected one of interval, include, exclude, \
              exclude_ids, tenant_types, license_assigned_status",
-            "poll.intervall: unknown key; expected one of interval, stale_after",
+            "poll.intervall: unknown key; expected one of interval, stale_after, empty_interval",
             "extra: unknown key; expected one of discovery, elements, poll, customers",
         ]
     );
@@ -534,6 +534,34 @@ fn stale_after_must_cover_the_interval() {
     )
     .unwrap();
     assert_eq!(c.poll.stale_after, Duration::from_secs(30));
+}
+
+#[test]
+fn empty_interval_defaults_to_an_hour_and_is_at_least_the_interval() {
+    let poll = |rest: &str| {
+        let c = Config::parse(
+            &with("", &format!("{rest}customers:\n  - id: c1\n")),
+            &FakeEnv::default(),
+        )
+        .unwrap();
+        (c.poll.interval.as_secs(), c.poll.empty_interval.as_secs())
+    };
+    assert_eq!(poll(""), (300, 3600));
+    // An interval longer than the default keeps it for empty targets too.
+    assert_eq!(poll("poll:\n  interval: 2h\n"), (7200, 7200));
+    // Equal turns the empty cadence off.
+    assert_eq!(
+        poll("poll:\n  interval: 5m\n  empty_interval: 5m\n"),
+        (300, 300)
+    );
+    let p = problems(&with(
+        "",
+        "poll:\n  interval: 5m\n  empty_interval: 1m\ncustomers:\n  - id: c1\n",
+    ));
+    assert_eq!(
+        p,
+        vec!["poll.empty_interval: 1m is shorter than poll.interval (5m); it must be at least the interval (equal turns the empty cadence off)"]
+    );
 }
 
 #[test]

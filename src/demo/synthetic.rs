@@ -11,6 +11,8 @@ use crate::domain::TenantType;
 /// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
 /// (0: every one) has `tenants_per_customer` tenants in each of its first `big_types` types;
 /// the other targets, like most of an MSP's, 1 to 5 tenants (1 to 3 when `big_types` < 4).
+/// With `typical_mix`, customers have only some types, as an MSP's do: 80 % Microsoft 365
+/// only, 15 % Microsoft 365 and one other, 5 % all four; the types they lack answer empty.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {
     /// Number of customers.
@@ -31,6 +33,8 @@ pub struct Scale {
     pub churn_percent: u8,
     /// `max_concurrency` of the generated config.
     pub max_concurrency: usize,
+    /// Customers have only some tenant types (see the type's documentation).
+    pub typical_mix: bool,
 }
 
 impl Scale {
@@ -89,12 +93,26 @@ fn organization(i: usize) -> String {
     )
 }
 
+/// Whether customer `index` of a typical MSP mix has tenants of `tenant_type`: one in twenty
+/// has all four, three in twenty Microsoft 365 and one other, the rest Microsoft 365 only.
+fn has_type(index: usize, tenant_type: TenantType) -> bool {
+    let kind = usize::from(tenant_type.api_number());
+    match index % 20 {
+        0 => true,
+        1..=3 => kind == 0 || kind == 1 + index % 3,
+        _ => kind == 0,
+    }
+}
+
 /// Tenants of one (customer, type) of a synthetic dataset.
 fn tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
     let index: usize = customer
         .strip_prefix("bench-")
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    if scale.typical_mix && !has_type(index, tenant_type) {
+        return 0;
+    }
     let big_customer = scale.big_every <= 1 || index.is_multiple_of(scale.big_every);
     if big_customer && usize::from(tenant_type.api_number()) < scale.big_types {
         scale.tenants_per_customer as u64
@@ -164,6 +182,7 @@ mod tests {
             latency: Duration::ZERO,
             churn_percent: 10,
             max_concurrency: 1,
+            typical_mix: false,
         };
         let m365 = TenantType::Microsoft365;
         let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
@@ -196,5 +215,41 @@ mod tests {
             .count();
         assert_eq!(changed, 10);
         assert!((40..=60).contains(&organization(1234).len()));
+    }
+
+    #[test]
+    fn the_typical_mix_has_the_shares_of_an_msp_fleet() {
+        let scale = Scale {
+            customers: 1000,
+            tenants_per_customer: 250,
+            tenant_types: 4,
+            big_every: 10,
+            big_types: 4,
+            max_requests_per_second: 0,
+            latency: Duration::ZERO,
+            churn_percent: 0,
+            max_concurrency: 1,
+            typical_mix: true,
+        };
+        let mut types_per_customer = [0usize; 5];
+        for i in 0..1000 {
+            let id = format!("bench-{i:05}");
+            let n = TenantType::ALL
+                .iter()
+                .filter(|t| tenants(&scale, &id, **t) > 0)
+                .count();
+            types_per_customer[n] += 1;
+            // Everyone has Microsoft 365.
+            assert!(tenants(&scale, &id, TenantType::Microsoft365) > 0);
+        }
+        assert_eq!(types_per_customer, [0, 800, 150, 0, 50]);
+        // An empty type renders an empty page that says so.
+        let page = crate::api::parse_page(
+            scale
+                .page("bench-00004", TenantType::Google, 0, 1, 100)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((page.items.len(), page.total_count), (0, Some(0)));
     }
 }

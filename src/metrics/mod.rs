@@ -179,6 +179,10 @@ pub struct Metrics {
     pub persistence_restored_targets: IntGauge,
     /// Seconds the last successful write of the persistence file took.
     pub persistence_last_write_duration: Gauge,
+    /// Targets whose last poll found no tenants, polled every `poll.empty_interval`.
+    pub empty_targets: IntGauge,
+    /// `poll.empty_interval` in seconds (for alert rules that must know it).
+    pub poll_empty_interval: Gauge,
 }
 
 /// Creates a metric and registers it, or fails with the registry's error.
@@ -398,6 +402,20 @@ impl Metrics {
                 Gauge::with_opts(ns(
                     "persistence_last_write_duration_seconds",
                     "Time the last successful write of the persistence file took, fsync and rename included.",
+                )),
+            )?,
+            empty_targets: register(
+                &registry,
+                IntGauge::with_opts(ns(
+                    "empty_targets",
+                    "Targets whose last poll succeeded and found no tenants; they are polled every poll.empty_interval instead of poll.interval.",
+                )),
+            )?,
+            poll_empty_interval: register(
+                &registry,
+                Gauge::with_opts(ns(
+                    "poll_empty_interval_seconds",
+                    "poll.empty_interval: the time between polls of a target whose last poll found no tenants.",
                 )),
             )?,
             registry,

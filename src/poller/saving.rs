@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::{Poller, TargetState, FINAL_WRITE_BUDGET};
 use crate::domain::unix_seconds;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
+use crate::scheduler::Cadence;
 
 /// The wall-clock time of a monotonic instant, given one moment on both clocks.
 fn wall_of(t: Instant, now: Instant, wall: SystemTime) -> SystemTime {
@@ -34,15 +35,21 @@ impl Poller {
                 removed += 1;
                 continue;
             }
-            let Some(r) =
-                persistence::revival(&t, saved.written_at, wall, poll.stale_after, poll.interval)
+            // Found empty when saved: it keeps the empty cadence.
+            let cadence = if t.error.is_none() && t.last_poll.is_some() && t.tenants == Some(0) {
+                Cadence::Empty
+            } else {
+                Cadence::Regular
+            };
+            let every = poll.cadence(cadence == Cadence::Empty);
+            let Some(r) = persistence::revival(&t, saved.written_at, wall, poll.stale_after, every)
             else {
                 stale += 1;
                 continue;
             };
             let ago = |d: Duration| now.checked_sub(d);
             self.schedule
-                .restore(&key, now + r.due_in, r.polled_ago.and_then(ago));
+                .restore(&key, now + r.due_in, r.polled_ago.and_then(ago), cadence);
             self.states.insert(
                 key,
                 TargetState {

@@ -350,6 +350,19 @@ async fn demo_serves_metrics_within_2s() {
         "{text}"
     );
     assert_eq!(exporter.get("/-/ready").await.0, 200);
+    // Three customers lack two tenant types each: six targets on the empty cadence, up.
+    let (_, text) = exporter.get("/metrics").await;
+    assert_eq!(
+        counter(&text, "avepoint_exporter_empty_targets"),
+        Some(6.0),
+        "{text}"
+    );
+    let empty: Vec<String> = series(&text, "avepoint_exporter_target_tenants")
+        .into_iter()
+        .filter(|l| l.ends_with(" 0"))
+        .collect();
+    assert_eq!(empty.len(), 6, "{empty:?}");
+    assert!(text.contains("avepoint_exporter_poll_empty_interval_seconds 3600"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

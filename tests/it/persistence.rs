@@ -549,3 +549,50 @@ async fn sigkill_at_any_moment_leaves_a_file_the_next_start_restores_without_a_w
         drop(exporter);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn restored_empty_targets_keep_their_empty_cadence() {
+    // Microsoft 365 has a tenant, the other three types are empty.
+    let api = FakeApi::with_tokens(|r| {
+        let records = match r.path.split('/').nth(9) {
+            Some("0") => vec![record("t", "T", 5, 5)],
+            _ => Vec::new(),
+        };
+        Reply::json(envelope(&records, 1, 100, records.len()))
+    })
+    .await;
+    let (dir, config) = config_with_limits(
+        &api,
+        TEST_LIMITS,
+        "poll:\n  interval: 5m\ncustomers:\n  - id: a\n  - id: b\n",
+    );
+    let state = dir.path().join("state.jsonl");
+    run_once(&config, &state).await;
+    let sent = api.tenant_requests().len();
+    assert_eq!(sent, 8);
+    let exporter =
+        Exporter::in_process_with(&config, keep_in(&state, Duration::from_secs(60))).await;
+    let (_, text) = exporter.get("/metrics").await;
+    assert_eq!(
+        counter(&text, "avepoint_exporter_empty_targets"),
+        Some(6.0),
+        "{text}"
+    );
+    // Twenty minutes later: Microsoft 365 polled every five minutes, the empty types not at
+    // all (they are due an hour after their last poll).
+    let until = Instant::now() + Duration::from_secs(20 * 60);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    for customer in ["a", "b"] {
+        let m365 = api.requests_to(customer, 0).len();
+        assert!((4..=6).contains(&m365), "{customer}: {m365}");
+        for kind in 1..=3 {
+            assert_eq!(
+                api.requests_to(customer, kind).len(),
+                1,
+                "{customer} type {kind}"
+            );
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::common::*;
 
@@ -675,4 +676,115 @@ async fn a_truncated_body_marks_the_target_down_with_its_first_bytes_logged() {
     assert!(line.contains("status 200"), "{line}");
     assert!(line.contains("application/json"), "{line}");
     assert!(line.contains("cut-here"), "{line}");
+}
+
+/// A fake API where customer `c`'s Salesforce tenants appear once `appear` is set, customer
+/// `broken` always fails, and every other target has one Microsoft 365 tenant.
+async fn cadence_api(appear: Arc<std::sync::atomic::AtomicBool>) -> FakeApi {
+    FakeApi::with_tokens(move |r| {
+        if r.path.contains("/customers/broken/") {
+            return Reply::status(500, "text/plain", "down");
+        }
+        let kind = r.path.split('/').nth(9).unwrap_or("");
+        let records = match kind {
+            "0" => vec![record("m365", "M365", 10, 5)],
+            "1" if appear.load(Ordering::SeqCst) => vec![record("sf", "SF", 3, 2)],
+            _ => Vec::new(),
+        };
+        Reply::json(envelope(&records, 1, 100, records.len()))
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_tenant_types_are_polled_every_empty_interval_and_found_when_tenants_appear() {
+    let appear = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let api = cadence_api(appear.clone()).await;
+    let (_dir, exporter) = in_process_on(
+        &api,
+        "poll:\n  interval: 1m\n  empty_interval: 10m\ncustomers:\n  - id: c\n    tenant_types: [0, 1, 2]\n  - id: broken\n    tenant_types: [0]\n",
+    )
+    .await;
+    let text = exporter.first_cycle().await;
+    // Empty targets are up, with 0 tenants, and counted.
+    assert_eq!(
+        counter(&text, "avepoint_exporter_empty_targets"),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(text.contains(
+        "avepoint_exporter_target_tenants{customer_id=\"c\",tenant_type=\"salesforce\"} 0"
+    ));
+    assert!(text
+        .contains("avepoint_exporter_target_up{customer_id=\"c\",tenant_type=\"salesforce\"} 1"));
+    // 25 minutes: Microsoft 365 (and the failing target) every minute, the empty types once
+    // at start and about every ten minutes after.
+    let start = Instant::now();
+    let until = start + Duration::from_secs(25 * 60);
+    let mut found_at = None;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if Instant::now() >= start + Duration::from_secs(12 * 60) {
+            // A Salesforce tenant appears 12 minutes in.
+            appear.store(true, Ordering::SeqCst);
+        }
+        if found_at.is_none() {
+            let (_, t) = exporter.get("/metrics").await;
+            if t.contains("tenant_id=\"sf\"") {
+                found_at = Some(Instant::now() - start);
+                assert_eq!(counter(&t, "avepoint_exporter_empty_targets"), Some(1.0));
+            }
+        }
+    }
+    let polls = |customer: &str, kind: u8| api.requests_to(customer, kind).len();
+    assert!((24..=27).contains(&polls("c", 0)), "{}", polls("c", 0));
+    assert!(
+        (24..=27).contains(&polls("broken", 0)),
+        "a failing target keeps the interval: {}",
+        polls("broken", 0)
+    );
+    // Google stayed empty: at start and at about 10 and 20 minutes.
+    assert!((3..=4).contains(&polls("c", 2)), "{}", polls("c", 2));
+    // Salesforce: found within one empty interval of appearing (by 22 minutes), then every
+    // minute again.
+    let found_at = found_at.expect("the new Salesforce tenant was never found");
+    assert!(
+        found_at <= Duration::from_secs(22 * 60 + 30),
+        "{found_at:?}"
+    );
+    let after: Vec<_> = api
+        .requests_to("c", 1)
+        .into_iter()
+        .filter(|r| r.at >= start + found_at)
+        .collect();
+    assert!(after.len() >= 2, "back on the interval: {}", after.len());
+}
+
+#[test]
+fn check_config_refuses_an_empty_interval_below_the_interval_and_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n  max_requests_per_second: 10\n";
+    let (code, _, err) = check_config_of(
+        dir.path(),
+        &format!("{head}poll:\n  interval: 5m\n  empty_interval: 1m\ncustomers:\n  - id: a\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("poll.empty_interval: 1m is shorter than poll.interval (5m)"),
+        "{err}"
+    );
+    // The default, and what the round estimate says about it.
+    let (code, out, _) = check_config_of(
+        dir.path(),
+        &format!("{head}poll:\n  interval: 5m\ncustomers:\n  - id: a\n  - id: b\n"),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("empty_interval: 1h (targets whose last poll found no tenants)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("8 targets x at least 1 page / 10 requests per second = at least 1s per round; poll.interval is 5m (the first round, and the worst case; targets found empty are then polled every 1h: with three in four empty, as in a typical MSP fleet, about 1s per round)"),
+        "{out}"
+    );
 }

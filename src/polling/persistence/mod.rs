@@ -267,13 +267,14 @@ pub struct Revival {
 ///
 /// It is due where it would have been had the process kept running: at its saved due time,
 /// at once if that has passed (overdue targets go oldest data first), and never more than one
-/// `interval` away (the interval may have been shortened since).
+/// `cadence` away (its interval, or the empty interval for a target found empty; either may
+/// have been shortened since).
 pub fn revival(
     saved: &SavedTarget,
     written_at: SystemTime,
     now: SystemTime,
     stale_after: Duration,
-    interval: Duration,
+    cadence: Duration,
 ) -> Option<Revival> {
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
     let failing_for = match (saved.last_success, saved.failing_since) {
@@ -290,7 +291,7 @@ pub fn revival(
         .next_due
         .and_then(|due| due.duration_since(now).ok())
         .unwrap_or_default()
-        .min(interval);
+        .min(cadence);
     Some(Revival {
         failing_for,
         due_in,

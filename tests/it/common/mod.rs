@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use avepoint_elements_exporter::app::{self, Options};
-use avepoint_elements_exporter::{LineLayer, LogFormat, ServeLimits};
+use avepoint_elements_exporter::{LineLayer, LogFormat};
 
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(15);
@@ -494,17 +494,7 @@ impl Exporter {
                 sink.lock().unwrap().push(line.to_owned())
             }));
         let guard = tracing::subscriber::set_default(subscriber);
-        let mut options = Options {
-            config_file: config.to_owned(),
-            listen_addresses: vec![addr.to_string()],
-            telemetry_path: "/metrics".into(),
-            demo: false,
-            shard: 0,
-            total_shards: 1,
-            web_config_file: None,
-            limits: ServeLimits::default(),
-            persistence: None,
-        };
+        let mut options = Options::new(config.to_owned(), vec![addr.to_string()]);
         adjust(&mut options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ended = tokio::spawn(async move {
