@@ -192,6 +192,11 @@ run_shape msp 10 "$MSP_CUSTOMERS" 150
 wrk_run() { # connections
   wrk -t"$(( $1 < 2 ? 1 : 2 ))" -c"$1" -d5s --latency "http://127.0.0.1:$EXP_PORT/metrics" 2>&1
 }
+# The status views of the msp shape: the targets API (everything) and the landing page.
+read -r api_med api_max < <(median_max_ms "http://127.0.0.1:$EXP_PORT/api/v1/targets")
+api_kib=$(curl -fsS "http://127.0.0.1:$EXP_PORT/api/v1/targets" | wc -c | awk '{printf "%.0f", $1/1024}')
+read -r landing_med landing_max < <(median_max_ms "http://127.0.0.1:$EXP_PORT/")
+landing_kib=$(curl -fsS "http://127.0.0.1:$EXP_PORT/" | wc -c | awk '{printf "%.0f", $1/1024}')
 w1=$(wrk_run 1); w32=$(wrk_run 32)
 wrk_median_ms() { awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }
 wrk_errors() { awk '/Socket errors|Non-2xx/ {e=1; print} END {if (!e) print "none"}'; }
@@ -303,6 +308,7 @@ echo "| check | figure | target |"
 echo "|---|---|---|"
 echo "| wrk median, 1 scraper -> 32 scrapers (msp) | ${m1} ms -> ${m32} ms = $(ratio "$m32" "$m1")x ($rps32 req/s; RSS after: $rss_wrk MiB) | <= 32x (linear) |"
 echo "| wrk errors with 32 scrapers | $errs | none |"
+echo "| status views, msp: /api/v1/targets, / (landing page) | median ${api_med} ms (max ${api_max}), ${api_kib} KiB; median ${landing_med} ms (max ${landing_max}), ${landing_kib} KiB | / < 256 KiB |"
 echo "| memory with 20% tenant churn per poll (in-process) | $churn | flat |"
 echo "| binary, msp shape, 20% churn, polling back to back for ${CHURN_SECONDS} s ($churn_polls polls, $churn_series series) | RSS at most $churn_max MiB, last $churn_last MiB | <= 64 MiB |"
 echo "| persistence file, msp ($p_targets targets, $p_series series) | $p_kib KiB, written in $p_write_ms ms (fsync and rename included); SIGTERM to exit ${p_stop_ms} ms (last write included) | |"

@@ -192,6 +192,125 @@ fn now_unix() -> f64 {
     crate::domain::unix_seconds(SystemTime::now())
 }
 
+/// What `--once` found: the exposition after one poll of every target, and the targets whose
+/// poll failed.
+#[derive(Debug)]
+pub struct OncePass {
+    /// The text exposition, as `/metrics` would serve it.
+    pub exposition: Vec<u8>,
+    /// One line per failed target: customer name and id, tenant type, cause.
+    pub failures: Vec<String>,
+}
+
+/// What both the daemon and `--once` start from.
+struct Setup {
+    build: BuildInfo,
+    metrics: Arc<Metrics>,
+    /// The simulated API of `--demo`, kept running while it is polled.
+    demo: Option<DemoApi>,
+    config: Config,
+}
+
+/// The self-metrics, the demo API (with `--demo`) and the config (the demo's, or the file's,
+/// whose warnings are logged).
+async fn setup(options: &Options) -> Result<Setup, AppError> {
+    let build = BuildInfo::current();
+    let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
+    metrics.set_shard(options.shard, options.total_shards);
+    // A small, known label set: every cause exists at 0, so increase() sees the first error.
+    for cause in crate::api::CAUSES {
+        metrics.discovery_errors.with_label_values(&[cause]);
+    }
+    let demo = if options.demo {
+        let api = DemoApi::start().await.map_err(AppError::Demo)?;
+        tracing::info!(api = %api.addr, "demo mode: polling the built-in simulated Elements API");
+        Some(api)
+    } else {
+        None
+    };
+    let config = match &demo {
+        Some(api) => api.config()?,
+        None => load_config(options.config_file.clone()).await?,
+    };
+    if demo.is_none() {
+        warn_about(&config);
+    }
+    Ok(Setup {
+        build,
+        metrics,
+        demo,
+        config,
+    })
+}
+
+/// `--once`: loads the config (or starts the demo API), fetches the customer list when
+/// discovery is on, polls every target once at the configured limits and returns what a
+/// scrape would then see. Binds no port, writes no state.
+pub async fn once(options: Options) -> Result<OncePass, AppError> {
+    let Setup {
+        metrics,
+        demo: _demo,
+        config,
+        ..
+    } = setup(&options).await?;
+    let client = build_client(&config, &metrics).map_err(AppError::Client)?;
+    let (planner, plan_rx) = Planner::new(
+        config,
+        client,
+        options.shard,
+        options.total_shards,
+        metrics.clone(),
+        None,
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    // The customer list first (one attempt), then one pass over the plan it gives.
+    let (first_tx, first_rx) = oneshot::channel();
+    let discovery = tokio::spawn(discovery::run(planner.clone(), first_tx, stopped()));
+    let _ = first_rx.await;
+    let mut failures = Vec::new();
+    let plan = planner.plan();
+    if !plan.complete {
+        failures.push("the customer list (discovery) could not be fetched; see the log".into());
+    }
+    let status = Arc::new(ArcSwap::from_pointee(Status::pending(&plan)));
+    let mut poller = Poller::new(plan.clone(), metrics.clone(), status.clone(), None, None);
+    if !plan.targets.is_empty() {
+        let (polled_tx, polled_rx) = oneshot::channel();
+        poller.when_every_target_polled(polled_tx);
+        let polling = tokio::spawn(poller::run(poller, plan_rx, async move {
+            let _ = polled_rx.await;
+        }));
+        if let Err(e) = polling.await {
+            let _ = stop_tx.send(true);
+            return Err(AppError::TaskEnded {
+                task: "poller",
+                source: Some(e),
+            });
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = discovery.await;
+    for t in &status.load().targets {
+        if let Some(cause) = &t.last_error {
+            failures.push(format!(
+                "customer {} ({}) {}: {cause}",
+                t.customer_name, t.customer_id, t.tenant_type
+            ));
+        }
+    }
+    let exposition = metrics.scrape(false, crate::metrics::Format::Text).concat();
+    Ok(OncePass {
+        exposition,
+        failures,
+    })
+}
+
 /// Makes sure the persistence file can be written (else a start-up error), and reads what it
 /// kept. A file that cannot be used is moved aside with a warning: the exporter then starts
 /// as if it had none.
@@ -261,28 +380,12 @@ async fn start(
     listeners: Option<Vec<tokio::net::TcpListener>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let build = BuildInfo::current();
-    let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
-    metrics.set_shard(options.shard, options.total_shards);
-    // A small, known label set: every cause exists at 0, so increase() sees the first error.
-    for cause in crate::api::CAUSES {
-        metrics.discovery_errors.with_label_values(&[cause]);
-    }
-
-    let demo = if options.demo {
-        let api = DemoApi::start().await.map_err(AppError::Demo)?;
-        tracing::info!(api = %api.addr, "demo mode: polling the built-in simulated Elements API");
-        Some(api)
-    } else {
-        None
-    };
-    let config = match &demo {
-        Some(api) => api.config()?,
-        None => load_config(options.config_file.clone()).await?,
-    };
-    if demo.is_none() {
-        warn_about(&config);
-    }
+    let Setup {
+        build,
+        metrics,
+        demo,
+        config,
+    } = setup(&options).await?;
     metrics.config_reload_successful.set(1);
     metrics.config_reload_success_timestamp.set(now_unix());
     let restored = match &options.persistence {

@@ -71,6 +71,11 @@ struct Cli {
     /// Load and validate the config, print a summary and exit.
     #[arg(long = "check-config")]
     check_config: bool,
+    /// Poll every target once, print the exposition to stdout and exit: 0 if every poll
+    /// succeeded, else 1 (each failure on stderr). Binds no port (cron with the textfile
+    /// collector, or a first check of an app registration).
+    #[arg(long)]
+    once: bool,
     /// Poll only the customers whose stable hash modulo --total-shards is this number.
     #[arg(long, value_name = "N", default_value_t = 0)]
     shard: u32,
@@ -291,6 +296,9 @@ fn main() -> ExitCode {
             interval: cli.persistence_interval,
         }),
     };
+    if cli.once {
+        return run_once(&runtime, options, &config_file);
+    }
     let result = runtime.block_on(app::run(options, shutdown_signal()));
     // Do not wait for stray blocking tasks: shutdown must finish within seconds.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -313,6 +321,44 @@ fn main() -> ExitCode {
                 AppError::Server(_) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
+        }
+    }
+}
+
+/// `--once`: one pass, the exposition on stdout, failures on stderr; 0 when all succeeded.
+fn run_once(
+    runtime: &tokio::runtime::Runtime,
+    options: Options,
+    config_file: &std::path::Path,
+) -> ExitCode {
+    use std::io::Write as _;
+    let result = runtime.block_on(app::once(options));
+    match result {
+        Ok(pass) => {
+            // A closed pipe (`| head`) ends the output quietly.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&pass.exposition).and_then(|()| out.flush());
+            for failure in &pass.failures {
+                tracing::error!(failure = %failure, "poll failed");
+            }
+            if pass.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                tracing::error!(failed = pass.failures.len(), "not every poll succeeded");
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            let hint = match &e {
+                AppError::Config(c) => start_hint(c, config_file),
+                _ => None,
+            };
+            let error = chain(&e);
+            match hint {
+                Some(hint) => tracing::error!(error, hint, "cannot poll"),
+                None => tracing::error!(error, "cannot poll"),
+            }
+            ExitCode::from(1)
         }
     }
 }

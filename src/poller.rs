@@ -60,6 +60,15 @@ pub struct TargetStatus {
     pub last_success: Option<SystemTime>,
     /// Tenants currently published for the target.
     pub tenants: usize,
+    /// How long the last poll took, all pages and retries.
+    pub last_duration: Option<Duration>,
+    /// When the target is due next (`None` while it runs, or before the poll loop).
+    pub next_poll: Option<SystemTime>,
+    /// Since when it has been failing (the end of its first failed poll after the last
+    /// success).
+    pub failing_since: Option<SystemTime>,
+    /// Up, and its last poll found no tenants: polled every `poll.empty_interval`.
+    pub empty: bool,
 }
 
 /// What the poller publishes for the HTTP server besides the metrics.
@@ -86,7 +95,7 @@ impl Status {
             targets: plan
                 .targets
                 .iter()
-                .map(|t| target_status(t, None))
+                .map(|t| target_status(t, None, None, Clocks::now()))
                 .collect(),
             polls: 0,
             live: false,
@@ -119,6 +128,8 @@ struct TargetState {
     last_error: Option<String>,
     /// Requests the last poll needed (its pages), for the utilization estimate.
     requests: Option<u32>,
+    /// How long the last poll took.
+    last_duration: Option<Duration>,
 }
 
 impl TargetState {
@@ -265,6 +276,8 @@ pub struct Poller {
     /// Whether anything changed since the last write of the state file began.
     unsaved: bool,
     last_write: Option<Instant>,
+    /// Told once every target of the plan has been polled (`--once`).
+    every_target_polled: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Poller {
@@ -304,6 +317,7 @@ impl Poller {
             persistence,
             unsaved: false,
             last_write: None,
+            every_target_polled: None,
         };
         poller.apply_plan(plan);
         if let Some(saved) = restored {
@@ -312,6 +326,12 @@ impl Poller {
         }
         poller.unsaved = false;
         poller
+    }
+
+    /// Tells `tx` once every target of the plan has been polled, successfully or not (at the
+    /// publish that shows it).
+    pub fn when_every_target_polled(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
+        self.every_target_polled = Some(tx);
     }
 
     /// Targets polled at once at most.
@@ -423,6 +443,7 @@ impl Poller {
             }
             Err(e) => record_failure(target, state, &self.metrics, &e, true),
         }
+        state.last_duration = Some(took);
         self.polls += 1;
         self.durations.push(took.as_secs_f64());
         self.dirty = true;
@@ -461,10 +482,17 @@ impl Poller {
         let empty_share =
             self.plan.poll.interval.as_secs_f64() / self.plan.poll.empty_interval.as_secs_f64();
         let mut dropped: Vec<&Target> = Vec::new();
+        let clocks = Clocks::now();
+        let next_poll = |key: &TargetKey| self.schedule.due_of(key).map(|t| clocks.wall(t));
         for target in &self.plan.targets {
             let Some(state) = self.states.get_mut(&target.key()) else {
                 // Not polled yet: listed (for readiness), but no series.
-                statuses.push(target_status(target, None));
+                statuses.push(target_status(
+                    target,
+                    None,
+                    next_poll(&target.key()),
+                    clocks,
+                ));
                 requests += 1.0;
                 continue;
             };
@@ -484,7 +512,12 @@ impl Poller {
             } else {
                 requests += f64::from(state.requests.unwrap_or(1));
             }
-            statuses.push(target_status(target, Some(state)));
+            statuses.push(target_status(
+                target,
+                Some(state),
+                next_poll(&target.key()),
+                clocks,
+            ));
         }
         for target in &self.plan.targets {
             if let Some(state) = self.states.get(&target.key()) {
@@ -529,6 +562,11 @@ impl Poller {
             requests,
             empty,
         };
+        if polled == targets {
+            if let Some(tx) = self.every_target_polled.take() {
+                let _ = tx.send(());
+            }
+        }
         if !self.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
             self.first_pass_done = true;
             self.last_summary = Some(instant);
@@ -729,7 +767,38 @@ fn log_dropped(dropped: &[&Target], stale_after: Duration) {
     );
 }
 
-fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {
+/// Monotonic instants of the poll loop as wall-clock times, from one moment on both clocks.
+#[derive(Clone, Copy)]
+struct Clocks {
+    now: Instant,
+    wall: SystemTime,
+}
+
+impl Clocks {
+    fn now() -> Clocks {
+        Clocks {
+            now: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn wall(self, t: Instant) -> SystemTime {
+        if t >= self.now {
+            self.wall + (t - self.now)
+        } else {
+            self.wall
+                .checked_sub(self.now - t)
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }
+    }
+}
+
+fn target_status(
+    target: &Target,
+    state: Option<&TargetState>,
+    next_poll: Option<SystemTime>,
+    clocks: Clocks,
+) -> TargetStatus {
     TargetStatus {
         customer_id: target.labels.customer_id.clone(),
         customer_name: target.labels.customer_name.clone(),
@@ -738,5 +807,9 @@ fn target_status(target: &Target, state: Option<&TargetState>) -> TargetStatus {
         last_error: state.and_then(|s| s.last_error.clone()),
         last_success: state.and_then(|s| s.last_success),
         tenants: state.map_or(0, |s| s.seats.tenants()),
+        last_duration: state.and_then(|s| s.last_duration),
+        next_poll,
+        failing_since: state.and_then(|s| s.failing_since).map(|t| clocks.wall(t)),
+        empty: state.is_some_and(TargetState::empty),
     }
 }

@@ -6,19 +6,10 @@ use std::time::{Duration, SystemTime};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::{Poller, TargetState, FINAL_WRITE_BUDGET};
+use super::{Clocks, Poller, TargetState, FINAL_WRITE_BUDGET};
 use crate::domain::unix_seconds;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
 use crate::scheduler::Cadence;
-
-/// The wall-clock time of a monotonic instant, given one moment on both clocks.
-fn wall_of(t: Instant, now: Instant, wall: SystemTime) -> SystemTime {
-    if t >= now {
-        wall + (t - now)
-    } else {
-        wall.checked_sub(now - t).unwrap_or(SystemTime::UNIX_EPOCH)
-    }
-}
 
 impl Poller {
     /// Puts the saved targets that are still planned and fresh enough back: their series,
@@ -60,6 +51,7 @@ impl Poller {
                     failing_since: r.failing_for.map(|f| ago(f).unwrap_or(now)),
                     last_error: t.error,
                     requests: t.pages,
+                    last_duration: None,
                 },
             );
             revived += 1;
@@ -85,7 +77,7 @@ impl Poller {
     /// The state to keep: every polled target of the plan (series shared, not copied), and
     /// the customer list the plan came from.
     fn saved(&self) -> Saved {
-        let (now, wall) = (Instant::now(), SystemTime::now());
+        let clocks = Clocks::now();
         let targets = self
             .plan
             .targets
@@ -94,21 +86,21 @@ impl Poller {
                 let key = t.key();
                 let s = self.states.get(&key)?;
                 Some(SavedTarget {
-                    next_due: self.schedule.due_of(&key).map(|d| wall_of(d, now, wall)),
+                    next_due: self.schedule.due_of(&key).map(|d| clocks.wall(d)),
                     customer_id: key.0,
                     tenant_type: key.1,
                     seats: s.seats.clone(),
                     tenants: s.last_tenant_count,
                     last_poll: s.last_poll,
                     last_success: s.last_success,
-                    failing_since: s.failing_since.map(|f| wall_of(f, now, wall)),
+                    failing_since: s.failing_since.map(|f| clocks.wall(f)),
                     error: s.last_error.clone(),
                     pages: s.requests,
                 })
             })
             .collect();
         Saved {
-            written_at: wall,
+            written_at: clocks.wall,
             targets,
             customers: self.plan.discovered.clone(),
         }

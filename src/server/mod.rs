@@ -1,5 +1,6 @@
 //! Everything HTTP-facing: binding, serving with connection limits and graceful shutdown
-//! (here), one connection's life ([`connection`]), the endpoints ([`routes`]) and the
+//! (here), one connection's life ([`connection`]), the endpoints ([`routes`]) with the
+//! landing page ([`landing`]) and the targets API ([`targets`]), and the
 //! exporter-toolkit web config with its TLS and basic auth ([`web_config`], `tls`,
 //! `basic_auth`).
 
@@ -18,7 +19,9 @@ use web_config::WebSettings;
 
 mod basic_auth;
 mod connection;
+mod landing;
 mod routes;
+mod targets;
 mod tls;
 pub mod web_config;
 

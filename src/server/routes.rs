@@ -1,12 +1,10 @@
-//! The endpoints: `/metrics` (or the telemetry path), `/`, `/-/healthy`, `/-/ready`,
-//! `/-/reload`; basic auth and the configured headers around them. Generic over the request
+//! The endpoints: `/metrics` (or the telemetry path), `/` ([`super::landing`]),
+//! `/api/v1/targets` ([`super::targets`]), `/-/healthy`, `/-/ready`, `/-/reload`; basic auth and the configured headers around them. Generic over the request
 //! body, so they are tested without a socket.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -19,7 +17,8 @@ use hyper::header::{
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::AppState;
+use super::targets::{self, Filter};
+use super::{landing, AppState};
 use crate::metrics::{Format, Scrape};
 
 pub(super) fn service(
@@ -99,7 +98,8 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
         }
     } else {
         match path {
-            "/" if read => landing(state),
+            "/" if read => landing_page(req.uri().query(), state),
+            "/api/v1/targets" if read => targets_api(req.uri().query(), state),
             "/-/healthy" if read => text(StatusCode::OK, "Healthy\n"),
             "/-/ready" if read => {
                 let status = state.status.load();
@@ -125,7 +125,7 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
                     )
                 }
             }
-            "/" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+            "/" | "/api/v1/targets" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
             "/-/reload" if *req.method() == Method::POST => reload(state).await,
             "/-/reload" => method_not_allowed("POST"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -265,59 +265,27 @@ async fn reload(state: &AppState) -> Response<Body> {
     }
 }
 
-/// Escapes text for HTML.
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn ago(t: SystemTime) -> String {
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
-    format!("{}s ago", secs)
-}
-
-fn landing(state: &AppState) -> Response<Body> {
-    let status = state.status.load();
-    let path = html(&state.telemetry_path);
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AvePoint Elements Exporter</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left}}.down{{color:#b00}}</style></head>\n\
-<body><h1>AvePoint Elements Exporter</h1>\n<p>Version {} (revision {})</p>\n<p><a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-<h2>Targets</h2>\n<p>{} targets, {} target polls completed.</p>\n<table><tr><th>customer id</th><th>customer</th><th>tenant type</th><th>last poll</th><th>result</th><th>last success</th><th>tenants</th></tr>\n",
-        html(state.build.version),
-        html(state.build.revision),
-        status.targets.len(),
-        status.polls
-    );
-    for t in &status.targets {
-        let (class, result) = match (&t.last_poll, &t.last_error) {
-            (None, _) => ("", "not polled yet".to_owned()),
-            (Some(_), None) => ("", "ok".to_owned()),
-            (Some(_), Some(e)) => ("down", format!("error: {}", html(e))),
-        };
-        let _ = writeln!(
-            page,
-            "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{result}</td><td>{}</td><td>{}</td></tr>",
-            html(&t.customer_id),
-            html(&t.customer_name),
-            t.tenant_type,
-            t.last_poll.map(ago).unwrap_or_else(|| "never".into()),
-            t.last_success.map(ago).unwrap_or_else(|| "never".into()),
-            t.tenants
-        );
-    }
-    page.push_str("</table>\n</body></html>\n");
-    let mut resp = text(StatusCode::OK, page);
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+fn with_type(mut resp: Response<Body>, content_type: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+fn landing_page(query: Option<&str>, state: &AppState) -> Response<Body> {
+    let (filter, error) = match Filter::parse(query) {
+        Ok(f) => (f, None),
+        Err(e) => (Filter::default(), Some(e)),
+    };
+    let page = landing::page(state, &filter, error.as_deref());
+    with_type(text(StatusCode::OK, page), "text/html; charset=utf-8")
+}
+
+fn targets_api(query: Option<&str>, state: &AppState) -> Response<Body> {
+    let (status, body) = match Filter::parse(query) {
+        Ok(filter) => (StatusCode::OK, targets::json(&state.status.load(), &filter)),
+        Err(e) => (StatusCode::BAD_REQUEST, targets::error_json(&e)),
+    };
+    with_type(text(status, body), "application/json")
 }
 
 #[cfg(test)]
@@ -471,13 +439,5 @@ mod tests {
         assert!(h("x-gzip"));
         assert!(!h("x-gzip;q=0"));
         assert!(!accepts_gzip(None));
-    }
-
-    #[test]
-    fn html_escaping() {
-        assert_eq!(
-            html("<a href=\"x\">&</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
-        );
     }
 }

@@ -77,16 +77,18 @@ async fn endpoints_404_405_gzip_and_landing_page() {
     let resp = client.get(exporter.url("/metrics")).send().await.unwrap();
     assert!(resp.headers().get("content-encoding").is_none());
 
-    // Landing page: version, link, one row per target with its result.
+    // Landing page: version, links, one row per target with its health, names escaped.
     let (status, page) = exporter.get("/").await;
     assert_eq!(status, 200);
     assert!(page.contains(env!("CARGO_PKG_VERSION")));
     assert!(page.contains("<a href=\"/metrics\">Metrics</a>"));
+    assert!(page.contains("<a href=\"/api/v1/targets\">Targets (JSON)</a>"));
     assert!(
-        page.contains("<td>cust-1</td><td>Contoso &amp; Co</td><td>google</td>"),
+        page.contains(
+            "<tr class=\"up\"><td>up</td><td>Contoso &amp; Co</td><td>cust-1</td><td>google</td>"
+        ),
         "{page}"
     );
-    assert!(page.contains("<td>ok</td>"));
     assert_eq!(exporter.get("/-/healthy").await, (200, "Healthy\n".into()));
 }
 

@@ -13,3 +13,4 @@ mod polling;
 mod resilience;
 mod scheduling;
 mod secure;
+mod status;
