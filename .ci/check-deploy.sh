@@ -275,6 +275,14 @@ for p, docs in sorted(parsed.items()):
 if n_workloads == 0:
     fail("no Deployment or StatefulSet under deploy/kubernetes")
 
+# Every Service in front of the exporter publishes not-ready pods: an exporter waiting for
+# its first customer list must still be scraped (its metrics say why it waits).
+for p, docs in sorted(parsed.items()):
+    if p.startswith("deploy/kubernetes/") and "prometheus-operator" not in p:
+        for doc in docs:
+            if doc.get("kind") == "Service" and doc["spec"].get("publishNotReadyAddresses") is not True:
+                fail(f"{p}: Service {doc['metadata']['name']}: publishNotReadyAddresses is not true")
+
 kust = parsed.get("deploy/kubernetes/kustomization.yaml", [{}])[0]
 for r in kust.get("resources", []):
     if not os.path.exists(os.path.join("deploy/kubernetes", r)):

@@ -195,6 +195,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut first = Some(first);
     let mut failures = 0u32;
+    // Whether a list has been fetched by this process (one restored from the persistence
+    // file may be old: until a fresh one arrives, retry soon).
+    let mut fetched_here = false;
     let mut changes = planner.generations.subscribe();
     loop {
         let (generation, config, client) = planner.current();
@@ -231,6 +234,7 @@ pub async fn run(
                     .discovery_last_success
                     .set(crate::domain::unix_seconds(SystemTime::now()));
                 planner.apply_discovered(generation, list.items);
+                fetched_here = true;
             }
             Err(e) => {
                 planner
@@ -258,9 +262,10 @@ pub async fn run(
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
-        // Until a first list arrived, retry soon (1 s, doubling, up to the interval): a network
-        // blip at start must not leave the exporter without customers for an hour.
-        let wait = if planner.has_list() {
+        // Until this process has fetched a list, retry soon (1 s, doubling, up to the
+        // interval): a network blip at start must not leave the exporter without customers
+        // (or with a restored list of unknown age) for an hour.
+        let wait = if fetched_here {
             failures = 0;
             discovery.interval
         } else {

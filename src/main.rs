@@ -297,7 +297,9 @@ fn main() -> ExitCode {
         }),
     };
     if cli.once {
-        return run_once(&runtime, options, &config_file);
+        let code = run_once(&runtime, options, &config_file);
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        return code;
     }
     let result = runtime.block_on(app::run(options, shutdown_signal()));
     // Do not wait for stray blocking tasks: shutdown must finish within seconds.

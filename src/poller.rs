@@ -125,6 +125,9 @@ struct TargetState {
     /// On the monotonic clock, so a step of the wall clock (NTP, a VM resumed) neither drops
     /// nor keeps series wrongly.
     failing_since: Option<Instant>,
+    /// Restored from the persistence file while up: nobody polled it since this instant (the
+    /// last write before the restart), so a first failure counts as failing from here.
+    unknown_since: Option<Instant>,
     last_error: Option<String>,
     /// Requests the last poll needed (its pages), for the utilization estimate.
     requests: Option<u32>,
@@ -407,7 +410,8 @@ impl Poller {
             let state = self.states.entry(key).or_default();
             state.last_poll = Some(SystemTime::now());
             state.last_error = Some("internal error: the poll panicked".into());
-            state.failing_since.get_or_insert(now);
+            let since = state.unknown_since.take().unwrap_or(now);
+            state.failing_since.get_or_insert(since);
             self.polls += 1;
             self.dirty = true;
             self.unsaved = true;
@@ -423,7 +427,7 @@ impl Poller {
         } = done;
         // Found nothing: come back after the empty interval. A failure is not "empty".
         let cadence = match &result {
-            Ok(fetched) if fetched.items.is_empty() => Cadence::Empty,
+            Ok(fetched) if fetched.items.is_empty() && fetched.invalid.is_empty() => Cadence::Empty,
             _ => Cadence::Regular,
         };
         self.schedule
@@ -718,6 +722,7 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.seats = Arc::new(SeatSeries::new(&tenants));
     state.last_success = Some(now);
     state.failing_since = None;
+    state.unknown_since = None;
     state.last_error = None;
     state.requests = Some(pages.max(1));
 }
@@ -743,7 +748,8 @@ fn record_failure(
     }
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());
-    state.failing_since.get_or_insert_with(Instant::now);
+    let since = state.unknown_since.take().unwrap_or_else(Instant::now);
+    state.failing_since.get_or_insert(since);
 }
 
 /// One line for every target whose series were dropped in one publish (a fleet-wide outage

@@ -223,6 +223,8 @@ impl Client {
     /// The URL of one page of a target's tenants.
     pub fn page_url(&self, target: &TargetRequest, page: u32) -> Url {
         let mut url = self.base_url.clone();
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&prefix);
         let kind = target.tenant_type.api_number().to_string();
         // Segment by segment, each percent-encoded: whatever an id holds, it stays one
         // segment (ids that would change the path are also refused where they enter).

@@ -150,7 +150,15 @@ fn parse_secret(
     let inline = s.string("client_secret", p);
     let file = s.string("client_secret_file", p);
     if let Some(value) = env.var(SECRET_ENV) {
-        return Some((Secret::new(value), SecretSource::Environment));
+        // Trimmed like the file: `$'secret\n'` from a shell or a secret store is `secret`.
+        if value.trim().is_empty() {
+            p.add(
+                "elements",
+                format!("the {SECRET_ENV} environment variable is set but empty"),
+            );
+            return None;
+        }
+        return Some((Secret::new(value.trim()), SecretSource::Environment));
     }
     match (inline, file) {
         (Some(secret), None) => Some((Secret::new(secret), SecretSource::Inline)),

@@ -79,7 +79,11 @@ customers:
 "#;
 
 fn problems(text: &str) -> Vec<String> {
-    match Config::parse(text, &FakeEnv::default()) {
+    problems_with(text, &FakeEnv::default())
+}
+
+fn problems_with(text: &str, env: &FakeEnv) -> Vec<String> {
+    match Config::parse(text, env) {
         Ok(_) => vec![],
         Err(e) => e.problems(),
     }
@@ -518,6 +522,16 @@ fn secret_sources() {
     assert_eq!(secret_of(&c).0, "from-env");
     let c = Config::parse(&format!("{base}{cust}"), &env).unwrap();
     assert_eq!(secret_of(&c).1, SecretSource::Environment);
+    // Trimmed like the file; blank is an error, not an empty secret.
+    env.vars.insert(SECRET_ENV.into(), " from-env\n".into());
+    let c = Config::parse(&format!("{base}{cust}"), &env).unwrap();
+    assert_eq!(secret_of(&c).0, "from-env");
+    env.vars.insert(SECRET_ENV.into(), " \n".into());
+    let p = problems_with(&format!("{base}{cust}"), &env);
+    assert_eq!(
+        p,
+        ["elements: the ELEMENTS_CLIENT_SECRET environment variable is set but empty"]
+    );
 }
 
 #[test]

@@ -125,7 +125,10 @@ impl SeatSeries {
         (0..self.seats.len()).filter_map(move |i| {
             let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
             let part = self.labels.get(start..self.ends[i] as usize)?;
-            let (id, name) = unescape_tenant_labels(part)?;
+            let labels = unescape_tenant_labels(part);
+            // `new` wrote these labels: they always read back.
+            debug_assert!(labels.is_some(), "{part}");
+            let (id, name) = labels?;
             let (available, assigned) = self.seats[i];
             Some(TenantSeats {
                 id,

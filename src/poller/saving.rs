@@ -1,6 +1,7 @@
 //! The poller's side of persistence: what it hands to the state file, how often, and what it
 //! takes back at start (see [`crate::polling::persistence`]).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::task::{JoinError, JoinHandle};
@@ -11,10 +12,19 @@ use crate::domain::unix_seconds;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
 use crate::scheduler::Cadence;
 
+/// The earliest instant the monotonic clock can stand for, at least a day before `now` when
+/// the platform allows (a bound for times saved before a reboot).
+fn earliest(now: Instant) -> Instant {
+    (1..=30)
+        .rev()
+        .find_map(|days| now.checked_sub(Duration::from_secs(86_400 * days)))
+        .unwrap_or(now)
+}
+
 impl Poller {
-    /// Puts the saved targets that are still planned and fresh enough back: their series,
-    /// results and due times. Stale and removed ones are left out (and so are polled at once,
-    /// as new targets are).
+    /// Puts the saved targets that are still planned back: their results and due times, and
+    /// their series when fresh enough (stale ones come back without, due at once). Targets no
+    /// longer planned are left out.
     pub(super) fn restore(&mut self, saved: Saved) {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let poll = self.plan.poll;
@@ -33,29 +43,41 @@ impl Poller {
                 Cadence::Regular
             };
             let every = poll.cadence(cadence == Cadence::Empty);
-            let Some(r) = persistence::revival(&t, saved.written_at, wall, poll.stale_after, every)
-            else {
-                stale += 1;
-                continue;
-            };
-            let ago = |d: Duration| now.checked_sub(d);
+            let r = persistence::revival(&t, saved.written_at, wall, poll.stale_after, every);
+            // As far back as the monotonic clock goes (it may not reach before a reboot).
+            let ago = |d: Duration| now.checked_sub(d).unwrap_or_else(|| earliest(now));
             self.schedule
-                .restore(&key, now + r.due_in, r.polled_ago.and_then(ago), cadence);
+                .restore(&key, now + r.due_in, r.polled_ago.map(ago), cadence);
+            let (seats, failing_since, unknown_since) = if r.series {
+                revived += 1;
+                (t.seats, r.failing_for.map(ago), r.unpolled_for.map(ago))
+            } else {
+                // Too old to serve: back without its series, failing since it was last
+                // known good, and due at once.
+                stale += 1;
+                let failing = r.failing_for.or(r.unpolled_for).map(ago);
+                (Arc::default(), failing, None)
+            };
             self.states.insert(
                 key,
                 TargetState {
-                    seats: t.seats,
+                    seats,
                     last_tenant_count: t.tenants,
                     last_poll: t.last_poll,
                     last_success: t.last_success,
-                    failing_since: r.failing_for.map(|f| ago(f).unwrap_or(now)),
+                    failing_since,
+                    unknown_since,
                     last_error: t.error,
                     requests: t.pages,
                     last_duration: None,
                 },
             );
-            revived += 1;
         }
+        let not_in_file = self
+            .targets
+            .keys()
+            .filter(|k| !self.states.contains_key(*k))
+            .count();
         self.metrics
             .persistence_restored_targets
             .set(revived as i64);
@@ -66,9 +88,9 @@ impl Poller {
         }
         tracing::info!(
             targets = revived,
-            not_revived_stale = stale,
+            without_series_stale = stale,
             not_revived_removed = removed,
-            not_in_file = self.targets.len() - revived,
+            not_in_file,
             age = %humantime::format_duration(Duration::from_secs(age.as_secs())),
             "restored the persisted state"
         );
@@ -167,7 +189,7 @@ impl Poller {
         );
     }
 
-    /// At shutdown: waits for a write in flight, then writes what changed since, all within
+    /// At shutdown: waits for a write in flight, then writes the state once more, all within
     /// [`FINAL_WRITE_BUDGET`].
     pub(super) async fn final_write(
         &mut self,
@@ -177,6 +199,9 @@ impl Poller {
             return;
         }
         let deadline = Instant::now() + FINAL_WRITE_BUDGET;
+        // Always once more, even with nothing new: the file's time is when the exporter was
+        // last known running, and a restart counts the time after it as downtime.
+        self.unsaved = true;
         let mut handle = in_flight;
         let mut last = false;
         loop {

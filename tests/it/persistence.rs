@@ -195,27 +195,37 @@ async fn stale_and_removed_targets_are_not_revived_and_a_renamed_customer_takes_
             "available_user_seats{customer_id=\"keep\",customer_name=\"Renamed\",tenant_type=\"microsoft_365\",tenant_id=\"keep-t1\",tenant_name=\"T 1\"} 5",
         ]
     );
-    // Not revived: `old` (stale) and `gone` (no longer configured); `new` was never polled.
-    for id in ["old", "gone", "new"] {
+    // `gone` is no longer configured and `new` was never polled: neither is there. `old` is
+    // stale: back with its result and last success, without its series, and due at once.
+    for id in ["gone", "new"] {
         assert!(
             !text.contains(&format!("customer_id=\"{id}\"")),
             "{id}: {text}"
         );
     }
+    assert!(
+        !text.contains("available_user_seats{customer_id=\"old\""),
+        "{text}"
+    );
+    assert_eq!(up(&text, "old"), Some(0.0), "{text}");
+    assert!(text
+        .contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"old\""));
     let line = exporter.log_line("restored the persisted state").await;
     for part in [
         "targets=1",
-        "not_revived_stale=1",
+        "without_series_stale=1",
         "not_revived_removed=1",
-        "not_in_file=2",
+        "not_in_file=1",
     ] {
         assert!(line.contains(part), "{part}: {line}");
     }
-    // Those two are polled at once, as new targets are.
+    // `new` and `old` are polled at once.
     let text = exporter.first_cycle().await;
     assert_eq!(up(&text, "old"), Some(0.0));
+    assert_eq!(up(&text, "new"), Some(0.0));
     assert_eq!(up(&text, "keep"), Some(1.0));
-    drop(exporter);
+    // A clean stop writes the state once more.
+    exporter.stop().await.unwrap();
 
     // A 20-minute outage (every time in the file 20 minutes older) revives nothing.
     edit_state(&state, |mut v| {
@@ -232,11 +242,12 @@ async fn stale_and_removed_targets_are_not_revived_and_a_renamed_customer_takes_
         Exporter::in_process_with(&config, keep_in(&state, Duration::from_secs(60))).await;
     let (_, text) = exporter.get("/metrics").await;
     assert!(!text.contains("available_user_seats{"), "{text}");
-    // `keep` is not revived at all (targets that never succeeded have nothing to go stale and
-    // come back with their cause).
-    assert_eq!(up(&text, "keep"), None, "{text}");
+    // `keep` and `old` come back without series, with their original last success (targets
+    // that never succeeded have nothing to go stale and come back with their cause).
+    assert!(text
+        .contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"keep\""));
     let line = exporter.log_line("restored the persisted state").await;
-    assert!(line.contains("not_revived_stale=1"), "{line}");
+    assert!(line.contains("targets=1 without_series_stale=2"), "{line}");
 }
 
 /// Puts a bad state file (or something else) at a path.

@@ -15,6 +15,7 @@
 //! one at a time, so neither side ever holds the whole file.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -200,22 +201,38 @@ pub fn decode(input: &mut impl BufRead) -> Result<Saved, String> {
         customers: None,
     };
     let mut customers: Vec<DiscoveredCustomer> = Vec::new();
+    // A file this exporter wrote holds each target and customer once.
+    let mut seen_targets = HashSet::new();
+    let mut seen_customers = HashSet::new();
     let mut n = 1usize;
     while next(&mut text)? {
         n += 1;
         let parsed =
             serde_json::from_str::<LineIn<'_>>(&text).map_err(|e| format!("line {n}: {e}"))?;
         match parsed {
-            LineIn::Target(t) => saved
-                .targets
-                .push(target_of(t).map_err(|e| format!("line {n}: {e}"))?),
-            LineIn::Customer(c) => customers.push(DiscoveredCustomer {
-                id: canonical_customer_id(&c.id)
-                    .map_err(|e| format!("line {n}: customer id {e}"))?,
-                organization: c.organization.into_owned(),
-                country_or_region: c.country_or_region.into_owned(),
-                management_mode: c.management_mode.into_owned(),
-            }),
+            LineIn::Target(t) => {
+                let t = target_of(t).map_err(|e| format!("line {n}: {e}"))?;
+                if !seen_targets.insert((t.customer_id.clone(), t.tenant_type)) {
+                    return Err(format!(
+                        "line {n}: target {}/{} appears twice",
+                        t.customer_id, t.tenant_type
+                    ));
+                }
+                saved.targets.push(t);
+            }
+            LineIn::Customer(c) => {
+                let id = canonical_customer_id(&c.id)
+                    .map_err(|e| format!("line {n}: customer id {e}"))?;
+                if !seen_customers.insert(id.clone()) {
+                    return Err(format!("line {n}: customer {id} appears twice"));
+                }
+                customers.push(DiscoveredCustomer {
+                    id,
+                    organization: c.organization.into_owned(),
+                    country_or_region: c.country_or_region.into_owned(),
+                    management_mode: c.management_mode.into_owned(),
+                });
+            }
             LineIn::Header(_) => return Err(format!("line {n}: a second header")),
             LineIn::End(end) => {
                 if next(&mut text)? {

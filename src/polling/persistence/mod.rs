@@ -140,7 +140,7 @@ pub fn prepare(path: &Path) -> Result<(), PersistenceError> {
         dir: dir.clone(),
         source,
     })?;
-    let probe = sibling(path, &format!(".probe-{}", std::process::id()));
+    let probe = sibling(path, &format!(".probe-{:016x}", fastrand::u64(..)));
     let made = OpenOptions::new()
         .write(true)
         .create(true)
@@ -151,9 +151,36 @@ pub fn prepare(path: &Path) -> Result<(), PersistenceError> {
     let _ = std::fs::remove_file(&probe);
     made.map_err(|source| PersistenceError::NotWritable {
         path: path.to_owned(),
-        dir,
+        dir: dir.clone(),
         source,
-    })
+    })?;
+    remove_leftovers(path, &dir);
+    Ok(())
+}
+
+/// Removes temporary files of writes that a crash cut short (older than a minute, so that a
+/// write of another process in flight is left alone).
+fn remove_leftovers(path: &Path, dir: &Path) {
+    let Some(prefix) = sibling(path, ".tmp-")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+    else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if old && entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Reads the state file. Blocking.
@@ -211,7 +238,9 @@ pub struct Written {
 /// Blocking: run it off the async runtime.
 pub fn write(path: &Path, saved: &Saved) -> std::io::Result<Written> {
     let started = std::time::Instant::now();
-    let tmp = sibling(path, ".tmp");
+    // A name of its own: two writers (an old and a new pod on one volume during a rollout)
+    // never write into the same temporary file.
+    let tmp = sibling(path, &format!(".tmp-{:016x}", fastrand::u64(..)));
     let result = write_new(&tmp, saved).and_then(|bytes| {
         std::fs::rename(&tmp, path)?;
         File::open(dir_of(path))?.sync_all()?;
@@ -233,11 +262,10 @@ pub fn write(path: &Path, saved: &Saved) -> std::io::Result<Written> {
 fn write_new(tmp: &Path, saved: &Saved) -> std::io::Result<u64> {
     let file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(tmp)?;
-    // `mode` applies only to a file that did not exist.
+    // The umask may have taken bits away; none may be added.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
     format::encode(&mut out, saved)?;
@@ -249,9 +277,14 @@ fn write_new(tmp: &Path, saved: &Saved) -> std::io::Result<u64> {
 /// What a saved target becomes at start, relative to now (see [`revival`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revival {
-    /// How long the target has been failing (`None` unless it was failing when saved, with
-    /// series to lose).
+    /// Whether its series are served again (false: too old; the target comes back with its
+    /// results and times but no series, and is due at once).
+    pub series: bool,
+    /// How long it has been failing (`None` unless it was failing when saved).
     pub failing_for: Option<Duration>,
+    /// For a target that was up when saved: how long nobody has polled it (the downtime). A
+    /// first failure after the restart counts as failing from then.
+    pub unpolled_for: Option<Duration>,
     /// How long until it is due (zero: due at once, oldest data first).
     pub due_in: Duration,
     /// How long ago its last poll ended.
@@ -260,10 +293,12 @@ pub struct Revival {
 
 /// Decides what a target saved at `written_at` becomes at `now`.
 ///
-/// `None` when its series are too old to serve: the time it was failing before the stop plus
-/// the time the exporter was not running exceeds `stale_after` (the downtime counts as
-/// failing, since nobody polled). A revived target that was failing goes on failing from
-/// when it started to; one that was up is up, and waits for its turn like any other.
+/// Its series are too old to serve when the time it was failing before the stop plus the time
+/// the exporter was not running exceeds `stale_after` (the downtime counts as failing, since
+/// nobody polled); it then comes back without them, with its results and times, and is due
+/// at once. A target that never succeeded has no series to lose. A revived target that was
+/// failing goes on failing from when it started to; one that was up is up, and waits for its
+/// turn like any other.
 ///
 /// It is due where it would have been had the process kept running: at its saved due time,
 /// at once if that has passed (overdue targets go oldest data first), and never more than one
@@ -275,28 +310,33 @@ pub fn revival(
     now: SystemTime,
     stale_after: Duration,
     cadence: Duration,
-) -> Option<Revival> {
+) -> Revival {
     let since = |t: SystemTime| now.duration_since(t).unwrap_or_default();
-    let failing_for = match (saved.last_success, saved.failing_since) {
-        // Never succeeded: nothing to go stale.
-        (None, _) => None,
-        (Some(_), Some(failing)) => Some(since(failing)),
-        (Some(_), None) => None,
+    let failing_for = saved.failing_since.map(since);
+    let unpolled_for = match (saved.last_success, failing_for) {
+        (Some(_), None) => Some(since(written_at)),
+        _ => None,
     };
-    let unpolled_for = failing_for.or(saved.last_success.map(|_| since(written_at)));
-    if unpolled_for.is_some_and(|f| f > stale_after) {
-        return None;
-    }
-    let due_in = saved
-        .next_due
-        .and_then(|due| due.duration_since(now).ok())
-        .unwrap_or_default()
-        .min(cadence);
-    Some(Revival {
+    let stale = saved.last_success.is_some()
+        && failing_for
+            .or(unpolled_for)
+            .is_some_and(|f| f > stale_after);
+    let due_in = if stale {
+        Duration::ZERO
+    } else {
+        saved
+            .next_due
+            .and_then(|due| due.duration_since(now).ok())
+            .unwrap_or_default()
+            .min(cadence)
+    };
+    Revival {
+        series: !stale,
         failing_for,
+        unpolled_for,
         due_in,
         polled_ago: saved.last_poll.map(since),
-    })
+    }
 }
 
 #[cfg(test)]

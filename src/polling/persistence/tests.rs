@@ -140,6 +140,11 @@ fn damaged_files_are_refused_with_the_cause() {
             text.replacen("\"last_poll\":1000.0", "\"last_poll\":-5.0", 1),
             "last_poll: -5 is not a time",
         ),
+        // A target twice (here: the same id in another case).
+        (
+            text.replacen("\"customer_id\":\"c\"", "\"customer_id\":\"A\"", 1),
+            "target a/google appears twice",
+        ),
     ];
     for (bad, cause) in cases {
         let why = decoded(bad.as_bytes()).unwrap_err();
@@ -223,53 +228,59 @@ fn revival_counts_the_downtime_as_failing_and_keeps_each_target_on_its_slot() {
     let (stale_after, interval) = (15 * minute, 5 * minute);
     let up = target("a", 1); // polled at 1 000 s, due at 1 300 s, saved at 1 200 s
     let saved_at = at(1_200);
-    // A restart a minute after the write: not due for another 40 s, up, not failing.
-    let r = revival(&up, saved_at, at(1_260), stale_after, interval).unwrap();
+    // A restart a minute after the write: not due for another 40 s, up, not failing, but
+    // unpolled for a minute (a first failure would count from the write).
+    let r = revival(&up, saved_at, at(1_260), stale_after, interval);
+    assert!(r.series);
     assert_eq!(r.due_in, Duration::from_secs(40));
     assert_eq!(r.failing_for, None);
+    assert_eq!(r.unpolled_for, Some(minute));
     assert_eq!(r.polled_ago, Some(Duration::from_secs(260)));
     // Overdue by the time of the restart: due at once.
-    let r = revival(&up, saved_at, at(1_500), stale_after, interval).unwrap();
+    let r = revival(&up, saved_at, at(1_500), stale_after, interval);
     assert_eq!(r.due_in, Duration::ZERO);
-    // A 20-minute outage with a 15-minute stale_after revives nothing.
-    assert_eq!(
-        revival(&up, saved_at, at(1_200 + 1_200), stale_after, interval),
-        None
-    );
+    // A 20-minute outage with a 15-minute stale_after revives no series; the target comes
+    // back without them, due at once.
+    let r = revival(&up, saved_at, at(1_200 + 1_200), stale_after, interval);
+    assert!(!r.series);
+    assert_eq!(r.due_in, Duration::ZERO);
+    assert_eq!(r.unpolled_for, Some(20 * minute));
     // Failing since 1 100 s: ten minutes of failing before the stop plus six of downtime
     // are too many; plus four are not, and the failing time goes on from there.
     let mut failing = target("b", 2);
     failing.failing_since = Some(at(1_100));
-    assert_eq!(
-        revival(
-            &failing,
-            saved_at,
-            at(1_100 + 16 * 60),
-            stale_after,
-            interval
-        ),
-        None
+    let r = revival(
+        &failing,
+        saved_at,
+        at(1_100 + 16 * 60),
+        stale_after,
+        interval,
     );
+    assert!(!r.series);
+    assert_eq!(r.failing_for, Some(16 * minute));
     let r = revival(
         &failing,
         saved_at,
         at(1_100 + 14 * 60),
         stale_after,
         interval,
-    )
-    .unwrap();
+    );
+    assert!(r.series);
     assert_eq!(r.failing_for, Some(14 * minute));
-    // Never succeeded: nothing to go stale, kept with its cause however old.
+    assert_eq!(r.unpolled_for, None);
+    // Never succeeded: nothing to go stale, kept with its cause and since when, however old.
     let mut never = target("c", 0);
     never.last_success = None;
     never.failing_since = Some(at(0));
-    assert!(revival(&never, saved_at, at(100_000), stale_after, interval).is_some());
+    let r = revival(&never, saved_at, at(100_000), stale_after, interval);
+    assert!(r.series);
+    assert_eq!(r.failing_for, Some(Duration::from_secs(100_000)));
     // A due time further away than the (shortened) interval is brought in.
     let mut far = target("d", 1);
     far.next_due = Some(at(1_200 + 3_600));
-    let r = revival(&far, saved_at, at(1_201), stale_after, interval).unwrap();
+    let r = revival(&far, saved_at, at(1_201), stale_after, interval);
     assert_eq!(r.due_in, interval);
     // A clock that went backwards counts as no time.
-    let r = revival(&up, saved_at, at(900), stale_after, interval).unwrap();
+    let r = revival(&up, saved_at, at(900), stale_after, interval);
     assert_eq!(r.polled_ago, Some(Duration::ZERO));
 }
