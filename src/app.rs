@@ -202,6 +202,25 @@ pub struct OncePass {
     pub failures: Vec<String>,
 }
 
+/// The daemon's tasks' stop signal: `true` on the sender completes every [`Stop::stopped`].
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn new() -> (watch::Sender<bool>, Stop) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stop(rx))
+    }
+
+    /// Completes once the stop is sent (or its sender is gone).
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
 /// What both the daemon and `--once` start from.
 struct Setup {
     build: BuildInfo,
@@ -262,13 +281,8 @@ pub async fn once(options: Options) -> Result<OncePass, AppError> {
         metrics.clone(),
         None,
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let (stop_tx, stop) = Stop::new();
+    let stopped = || stop.stopped();
     // The customer list first (one attempt), then one pass over the plan it gives.
     let (first_tx, first_rx) = oneshot::channel();
     let discovery = tokio::spawn(discovery::run(planner.clone(), first_tx, stopped()));
@@ -444,13 +458,8 @@ async fn start(
         options.persistence.clone(),
         restored,
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
+    let (stop_tx, stop) = Stop::new();
+    let stopped = || stop.stopped();
     let mut tasks = Tasks::default();
     let reload = if demo.is_none() {
         let (tx, rx) = mpsc::channel::<ReloadRequest>(4);

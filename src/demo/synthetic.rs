@@ -170,19 +170,27 @@ impl Scale {
 mod tests {
     use super::*;
 
-    #[test]
-    fn synthetic_pages_parse_and_churn() {
-        let scale = Scale {
-            customers: 20,
+    /// `customers` customers of four types, every tenth with 250 tenants of each.
+    fn msp(customers: usize) -> Scale {
+        Scale {
+            customers,
             tenants_per_customer: 250,
             tenant_types: 4,
             big_every: 10,
             big_types: 4,
             max_requests_per_second: 0,
             latency: Duration::ZERO,
-            churn_percent: 10,
+            churn_percent: 0,
             max_concurrency: 1,
             typical_mix: false,
+        }
+    }
+
+    #[test]
+    fn synthetic_pages_parse_and_churn() {
+        let scale = Scale {
+            churn_percent: 10,
+            ..msp(20)
         };
         let m365 = TenantType::Microsoft365;
         let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
@@ -220,16 +228,8 @@ mod tests {
     #[test]
     fn the_typical_mix_has_the_shares_of_an_msp_fleet() {
         let scale = Scale {
-            customers: 1000,
-            tenants_per_customer: 250,
-            tenant_types: 4,
-            big_every: 10,
-            big_types: 4,
-            max_requests_per_second: 0,
-            latency: Duration::ZERO,
-            churn_percent: 0,
-            max_concurrency: 1,
             typical_mix: true,
+            ..msp(1000)
         };
         let mut types_per_customer = [0usize; 5];
         for i in 0..1000 {

@@ -70,6 +70,13 @@ fn kept(text: &str) -> Vec<String> {
     lines
 }
 
+/// A config for `api` with `rest` in a fresh directory, and the state file `name` in it.
+fn kept_fleet(api: &FakeApi, rest: &str, name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, config) = config_with_limits(api, TEST_LIMITS, rest);
+    let state = dir.path().join(name);
+    (dir, config, state)
+}
+
 /// Starts the daemon in-process on `config` keeping its state in `state`; runs one full pass
 /// and stops it cleanly (the last write happens at shutdown): the exposition it served.
 async fn run_once(config: &Path, state: &Path) -> String {
@@ -102,8 +109,7 @@ async fn a_restart_serves_everything_at_once_with_the_api_down_and_polls_nothing
     let api = api(down.clone()).await;
     let ids: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (dir, config) = config_with_limits(&api, TEST_LIMITS, &customers(&ids));
-    let state = dir.path().join("state/exporter.jsonl");
+    let (_dir, config, state) = kept_fleet(&api, &customers(&ids), "state/exporter.jsonl");
     let before = run_once(&config, &state).await;
     assert_eq!(series(&before, "available_user_seats").len(), 60);
 
@@ -166,8 +172,8 @@ async fn a_restart_serves_everything_at_once_with_the_api_down_and_polls_nothing
 async fn stale_and_removed_targets_are_not_revived_and_a_renamed_customer_takes_its_new_name() {
     let down = Arc::new(AtomicBool::new(false));
     let api = api(down.clone()).await;
-    let (dir, config) = config_with_limits(&api, TEST_LIMITS, &customers(&["keep", "old", "gone"]));
-    let state = dir.path().join("state.jsonl");
+    let (dir, config, state) =
+        kept_fleet(&api, &customers(&["keep", "old", "gone"]), "state.jsonl");
     run_once(&config, &state).await;
     // `old` has been failing for 16 minutes (stale_after is 15m).
     let now = unix_now();
@@ -344,12 +350,11 @@ async fn a_bad_state_file_is_moved_aside_with_one_warning_and_the_exporter_start
 #[tokio::test(start_paused = true)]
 async fn a_failing_write_is_counted_and_logged_while_polling_and_serving_go_on() {
     let api = api(Arc::default()).await;
-    let (dir, config) = config_with_limits(
+    let (dir, config, state) = kept_fleet(
         &api,
-        TEST_LIMITS,
         "poll:\n  interval: 1s\ncustomers:\n  - id: a\n    tenant_types: [0]\n",
+        "state.jsonl",
     );
-    let state = dir.path().join("state.jsonl");
     let exporter =
         Exporter::in_process_with(&config, keep_in(&state, Duration::from_secs(1))).await;
     let text = exporter
@@ -414,12 +419,11 @@ async fn a_discovered_fleet_comes_back_while_the_customer_list_cannot_be_fetched
         ))
     })
     .await;
-    let (dir, config) = config_with_limits(
+    let (_dir, config, state) = kept_fleet(
         &api,
-        TEST_LIMITS,
         "poll:\n  interval: 5m\ndiscovery:\n  tenant_types: [0]\n",
+        "state.jsonl",
     );
-    let state = dir.path().join("state.jsonl");
     let before = run_once(&config, &state).await;
     assert_eq!(series(&before, "available_user_seats").len(), 3);
     list_down.store(true, Ordering::SeqCst);
@@ -452,8 +456,11 @@ fn args<'a>(config: &'a Path, state: &'a Path, interval: &'a str) -> Vec<&'a str
 async fn through_the_binary_sigterm_writes_the_file_and_a_restart_restores_it() {
     let down = Arc::new(AtomicBool::new(false));
     let api = api(down.clone()).await;
-    let (dir, config) = config_with_limits(&api, TEST_LIMITS, &customers(&["a", "b", "c"]));
-    let state = dir.path().join("var/lib/exporter/state.jsonl");
+    let (dir, config, state) = kept_fleet(
+        &api,
+        &customers(&["a", "b", "c"]),
+        "var/lib/exporter/state.jsonl",
+    );
     // The flags are in --help and in --check-config's summary.
     let (_, help, _) = run_binary(&["--help"], dir.path());
     assert!(help.contains("--persistence.file <PATH>"), "{help}");
@@ -528,12 +535,11 @@ async fn sigkill_at_any_moment_leaves_a_file_the_next_start_restores_without_a_w
     let api = api(Arc::default()).await;
     let ids: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let (dir, config) = config_with_limits(
+    let (_dir, config, state) = kept_fleet(
         &api,
-        TEST_LIMITS,
         &customers(&ids).replace("interval: 5m", "interval: 1s"),
+        "state.jsonl",
     );
-    let state = dir.path().join("state.jsonl");
     // Polls finish all the time and the state is written as often as it changes.
     let args = args(&config, &state, "1ms");
     let mut rng = fastrand::Rng::with_seed(7);
@@ -572,12 +578,11 @@ async fn restored_empty_targets_keep_their_empty_cadence() {
         Reply::json(envelope(&records, 1, 100, records.len()))
     })
     .await;
-    let (dir, config) = config_with_limits(
+    let (_dir, config, state) = kept_fleet(
         &api,
-        TEST_LIMITS,
         "poll:\n  interval: 5m\ncustomers:\n  - id: a\n  - id: b\n",
+        "state.jsonl",
     );
-    let state = dir.path().join("state.jsonl");
     run_once(&config, &state).await;
     let sent = api.tenant_requests().len();
     assert_eq!(sent, 8);
@@ -606,4 +611,24 @@ async fn restored_empty_targets_keep_their_empty_cadence() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn through_the_binary_a_torn_state_file_is_moved_aside_and_the_exporter_serves() {
+    let api = api(Arc::default()).await;
+    let (dir, config, state) = kept_fleet(&api, &customers(&["a", "b"]), "state.jsonl");
+    // The header and first target of a real file, no end: what a write cut by kill -9 would
+    // leave were it not atomic.
+    run_once(&config, &state).await;
+    let whole = std::fs::read_to_string(&state).unwrap();
+    let torn: String = whole.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&state, torn).unwrap();
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let line = exporter
+        .log_line("cannot use the persistence file; starting without it")
+        .await;
+    assert!(line.contains("cut short"), "{line}");
+    assert!(dir.path().join("state.jsonl.bad").exists());
+    let text = exporter.first_cycle().await;
+    assert_eq!(series(&text, "available_user_seats").len(), 4);
 }

@@ -539,18 +539,23 @@ async fn never_more_pages_than_the_first_total_count_allows() {
     exporter.log_line("page repeats records already seen").await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn failing_target_keeps_last_good_series_until_stale_after() {
+/// A fake API whose first data answer is tenant `a` (5 available, 1 assigned), and every
+/// later one `then`.
+async fn good_once_then(then: Reply) -> FakeApi {
     let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let api = FakeApi::with_tokens(move |_| {
-        if c2.fetch_add(1, Ordering::SeqCst) == 0 {
+    FakeApi::with_tokens(move |_| {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
             Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
         } else {
-            Reply::status(500, "text/plain", "boom")
+            then.clone()
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_target_keeps_last_good_series_until_stale_after() {
+    let api = good_once_then(Reply::status(500, "text/plain", "boom")).await;
     // One target polled every second, whose series go 4 s after its last success.
     let config = one_target("1s").replace("customers:", "  stale_after: 4s\ncustomers:");
     let (_dir, exporter) = in_process_on(&api, &config).await;
@@ -581,17 +586,10 @@ async fn failing_target_keeps_last_good_series_until_stale_after() {
 
 #[tokio::test(start_paused = true)]
 async fn stale_after_counts_from_the_first_failure_not_from_the_last_success() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let c2 = calls.clone();
-    let api = FakeApi::with_tokens(move |_| {
-        if c2.fetch_add(1, Ordering::SeqCst) == 0 {
-            Reply::json(envelope(&[record("a", "A", 5, 1)], 1, 100, 1))
-        } else {
-            // Slow failures: each ends more than stale_after after the last success.
-            Reply::status(500, "text/plain", "boom").delayed(Duration::from_secs(3))
-        }
-    })
-    .await;
+    // Slow failures: each ends more than stale_after after the last success.
+    let api =
+        good_once_then(Reply::status(500, "text/plain", "boom").delayed(Duration::from_secs(3)))
+            .await;
     let config = one_target("2s").replace("customers:", "  stale_after: 2s\ncustomers:");
     let (_dir, exporter) =
         in_process_with_limits(&api, "  retries: 0\n  timeout: 10s\n", &config).await;
