@@ -10,7 +10,9 @@
 #   - Kubernetes workloads: strict security contexts, probes, the config and secret files the
 #     config names are mounted, shard count = replicas; `kubectl kustomize` builds (if kubectl);
 #   - systemd-analyze verify and an exposure threshold on the unit (if systemd-analyze);
-#   - the example configs pass --check-config (if the exporter binary exists).
+#   - the example configs pass --check-config (if the exporter binary exists), and the
+#     compose file's comment for a real account mounts a config that reads its secret where
+#     compose puts it.
 # Usage: .ci/check-deploy.sh [path/to/avepoint-elements-exporter]
 set -euo pipefail
 
@@ -386,22 +388,28 @@ else
 fi
 
 # ---------------------------------------------------------------- example configs
+grep -q '\./compose/config.yaml:/etc/avepoint-elements-exporter/config.yaml' deploy/docker-compose.yml \
+  && grep -q 'client_secret_file: /run/secrets/elements-client-secret' deploy/compose/config.yaml \
+  && grep -q 'secrets: \[elements-client-secret\]' deploy/docker-compose.yml \
+  || fail "deploy/docker-compose.yml's real-account comment and deploy/compose/config.yaml disagree"
+ok "the compose real-account comment mounts deploy/compose/config.yaml and its secret"
 if [ -x "$bin" ]; then
   printf 'not-a-real-secret\n' >"$tmp/client-secret"
   python3 - "$tmp" <<'PY'
 import sys, yaml
 tmp = sys.argv[1]
 cm = next(d for d in yaml.safe_load_all(open("deploy/kubernetes/configmap.yaml")) if d and d.get("kind") == "ConfigMap")
-configs = {"kubernetes": cm["data"]["config.yaml"], "systemd": open("deploy/systemd/config.yaml").read()}
+configs = {"kubernetes": cm["data"]["config.yaml"], "systemd": open("deploy/systemd/config.yaml").read(),
+           "compose": open("deploy/compose/config.yaml").read()}
 for name, text in configs.items():
     secret = yaml.safe_load(text)["elements"]["client_secret_file"]
     with open(f"{tmp}/{name}-config.yaml", "w") as f:
         f.write(text.replace(secret, f"{tmp}/client-secret"))
 PY
-  for name in kubernetes systemd; do
+  for name in kubernetes systemd compose; do
     "$bin" --check-config --config.file "$tmp/$name-config.yaml" >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "--check-config of the $name example config"; }
   done
-  ok "--check-config accepts deploy/kubernetes/configmap.yaml and deploy/systemd/config.yaml"
+  ok "--check-config accepts deploy/kubernetes/configmap.yaml, deploy/systemd/config.yaml and deploy/compose/config.yaml"
 else
   skip "--check-config of the example configs ($bin not built)"
 fi

@@ -407,7 +407,7 @@ async fn start(
         None => None,
     };
 
-    let web = Arc::new(ArcSwap::from_pointee(load_web(&options)?));
+    let web = Arc::new(ArcSwap::from_pointee(load_web(&options).await?));
     let listeners = match listeners {
         Some(listeners) => listeners,
         None => server::bind(&options.listen_addresses).await?,
@@ -437,7 +437,7 @@ async fn start(
         discovery = config.discovery.is_some(),
         shard = options.shard,
         total_shards = options.total_shards,
-        interval = %humantime::format_duration(config.poll.interval),
+        interval = %crate::config::format_duration(config.poll.interval),
         "starting"
     );
     let (planner, plan_rx) = Planner::new(
@@ -487,6 +487,7 @@ async fn start(
         telemetry_path: options.telemetry_path.clone(),
         reload,
         build,
+        demo: demo.is_some(),
         web,
     });
     tasks.spawn(
@@ -546,9 +547,20 @@ async fn load_config(path: PathBuf) -> Result<Config, ConfigError> {
 }
 
 /// The web config of `--web.config.file`, or plain HTTP without auth.
-fn load_web(options: &Options) -> Result<WebSettings, WebConfigError> {
-    match &options.web_config_file {
-        Some(path) => WebSettings::load(path),
+/// Read off the runtime: its files and the bcrypt work of its users take time.
+async fn load_web(options: &Options) -> Result<WebSettings, WebConfigError> {
+    match options.web_config_file.clone() {
+        Some(path) => {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || WebSettings::load(&p))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(WebConfigError::Read {
+                        path,
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })
+        }
         None => Ok(WebSettings::default()),
     }
 }
@@ -585,9 +597,21 @@ async fn reloader(
             answers.push(more);
         }
         // Both files must be valid for either to apply.
-        let result = load_config(options.config_file.clone())
-            .await
-            .map_err(|e| e.problems().join("; "))
+        // Shutdown never waits for a read (a hung mount gives up only after READ_TIMEOUT).
+        let (config, web_settings) = tokio::select! {
+            _ = &mut shutdown => return,
+            loaded = async {
+                (load_config(options.config_file.clone()).await, load_web(&options).await)
+            } => loaded,
+        };
+        let result = config
+            .map_err(|e| {
+                format!(
+                    "{}: {}",
+                    options.config_file.display(),
+                    e.problems().join("; ")
+                )
+            })
             .and_then(|config| {
                 warn_about(&config);
                 // Unchanged API settings keep the running client: its token, rate limit and
@@ -597,7 +621,7 @@ async fn reloader(
                     None => build_client(&config, &metrics)
                         .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
                 };
-                let settings = load_web(&options).map_err(|e| e.to_string())?;
+                let settings = web_settings.map_err(|e| e.to_string())?;
                 Ok((config, client, settings))
             });
         match result {

@@ -75,12 +75,26 @@ pub enum CertificateError {
         "not an RSA private key in PEM (PKCS#8 \"PRIVATE KEY\" or PKCS#1 \"RSA PRIVATE KEY\")"
     )]
     Key,
+    /// The key file holds an encrypted (password-protected) key.
+    #[error(
+        "the private key is encrypted (\"ENCRYPTED PRIVATE KEY\" or Proc-Type: 4,ENCRYPTED); \
+         store it unencrypted with mode 0600, e.g. openssl pkcs8 -in key.pem -out key-plain.pem -nocrypt"
+    )]
+    Encrypted,
     /// The key cannot sign (for example too short for RS256).
     #[error("the private key cannot sign RS256 ({0})")]
     Sign(#[source] jsonwebtoken::errors::Error),
     /// The key belongs to another certificate.
     #[error("the private key does not match the certificate")]
     Mismatch,
+}
+
+/// Whether a PEM file holds an encrypted private key (PKCS#8 `ENCRYPTED PRIVATE KEY`, or a
+/// traditional key with `Proc-Type: 4,ENCRYPTED`).
+pub(crate) fn is_encrypted_pem(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
 }
 
 impl ClientCertificate {
@@ -106,6 +120,9 @@ impl ClientCertificate {
             _ => return Err(CertificateError::NotRsa),
         };
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents);
+        if is_encrypted_pem(key_pem) {
+            return Err(CertificateError::Encrypted);
+        }
         let key = EncodingKey::from_rsa_pem(key_pem).map_err(|_| CertificateError::Key)?;
         let this = ClientCertificate {
             key,

@@ -210,6 +210,10 @@ impl TokenSource {
                 "access_token holds characters not allowed in an HTTP header".into(),
             ));
         }
+        // Known from now on: an echo of it is cut, with or without `Bearer ` in front.
+        self.transport
+            .redactor()
+            .remember_token(&parsed.access_token);
         let lifetime = parsed
             .expires_in
             .map(Duration::from_secs)

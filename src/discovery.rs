@@ -253,7 +253,7 @@ pub async fn run(
                     tracing::warn!(
                         cause = e.cause(),
                         error = %e,
-                        retry_in = %humantime::format_duration(first_list_retry(failures, discovery.interval)),
+                        retry_in = %crate::config::format_duration(first_list_retry(failures, discovery.interval)),
                         "cannot fetch the first customer list; not ready until it arrives"
                     );
                 }

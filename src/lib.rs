@@ -62,7 +62,7 @@ pub(crate) mod transport;
 #[cfg(feature = "bench")]
 pub mod bench;
 
-pub use config::{parse_duration, Config, ConfigError, ProcessEnvironment};
+pub use config::{format_duration, parse_duration, Config, ConfigError, ProcessEnvironment};
 pub use demo::DemoApi;
 pub use metrics::BuildInfo;
 pub use polling::persistence::{Persistence, PersistenceError};

@@ -50,7 +50,8 @@ struct Cli {
     /// exporter-toolkit web config: TLS, client certificates, response headers, basic auth.
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
-    /// Connections served at once; further ones are closed on accept.
+    /// Connections served at once. At the limit a new connection takes the place of the one
+    /// idle longest; it is closed only when every connection has a request in flight.
     #[arg(long = "web.max-connections", value_name = "N", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
@@ -160,12 +161,76 @@ fn persistence_summary(cli: &Cli) -> String {
         Some(path) => format!(
             "persistence: {} (written at most every {} while something changed, and at shutdown)",
             path.display(),
-            humantime::format_duration(cli.persistence_interval)
+            avepoint_elements_exporter::format_duration(cli.persistence_interval)
         ),
         None => {
             "persistence: off (--persistence.file not set: a restart starts from nothing)".into()
         }
     }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head -1`) ends the output quietly instead of
+/// panicking as `print!` does.
+fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Checks what the flags mean together, for the daemon and `--check-config` alike; the
+/// shard to poll (`--shard`, or the ordinal of `pod_name` with `--shard.from-pod-name`).
+fn check_flags(cli: &Cli, pod_name: Option<&str>) -> Result<u32, String> {
+    let shard = if cli.shard_from_pod_name {
+        let pod = pod_name.unwrap_or_default();
+        if pod.is_empty() {
+            return Err(
+                "--shard.from-pod-name: $POD_NAME is not set; set it from the pod's name \
+                 (fieldRef metadata.name), or pass --shard N"
+                    .into(),
+            );
+        }
+        ordinal_of(pod).ok_or_else(|| {
+            format!("--shard.from-pod-name: $POD_NAME {pod:?} does not end in -<ordinal>")
+        })?
+    } else {
+        cli.shard
+    };
+    if cli.total_shards == 0 {
+        return Err("--total-shards 0: there must be at least 1 shard".into());
+    }
+    if shard >= cli.total_shards {
+        return Err(format!(
+            "--shard {shard} must be less than --total-shards {} (shards are numbered from 0)",
+            cli.total_shards
+        ));
+    }
+    check_telemetry_path(&cli.telemetry_path)?;
+    Ok(shard)
+}
+
+/// A metrics path that requests can match: absolute, plain, and not the server's own.
+fn check_telemetry_path(path: &str) -> Result<(), String> {
+    let flag = "--web.telemetry-path";
+    if !path.starts_with('/') {
+        return Err(format!(
+            "{flag} {path:?} must start with '/', e.g. /metrics"
+        ));
+    }
+    if BUILT_IN_PATHS.contains(&path) || path.starts_with("/-/") {
+        return Err(format!(
+            "{flag} {path:?} is the server's own ({} and everything under /-/); choose another, e.g. /metrics",
+            BUILT_IN_PATHS.join(", ")
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| matches!(c, '?' | '#' | '%') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{flag} {path:?} contains {c:?}: a request path never matches it; use a plain path such as /metrics"
+        ));
+    }
+    Ok(())
 }
 
 /// `--config.file` when none is given.
@@ -200,33 +265,42 @@ fn main() -> ExitCode {
         }
     };
     if cli.version {
-        print!("{}", BuildInfo::current().version_text());
+        print_out(&BuildInfo::current().version_text());
         return ExitCode::SUCCESS;
     }
     if cli.check_config && cli.demo {
         return check_demo_config();
     }
     if cli.check_config {
+        // The same flag checks as the daemon's: a green pre-flight means it starts.
+        if let Err(e) = check_flags(&cli, std::env::var("POD_NAME").ok().as_deref()) {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
         if let Some(path) = &cli.web_config_file {
             if let Err(e) = WebSettings::load(path) {
-                eprintln!("{e}");
+                for line in e.lines() {
+                    eprintln!("{line}");
+                }
                 return ExitCode::from(1);
             }
         }
         return match Config::load(&cli.config_file, &ProcessEnvironment) {
             Ok(config) => {
-                print!("{}", config.summary());
+                use std::fmt::Write as _;
+                let mut out = config.summary();
                 if let Some(path) = &cli.web_config_file {
-                    println!("  web config {}: OK", path.display());
+                    let _ = writeln!(out, "  web config {}: OK", path.display());
                 }
-                println!("  {}", persistence_summary(&cli));
+                let _ = writeln!(out, "  {}", persistence_summary(&cli));
                 for warning in &config.warnings {
-                    println!("warning: {warning}");
+                    let _ = writeln!(out, "warning: {warning}");
                 }
                 if let Some(round) = config.min_round(cli.total_shards) {
-                    println!("  round estimate: {round}");
+                    let _ = writeln!(out, "  round estimate: {round}");
                     if round.exceeds_interval() {
-                        println!(
+                        let _ = writeln!(
+                            out,
                             "warning: poll.interval cannot be kept: every target is still polled, \
                              oldest data first, but each less often than the interval. Raise \
                              elements.max_requests_per_second, lengthen poll.interval, or shard \
@@ -234,6 +308,7 @@ fn main() -> ExitCode {
                         );
                     }
                 }
+                print_out(&out);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -247,33 +322,13 @@ fn main() -> ExitCode {
             }
         };
     }
-    let mut shard = cli.shard;
-    if cli.shard_from_pod_name {
-        let pod = std::env::var("POD_NAME").unwrap_or_default();
-        match ordinal_of(&pod) {
-            Some(n) => shard = n,
-            None => {
-                eprintln!("--shard.from-pod-name: $POD_NAME {pod:?} does not end in -<ordinal>");
-                return ExitCode::from(1);
-            }
+    let shard = match check_flags(&cli, std::env::var("POD_NAME").ok().as_deref()) {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
         }
-    }
-    if cli.total_shards == 0 || shard >= cli.total_shards {
-        eprintln!(
-            "--shard {shard} must be less than --total-shards {} (and --total-shards at least 1)",
-            cli.total_shards
-        );
-        return ExitCode::from(1);
-    }
-    if !cli.telemetry_path.starts_with('/') || BUILT_IN_PATHS.contains(&cli.telemetry_path.as_str())
-    {
-        eprintln!(
-            "--web.telemetry-path {:?} must start with '/' and not be one of the built-in paths {}",
-            cli.telemetry_path,
-            BUILT_IN_PATHS.join(", ")
-        );
-        return ExitCode::from(1);
-    }
+    };
     init_logging(cli.log_level, cli.log_format);
     let Some(runtime) = runtime(&mut tokio::runtime::Builder::new_multi_thread()) else {
         return ExitCode::from(1);
@@ -420,8 +475,10 @@ fn check_demo_config() -> ExitCode {
     });
     match checked {
         Ok(config) => {
-            println!("demo mode: the built-in simulated Elements API, on a loopback port chosen at start");
-            print!("{}", config.summary());
+            print_out(&format!(
+                "demo mode: the built-in simulated Elements API, on a loopback port chosen at start\n{}",
+                config.summary()
+            ));
             ExitCode::SUCCESS
         }
         Err(e) => {

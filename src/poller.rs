@@ -24,6 +24,7 @@ use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetView};
 use crate::plan::{Target, TargetKey};
 use crate::polling::persistence::{Persistence, Saved, Written};
 
+mod failures;
 mod saving;
 use crate::scheduler::{Cadence, Priority, Schedule};
 
@@ -271,9 +272,8 @@ pub struct Poller {
     behind: bool,
     /// Token failures since the last publish (they are logged together), and when that was
     /// last logged.
-    token_failures: usize,
-    token_error: Option<String>,
-    token_warned_at: Option<Instant>,
+    /// Failed polls waiting for their line in the log.
+    failures: failures::FailureLog,
     /// Where the state is kept across restarts, if anywhere.
     persistence: Option<Persistence>,
     /// Whether anything changed since the last write of the state file began.
@@ -314,9 +314,7 @@ impl Poller {
             started_at: now,
             last_summary: None,
             behind: false,
-            token_failures: 0,
-            token_error: None,
-            token_warned_at: None,
+            failures: failures::FailureLog::default(),
             persistence,
             unsaved: false,
             last_write: None,
@@ -439,13 +437,16 @@ impl Poller {
         let state = self.states.entry(key).or_default();
         match result {
             Ok(fetched) => record_success(target, state, &self.metrics, fetched),
-            Err(e @ ApiError::Token(_)) => {
-                // Every target fails the same way: logged together at the next publish.
-                self.token_failures += 1;
-                self.token_error = Some(e.to_string());
-                record_failure(target, state, &self.metrics, &e, false);
+            Err(e) => {
+                // Logged by cause, together, at the next publish.
+                self.failures.record(
+                    e.cause(),
+                    &target.request.customer_id,
+                    target.request.tenant_type.name(),
+                    e.to_string(),
+                );
+                record_failure(target, state, &self.metrics, &e);
             }
-            Err(e) => record_failure(target, state, &self.metrics, &e, true),
         }
         state.last_duration = Some(took);
         self.polls += 1;
@@ -556,7 +557,7 @@ impl Poller {
         self.publish_cost = cost_clock.elapsed().max(instant - began);
         self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
         self.utilization(targets, requests);
-        self.log_token_failures(instant);
+        self.failures.flush(instant, self.plan.poll.interval);
 
         let summary = Summary {
             targets,
@@ -589,27 +590,6 @@ impl Poller {
         }
     }
 
-    /// One line for the token failures since the last publish, at most one per interval.
-    fn log_token_failures(&mut self, now: Instant) {
-        let failures = std::mem::take(&mut self.token_failures);
-        let Some(error) = self.token_error.take() else {
-            return;
-        };
-        if self
-            .token_warned_at
-            .is_some_and(|t| now - t < self.plan.poll.interval)
-        {
-            return;
-        }
-        self.token_warned_at = Some(now);
-        tracing::warn!(
-            targets = failures,
-            cause = "token",
-            error = %error,
-            "cannot get an access token; targets that needed one are down"
-        );
-    }
-
     /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept;
     /// `requests` per round count an empty target at its own cadence.
     fn utilization(&mut self, targets: usize, requests: f64) {
@@ -625,7 +605,7 @@ impl Poller {
                 requests_per_round = requests.round() as u64,
                 seconds_per_request = format!("{:.3}", cost.as_secs_f64()),
                 round_seconds = format!("{needed:.1}"),
-                interval = %humantime::format_duration(interval),
+                interval = %crate::config::format_duration(interval),
                 utilization = format!("{ratio:.2}"),
                 "polling cannot keep poll.interval: a round over every target needs longer than \
                  the interval at the configured limits; every target is still polled, oldest \
@@ -656,7 +636,7 @@ struct Summary {
 impl Summary {
     fn log(&self, message: &str, took: Option<Duration>, interval: Duration) {
         let duration_ms = took.map(|d| d.as_millis() as u64);
-        let interval = humantime::format_duration(interval).to_string();
+        let interval = crate::config::format_duration(interval).to_string();
         let failed = self.targets - self.ok;
         if self.ok == 0 && self.targets > 0 {
             tracing::warn!(
@@ -727,13 +707,7 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.requests = Some(pages.max(1));
 }
 
-fn record_failure(
-    target: &Target,
-    state: &mut TargetState,
-    metrics: &Metrics,
-    error: &ApiError,
-    log: bool,
-) {
+fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, error: &ApiError) {
     let customer_id = &*target.request.customer_id;
     let tenant_type = target.request.tenant_type.name();
     let cause = error.cause();
@@ -741,11 +715,7 @@ fn record_failure(
         .target_errors
         .with_label_values(&[customer_id, tenant_type, cause])
         .inc();
-    if log {
-        tracing::warn!(customer_id, tenant_type, cause, error = %error, "target poll failed");
-    } else {
-        tracing::debug!(customer_id, tenant_type, cause, error = %error, "target poll failed");
-    }
+    tracing::debug!(customer_id, tenant_type, cause, error = %error, "target poll error");
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());
     let since = state.unknown_since.take().unwrap_or_else(Instant::now);
@@ -768,7 +738,7 @@ fn log_dropped(dropped: &[&Target], stale_after: Duration) {
         customer_id = &*first.request.customer_id,
         tenant_type = first.request.tenant_type.name(),
         examples = %examples.join(", "),
-        stale_after = %humantime::format_duration(stale_after),
+        stale_after = %crate::config::format_duration(stale_after),
         "no successful poll within stale_after of the first failure; dropping the targets' series"
     );
 }

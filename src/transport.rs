@@ -89,8 +89,7 @@ pub fn describe(
     redactor: &Redactor,
 ) -> String {
     let head = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
-    let clean = redactor.apply(&head);
-    let excerpt: String = clean.chars().take(200).collect();
+    let excerpt = redactor.excerpt(&head, 200);
     format!(
         "status {}, content type {:?}, body starts {:?}",
         status.as_u16(),
@@ -289,6 +288,11 @@ impl Transport {
         Duration::from_secs_f64(spacing.max(shared).clamp(0.0, 1e9))
     }
 
+    /// What cuts credentials out of text from the servers this transport talks to.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// Folds one attempt's latency into the running mean.
     fn observe_latency(&self, took: Duration) {
         const WEIGHT: f64 = 0.05;
@@ -319,7 +323,9 @@ impl Transport {
     {
         let mut attempt = 0;
         loop {
-            let outcome = self.attempt(endpoint, priority, budget, &prepare).await?;
+            let outcome = self
+                .attempt(endpoint, priority, budget, &prepare, attempt + 1)
+                .await?;
             let wait = match &outcome {
                 Ok((resp, headers, _)) if resp.status == StatusCode::TOO_MANY_REQUESTS => {
                     // Throttled: the limiter pauses every request for Retry-After and slows
@@ -377,6 +383,7 @@ impl Transport {
         priority: Priority,
         budget: Option<&Budget>,
         prepare: &F,
+        number: u32,
     ) -> Result<Attempt<T>, E>
     where
         F: Fn(&reqwest::Client) -> Fut,
@@ -402,8 +409,31 @@ impl Transport {
                 .with_label_values(&[endpoint.label()])
                 .start_timer();
             let sent = Instant::now();
-            let (status, result) = self.exchange(prepared.request, budget).await;
+            let (client, request) = prepared.request.build_split();
+            // At debug level, every request: method and path (never the query, headers or
+            // body, where credentials travel).
+            let shown = tracing::enabled!(tracing::Level::DEBUG).then(|| match &request {
+                Ok(r) => (r.method().to_string(), r.url().path().to_owned()),
+                Err(_) => (String::new(), String::new()),
+            });
+            let (status, result) = self.exchange(&client, request, budget).await;
             timer.observe_duration();
+            if let Some((method, path)) = shown {
+                tracing::debug!(
+                    endpoint = endpoint.label(),
+                    method,
+                    path,
+                    status = status.map_or_else(|| "error".to_owned(), |s| s.as_u16().to_string()),
+                    latency_ms = sent.elapsed().as_millis() as u64,
+                    attempt = number,
+                    error = result
+                        .as_ref()
+                        .err()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default(),
+                    "request"
+                );
+            }
             if result.is_ok() {
                 self.observe_latency(sent.elapsed());
             }
@@ -423,13 +453,18 @@ impl Transport {
     /// Sends and reads the whole body; also returns the status, if one arrived.
     async fn exchange(
         &self,
-        request: reqwest::RequestBuilder,
+        client: &reqwest::Client,
+        request: reqwest::Result<reqwest::Request>,
         budget: Option<&Budget>,
     ) -> (
         Option<StatusCode>,
         Result<(HttpResponse, HeaderMap), TransportError>,
     ) {
-        let resp = match request.send().await {
+        let sent = match request {
+            Ok(request) => client.execute(request).await,
+            Err(e) => Err(e),
+        };
+        let resp = match sent {
             Ok(resp) => resp,
             Err(e) => return (None, Err(self.classify(e))),
         };

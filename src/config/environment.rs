@@ -33,21 +33,51 @@ impl Environment for ProcessEnvironment {
 /// Largest config or secret file read.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Longest a config, secret or certificate file may take to read (a hung network or FUSE
+/// mount must not hang a reload, or the shutdown waiting behind it).
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Reads a regular file of at most `limit` bytes. Anything else (a FIFO that would block until
 /// someone writes to it, `/dev/zero` that never ends, a directory) is an error that says so.
+/// The check is made on the opened handle (opened without blocking), so a path swapped for
+/// a FIFO after a check cannot block; and the read runs on a thread of its own, given up
+/// after [`READ_TIMEOUT`].
 pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let owned = path.to_owned();
+    std::thread::Builder::new()
+        .name("read-file".into())
+        .spawn(move || {
+            let _ = tx.send(read_now(&owned, limit));
+        })?;
+    match rx.recv_timeout(READ_TIMEOUT) {
+        Ok(result) => result,
+        Err(_) => Err(Error::new(
+            ErrorKind::TimedOut,
+            format!(
+                "reading it took longer than {} (a hung network mount?)",
+                super::format_duration(READ_TIMEOUT)
+            ),
+        )),
+    }
+}
+
+fn read_now(path: &Path, limit: u64) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, device or directory cannot be a config)",
+            "not a regular file (a FIFO, device or directory)",
         ));
     }
     let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_string(&mut text)?;
+    file.take(limit + 1).read_to_string(&mut text)?;
     if text.len() as u64 > limit {
         return Err(Error::new(
             ErrorKind::InvalidData,
@@ -55,6 +85,33 @@ pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
         ));
     }
     Ok(text)
+}
+
+/// The environment of a config file: relative paths in it are relative to its directory (as
+/// in Prometheus' own config), not to the working directory.
+pub(super) struct RelativeTo<'a> {
+    /// The config file's directory.
+    pub dir: &'a Path,
+    /// Where files are read.
+    pub inner: &'a dyn Environment,
+}
+
+impl Environment for RelativeTo<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.inner.var(name)
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        if path.is_absolute() {
+            return self.inner.read_file(path);
+        }
+        let resolved = self.dir.join(path);
+        self.inner.read_file(&resolved).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("{e} (relative to the config file: {})", resolved.display()),
+            )
+        })
+    }
 }
 
 /// Exactly one of a secret (from any source) or a certificate with its key.
@@ -134,7 +191,9 @@ pub(super) fn parse_credential(
                     "client_private_key_file",
                     format!("{key_file:?}: {e} in {cert_file:?}"),
                 ),
-                E::Key | E::Sign(_) => ("client_private_key_file", format!("{key_file:?}: {e}")),
+                E::Key | E::Encrypted | E::Sign(_) => {
+                    ("client_private_key_file", format!("{key_file:?}: {e}"))
+                }
             };
             p.add(&format!("elements.{key}"), message);
             None

@@ -34,8 +34,8 @@ use crate::assertion::ClientCertificate;
 pub use crate::domain::{LicenseAssignedStatus, TenantType};
 pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
 use parse::parse_root;
+pub use yaml::{format_duration, parse_duration, MAX_NESTING};
 use yaml::{one_line, too_deep, Problems};
-pub use yaml::{parse_duration, MAX_NESTING};
 
 /// Default API host (commercial environment).
 pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
@@ -68,7 +68,10 @@ impl ConfigError {
     pub fn problems(&self) -> Vec<String> {
         match self {
             ConfigError::Invalid(problems) => problems.clone(),
-            other => vec![other.to_string()],
+            // Shown after the file's name: no need to say it twice.
+            ConfigError::Read { source, .. } => {
+                vec![format!("cannot read the config file: {source}")]
+            }
         }
     }
 }
@@ -355,13 +358,13 @@ impl fmt::Display for RoundEstimate {
             self.targets,
             self.rate,
             self.seconds.ceil(),
-            humantime::format_duration(self.interval)
+            crate::config::format_duration(self.interval)
         )?;
         if self.empty_interval > self.interval {
             write!(
                 f,
                 " (the first round, and the worst case; targets found empty are then polled every {}: with three in four empty, as in a typical MSP fleet, about {:.0}s per round)",
-                humantime::format_duration(self.empty_interval),
+                crate::config::format_duration(self.empty_interval),
                 self.typical_seconds.ceil()
             )?;
         }
@@ -400,7 +403,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text, env)
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Config::parse(&text, &environment::RelativeTo { dir, inner: env })
     }
 
     /// Validates the YAML text of a config file.

@@ -172,7 +172,7 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
                 "poll.interval",
                 format!(
                     "{} is too short; the minimum is 1s",
-                    humantime::format_duration(i)
+                    crate::config::format_duration(i)
                 ),
             );
             None
@@ -193,8 +193,8 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
                 "poll.stale_after",
                 format!(
                     "{} is shorter than poll.interval ({}); it must be at least the interval",
-                    humantime::format_duration(st),
-                    humantime::format_duration(interval)
+                    crate::config::format_duration(st),
+                    crate::config::format_duration(interval)
                 ),
             );
             None
@@ -209,8 +209,8 @@ fn parse_poll(value: Option<&Value>, p: &mut Problems) -> Option<PollConfig> {
                 "poll.empty_interval",
                 format!(
                     "{} is shorter than poll.interval ({}); it must be at least the interval (equal turns the empty cadence off)",
-                    humantime::format_duration(e),
-                    humantime::format_duration(interval)
+                    crate::config::format_duration(e),
+                    crate::config::format_duration(interval)
                 ),
             );
             None
@@ -282,16 +282,26 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
     if s.get("id").is_none() {
         p.add(&s.path("id"), "missing; the Elements customer id");
     }
+    // YAML turns `0x10` into 16 and `1e3` into 1000.0: an id is the text as written, or
+    // nothing.
+    let number = match s.get("id") {
+        Some(Value::Number(n)) => {
+            p.add(&s.path("id"), number_not_text(n));
+            true
+        }
+        _ => false,
+    };
     // One canonical form everywhere; refused when it would change the URL path's meaning.
-    let id = s
-        .string("id", p)
-        .and_then(|id| match canonical_customer_id(&id) {
-            Ok(id) => Some(id),
-            Err(why) => {
-                p.add(&s.path("id"), why);
-                None
-            }
-        });
+    let id =
+        s.string("id", p)
+            .filter(|_| !number)
+            .and_then(|id| match canonical_customer_id(&id) {
+                Ok(id) => Some(id),
+                Err(why) => {
+                    p.add(&s.path("id"), why);
+                    None
+                }
+            });
     let name = s.string("name", p).unwrap_or_default();
     let tenant_types = match s.get("tenant_types") {
         None => Some(TenantType::ALL.to_vec()),
@@ -338,6 +348,14 @@ fn parse_license_status(
 }
 
 /// A list of strings at `key`, each checked by `item` (which reports its own problems).
+/// Why a YAML number cannot stand for an id or a pattern.
+fn number_not_text(n: &serde_yaml::Number) -> String {
+    format!(
+        "YAML reads this as the number {n}, which may not be what was written (0x10 reads as 16, \
+         1e3 as 1000.0); quote it, e.g. \"0x10\""
+    )
+}
+
 fn string_list<T>(
     s: &Section<'_>,
     key: &'static str,
@@ -360,7 +378,11 @@ fn string_list<T>(
         let path = format!("{}[{i}]", s.path(key));
         let text = match v {
             Value::String(t) => t.clone(),
-            Value::Number(n) => n.to_string(),
+            Value::Number(n) => {
+                p.add(&path, number_not_text(n));
+                ok = false;
+                continue;
+            }
             other => {
                 p.add(&path, format!("expected a string, got {}", kind(other)));
                 ok = false;

@@ -47,7 +47,7 @@ impl Config {
         let _ = writeln!(
             s,
             "  timeout: {}, page_size: {}, max_concurrency: {}, max_requests_per_second: {}, retries: {}",
-            humantime::format_duration(e.timeout),
+            crate::config::format_duration(e.timeout),
             e.page_size,
             e.max_concurrency,
             e.max_requests_per_second.map_or(0, NonZeroU32::get),
@@ -56,9 +56,9 @@ impl Config {
         let _ = writeln!(
             s,
             "  poll interval: {}, stale_after: {}, empty_interval: {} (targets whose last poll found no tenants)",
-            humantime::format_duration(self.poll.interval),
-            humantime::format_duration(self.poll.stale_after),
-            humantime::format_duration(self.poll.empty_interval)
+            crate::config::format_duration(self.poll.interval),
+            crate::config::format_duration(self.poll.stale_after),
+            crate::config::format_duration(self.poll.empty_interval)
         );
         if let Some(d) = &self.discovery {
             let list = |v: &[Regex]| {
@@ -73,7 +73,7 @@ impl Config {
             let _ = writeln!(
                 s,
                 "  discovery: every {}, POST {}partner/external/v3/general/customers/batch (all pages);",
-                humantime::format_duration(d.interval),
+                crate::config::format_duration(d.interval),
                 e.base_url.as_str().trim_end_matches('/').to_owned() + "/"
             );
             let _ = writeln!(
@@ -135,6 +135,9 @@ impl Config {
     }
 }
 
+/// The scope of the customer list (discovery).
+const CUSTOMERS_SCOPE: &str = "elements.customers.read.all";
+
 /// What is valid but probably not meant, said by `--check-config` and logged at start and
 /// reload.
 pub(super) fn warnings_of(config: &Config, both_token_sources: bool) -> Vec<String> {
@@ -143,16 +146,22 @@ pub(super) fn warnings_of(config: &Config, both_token_sources: bool) -> Vec<Stri
     if config.poll.interval < Duration::from_secs(60) {
         w.push(format!(
             "poll.interval: {} is below 1m; be kind to the Elements API (seat counts change slowly)",
-            humantime::format_duration(config.poll.interval)
+            crate::config::format_duration(config.poll.interval)
         ));
     }
     if let Some(d) = &config.discovery {
         if d.interval < Duration::from_secs(600) {
             w.push(format!(
                 "discovery.interval: {} fetches the whole customer list that often; the list changes rarely (default 1h)",
-                humantime::format_duration(d.interval)
+                crate::config::format_duration(d.interval)
             ));
         }
+    }
+    if config.discovery.is_some() && !e.scope.split_whitespace().any(|s| s == CUSTOMERS_SCOPE) {
+        w.push(format!(
+            "elements.scope: {:?} lacks {CUSTOMERS_SCOPE}, which discovery needs: the customer list will be refused; remove scope (the default with discovery has both) or add it",
+            e.scope
+        ));
     }
     for (key, url) in [("token_url", &e.token_url), ("base_url", &e.base_url)] {
         if url.scheme() == "http" {

@@ -357,7 +357,7 @@ fn unknown_keys_name_their_path() {
     // The known keys are the keys the parser reads: the message lists every one of them.
     assert_eq!(
         p[0],
-        "elements.pagesize: unknown key; expected one of base_url, environment, token_url, \
+        "elements.pagesize: unknown key; did you mean \"page_size\"? expected one of base_url, environment, token_url, \
          client_id, client_secret, client_secret_file, client_certificate_file, \
          client_private_key_file, scope, timeout, page_size, max_concurrency, \
          max_requests_per_second, retries"
@@ -375,7 +375,8 @@ fn unknown_keys_name_their_path() {
         [
             "discovery.filter: unknown key; expected one of interval, include, exclude, \
              exclude_ids, tenant_types, license_assigned_status",
-            "poll.intervall: unknown key; expected one of interval, stale_after, empty_interval",
+            "poll.intervall: unknown key; did you mean \"interval\"? expected one of interval, \
+             stale_after, empty_interval",
             "extra: unknown key; expected one of discovery, elements, poll, customers",
         ]
     );

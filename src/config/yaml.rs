@@ -126,10 +126,25 @@ impl<'a> Section<'a> {
         for key in self.map.keys() {
             match key.as_str() {
                 Some(k) if asked.contains(&k) => {}
-                Some(k) => p.add(
-                    &join(&self.path, k),
-                    format!("unknown key; expected one of {}", asked.join(", ")),
-                ),
+                Some(k) => {
+                    // As clap suggests flags: the closest known key, when only a typo away.
+                    let closest = asked
+                        .iter()
+                        .map(|a| {
+                            let score =
+                                strsim::normalized_damerau_levenshtein(&k.to_lowercase(), a);
+                            (score, a)
+                        })
+                        .filter(|(score, _)| *score >= 0.6)
+                        .max_by(|a, b| a.0.total_cmp(&b.0));
+                    let hint = closest
+                        .map(|(_, a)| format!("did you mean {a:?}? "))
+                        .unwrap_or_default();
+                    p.add(
+                        &join(&self.path, k),
+                        format!("unknown key; {hint}expected one of {}", asked.join(", ")),
+                    )
+                }
                 None => p.add(
                     if self.path.is_empty() {
                         "config"
@@ -233,36 +248,83 @@ impl<'a> Section<'a> {
 
     pub(super) fn url(&self, key: &'static str, p: &mut Problems) -> Option<Url> {
         let text = self.string(key, p)?;
+        let path = self.path(key);
+        // What may be shown of it: never a user or password before an `@`.
+        let shown = match text.rsplit_once('@') {
+            Some((_, rest)) => format!("…@{rest}"),
+            None => text.clone(),
+        };
+        let with_scheme = || {
+            format!(
+                "; write it with its scheme, e.g. https://{}",
+                shown.trim_start_matches('/')
+            )
+        };
+        if !text.contains("://") {
+            p.add(&path, format!("{shown:?} has no scheme{}", with_scheme()));
+            return None;
+        }
         match Url::parse(&text) {
+            // Credentials never go in a URL: it is printed by --check-config and in logs.
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                p.add(
+                    &path,
+                    "must not carry a user or password (user:pass@); the app's credentials \
+                     belong in client_id and client_secret_file",
+                );
+                None
+            }
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
             Ok(_) => {
                 p.add(
-                    &self.path(key),
-                    format!("{text:?} is not an http(s) URL with a host"),
+                    &path,
+                    format!("{shown:?} is not an http(s) URL with a host"),
                 );
                 None
             }
             Err(e) => {
-                p.add(&self.path(key), format!("{text:?} is not a valid URL: {e}"));
+                p.add(&path, format!("{shown:?} is not a valid URL: {e}"));
                 None
             }
         }
     }
 }
 
+/// Duration units in milliseconds, largest first (Prometheus' set).
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// Writes a duration the way [`parse_duration`] reads it back (Prometheus style): `1h30m`,
+/// `90s` as `1m30s`, `250ms`, `0s`. Below a millisecond is dropped.
+pub fn format_duration(d: Duration) -> String {
+    let mut millis = d.as_millis();
+    if millis == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, per) in UNITS {
+        let per = u128::from(per);
+        let n = millis / per;
+        if n > 0 {
+            out.push_str(&n.to_string());
+            out.push_str(unit);
+            millis %= per;
+        }
+    }
+    out
+}
+
 /// Parses a duration such as `30s`, `5m`, `1h30m` or `500ms` (Prometheus style).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     // Prometheus's syntax exactly: numbers with units from largest to smallest, each unit at
     // most once, no spaces, "0" alone for zero.
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     let bad = || {
         format!(
             "{text:?} is not a duration; use numbers with the units y, w, d, h, m, s, ms from largest to smallest, e.g. 30s, 5m, 1h30m"
@@ -287,9 +349,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..letters];
         rest = &rest[letters..];
+        if unit.is_empty() && rest.starts_with(char::is_whitespace) {
+            return Err(format!(
+                "{text:?} has a space; write each number and its unit together, with the units y, w, d, h, m, s, ms from largest to smallest, e.g. 30s, 5m, 1m30s"
+            ));
+        }
         if unit.is_empty() {
             return Err(format!(
-                "{text:?} has a number without a unit; use numbers with the units y, w, d, h, m, s, ms from largest to smallest, e.g. 30s, 5m, 1h30m"
+                "{text:?} has a number without a unit; the units are y, w, d, h, m, s, ms, from largest to smallest, e.g. 30s, 5m, 1h30m"
             ));
         }
         let Some(index) = UNITS[next_unit..].iter().position(|(u, _)| *u == unit) else {

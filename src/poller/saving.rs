@@ -91,7 +91,7 @@ impl Poller {
             without_series_stale = stale,
             not_revived_removed = removed,
             not_in_file,
-            age = %humantime::format_duration(Duration::from_secs(age.as_secs())),
+            age = %crate::config::format_duration(Duration::from_secs(age.as_secs())),
             "restored the persisted state"
         );
     }
@@ -210,7 +210,7 @@ impl Poller {
                     Ok(result) => self.written(result),
                     Err(_) => {
                         tracing::warn!(
-                            budget = %humantime::format_duration(FINAL_WRITE_BUDGET),
+                            budget = %crate::config::format_duration(FINAL_WRITE_BUDGET),
                             "the persistence file could not be written within the shutdown \
                              budget; the previous file stays"
                         );

@@ -8,6 +8,17 @@ use hyper::header::HeaderValue;
 /// Most verified credentials remembered; the cache is emptied when full.
 const CACHE_LIMIT: usize = 256;
 
+/// The highest bcrypt cost accepted: each step doubles the work of every check (cost 14 is
+/// about 1 s of one core; 31 would be days). htpasswd's default is 5, Prometheus suggests 10.
+pub const MAX_COST: u32 = 14;
+
+/// Password checks (bcrypt) run at once at most; further unauthenticated attempts are
+/// refused at once instead of queueing, so that wrong passwords cannot take every core.
+/// A scraper whose credentials were verified before is answered from the cache.
+fn max_checks() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
 /// Basic auth against bcrypt hashes. A verified (user, password) pair is remembered by its
 /// SHA-256, so scrapes do not pay for bcrypt each time; failures are never remembered.
 /// Unknown users are checked against a dummy hash of the same cost, so they take as long
@@ -16,6 +27,8 @@ pub struct BasicAuth {
     users: HashMap<String, String>,
     dummy: String,
     verified: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// Bounds the bcrypt checks in flight (see [`max_checks`]).
+    checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl BasicAuth {
@@ -27,6 +40,12 @@ impl BasicAuth {
         let before = problems.len();
         for (user, hash) in &users {
             match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) if parts.get_cost() > MAX_COST => problems.push(format!(
+                    "basic_auth_users.{user}: bcrypt cost {} is too high (at most {MAX_COST}: \
+                     every check would take {}); generate the hash with htpasswd -nBC 10 {user}",
+                    parts.get_cost(),
+                    if parts.get_cost() >= 20 { "minutes or more" } else { "seconds" }
+                )),
                 Ok(parts) => cost = cost.max(parts.get_cost()),
                 Err(_) => problems.push(format!(
                     "basic_auth_users.{user}: not a bcrypt hash (generate one with htpasswd -nBC 10 {user})"
@@ -52,6 +71,7 @@ impl BasicAuth {
             users: users.into_iter().collect(),
             dummy,
             verified: Mutex::new(Default::default()),
+            checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
         })
     }
 
@@ -83,9 +103,14 @@ impl BasicAuth {
         if self.cache().contains(&digest) {
             return true;
         }
+        // Every check slot busy: refused now rather than queued behind wrong passwords.
+        let Ok(permit) = self.checks.clone().try_acquire_owned() else {
+            return false;
+        };
         let this = self.clone();
         let (user, password) = (user.to_owned(), password.to_owned());
         let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let (hash, known) = match this.users.get(&user) {
                 Some(h) => (h.as_str(), true),
                 None => (this.dummy.as_str(), false),
@@ -151,5 +176,41 @@ mod tests {
         )
         .is_none());
         assert!(p[0].starts_with("basic_auth_users.bob: not a bcrypt hash"));
+    }
+
+    #[tokio::test]
+    async fn password_checks_beyond_the_bound_are_refused_not_queued() {
+        use base64::Engine as _;
+        let hash = bcrypt::hash("right", 4).unwrap();
+        let mut p = Vec::new();
+        let auth =
+            Arc::new(BasicAuth::new(BTreeMap::from([("alice".to_owned(), hash)]), &mut p).unwrap());
+        let header = HeaderValue::from_str(&format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:right")
+        ))
+        .unwrap();
+        // Every check slot taken (by floods of wrong passwords): refused at once.
+        let all = auth.checks.available_permits() as u32;
+        assert!(all >= 1);
+        let held = auth.checks.clone().acquire_many_owned(all).await.unwrap();
+        assert!(!auth.check(Some(&header)).await);
+        // A slot free again: checked, and then remembered.
+        drop(held);
+        assert!(auth.check(Some(&header)).await);
+        let held = auth.checks.clone().acquire_many_owned(all).await.unwrap();
+        assert!(
+            auth.check(Some(&header)).await,
+            "a verified scraper is answered from the cache"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn absurd_costs_are_refused() {
+        let hash = bcrypt::hash("pw", 4).unwrap().replacen("$04$", "$15$", 1);
+        let mut p = Vec::new();
+        assert!(BasicAuth::new(BTreeMap::from([("u".to_owned(), hash)]), &mut p).is_none());
+        assert!(p[0].contains("bcrypt cost 15 is too high"), "{p:?}");
     }
 }

@@ -27,6 +27,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::routes::{service, Body};
+use super::stall::{WriteStall, WRITE_STALL_TIMEOUT};
 use super::{AppState, ServeLimits, MAX_HEADER_BYTES};
 
 /// Serves one accepted TCP connection until it ends, the server shuts down (`shutdown`
@@ -38,6 +39,8 @@ pub(super) async fn serve(
     shutdown: watch::Receiver<bool>,
     registry: Arc<Registry>,
 ) {
+    // A client that stops reading is dropped, not waited on (see `stall`).
+    let stream = WriteStall::new(stream, WRITE_STALL_TIMEOUT);
     let registration = registry.register();
     let slot = registration.slot.clone();
     let web = state.web.load_full();

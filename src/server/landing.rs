@@ -70,11 +70,17 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
     let mut page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>AvePoint Elements Exporter</title>\
 <style>body{{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}}th{{background:#f4f4f4}}\
-.down{{color:#b00}}.unknown{{color:#777}}.num{{text-align:right}}form{{margin:.8em 0}}input,select,button{{font:inherit}}.summary td:first-child{{font-weight:bold}}</style></head>\n\
+.demo{{background:#fff3cd;border:1px solid #e0c060;padding:.4em .8em}}.down{{color:#b00}}.unknown{{color:#777}}.num{{text-align:right}}form{{margin:.8em 0}}input,select,button{{font:inherit}}.summary td:first-child{{font-weight:bold}}</style></head>\n\
 <body><h1>AvePoint Elements Exporter</h1>\n<p>Version {} (revision {}) · <a href=\"{path}\">Metrics</a> · <a href=\"/api/v1/targets\">Targets (JSON)</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n",
         html(state.build.version),
         html(state.build.revision),
     );
+    if state.demo {
+        page.push_str(
+            "<p class=\"demo\"><b>Demo mode</b>: these seats come from the built-in simulated \
+             Elements API, not from an account. Run with <code>--config.file</code> for your own.</p>\n",
+        );
+    }
     let _ = write!(
         page,
         "<h2>Summary</h2>\n<table class=\"summary\">\

@@ -21,6 +21,7 @@ mod basic_auth;
 mod connection;
 mod landing;
 mod routes;
+mod stall;
 mod targets;
 mod tls;
 pub mod web_config;
@@ -65,7 +66,8 @@ pub enum ServerError {
 /// Connection limits and timeouts of the HTTP server.
 #[derive(Debug, Clone, Copy)]
 pub struct ServeLimits {
-    /// Connections open at once; more are closed as soon as they are accepted.
+    /// Connections open at once; at the limit a newcomer replaces the connection idle
+    /// longest, and is closed only when every connection is busy.
     pub max_connections: usize,
     /// Time a connection has to send a request's headers (and, with TLS, to finish the
     /// handshake) before it is closed; also how long an idle keep-alive connection stays open.
@@ -96,6 +98,8 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// Build facts for the landing page.
     pub build: BuildInfo,
+    /// Serving the built-in simulated API (`--demo`): the landing page says so.
+    pub demo: bool,
     /// TLS, headers and basic auth from `--web.config.file`; replaced on reload.
     pub web: Arc<ArcSwap<WebSettings>>,
 }
@@ -103,15 +107,129 @@ pub struct AppState {
 /// Binds every listen address (`host:port`, or `:port` for all interfaces: IPv6 and IPv4 on
 /// one dual-stack socket where the host has IPv6, IPv4 alone where it has not).
 pub async fn bind(addrs: &[String]) -> Result<Vec<TcpListener>, ServerError> {
-    let mut listeners = Vec::with_capacity(addrs.len());
-    for addr in addrs {
-        let listener = match addr.strip_prefix(':') {
-            Some(port) => bind_all_interfaces(addr, port)?,
-            None => bind_one(addr).await?,
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(addrs.len());
+    for (i, addr) in addrs.iter().enumerate() {
+        if let Some(first) = addrs[..i].iter().find(|a| a.eq_ignore_ascii_case(addr)) {
+            return Err(ServerError::BadAddress {
+                addr: addr.clone(),
+                reason: format!("--web.listen-address {first} is given twice"),
+            });
+        }
+        let bound = match addr.strip_prefix(':') {
+            Some(port) => bind_all_interfaces(addr, port),
+            None => bind_one(addr).await,
+        };
+        let listener = match bound {
+            Ok(l) => l,
+            // Taken by one of our own addresses (`:9978` and `127.0.0.1:9978`), not by
+            // another process: say so.
+            Err(ServerError::AddrInUse { addr }) => {
+                let port = addr.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+                let ours = listeners
+                    .iter()
+                    .zip(addrs)
+                    .find(|(l, _)| l.local_addr().is_ok_and(|a| a.port().to_string() == port));
+                return Err(match ours {
+                    Some((_, earlier)) => ServerError::BadAddress {
+                        reason: format!(
+                            "overlaps --web.listen-address {earlier}, which already listens on that port"
+                        ),
+                        addr,
+                    },
+                    None => ServerError::AddrInUse { addr },
+                });
+            }
+            Err(e) => return Err(e),
         };
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// File descriptors kept for everything but served connections: listeners, API
+/// connections, the state file, config and certificate reads.
+const RESERVED_FILES: usize = 64;
+
+/// The process's open-file limit (soft), where the platform tells (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => None,
+        n => n.parse().ok(),
+    }
+}
+
+/// `--web.max-connections` within the open-file limit: above it, accept would fail with
+/// EMFILE before the limit (and its eviction of idle connections) ever applied.
+fn within_file_limit(max_connections: usize, file_limit: Option<usize>) -> usize {
+    let wanted = max_connections.max(1);
+    let Some(limit) = file_limit else {
+        return wanted;
+    };
+    let possible = limit.saturating_sub(RESERVED_FILES).max(1);
+    if wanted > possible {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = limit,
+            serving_at_most = possible,
+            "--web.max-connections is above what the open-file limit allows; serving at most \
+             serving_at_most connections (raise the limit, e.g. LimitNOFILE= or ulimit -n, to \
+             serve more)"
+        );
+        return possible;
+    }
+    wanted
+}
+
+/// `[fe80::1%eth0]:port` (or `%2`): an IPv6 address with its zone, which the resolver does not
+/// take; `None` for any other address.
+fn scoped_v6(addr: &str) -> Option<Result<SocketAddr, ServerError>> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let inner = host.strip_prefix('[')?.strip_suffix(']')?;
+    let (ip, zone) = inner.split_once('%')?;
+    let bad = |reason: String| ServerError::BadAddress {
+        addr: addr.to_owned(),
+        reason,
+    };
+    Some((|| {
+        let ip: std::net::Ipv6Addr = ip
+            .parse()
+            .map_err(|_| bad(format!("{ip:?} is not an IPv6 address")))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad(format!("port {port:?} is not a number from 0 to 65535")))?;
+        let scope = match zone.parse::<u32>() {
+            Ok(index) => index,
+            Err(_) => interface_index(zone)
+                .ok_or_else(|| bad(format!("no network interface named {zone:?}")))?,
+        };
+        Ok(SocketAddr::V6(std::net::SocketAddrV6::new(
+            ip, port, 0, scope,
+        )))
+    })())
+}
+
+/// The index of the network interface `name` (Linux: `/sys/class/net/NAME/ifindex`).
+fn interface_index(name: &str) -> Option<u32> {
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name != "."
+        && name != "..";
+    if !plain {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn bind_error(addr: &str, source: std::io::Error) -> ServerError {
@@ -163,6 +281,11 @@ fn bind_all_interfaces(addr: &str, port: &str) -> Result<TcpListener, ServerErro
 }
 
 async fn bind_one(addr: &str) -> Result<TcpListener, ServerError> {
+    if let Some(scoped) = scoped_v6(addr) {
+        return TcpListener::bind(scoped?)
+            .await
+            .map_err(|source| bind_error(addr, source));
+    }
     let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
         .await
         .map_err(|e| ServerError::BadAddress {
@@ -188,24 +311,41 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = within_file_limit(limits.max_connections, open_file_limit());
+    let connections = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let registry = Arc::new(connection::Registry::default());
     let (conn_tx, mut conn_rx) = mpsc::channel::<tokio::net::TcpStream>(64);
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in listeners {
         let conn_tx = conn_tx.clone();
         accept_tasks.spawn(async move {
+            let (mut failures, mut last_warned, mut backoff) = (0u64, None, Duration::ZERO);
             loop {
-                match listener.accept().await {
+                let accepted = listener.accept().await;
+                if accepted.is_ok() {
+                    backoff = Duration::ZERO;
+                }
+                match accepted {
                     Ok((stream, _)) => {
                         if conn_tx.send(stream).await.is_err() {
                             return;
                         }
                     }
                     Err(e) => {
-                        // Out of file descriptors and the like: back off briefly and go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        // Out of file descriptors and the like: back off (longer while it
+                        // lasts) and go on; one line a minute, with how often it happened.
+                        failures += 1;
+                        if last_warned.is_none_or(|t: tokio::time::Instant| {
+                            t.elapsed() >= Duration::from_secs(60)
+                        }) {
+                            tracing::warn!(error = %e, failures, "accept failed; backing off");
+                            last_warned = Some(tokio::time::Instant::now());
+                            failures = 0;
+                        }
+                        backoff =
+                            (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                        tokio::time::sleep(backoff).await;
+                        continue;
                     }
                 }
             }

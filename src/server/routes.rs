@@ -144,22 +144,56 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
     resp
 }
 
-/// Whether the client accepts a gzip response (`gzip` listed without `q=0`).
+/// Whether the client accepts a gzip response (`gzip` listed with a weight above 0).
 pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
     let Some(value) = header.and_then(|v| v.to_str().ok()) else {
         return false;
     };
     value.split(',').any(|item| {
-        let mut parts = item.split(';').map(str::trim);
-        let name = parts.next().unwrap_or("");
-        let q_zero = parts.any(|p| {
-            p.strip_prefix("q=")
-                .and_then(|q| q.parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
+        let (name, params) = list_item(item);
+        let q = params
+            .iter()
+            .find(|(k, _)| k == "q")
+            .map_or(1.0, |(_, v)| weight(v));
         // x-gzip is gzip (RFC 9110, 8.4.1.3).
-        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && !q_zero
+        (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && q > 0.0
     })
+}
+
+/// One item of a header list (`name;key=value;…`): its name, and its parameters with the
+/// keys lowercased and quoted values unquoted (RFC 9110, 5.6.6).
+fn list_item(item: &str) -> (&str, Vec<(String, String)>) {
+    let mut parts = item.split(';').map(str::trim);
+    let name = parts.next().unwrap_or("");
+    let params = parts
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (k.trim().to_ascii_lowercase(), v.to_owned())
+        })
+        .collect();
+    (name, params)
+}
+
+/// A weight (`q=`) as RFC 9110 (12.4.2) writes it: 0 to 1 with at most three decimals.
+/// Anything else (`NaN`, `2`, `-1`, `0.5x`) counts as 0: not acceptable.
+fn weight(v: &str) -> f32 {
+    let well_formed = match v.split_once('.') {
+        None => v == "0" || v == "1",
+        Some((int, frac)) => {
+            (int == "0" || int == "1")
+                && frac.len() <= 3
+                && frac.bytes().all(|b| b.is_ascii_digit())
+        }
+    };
+    match v.parse::<f32>() {
+        Ok(q) if well_formed && q <= 1.0 => q,
+        _ => 0.0,
+    }
 }
 
 /// A scrape as a body whose length is known, so that hyper sends `Content-Length` (which
@@ -195,14 +229,14 @@ pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
     };
     let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
     for item in value.split(',') {
-        let mut parts = item.split(';').map(str::trim);
-        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let (media, params) = list_item(item);
+        let media = media.to_ascii_lowercase();
         let (mut q, mut version) = (1.0f32, None);
-        for p in parts {
-            if let Some(v) = p.strip_prefix("q=") {
-                q = v.parse().unwrap_or(0.0);
-            } else if let Some(v) = p.strip_prefix("version=") {
-                version = Some(v.to_owned());
+        for (k, v) in params {
+            match k.as_str() {
+                "q" => q = weight(&v),
+                "version" => version = Some(v),
+                _ => {}
             }
         }
         match media.as_str() {
@@ -240,9 +274,12 @@ fn metrics<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
 
 async fn reload(state: &AppState) -> Response<Body> {
     let Some(tx) = &state.reload else {
+        // Not a server error: the request cannot be honoured (as Prometheus answers 403
+        // when its lifecycle API is off).
         return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "reload is not available in demo mode\n",
+            StatusCode::FORBIDDEN,
+            "reload is not available in demo mode: the demo's config is built in; run with \
+             --config.file to use (and reload) your own\n",
         );
     };
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
@@ -311,6 +348,7 @@ mod tests {
             telemetry_path: "/seats".into(),
             reload: reload.then_some(tx),
             build: BuildInfo::current(),
+            demo: !reload,
             web: Arc::new(ArcSwap::from_pointee(web)),
         };
         (state, reload.then_some(rx))
@@ -344,9 +382,9 @@ mod tests {
         // Not ready before the poller published its first status.
         let resp = secured(get("/-/ready").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        // Without a reload channel (demo), reload is refused.
+        // Without a reload channel (demo), reload is refused as a client error.
         let resp = secured(post("/-/reload").body(()).unwrap(), &state).await;
-        assert_ne!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         // HTTP/1.1 without Host.
         let resp = secured(Request::get("/seats").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
@@ -424,6 +462,12 @@ mod tests {
         );
         assert_eq!(f("*/*"), Format::Text);
         assert_eq!(f("application/openmetrics-text;q=0"), Format::Text);
+        // A quoted version is the same version (RFC 9110 parameters).
+        assert_eq!(
+            f("application/openmetrics-text; version=\"1.0.0\"; charset=utf-8"),
+            Format::OpenMetrics
+        );
+        assert_eq!(f("application/openmetrics-text;Q=NaN"), Format::Text);
         assert_eq!(negotiate(None), Format::Text);
     }
 
@@ -439,5 +483,12 @@ mod tests {
         assert!(h("x-gzip"));
         assert!(!h("x-gzip;q=0"));
         assert!(!accepts_gzip(None));
+        // Keys in any case, and weights that are not weights, refuse.
+        assert!(!h("gzip;Q=0"));
+        assert!(!h("gzip;q=NaN"));
+        assert!(!h("gzip;q=-1"));
+        assert!(!h("gzip;q=0.0000"));
+        assert!(h("gzip;q=0.001"));
+        assert!(h("gzip; q=1.000"));
     }
 }

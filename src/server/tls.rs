@@ -41,8 +41,9 @@ fn pem_source(
         (Some(text), None) => Some((format!("tls_server_config.{name}"), text.into_bytes())),
         (None, Some(f)) => {
             let path = dir.join(&f);
-            match std::fs::read(&path) {
-                Ok(bytes) => Some((key, bytes)),
+            // As the main config's files: a regular file, capped, never a FIFO or device.
+            match crate::config::read_regular_file(&path, crate::config::MAX_FILE_BYTES) {
+                Ok(text) => Some((key, text.into_bytes())),
                 Err(e) => {
                     problems.push(format!("{key}: cannot read {}: {e}", path.display()));
                     None
@@ -71,6 +72,8 @@ pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>
         pem_source(t.key, t.key_file, "key", dir, true, problems),
         problems,
     );
+    // Given but unusable is said once, by pem_source: not also "missing".
+    let ca_given = t.client_ca.is_some() || t.client_ca_file.is_some();
     let ca = pem_source(
         t.client_ca,
         t.client_ca_file,
@@ -79,7 +82,7 @@ pub(super) fn tls(t: RawTls, dir: &Path, http2: bool, problems: &mut Vec<String>
         false,
         problems,
     );
-    let roots = client_roots(ca, client_auth, problems);
+    let roots = client_roots(ca, client_auth, ca_given, problems);
     if problems.len() > before {
         return None;
     }
@@ -216,6 +219,13 @@ fn private_key(
     problems: &mut Vec<String>,
 ) -> Option<PrivateKeyDer<'static>> {
     let (key, pem) = source?;
+    if crate::assertion::is_encrypted_pem(&pem) {
+        problems.push(format!(
+            "{key}: the private key is encrypted (password-protected); the server needs it \
+             unencrypted, readable only by the exporter's user"
+        ));
+        return None;
+    }
     match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(k) => Some(k),
         Err(_) => {
@@ -231,13 +241,16 @@ fn private_key(
 fn client_roots(
     ca: Option<(String, Vec<u8>)>,
     client_auth: Option<ClientAuth>,
+    given: bool,
     problems: &mut Vec<String>,
 ) -> Option<Arc<rustls::RootCertStore>> {
     let Some((key, pem)) = ca else {
-        if matches!(
-            client_auth,
-            Some(ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert)
-        ) {
+        if !given
+            && matches!(
+                client_auth,
+                Some(ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert)
+            )
+        {
             problems.push(
                 "tls_server_config.client_ca_file: missing; needed to verify client certificates"
                     .into(),

@@ -38,6 +38,25 @@ pub enum WebConfigError {
     },
 }
 
+impl WebConfigError {
+    /// Every problem on a line of its own, each naming the file (what `--check-config`
+    /// prints; the log gets the one-line `Display`).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            WebConfigError::Read { path, source } => {
+                vec![format!(
+                    "{}: cannot read the web config: {source}",
+                    path.display()
+                )]
+            }
+            WebConfigError::Invalid { path, problems } => problems
+                .iter()
+                .map(|p| format!("{}: {p}", path.display()))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWebConfig {
@@ -126,10 +145,13 @@ impl WebSettings {
     /// Reads and validates a web config file, its certificates and hashes. Relative file
     /// names are resolved against the file's directory, as exporter-toolkit does.
     pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        // A regular file, capped, read off a hung mount's reach: as the main config.
+        let text = crate::config::read_regular_file(path, crate::config::MAX_FILE_BYTES).map_err(
+            |source| WebConfigError::Read {
+                path: path.to_owned(),
+                source,
+            },
+        )?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut problems = Vec::new();
         let settings = parse(&text, dir, &mut problems);

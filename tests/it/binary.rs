@@ -221,7 +221,9 @@ customers:
     assert_eq!(code, 1);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("cannot read config file /nonexistent/c.yaml: No such file or directory"),
+        stderr.contains(
+            "/nonexistent/c.yaml: cannot read the config file: No such file or directory"
+        ),
         "{stderr}"
     );
     let stderr = fails_with_1(

@@ -280,7 +280,9 @@ customers:
     );
     assert_eq!(up(&text, "ignores"), Some(1.0));
     // Cut at the 64 MiB budget for all of the target's pages, not at the 16 MiB page limit.
-    let line = exporter.log_line("larger than 67108864 bytes").await;
+    let line = exporter
+        .log_line_with(&["level=warn", "larger than 67108864 bytes"])
+        .await;
     assert!(line.contains("cause=too_large"), "{line}");
 }
 
@@ -410,4 +412,126 @@ async fn small_things_count_and_read_right() {
     let mut answer = String::new();
     let _ = tokio::time::timeout(DEADLINE, stream.read_to_string(&mut answer)).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// `--web.max-connections` above the open-file limit is clamped at start (and said so), so
+/// that a flood of idle connections is met by evicting them, not by `accept` failing with
+/// EMFILE while real scrapes wait in the backlog.
+#[test]
+fn max_connections_above_the_file_limit_is_clamped_and_idle_floods_are_still_evicted() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 160 && exec \"$0\" \"$@\"",
+            binary(),
+            "--demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.max-connections",
+            "512",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = loop {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("never listened: {seen:#?}");
+        };
+        if let Some(rest) = line.split("msg=listening address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        seen.push(line);
+    };
+    // Said once serving starts (before the demo's first pass ends).
+    let clamp = loop {
+        let Some(Ok(line)) = lines.next() else {
+            break None;
+        };
+        if line.contains("above what the open-file limit allows") {
+            break Some(line);
+        }
+        if line.contains("first pass complete") {
+            break None;
+        }
+        seen.push(line);
+    };
+    assert!(
+        clamp
+            .as_deref()
+            .is_some_and(|l| l.contains("serving_at_most=96") && l.contains("open_file_limit=160")),
+        "{clamp:?} {seen:#?}"
+    );
+    // 200 idle connections: more than the process could hold open.
+    let idle: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut scrape = std::net::TcpStream::connect(&addr).unwrap();
+    scrape
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    scrape
+        .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = scrape.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A scraper that asks for `/metrics` and never reads it is dropped once the write has made
+/// no progress for the write timeout (30 s), instead of pinning its connection and the
+/// pieces of the exposition queued for it for as long as it stays connected.
+#[tokio::test(start_paused = true)]
+async fn a_scraper_that_stops_reading_is_dropped_after_the_write_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // 300 customers x 100 tenants with long names: an exposition of several MB, more than
+    // the socket buffers between the two ends hold.
+    let api = FakeApi::with_tokens(|r| {
+        let customer = r.path.split('/').nth(6).unwrap_or("").to_owned();
+        let records: Vec<_> = (0..100)
+            .map(|i| {
+                record(
+                    &format!("{customer}-tenant-{i:04}-0000-0000-0000-000000000000"),
+                    &format!("Tenant {i} of customer {customer}, with a name of some length"),
+                    10,
+                    5,
+                )
+            })
+            .collect();
+        Reply::json(envelope(&records, 1, 100, 100))
+    })
+    .await;
+    let rest = format!(
+        "poll:\n  interval: 1h\ncustomers:\n{}",
+        numbered("c", 300, "microsoft_365")
+    );
+    let (_dir, exporter) = in_process_on(&api, &rest).await;
+    let full = exporter.first_cycle().await.len();
+    assert!(full > 8_000_000, "{full}");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(exporter.addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Nothing taken for longer than the write timeout (virtual time).
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got).await;
+    assert!(
+        got.len() < full,
+        "the whole exposition ({} of {full} bytes) waited for a scraper that did not read",
+        got.len()
+    );
+    // Scrapes that read go on.
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }

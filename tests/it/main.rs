@@ -5,6 +5,7 @@
 mod common;
 
 mod binary;
+mod dayone;
 mod fleet;
 mod hostile;
 mod operator;

@@ -269,7 +269,7 @@ customers:
         &[],
     );
     assert_eq!(code, 0);
-    assert!(out.contains("poll interval: 1h 30m"), "{out}");
+    assert!(out.contains("poll interval: 1h30m"), "{out}");
     let (code, _, err) = check(
         &format!(
             "\

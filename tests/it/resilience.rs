@@ -161,15 +161,29 @@ customers:
         "{:?}",
         flaky[1] - flaky[0]
     );
-    // Final errors are logged once per cycle, with what the server said.
+    // Final errors are logged once per cycle and target at debug level, with what the
+    // server said; at warn, one line per cause.
     let log = exporter.log_text();
     let failed = |customer: &str| {
         log.lines()
             .filter(|l| {
-                l.contains("target poll failed") && l.contains(&format!("customer_id={customer} "))
+                l.contains("target poll error") && l.contains(&format!("customer_id={customer} "))
             })
             .collect::<Vec<_>>()
     };
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("target poll failed"))
+        .collect();
+    let mut causes: Vec<&str> = warned
+        .iter()
+        .filter_map(|l| l.split("cause=").nth(1)?.split_whitespace().next())
+        .collect();
+    let lines = causes.len();
+    causes.sort();
+    causes.dedup();
+    assert_eq!(causes.len(), lines, "one warning per cause: {warned:#?}");
+    assert!(causes.contains(&"http_4xx"), "{warned:#?}");
     assert_eq!(failed("notfound").len(), 1, "{log}");
     assert!(failed("notfound")[0].contains("404"), "{log}");
     assert!(failed("html")[0].contains("text/html"), "{log}");

@@ -369,11 +369,23 @@ rate_limit:
             let err = fails_with_1(&args, dir.path());
             // One error line for the user (config warnings may come before it): the log
             // line when running, plain with --check-config.
+            // --check-config gives each problem a line of its own, each naming the file.
             let lines: Vec<&str> = err.lines().filter(|l| !l.contains("level=warn")).collect();
-            assert_eq!(lines.len(), 1, "{err}");
-            let line = lines[0];
+            if extra.is_empty() {
+                assert_eq!(lines.len(), 1, "{err}");
+            } else {
+                assert!(
+                    lines.iter().all(|l| l.starts_with(web.to_str().unwrap())),
+                    "{err}"
+                );
+            }
+            let line = lines
+                .iter()
+                .find(|l| l.contains(expected))
+                .copied()
+                .unwrap_or(lines[0]);
             assert!(
-                line.contains("level=error") || line.starts_with("invalid web config"),
+                line.contains("level=error") || line.starts_with(web.to_str().unwrap()),
                 "{line}"
             );
             assert!(
@@ -668,4 +680,117 @@ async fn idle_tls_connections_are_closed_and_free_their_slots() {
         "{answer}"
     );
     assert_eq!(healthy(&exporter, &ca.pem(), None).await, Some(200));
+}
+
+/// Runs the binary with `args` and returns (exit code, stderr), failing the test when it has
+/// not ended within `within` (it is killed then).
+fn ends_within(args: &[&str], dir: &Path, within: Duration) -> (i32, String) {
+    let mut child = std::process::Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ELEMENTS_CLIENT_SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_bcrypt_costs_and_oversized_or_special_web_files_are_refused_at_once() {
+    let (dir, _api, config) = setup().await;
+    // A valid cost-31 hash (days per check): refused, not computed.
+    let hash = bcrypt::hash("pw", 4).unwrap().replacen("$04$", "$31$", 1);
+    let web = write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  prom: '{hash}'\n"),
+    );
+    let check = web_args(&config, &web, &["--check-config"]);
+    let (code, err) = ends_within(&check, dir.path(), Duration::from_secs(10));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("basic_auth_users.prom: bcrypt cost 31 is too high"),
+        "{err}"
+    );
+    // A 300 MB (sparse) certificate file: refused by size, never read whole.
+    let big = std::fs::File::create(dir.path().join("big.crt")).unwrap();
+    big.set_len(300 * 1024 * 1024).unwrap();
+    let (ca, _) = tls_web_config(dir.path(), "");
+    drop(ca);
+    refused_tls(
+        &config,
+        dir.path(),
+        "  cert_file: big.crt\n  key_file: server.key\n",
+        &["tls_server_config.cert_file", "larger than"],
+    );
+    // A FIFO as the key: refused at once, not waited on.
+    let fifo = dir.path().join("key.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    refused_tls(
+        &config,
+        dir.path(),
+        "  cert_file: server.crt\n  key_file: key.fifo\n",
+        &["tls_server_config.key_file", "not a regular file"],
+    );
+}
+
+/// `--check-config` with a web config of `tls` (the `tls_server_config` keys) ends within
+/// 10 s with exit 1 and every one of `expected` on stderr.
+fn refused_tls(config: &Path, dir: &Path, tls: &str, expected: &[&str]) {
+    let web = write(dir, "web.yml", &format!("tls_server_config:\n{tls}"));
+    let (code, err) = ends_within(
+        &web_args(config, &web, &["--check-config"]),
+        dir,
+        Duration::from_secs(10),
+    );
+    assert_eq!(code, 1, "{err}");
+    for e in expected {
+        assert!(err.contains(e), "{e}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_config_turned_fifo_fails_the_reload_at_once_and_sigterm_still_ends_the_process() {
+    let (dir, _api, config) = setup().await;
+    let web = write(dir.path(), "web.yml", "");
+    let mut exporter = start_web(&config, &web);
+    exporter.first_cycle().await;
+    std::fs::remove_file(&web).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&web)
+        .status()
+        .unwrap()
+        .success());
+    let (code, body) = tokio::time::timeout(Duration::from_secs(10), exporter.post("/-/reload"))
+        .await
+        .expect("the reload answers");
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("not a regular file"), "{body}");
+    assert_eq!(exporter.get("/-/healthy").await.0, 200);
+    let status = exporter.signal_and_wait("TERM", Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
 }

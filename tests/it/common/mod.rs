@@ -629,13 +629,25 @@ impl Exporter {
 
     /// Waits until the log has a line containing `needle`, and returns it.
     pub async fn log_line(&self, needle: &str) -> String {
+        self.log_line_with(&[needle]).await
+    }
+
+    /// Waits until the log has a line containing every one of `needles`, and returns it.
+    pub async fn log_line_with(&self, needles: &[&str]) -> String {
         let start = Instant::now();
         loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .cloned();
+            if let Some(l) = found {
+                return l;
             }
             if start.elapsed() > DEADLINE {
-                panic!("no log line with {needle:?}:\n{}", self.log_text());
+                panic!("no log line with {needles:?}:\n{}", self.log_text());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
