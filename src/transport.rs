@@ -501,7 +501,13 @@ impl Transport {
         if resp.content_length().unwrap_or(0) > MAX_BODY_BYTES as u64 {
             return Err(too_large);
         }
-        let mut body = BytesMut::new();
+        // Sized once from Content-Length (at most the body limit, checked above) instead of
+        // doubling as chunks arrive: a 16 MiB page then takes 16 MiB, not up to 32.
+        let declared = resp
+            .content_length()
+            .unwrap_or(0)
+            .min(MAX_BODY_BYTES as u64);
+        let mut body = BytesMut::with_capacity(declared as usize);
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {

@@ -25,7 +25,7 @@ use crate::transport::{Budget, Endpoint, HttpResponse, Prepared, Transport, Tran
 #[cfg(any(test, feature = "bench"))]
 pub use wire::parse_page;
 pub use wire::DiscoveredCustomer;
-use wire::{parse_customers_page, parse_tenants_page, Page, Record};
+use wire::{parse_customers_page_capped, parse_tenants_page, Page, Record, RecordCap};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
 /// against a server that never sends a short page, or claims an absurd `totalCount`. A target
@@ -194,6 +194,8 @@ struct Lane<'a> {
     priority: Priority,
     /// What their bodies may add up to.
     budget: &'a Budget,
+    /// How many records they may hold in all.
+    cap: &'a RecordCap,
 }
 
 /// The Elements client of one configuration.
@@ -273,12 +275,14 @@ impl Client {
         };
         let what = format!("customer {} {}", target.customer_id, target.tenant_type);
         let budget = Budget::new(MAX_TARGET_BYTES);
+        let cap = RecordCap::default();
         self.fetch_all(&what, |page| {
             self.fetch_page(
                 Lane {
                     endpoint: Endpoint::Tenants,
                     priority,
                     budget: &budget,
+                    cap: &cap,
                 },
                 self.page_url(target, page),
                 &body,
@@ -306,17 +310,19 @@ impl Client {
     /// Fetches every page of the partner's customer list (discovery).
     pub async fn fetch_customers(&self) -> Result<Fetched<DiscoveredCustomer>, ApiError> {
         let budget = Budget::new(MAX_TARGET_BYTES);
+        let cap = RecordCap::default();
         self.fetch_all("the customer list", |page| {
             self.fetch_page(
                 Lane {
                     endpoint: Endpoint::Customers,
                     priority: Priority::URGENT,
                     budget: &budget,
+                    cap: &cap,
                 },
                 self.customers_url(page),
                 "{}",
                 page,
-                parse_customers_page,
+                parse_customers_page_capped,
             )
         })
         .await
@@ -419,7 +425,7 @@ impl Client {
         url: Url,
         body: &str,
         page: u32,
-        parse: fn(&[u8]) -> Result<Page<T>, String>,
+        parse: fn(&[u8], &RecordCap) -> Result<Page<T>, String>,
     ) -> Result<Page<T>, ApiError> {
         let mut refreshed = false;
         loop {
@@ -446,7 +452,7 @@ impl Client {
                 refreshed = true;
                 continue;
             }
-            return page_from_response(&resp, page, parse);
+            return page_from_response(&resp, page, |body| parse(body, lane.cap));
         }
     }
 }
@@ -454,7 +460,7 @@ impl Client {
 fn page_from_response<T>(
     resp: &HttpResponse,
     page: u32,
-    parse: fn(&[u8]) -> Result<Page<T>, String>,
+    parse: impl Fn(&[u8]) -> Result<Page<T>, String>,
 ) -> Result<Page<T>, ApiError> {
     if !resp.status.is_success() {
         return Err(ApiError::Status {

@@ -177,3 +177,48 @@ fn error_causes() {
         "token"
     );
 }
+
+#[test]
+fn pages_are_read_record_by_record_within_the_list_cap() {
+    use wire::{parse_tenants_page, RecordCap, MAX_RECORDS};
+    // A server that ignores pageSize: one page of 250 000 minimal records.
+    let mut body = String::from("{\"data\":[");
+    for i in 0..250_000 {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "{{\"tenantId\":\"t{i}\",\"availableUserSeat\":1,\"assignedUserSeat\":0}}"
+        ));
+    }
+    body.push_str("]}");
+    let e = parse_tenants_page(body.as_bytes(), &RecordCap::default()).unwrap_err();
+    assert!(
+        e.contains(&format!("more than {MAX_RECORDS} records")),
+        "{e}"
+    );
+    // The cap is the list's, over all of its pages.
+    let cap = RecordCap::new(3);
+    let page = br#"[{"tenantId":"a","availableUserSeat":1,"assignedUserSeat":0},{"tenantId":"b","availableUserSeat":1,"assignedUserSeat":0}]"#;
+    assert_eq!(parse_tenants_page(page, &cap).unwrap().items.len(), 2);
+    assert!(parse_tenants_page(page, &cap).is_err());
+}
+
+#[test]
+fn unknown_keys_and_nested_values_are_skipped_unread() {
+    // Nested values, in unknown keys and in known ones: never kept, never a tree in memory.
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let body = format!(
+        r#"{{"junk":{deep},"data":[{{"tenantId":"a","availableUserSeat":3,"assignedUserSeat":1,"extra":{deep}}},{{"tenantId":{{"x":[1,2]}},"availableUserSeat":1,"assignedUserSeat":1}},[1,2,3]],"metadata":{{"other":{deep},"totalCount":3}}}}"#
+    );
+    let page = parse_page(body.as_bytes()).unwrap();
+    assert_eq!(page.items.len(), 1, "{page:?}");
+    assert_eq!(page.items[0].id, "a");
+    assert_eq!(page.invalid.len(), 2, "{page:?}");
+    assert!(page.invalid[0].contains("tenantId"), "{page:?}");
+    assert!(page.invalid[1].contains("not an object"), "{page:?}");
+    assert_eq!(page.total_count, Some(3));
+    // A totalCount that is not a count still refuses the page.
+    let e = parse_page(br#"{"data":[],"metadata":{"totalCount":[1]}}"#).unwrap_err();
+    assert_eq!(e, "metadata.totalCount is not a non-negative integer");
+}

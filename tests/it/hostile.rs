@@ -535,3 +535,40 @@ async fn a_scraper_that_stops_reading_is_dropped_after_the_write_timeout() {
     // Scrapes that read go on.
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
 }
+
+/// A server that ignores pageSize and sends one enormous page: read record by record, held to
+/// the 100 000-record cap of a list while it is read; the target fails and keeps nothing of it
+/// (the memory side is measured by bench/hostile_pages.py).
+#[tokio::test(start_paused = true)]
+async fn an_oversized_page_is_held_to_the_record_cap_while_it_is_read() {
+    let mut big = String::from("{\"data\":[");
+    for i in 0..150_000 {
+        if i > 0 {
+            big.push(',');
+        }
+        big.push_str(&format!(
+            "{{\"tenantId\":\"t{i}\",\"availableUserSeat\":1,\"assignedUserSeat\":0}}"
+        ));
+    }
+    big.push_str("],\"metadata\":{\"totalCount\":150000}}");
+    let api = FakeApi::with_tokens(move |r| {
+        if r.path.contains("/customers/big/") {
+            Reply::json(big.clone())
+        } else {
+            Reply::json(envelope(&[record("t", "T", 3, 1)], 1, 100, 1))
+        }
+    })
+    .await;
+    let (_dir, exporter) = in_process_on(&api, &targets("1h", &["big", "small"])).await;
+    let text = exporter.first_cycle().await;
+    assert_eq!(errors(&text, "big", "parse"), Some(1.0), "{text}");
+    assert_eq!(up(&text, "small"), Some(1.0), "{text}");
+    assert!(
+        !text.contains("avepoint_exporter_target_tenants{customer_id=\"big\""),
+        "{text}"
+    );
+    let line = exporter
+        .log_line_with(&["level=warn", "more than 100000 records"])
+        .await;
+    assert!(line.contains("cause=parse"), "{line}");
+}
