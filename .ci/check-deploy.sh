@@ -304,8 +304,8 @@ promtool check config deploy/prometheus/prometheus.yml >"$tmp/out" 2>&1 || { cat
 ok "promtool check config deploy/prometheus/prometheus.yml"
 promtool check rules deploy/prometheus/rules.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool check rules"; }
 ok "promtool check rules deploy/prometheus/rules.yml"
-promtool test rules deploy/prometheus/rules_test.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool test rules"; }
-ok "promtool test rules deploy/prometheus/rules_test.yml"
+promtool test rules deploy/prometheus/rules_test.yml deploy/prometheus/rules_forecast_test.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "promtool test rules"; }
+ok "promtool test rules deploy/prometheus/rules_test.yml deploy/prometheus/rules_forecast_test.yml"
 
 # ---------------------------------------------------------------- generated PrometheusRule
 bash deploy/kubernetes/generate-prometheusrule.sh >"$tmp/prometheusrule.yaml"
