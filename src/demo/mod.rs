@@ -1,8 +1,12 @@
 //! A simulated Elements API for `--demo`: a real HTTP server on a loopback port with a token
 //! endpoint, the paged customer list and the paged tenants endpoint, so the demo exercises the
-//! same client code as production (discovery included). A handful of named customers span all four tenant types; some have enough
-//! tenants to need several pages; seat counts drift on every poll; one tenant steadily runs
-//! out of seats (and later 50 more seats are bought), another is already out.
+//! same client code as production (discovery included). A handful of named customers span all
+//! four tenant types; some have enough tenants to need several pages. Seat counts move the way
+//! they do at an MSP, slowly and in steps: most tenants stay flat, some assign or free a seat
+//! every few minutes. So that the seat alerts of `deploy/prometheus/rules.yml` show on a demo:
+//! one tenant runs out of seats in a minute and stays out for 20 (`AvePointTenantOutOfSeats`
+//! fires after 15), then 50 more seats are bought and it starts again; one is low on seats
+//! (`AvePointTenantLowOnSeats`); one is already out.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -56,6 +60,21 @@ const DEMO_CLIENT_ID: &str = "demo-client";
 const DEMO_SECRET: &str = "demo-secret";
 const DEMO_TOKEN: &str = "demo-access-token";
 
+/// Seconds between two polls of a demo target ([`DEMO_INTERVAL`]): the seat curves count
+/// polls, and this turns minutes into polls.
+const POLL_SECONDS: u64 = 5;
+/// Polls the running-out tenant stays at 0 free seats in each round: 20 minutes, longer than
+/// `AvePointTenantOutOfSeats`' `for:` (15 minutes; a test reads it from the rule file), so
+/// the alert fires in every round.
+const OUT_OF_SEATS_POLLS: u64 = 20 * 60 / POLL_SECONDS;
+/// Seats the running-out tenant buys at the end of each round.
+const PURCHASE: u64 = 50;
+/// Polls between two steps of a [`Curve::Steps`] tenant: at least 2 minutes, and up to 8
+/// minutes more, depending on the tenant.
+const STEP_POLLS_MIN: u64 = 2 * 60 / POLL_SECONDS;
+/// See [`STEP_POLLS_MIN`].
+const STEP_POLLS_SPREAD: u64 = 8 * 60 / POLL_SECONDS;
+
 /// One simulated tenant: its seat curve is a function of the poll number.
 #[derive(Debug, Clone)]
 struct DemoTenant {
@@ -68,40 +87,49 @@ struct DemoTenant {
     kind: Curve,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Curve {
-    /// Wobbles by a few seats around the start value.
-    Drift,
-    /// Assigns one more seat each poll until full, stays full for a while, then 50 more seats
-    /// are bought and it starts again.
+    /// Never changes: most tenants, most of the time.
+    Flat,
+    /// One seat assigned or freed at a time, every 2 to 10 minutes, within a few seats of the
+    /// start: people joining and leaving.
+    Steps,
+    /// Assigns one more seat each poll until none is free, stays out of seats for
+    /// [`OUT_OF_SEATS_POLLS`], then [`PURCHASE`] more seats are bought (and as many assigned,
+    /// to the users who waited) and it starts again.
     Exhausting,
 }
 
 impl DemoTenant {
     /// (available, assigned) at poll `n`.
     fn seats(&self, n: u64) -> (u64, u64) {
-        let assigned = match self.kind {
-            Curve::Drift => {
+        let (total, assigned) = match self.kind {
+            Curve::Flat => (self.total, self.assigned),
+            Curve::Steps => {
                 let h = fnv(&self.id);
-                let amplitude = (self.total / 20).clamp(1, 12) as i64;
-                let phase = (h % 17) as i64;
-                // A triangle wave: deterministic, integer, visibly moving.
-                let period = 2 * amplitude;
-                let pos = (n as i64 + phase) % period;
-                let offset = if pos < amplitude { pos } else { period - pos } - amplitude / 2;
-                (self.assigned as i64 + offset).clamp(0, self.total as i64) as u64
+                let amplitude = (self.total / 50).clamp(1, 3);
+                let period = STEP_POLLS_MIN + h % STEP_POLLS_SPREAD;
+                // A triangle over the tenant's steps: one seat at a time, up and back down.
+                let step = (n + (h >> 16) % period) / period;
+                let pos = step % (2 * amplitude);
+                let offset = if pos < amplitude {
+                    pos
+                } else {
+                    2 * amplitude - pos
+                };
+                let assigned = (self.assigned + offset).saturating_sub(amplitude / 2);
+                (self.total, assigned.min(self.total))
             }
             Curve::Exhausting => {
-                let free0 = self.total.saturating_sub(self.assigned);
-                let cycle = free0 + 20;
-                let round = n / cycle;
-                let step = n % cycle;
-                let total = self.total + 50 * round;
-                let assigned = (self.assigned + 50 * round + step).min(total);
-                return (total - assigned, assigned);
+                let free = self.total.saturating_sub(self.assigned);
+                let round_polls = free + OUT_OF_SEATS_POLLS;
+                let round = n / round_polls;
+                let bought = PURCHASE * round;
+                let step = (n % round_polls).min(free);
+                (self.total + bought, self.assigned + bought + step)
             }
         };
-        (self.total - assigned, assigned)
+        (total.saturating_sub(assigned), assigned)
     }
 }
 
@@ -126,18 +154,31 @@ fn customers() -> Vec<DemoCustomer> {
         name: name.into(),
         total,
         assigned,
-        kind: Curve::Drift,
+        kind: Curve::Steps,
     };
+    let flat = |id: &str, name: &str, total: u64, assigned: u64| DemoTenant {
+        kind: Curve::Flat,
+        ..t(id, name, total, assigned)
+    };
+    // Numbered tenants: one in three steps, the others stay flat.
     let many = |prefix: &str, label: &str, n: usize| -> Vec<DemoTenant> {
         (0..n)
             .map(|i| {
-                let total = 25 + (fnv(&format!("{prefix}{i}")) % 400);
-                t(
-                    &format!("{prefix}-{i:04}"),
-                    &format!("{label} {i:03}"),
-                    total,
-                    total * 6 / 10,
-                )
+                let h = fnv(&format!("{prefix}{i}"));
+                let total = 25 + h % 400;
+                DemoTenant {
+                    kind: if h.is_multiple_of(3) {
+                        Curve::Steps
+                    } else {
+                        Curve::Flat
+                    },
+                    ..t(
+                        &format!("{prefix}-{i:04}"),
+                        &format!("{label} {i:03}"),
+                        total,
+                        total * 6 / 10,
+                    )
+                }
             })
             .collect()
     };
@@ -156,6 +197,7 @@ fn customers() -> Vec<DemoCustomer> {
                             500,
                             310,
                         ),
+                        // Runs out of seats, buys more, runs out again.
                         DemoTenant {
                             kind: Curve::Exhausting,
                             ..t(
@@ -175,7 +217,8 @@ fn customers() -> Vec<DemoCustomer> {
                 ),
                 (
                     TenantType::Salesforce,
-                    vec![t("00D5g000004XyZ1EAK", "Contoso CRM", 60, 52)],
+                    // Low on seats: 5 of 60 free (92 % used), AvePointTenantLowOnSeats.
+                    vec![flat("00D5g000004XyZ1EAK", "Contoso CRM", 60, 55)],
                 ),
                 (
                     TenantType::Google,
@@ -183,7 +226,7 @@ fn customers() -> Vec<DemoCustomer> {
                 ),
                 (
                     TenantType::Dynamics365,
-                    vec![t("d365-contoso-prod", "Contoso Dynamics", 40, 22)],
+                    vec![flat("d365-contoso-prod", "Contoso Dynamics", 40, 22)],
                 ),
             ]),
         },
@@ -226,11 +269,12 @@ fn customers() -> Vec<DemoCustomer> {
             tenants: HashMap::from([
                 (
                     TenantType::Google,
-                    vec![t("C01tailspin", "tailspintoys.com", 30, 30)],
+                    // Already out of seats.
+                    vec![flat("C01tailspin", "tailspintoys.com", 30, 30)],
                 ),
                 (
                     TenantType::Microsoft365,
-                    vec![t(
+                    vec![flat(
                         "9a4f6c1e-0201-4e5b-9d3a-65215f920201",
                         "Tailspin Toys Zürich",
                         45,
@@ -246,7 +290,7 @@ fn customers() -> Vec<DemoCustomer> {
             country: "US",
             tenants: HashMap::from([(
                 TenantType::Microsoft365,
-                vec![t("sandbox-0001", "Sandbox", 5, 1)],
+                vec![flat("sandbox-0001", "Sandbox", 5, 1)],
             )]),
         },
     ]
@@ -530,6 +574,53 @@ fn advance(state: &DemoState, customer: &str, tenant_type: TenantType, page_inde
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_duration;
+
+    /// The demo's tenant called `name`.
+    fn tenant(name: &str) -> DemoTenant {
+        customers()
+            .into_iter()
+            .flat_map(|c| c.tenants.into_values().flatten())
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no demo tenant {name}"))
+    }
+
+    /// The `for:` of `alert` in deploy/prometheus/rules.yml, in demo polls.
+    fn for_polls(alert: &str) -> u64 {
+        let rules: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("../../deploy/prometheus/rules.yml")).unwrap();
+        let rule = rules["groups"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_sequence().unwrap())
+            .find(|r| r["alert"].as_str() == Some(alert))
+            .unwrap_or_else(|| panic!("no alert {alert} in rules.yml"));
+        let duration = parse_duration(rule["for"].as_str().unwrap()).unwrap();
+        duration.as_secs().div_ceil(POLL_SECONDS)
+    }
+
+    /// Lengths of the runs of consecutive polls in `0..polls` for which `holds` is true.
+    fn runs(polls: u64, holds: impl Fn(u64) -> bool) -> Vec<u64> {
+        let mut runs = vec![0];
+        for n in 0..polls {
+            match (holds(n), runs.last_mut()) {
+                (true, Some(run)) => *run += 1,
+                (false, Some(0)) => {}
+                _ => runs.push(0),
+            }
+        }
+        runs.retain(|&r| r > 0);
+        runs
+    }
+
+    #[test]
+    fn the_curves_count_polls_of_the_demo_interval() {
+        assert_eq!(
+            parse_duration(DEMO_INTERVAL),
+            Ok(std::time::Duration::from_secs(POLL_SECONDS))
+        );
+    }
 
     #[test]
     fn exhausting_tenant_runs_out_then_buys_more() {
@@ -543,36 +634,80 @@ mod tests {
         assert_eq!(t.seats(0), (12, 108));
         assert_eq!(t.seats(5), (7, 113));
         assert_eq!(t.seats(12), (0, 120));
-        assert_eq!(t.seats(31), (0, 120));
-        assert_eq!(t.seats(32), (12, 158));
+        assert_eq!(t.seats(12 + OUT_OF_SEATS_POLLS - 1), (0, 120));
+        // 50 seats bought, and 38 of them assigned at once to the users who waited.
+        assert_eq!(t.seats(12 + OUT_OF_SEATS_POLLS), (12, 158));
+        assert_eq!(t.seats(24 + OUT_OF_SEATS_POLLS), (0, 170));
     }
 
     #[test]
-    fn drifting_tenants_move_and_stay_in_bounds() {
+    fn running_out_tenant_stays_out_long_enough_for_the_alert_to_fire() {
+        // AvePointTenantOutOfSeats: available == 0 and assigned > 0, for its `for:` (15m).
+        let sales = tenant("Contoso Sales");
+        let wait = for_polls("AvePointTenantOutOfSeats");
+        let margin = 4 * 60 / POLL_SECONDS;
+        let out = |n| {
+            let (available, assigned) = sales.seats(n);
+            available == 0 && assigned > 0
+        };
+        // A new user sees it run out within a minute or so of starting the demo.
+        assert!((0..=15).any(out), "{:?}", sales.seats(15));
+        // Each of the first rounds (two hours) is out for the alert's `for:` and a margin,
+        // then buys seats.
+        let polls = 2 * 3600 / POLL_SECONDS;
+        let out_runs = runs(polls, out);
+        assert!(out_runs.len() >= 5, "{out_runs:?}");
+        let last = out_runs.len() - 1; // may be cut short by the end of the two hours
+        for (i, &run) in out_runs.iter().enumerate() {
+            assert!(i == last || run >= wait + margin, "{out_runs:?} < {wait}");
+        }
+    }
+
+    #[test]
+    fn low_tenant_stays_low_long_enough_for_the_alert_to_fire() {
+        // AvePointTenantLowOnSeats: 1..=10 free and at least 90 % used, for its `for:` (30m).
+        let crm = tenant("Contoso CRM");
+        let wait = for_polls("AvePointTenantLowOnSeats");
+        let low = |n| {
+            let (available, assigned) = crm.seats(n);
+            (1..=10).contains(&available) && assigned * 10 >= (available + assigned) * 9
+        };
+        assert_eq!(runs(2 * wait, low), vec![2 * wait]);
+    }
+
+    #[test]
+    fn tenants_are_flat_or_step_slowly_and_stay_in_bounds() {
+        let hour = 3600 / POLL_SECONDS;
+        let (mut flat, mut stepping, mut all) = (0, 0, 0);
         for c in customers() {
-            for tenants in c.tenants.values() {
-                for t in tenants {
-                    let values: Vec<(u64, u64)> = (0..40).map(|n| t.seats(n)).collect();
-                    for (n, &(available, assigned)) in values.iter().enumerate() {
-                        // Seats only change hands; the exhausting tenant buys 50 more per round.
-                        let bought = match t.kind {
-                            Curve::Drift => t.total,
-                            Curve::Exhausting => {
-                                let round = n as u64 / (t.total - t.assigned + 20);
-                                t.total + 50 * round
-                            }
-                        };
-                        assert_eq!(available + assigned, bought, "{} at poll {n}", t.id);
+            for t in c.tenants.values().flatten() {
+                let values: Vec<(u64, u64)> = (0..hour).map(|n| t.seats(n)).collect();
+                all += 1;
+                if t.kind == Curve::Exhausting {
+                    continue;
+                }
+                let mut last_change = None;
+                for (n, &(available, assigned)) in values.iter().enumerate() {
+                    // Seats only change hands, a few at most.
+                    assert_eq!(available + assigned, t.total, "{} at poll {n}", t.id);
+                    assert!(assigned.abs_diff(t.assigned) <= 3, "{} at poll {n}", t.id);
+                    if n > 0 && values[n - 1] != values[n] {
+                        // One seat at a time, at least STEP_POLLS_MIN apart.
+                        assert_eq!(values[n - 1].1.abs_diff(assigned), 1, "{}", t.id);
+                        if let Some(previous) = last_change {
+                            assert!(n - previous >= STEP_POLLS_MIN as usize, "{}", t.id);
+                        }
+                        last_change = Some(n);
                     }
-                    if t.total > 30 {
-                        assert!(
-                            values.windows(2).any(|w| w[0] != w[1]),
-                            "{} never moves",
-                            t.id
-                        );
-                    }
+                }
+                match last_change {
+                    None => flat += 1,
+                    Some(_) => stepping += 1,
                 }
             }
         }
+        // Most tenants are flat; enough of them step that the demo is alive.
+        assert!(flat > all / 2, "{flat} flat of {all}");
+        assert!(stepping >= 20, "{stepping} stepping of {all}");
     }
 }
