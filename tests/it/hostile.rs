@@ -572,3 +572,65 @@ async fn an_oversized_page_is_held_to_the_record_cap_while_it_is_read() {
         .await;
     assert!(line.contains("cause=parse"), "{line}");
 }
+
+/// Hostile round two, item 2: the secret echoed in the encodings servers really use (lowercase
+/// percent-hex as .NET writes it, JSON `\u` escapes, HTML references, inside an OAuth `error`
+/// that is printed escaped), and an opaque access token echoed without `Bearer ` before it.
+#[tokio::test(start_paused = true)]
+async fn the_secret_and_the_token_are_cut_however_they_are_echoed() {
+    // A secret with a quote, so that an escaped rendering of it differs from the raw one.
+    let secret = r#"Abc+Def/ghi="q"#;
+    let echoes = [
+        // .NET's UrlEncode: lowercase hex.
+        r#"{"error":"invalid_client","error_description":"got Abc%2bDef%2fghi%3d%22q"}"#.to_owned(),
+        // JSON escapes.
+        r#"{"error":"invalid_client","error_description":"got Abc\u002BDef\/ghi\u003D\"q"}"#
+            .to_owned(),
+        // HTML references.
+        r#"{"error":"invalid_client","error_description":"got Abc&#43;Def&#x2F;ghi=&quot;q"}"#
+            .to_owned(),
+        // The secret as the OAuth error code itself (printed escaped).
+        format!(r#"{{"error":{}}}"#, serde_json::to_string(secret).unwrap()),
+    ];
+    for echo in echoes {
+        let api =
+            FakeApi::start(move |_| Reply::status(400, "application/json", echo.clone())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config_with(
+            &dir,
+            &api.base_url(),
+            &api.base_url(),
+            "",
+            &one_target("1h"),
+        );
+        // Single-quoted in YAML: the secret has no single quote.
+        let yaml = std::fs::read_to_string(&config).unwrap().replace(
+            "client_secret: my-very-secret-value",
+            &format!("client_secret: '{secret}'"),
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let exporter = Exporter::in_process(&config).await;
+        exporter.first_cycle().await;
+        let line = exporter.log_line("cannot get an access token").await;
+        assert!(line.contains("<redacted>"), "{line}");
+        let log = exporter.log_text();
+        assert!(!log.contains("Def"), "the secret was shown: {log}");
+    }
+    // An opaque token echoed bare.
+    let api = FakeApi::start(|r| {
+        if r.path == "/token" {
+            return Reply::json(
+                r#"{"access_token":"opaque-7f3a9c","token_type":"Bearer","expires_in":3600}"#,
+            );
+        }
+        Reply::status(403, "text/plain", "token opaque-7f3a9c lacks the scope")
+    })
+    .await;
+    let (_dir, exporter) = in_process_on(&api, &one_target("1h")).await;
+    exporter.first_cycle().await;
+    let line = exporter
+        .log_line_with(&["level=warn", "target poll failed"])
+        .await;
+    assert!(line.contains("token <redacted> lacks the scope"), "{line}");
+    assert!(!exporter.log_text().contains("opaque-7f3a9c"));
+}
