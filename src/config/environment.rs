@@ -43,21 +43,30 @@ pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// a FIFO after a check cannot block; and the read runs on a thread of its own, given up
 /// after [`READ_TIMEOUT`].
 pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind};
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let owned = path.to_owned();
+    within(READ_TIMEOUT, move || read_now(&owned, limit))
+}
+
+/// Runs `work` on a thread of its own and gives up on it after `limit` (the thread is left
+/// to finish or hang on its own): a blocking read that never returns costs a thread, never
+/// the caller.
+pub(super) fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("read-file".into())
         .spawn(move || {
-            let _ = tx.send(read_now(&owned, limit));
+            let _ = tx.send(work());
         })?;
-    match rx.recv_timeout(READ_TIMEOUT) {
+    match rx.recv_timeout(limit) {
         Ok(result) => result,
-        Err(_) => Err(Error::new(
-            ErrorKind::TimedOut,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
             format!(
                 "reading it took longer than {} (a hung network mount?)",
-                super::format_duration(READ_TIMEOUT)
+                super::format_duration(limit)
             ),
         )),
     }

@@ -48,6 +48,24 @@ fn deep_nesting_fails_fast_and_real_nesting_passes() {
 
 #[cfg(unix)]
 #[test]
+fn a_read_that_never_returns_is_given_up_after_its_bound() {
+    // A read blocked for good (a hung NFS or FUSE mount): the caller gets an error when the
+    // bound has passed, however long the read would take.
+    let (hold, blocked) = std::sync::mpsc::channel::<()>();
+    let e = environment::within(std::time::Duration::from_millis(50), move || {
+        let _ = blocked.recv();
+        Ok(String::new())
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(e.to_string().contains("hung network mount"), "{e}");
+    drop(hold);
+    // A read that returns in time is passed through.
+    let text = environment::within(std::time::Duration::from_secs(10), || Ok("ok".to_owned()));
+    assert_eq!(text.unwrap(), "ok");
+}
+
+#[test]
 fn only_regular_files_of_bounded_size_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo");
