@@ -150,32 +150,29 @@ pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
         return false;
     };
     value.split(',').any(|item| {
-        let (name, params) = list_item(item);
+        let (name, mut params) = list_item(item);
         let q = params
-            .iter()
-            .find(|(k, _)| k == "q")
+            .find(|(k, _)| k.eq_ignore_ascii_case("q"))
             .map_or(1.0, |(_, v)| weight(v));
         // x-gzip is gzip (RFC 9110, 8.4.1.3).
         (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && q > 0.0
     })
 }
 
-/// One item of a header list (`name;key=value;…`): its name, and its parameters with the
-/// keys lowercased and quoted values unquoted (RFC 9110, 5.6.6).
-fn list_item(item: &str) -> (&str, Vec<(String, String)>) {
+/// One item of a header list (`name;key=value;…`): its name, and its parameters with quoted
+/// values unquoted (RFC 9110, 5.6.6; keys compare without regard to case). Borrowed from the
+/// header: nothing is allocated per scrape.
+fn list_item(item: &str) -> (&str, impl Iterator<Item = (&str, &str)>) {
     let mut parts = item.split(';').map(str::trim);
     let name = parts.next().unwrap_or("");
-    let params = parts
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v);
-            (k.trim().to_ascii_lowercase(), v.to_owned())
-        })
-        .collect();
+    let params = parts.filter_map(|p| p.split_once('=')).map(|(k, v)| {
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        (k.trim(), v)
+    });
     (name, params)
 }
 
@@ -230,21 +227,19 @@ pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
     let (mut openmetrics, mut text) = (0.0f32, 0.0f32);
     for item in value.split(',') {
         let (media, params) = list_item(item);
-        let media = media.to_ascii_lowercase();
         let (mut q, mut version) = (1.0f32, None);
         for (k, v) in params {
-            match k.as_str() {
-                "q" => q = weight(&v),
-                "version" => version = Some(v),
-                _ => {}
+            if k.eq_ignore_ascii_case("q") {
+                q = weight(v);
+            } else if k.eq_ignore_ascii_case("version") {
+                version = Some(v);
             }
         }
-        match media.as_str() {
-            "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => {
-                openmetrics = openmetrics.max(q)
-            }
-            "text/plain" | "text/*" | "*/*" => text = text.max(q),
-            _ => {}
+        let is = |m: &str| media.eq_ignore_ascii_case(m);
+        if is("application/openmetrics-text") && version.is_none_or(|v| v == "1.0.0") {
+            openmetrics = openmetrics.max(q);
+        } else if is("text/plain") || is("text/*") || is("*/*") {
+            text = text.max(q);
         }
     }
     if openmetrics > 0.0 && openmetrics >= text {
