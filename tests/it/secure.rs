@@ -794,3 +794,79 @@ async fn a_web_config_turned_fifo_fails_the_reload_at_once_and_sigterm_still_end
     let status = exporter.signal_and_wait("TERM", Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }
+
+/// Threads of process `pid` now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_runs_a_bounded_number_of_password_checks() {
+    let (dir, _api, config) = setup().await;
+    // Cost 10 (Prometheus' suggestion): long enough unoptimised that the flood overlaps.
+    let hash = "$2b$10$4KVF6rbshPmMy//0kKpfE.VVtrgE3CiQR5OQuYphNzrpL5Y5BW9E.";
+    let web = write(
+        dir.path(),
+        "web.yml",
+        &format!("basic_auth_users:\n  prom: '{hash}'\n"),
+    );
+    let exporter = start_web(&config, &web);
+    let scrape = |password: &'static str| {
+        // A client (a connection) of its own, as an attacker's or a scraper's.
+        let request = reqwest::Client::new()
+            .get(exporter.url("/metrics"))
+            .basic_auth("prom", Some(password));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(scrape("right-pw").await, 200, "verified once, then cached");
+    let pid = exporter.pid();
+    let before = threads(pid);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(threads(pid));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    // 32 attackers, 4 wrong passwords each, all at once; a verified scraper among them.
+    let attackers: Vec<_> = (0..32)
+        .map(|_| {
+            let client = reqwest::Client::new();
+            let url = exporter.url("/metrics");
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for _ in 0..4 {
+                    let resp = client.get(&url).basic_auth("prom", Some("wrong")).send();
+                    codes.push(resp.await.unwrap().status().as_u16());
+                }
+                codes
+            })
+        })
+        .collect();
+    assert_eq!(
+        scrape("right-pw").await,
+        200,
+        "a verified scraper gets through"
+    );
+    for attacker in attackers {
+        assert_eq!(attacker.await.unwrap(), [401; 4]);
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.join().unwrap();
+    // At most min(cores, 4) checks at once, each on one blocking thread; unbounded, every
+    // attacker would hold one.
+    assert!(
+        most <= before + 4,
+        "{most} threads during the flood, {before} before"
+    );
+}
