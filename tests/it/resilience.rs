@@ -698,3 +698,86 @@ async fn a_retry_after_of_an_hour_delays_the_target_by_one_interval_at_most() {
         "second request {gap:?} after the 503"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_endpoint_asking_for_an_hour_fails_the_polls_within_the_fetch_deadline() {
+    let sick = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let api = {
+        let sick = sick.clone();
+        FakeApi::start(move |r| {
+            if r.path == "/token" {
+                if sick.load(Ordering::SeqCst) {
+                    return Reply::status(503, "text/plain", "down for maintenance")
+                        .with_header("retry-after", "3600");
+                }
+                return token_reply(1);
+            }
+            Reply::json(envelope(&[record("a", "A", 1, 1)], 1, 100, 1))
+        })
+        .await
+    };
+    let list = numbered("c", 5, "0, 2");
+    let started = Instant::now();
+    let (_dir, exporter) = in_process_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 3\n  max_requests_per_second: 0\n",
+        &format!("poll:\n  interval: 1h\ncustomers:\n{list}"),
+    )
+    .await;
+    // Every waiter shares one fetch, and the fetch ends at its deadline (the request's 5 s
+    // timeout plus 30 s), not after 3 retries × an hour.
+    while exporter.get("/-/ready").await.0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no first pass within 40 s (virtual); log:\n{}",
+            exporter.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = exporter.get("/metrics").await.1;
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_up")
+            .iter()
+            .filter(|l| l.ends_with(" 0"))
+            .count(),
+        10,
+        "{text}"
+    );
+    assert_eq!(api.token_requests().len(), 1);
+    let line = exporter.log_line("cannot get an access token").await;
+    assert!(line.contains("no token within 35s"), "{line}");
+    // The endpoint recovers: the next round (an interval later) gets a token and the seats.
+    sick.store(false, Ordering::SeqCst);
+    let recovered = Instant::now();
+    loop {
+        // A new connection each time: a pooled one idles out over the virtual hour.
+        let text = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(exporter.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let up = series(&text, "avepoint_exporter_target_up")
+            .iter()
+            .filter(|l| l.ends_with(" 1"))
+            .count();
+        if up == 10 {
+            assert_eq!(
+                value(&text, "available_user_seats", &["customer_id=\"c0\""]),
+                Some(1.0)
+            );
+            break;
+        }
+        assert!(
+            recovered.elapsed() < Duration::from_secs(2 * 3600),
+            "not recovered within two intervals: {text}"
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    assert_eq!(api.token_requests().len(), 2);
+}
