@@ -7,6 +7,7 @@
 //! a customer list that cannot be fetched leaves the last good one in use.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,8 @@ pub struct Planner {
     plans: watch::Sender<Arc<Plan>>,
     /// Bumped on every config change, so a discovery loop knows its list may be outdated.
     generations: watch::Sender<u64>,
+    /// The newest [`Plan::version`] published or skipped.
+    newest: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -35,6 +38,8 @@ struct State {
     /// The last good customer list (`None` until one was fetched).
     discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
     generation: u64,
+    /// Plans made so far (each plan's [`Plan::version`]).
+    planned: u64,
 }
 
 impl Planner {
@@ -50,13 +55,15 @@ impl Planner {
         restored: Option<Arc<Vec<DiscoveredCustomer>>>,
     ) -> (Arc<Planner>, watch::Receiver<Arc<Plan>>) {
         let discovered = restored.filter(|_| config.discovery.is_some());
-        let state = State {
+        let mut state = State {
             config: Arc::new(config),
             client,
             discovered,
             generation: 0,
+            planned: 0,
         };
-        let plan = Arc::new(plan_of(&state, shard, total_shards, &metrics));
+        let plan = Arc::new(plan_of(&mut state, shard, total_shards, &metrics));
+        let plan_version = plan.version;
         let (plans, rx) = watch::channel(plan);
         let (generations, _) = watch::channel(0);
         let planner = Arc::new(Planner {
@@ -65,6 +72,7 @@ impl Planner {
             metrics,
             plans,
             generations,
+            newest: AtomicU64::new(plan_version),
             state: Mutex::new(state),
         });
         (planner, rx)
@@ -103,10 +111,10 @@ impl Planner {
         if refetch {
             state.generation += 1;
         }
-        let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
+        let plan = plan_of(&mut state, self.shard, self.total_shards, &self.metrics);
         let generation = state.generation;
         drop(state);
-        let _ = self.plans.send(Arc::new(plan));
+        self.publish(plan, true);
         if refetch {
             let _ = self.generations.send(generation);
         }
@@ -115,22 +123,51 @@ impl Planner {
     /// Stores a customer list fetched under config `generation` (ignored if the config has
     /// changed since) and publishes a plan if the targets changed.
     fn apply_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) {
+        if let Some(plan) = self.plan_discovered(generation, customers) {
+            self.publish(plan, false);
+        }
+    }
+
+    /// The plan of a customer list fetched under config `generation`, if that config is
+    /// still the current one.
+    fn plan_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) -> Option<Plan> {
         let mut state = self.lock();
         if state.generation != generation {
-            return;
+            return None;
         }
         state.discovered = Some(Arc::new(customers));
-        let plan = plan_of(&state, self.shard, self.total_shards, &self.metrics);
-        drop(state);
-        let current = self.plans.borrow().clone();
-        if !same_targets(&current, &plan) || current.complete != plan.complete {
-            tracing::info!(
-                targets = plan.targets.len(),
-                before = current.targets.len(),
-                "customer list changed; polling the new targets"
-            );
-            let _ = self.plans.send(Arc::new(plan));
-        }
+        Some(plan_of(
+            &mut state,
+            self.shard,
+            self.total_shards,
+            &self.metrics,
+        ))
+    }
+
+    /// Publishes `plan` unless a plan made after it was published or skipped first (the lock
+    /// is not held while sending, so two publishers can arrive in either order). Unless
+    /// `always`, a plan that polls the same targets as the current one is skipped (the
+    /// poller would wake for nothing).
+    fn publish(&self, plan: Plan, always: bool) {
+        self.plans.send_if_modified(|current| {
+            // Under the channel's lock: publishers are serialised here.
+            if plan.version <= self.newest.load(Relaxed) {
+                return false;
+            }
+            self.newest.store(plan.version, Relaxed);
+            if !always && same_targets(current, &plan) && current.complete == plan.complete {
+                return false;
+            }
+            if !always {
+                tracing::info!(
+                    targets = plan.targets.len(),
+                    before = current.targets.len(),
+                    "customer list changed; polling the new targets"
+                );
+            }
+            *current = Arc::new(plan);
+            true
+        });
     }
 
     /// Whether a customer list has ever arrived.
@@ -154,7 +191,8 @@ fn same_targets(a: &Plan, b: &Plan) -> bool {
 }
 
 /// The plan of `state` for one shard (see [`plan::plan`]); updates the discovery metrics.
-fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> Plan {
+fn plan_of(state: &mut State, shard: u32, total_shards: u32, metrics: &Metrics) -> Plan {
+    state.planned += 1;
     let planned = plan::plan(
         &state.config,
         state.discovered.as_deref().map(Vec::as_slice),
@@ -181,6 +219,7 @@ fn plan_of(state: &State, shard: u32, total_shards: u32, metrics: &Metrics) -> P
             .discovered
             .clone()
             .filter(|_| state.config.discovery.is_some()),
+        version: state.planned,
     }
 }
 
@@ -290,6 +329,59 @@ fn first_list_retry(failures: u32, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::FakeEnv;
+
+    fn config(rest: &str) -> Config {
+        let yaml = format!(
+            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
+        );
+        Config::parse(&yaml, &FakeEnv::default()).unwrap()
+    }
+
+    fn listed(id: &str) -> DiscoveredCustomer {
+        DiscoveredCustomer {
+            id: id.into(),
+            organization: format!("Org {id}"),
+            country_or_region: "DE".into(),
+            management_mode: "1".into(),
+        }
+    }
+
+    fn customers(plan: &Plan) -> Vec<String> {
+        let mut ids: Vec<String> = plan
+            .targets
+            .iter()
+            .map(|t| t.request.customer_id.to_string())
+            .collect();
+        ids.dedup();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_refresh_planned_before_a_reload_never_replaces_the_reloads_plan() {
+        let metrics = Arc::new(Metrics::new(&crate::metrics::BuildInfo::current()).unwrap());
+        let before = config("discovery:\n  tenant_types: [0]\n");
+        let client = crate::app::build_client(&before, &metrics).unwrap();
+        let (planner, plans) = Planner::new(before, client.clone(), 0, 1, metrics, None);
+        let (generation, _, _) = planner.current();
+        // A refresh plans from the old config (its fetch raced a reload) ...
+        let refresh = planner
+            .plan_discovered(generation, vec![listed("d1")])
+            .unwrap();
+        // ... the reload (same discovery, same client: no new fetch) plans and publishes ...
+        let after = config(
+            "discovery:\n  tenant_types: [0]\ncustomers:\n  - id: added\n    tenant_types: [0]\n",
+        );
+        planner.apply_config(after, client);
+        assert_eq!(customers(&plans.borrow()), ["added", "d1"]);
+        // ... and the refresh's send comes last: it must not bring back the old config.
+        planner.publish(refresh, false);
+        assert_eq!(customers(&plans.borrow()), ["added", "d1"]);
+        assert_eq!(customers(&planner.plan()), ["added", "d1"]);
+        // A later refresh under the current config is published as usual.
+        planner.apply_discovered(generation, vec![listed("d1"), listed("d2")]);
+        assert_eq!(customers(&planner.plan()), ["added", "d1", "d2"]);
+    }
 
     #[test]
     fn first_list_retries_double_up_to_the_interval() {

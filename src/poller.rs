@@ -42,6 +42,9 @@ pub struct Plan {
     /// The last good customer list the targets were planned from (kept in the persistence
     /// file, so that a discovered fleet comes back while the list cannot be fetched).
     pub discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
+    /// Order of planning: a plan never replaces one planned after it (a discovery refresh
+    /// planned from the old config cannot undo a reload's plan).
+    pub version: u64,
 }
 
 /// The last known state of a target, as shown on the landing page.
