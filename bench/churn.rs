@@ -67,6 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         poll: config.poll,
         complete: true,
         discovered: None,
+        version: 1,
     };
     // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);

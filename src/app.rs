@@ -5,24 +5,22 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::api::Client;
-use crate::auth::TokenSource;
-use crate::config::{Config, ConfigError, Credential, ProcessEnvironment};
+use crate::config::{Config, ConfigError, ProcessEnvironment};
 use crate::demo::DemoApi;
-use crate::discovery::{self, Planner};
+use crate::elements::build_client;
+use crate::elements::transport::TransportError;
 use crate::metrics::{BuildInfo, Metrics};
-use crate::poller::{self, Poller, Status};
+use crate::polling::discovery::{self, Planner};
 use crate::polling::persistence::{self, Loaded, Persistence, PersistenceError, Saved};
-use crate::redact::Redactor;
+use crate::polling::poller::{self, Poller, Status};
 use crate::server::web_config::{WebConfigError, WebSettings};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
-use crate::transport::{Transport, TransportError, TransportOptions};
 
 /// What the command line decides.
 #[derive(Debug, Clone)]
@@ -151,44 +149,6 @@ impl Tasks {
     }
 }
 
-/// Builds the API client (transport, limits, token source) of a configuration.
-pub fn build_client(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-) -> Result<Arc<Client>, TransportError> {
-    let e = &config.elements;
-    let secret = match &e.credential {
-        Credential::Secret { secret, .. } => secret.expose(),
-        Credential::Certificate { .. } => "",
-    };
-    let transport = Arc::new(Transport::new(
-        TransportOptions {
-            timeout: e.timeout,
-            max_concurrency: e.max_concurrency,
-            max_requests_per_second: e.max_requests_per_second,
-            retries: e.retries,
-            backoff_base: Duration::from_millis(500),
-            max_backoff: config.poll.interval,
-        },
-        metrics.clone(),
-        Redactor::new(secret),
-    )?);
-    let auth = Arc::new(TokenSource::new(
-        transport.clone(),
-        e.token_url.clone(),
-        e.client_id.clone(),
-        e.credential.clone(),
-        e.scope.clone(),
-        e.timeout,
-    ));
-    Ok(Arc::new(Client::new(
-        transport,
-        auth,
-        e.base_url.clone(),
-        e.page_size,
-    )))
-}
-
 fn now_unix() -> f64 {
     crate::domain::unix_seconds(SystemTime::now())
 }
@@ -238,7 +198,7 @@ async fn setup(options: &Options) -> Result<Setup, AppError> {
     let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
     metrics.set_shard(options.shard, options.total_shards);
     // A small, known label set: every cause exists at 0, so increase() sees the first error.
-    for cause in crate::api::CAUSES {
+    for cause in crate::elements::client::CAUSES {
         metrics.discovery_errors.with_label_values(&[cause]);
     }
     let demo = if options.demo {

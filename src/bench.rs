@@ -2,10 +2,10 @@
 //! poller and the synthetic API at scale. Only built with the `bench` feature, so none of it
 //! is part of the exporter.
 
-pub use crate::api::parse_page;
-pub use crate::app::build_client;
 pub use crate::demo::Scale;
 pub use crate::domain::{TenantSeats, TenantType};
+pub use crate::elements::build_client;
+pub use crate::elements::client::parse_page;
 pub use crate::metrics::{render_snapshot, Format, Metrics, SeatSeries, TargetLabels, TargetView};
-pub use crate::plan::targets_of;
-pub use crate::poller::{run as run_poller, Plan, Poller, Status};
+pub use crate::polling::plan::targets_of;
+pub use crate::polling::poller::{run as run_poller, Plan, Poller, Status};

@@ -3,27 +3,26 @@
 //! # Layout
 //! One home per concern; everything but `app` (and `bench`, behind its feature) is
 //! crate-private.
-//! - `domain`: the Elements vocabulary every other module shares: tenant types, the license
-//!   filter, a tenant's seats, timestamps.
+//! - `domain/`: the Elements vocabulary every other module shares: tenant types, the license
+//!   filter, a tenant's seats, a target's key and the stable hash, timestamps, and the
+//!   checked client certificate (`certificate`: loaded with the config, signed into
+//!   assertions by the token source).
 //! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
 //!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
 //!   files), `summary` (`--check-config` and warnings).
-//! - `assertion`: certificate authentication: signed JWT client assertions.
-//! - `auth`: OAuth2 client-credentials tokens, cached and refreshed one at a time.
-//! - `transport`: how every HTTP request is sent: concurrency and rate limits, retries with
-//!   backoff, body size limits, request metrics.
-//! - `ratelimit`: the shared, adaptive request rate (paced, paused and cut by 429s).
-//! - `redact`: cuts secrets, bearer tokens and JWTs out of what remote servers send back.
-//! - `api/`: the Elements client: requests and paging (`mod`), the wire format (`wire`).
-//! - `plan`: which targets this instance polls: a pure function of config, customer list
-//!   and shard.
-//! - `discovery`: customer auto-discovery, and the planner that publishes plans on reload
-//!   and on customer-list changes.
-//! - `scheduler`: when each target is due (stable offsets, oldest data first) and the order
-//!   in which requests get a slot (a started target finishes first).
-//! - `poller`: the poll loop: starts due targets, records results, publishes snapshots.
-//! - `polling/`: `persistence`, the state file that carries series, results and due times
-//!   across restarts.
+//! - `elements/`: everything that talks to the Elements API, behind `build_client` and
+//!   `client::Client`: `client/` (the seat endpoint and the customer list: paging, the
+//!   streamed wire format), `tokens` (OAuth2 client-credentials tokens, shared, fetched
+//!   within a deadline), `transport` (retries with backoff, body limits, request metrics),
+//!   `slots` (request slots by priority: a started target finishes first), `ratelimit` (the
+//!   shared, adaptive request rate), `redact` (secrets and tokens cut out of what servers
+//!   send back).
+//! - `polling/`: what is polled and when, through `elements` only: `plan` (a pure function
+//!   of config, customer list and shard), `discovery` (customer auto-discovery and the
+//!   planner that publishes versioned plans), `schedule` (when each target is due),
+//!   `poller` (the poll loop: starts due targets, records results, publishes snapshots and
+//!   the status view), `persistence` (the state file that carries series, results and due
+//!   times across restarts).
 //! - `metrics/`: the self-metrics registry (`mod`) and the seat snapshot with its
 //!   exposition (`snapshot`).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
@@ -34,6 +33,9 @@
 //! - [`app`]: wires the above into the running daemon: start-up, the supervised tasks,
 //!   config reload.
 //! - `bench` (feature `bench`): what the benchmarks drive directly.
+//!
+//! Dependencies run one way: `app` → `server` → `polling` → `elements` → `config` →
+//! `domain`; `metrics` sits beside them, used by all and using only `domain`.
 #![warn(missing_docs)]
 
 // The daemon, its options and its errors: what the binary runs.
@@ -41,23 +43,14 @@ pub mod app;
 
 // Everything else is internal; the few items the binary needs besides `app` are re-exported
 // below, and the benchmarks reach more through `bench` (feature `bench`).
-pub(crate) mod api;
-pub(crate) mod assertion;
-pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod demo;
-pub(crate) mod discovery;
 pub(crate) mod domain;
+pub(crate) mod elements;
 pub(crate) mod metrics;
-pub(crate) mod plan;
-pub(crate) mod poller;
 pub(crate) mod polling;
-pub(crate) mod ratelimit;
-pub(crate) mod redact;
-pub(crate) mod scheduler;
 pub(crate) mod server;
 pub(crate) mod telemetry;
-pub(crate) mod transport;
 
 #[cfg(feature = "bench")]
 pub mod bench;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::yaml::{Problems, Section};
 use super::{Credential, Secret, SecretSource, SECRET_ENV};
-use crate::assertion::ClientCertificate;
+use crate::domain::certificate::ClientCertificate;
 
 /// Where configuration values that live outside the file come from: the environment and
 /// secret files. Tests pass their own instead of touching the process environment.
@@ -191,7 +191,7 @@ pub(super) fn parse_credential(
             key_file,
         }),
         Err(e) => {
-            use crate::assertion::CertificateError as E;
+            use crate::domain::certificate::CertificateError as E;
             let (key, message) = match e {
                 E::Certificate(_) | E::NotRsa => {
                     ("client_certificate_file", format!("{cert_file:?}: {e}"))

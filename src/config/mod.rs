@@ -30,7 +30,7 @@ use regex::Regex;
 use reqwest::Url;
 use serde_yaml::Value;
 
-use crate::assertion::ClientCertificate;
+use crate::domain::certificate::ClientCertificate;
 pub use crate::domain::{LicenseAssignedStatus, TenantType};
 pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
 use parse::parse_root;

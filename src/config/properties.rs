@@ -17,7 +17,8 @@ impl Environment for FakeFiles {
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
         static IDENTITY: OnceLock<(String, String, String)> = OnceLock::new();
-        let (cert, pkcs8, pkcs1) = IDENTITY.get_or_init(|| crate::assertion::test_identity("app"));
+        let (cert, pkcs8, pkcs1) =
+            IDENTITY.get_or_init(|| crate::domain::certificate::test_identity("app"));
         Ok(match path.to_str() {
             Some("/tls/app.crt") => cert.clone(),
             Some("/tls/app.key") => pkcs8.clone(),

@@ -23,6 +23,15 @@ impl Environment for FakeEnv {
     }
 }
 
+/// A valid config: a client for a fake identity server, then `rest` (the `poll`,
+/// `discovery` and `customers` sections). For the planning tests.
+pub(crate) fn with_client(rest: &str) -> Config {
+    let yaml = format!(
+        "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
+    );
+    Config::parse(&yaml, &FakeEnv::default()).unwrap()
+}
+
 #[test]
 fn deep_nesting_fails_fast_and_real_nesting_passes() {
     let env = FakeEnv::default();

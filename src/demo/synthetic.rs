@@ -194,7 +194,10 @@ mod tests {
         };
         let m365 = TenantType::Microsoft365;
         let page = |customer: &str, t: TenantType, poll: u64, index: u64| {
-            crate::api::parse_page(scale.page(customer, t, poll, index, 100).as_bytes()).unwrap()
+            crate::elements::client::parse_page(
+                scale.page(customer, t, poll, index, 100).as_bytes(),
+            )
+            .unwrap()
         };
         // Every tenth customer is big: 250 tenants of each type, three pages.
         let p1 = page("bench-00000", m365, 0, 1);
@@ -244,7 +247,7 @@ mod tests {
         }
         assert_eq!(types_per_customer, [0, 800, 150, 0, 50]);
         // An empty type renders an empty page that says so.
-        let page = crate::api::parse_page(
+        let page = crate::elements::client::parse_page(
             scale
                 .page("bench-00004", TenantType::Google, 0, 1, 100)
                 .as_bytes(),

@@ -294,7 +294,8 @@ impl Snapshot {
         true
     }
 
-    /// The text exposition as one buffer (for tests and tools; scrapes write it piecewise).
+    /// The text exposition as one buffer (for tests; scrapes write it piecewise).
+    #[cfg(test)]
     pub fn text(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
         self.fill(&mut Cursor::default(), &mut out, usize::MAX);

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use super::targets::{rfc3339, Filter, Health};
 use super::AppState;
-use crate::poller::TargetStatus;
+use crate::polling::poller::TargetStatus;
 
 /// Rows of the target table at most (the page stays far below 256 KiB).
 pub const MAX_ROWS: usize = 300;

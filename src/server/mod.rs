@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{BuildInfo, Metrics};
-use crate::poller::Status;
+use crate::polling::poller::Status;
 use web_config::WebSettings;
 
 mod basic_auth;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::poller::{Status, TargetStatus};
+use crate::polling::poller::{Status, TargetStatus};
 
 /// A target's health, as Prometheus' targets API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

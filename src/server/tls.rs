@@ -219,7 +219,7 @@ fn private_key(
     problems: &mut Vec<String>,
 ) -> Option<PrivateKeyDer<'static>> {
     let (key, pem) = source?;
-    if crate::assertion::is_encrypted_pem(&pem) {
+    if crate::domain::certificate::is_encrypted_pem(&pem) {
         problems.push(format!(
             "{key}: the private key is encrypted (password-protected); the server needs it \
              unencrypted, readable only by the exporter's user"

@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Saved, SavedTarget};
-use crate::api::DiscoveredCustomer;
 use crate::domain::{canonical_customer_id, unix_seconds, TenantSeats, TenantType};
+use crate::elements::client::DiscoveredCustomer;
 use crate::metrics::SeatSeries;
 
 /// What the header's `format` says.

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::api::DiscoveredCustomer;
 use crate::domain::TenantType;
+use crate::elements::client::DiscoveredCustomer;
 use crate::metrics::SeatSeries;
 
 /// The largest state file read at start (about 40 times a 20 000-target fleet's file).

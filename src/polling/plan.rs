@@ -1,6 +1,6 @@
 //! Which targets this instance polls: a pure function of the configuration, the last good
 //! customer list and the shard. No locks, no metrics, no I/O: the planner in
-//! [`crate::discovery`] calls it and publishes the result.
+//! [`crate::polling::discovery`] calls it and publishes the result.
 //!
 //! Customers listed in the file come first and override discovered ones with the same id; a
 //! file entry without a name takes the organization from the list; discovered customers pass
@@ -9,9 +9,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::api::{DiscoveredCustomer, TargetRequest};
 use crate::config::{Config, Customer};
-use crate::domain::TenantType;
+use crate::domain::{fnv1a, TargetKey};
+use crate::elements::client::{DiscoveredCustomer, TargetRequest};
 use crate::metrics::TargetLabels;
 
 /// One (customer, tenant type) pair, with its labels escaped once.
@@ -22,10 +22,6 @@ pub struct Target {
     /// What to ask the API.
     pub request: TargetRequest,
 }
-
-/// What identifies a target across plans: its customer id and tenant type. A target whose
-/// name or filter changes keeps its key (and so its state and schedule).
-pub type TargetKey = (Arc<str>, TenantType);
 
 impl Target {
     /// The target's identity across plans.
@@ -65,15 +61,6 @@ pub struct Planned {
 /// platform.
 pub fn shard_of(customer_id: &str, total: u32) -> u32 {
     (fnv1a(customer_id.as_bytes()) % u64::from(total.max(1))) as u32
-}
-
-/// FNV-1a, 64-bit.
-pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 /// The `customer_name` of a customer: its configured or discovered name, else its id (so that
@@ -161,14 +148,10 @@ pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::FakeEnv;
     use crate::domain::LicenseAssignedStatus;
 
     fn config(rest: &str) -> Config {
-        let yaml = format!(
-            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
-        );
-        Config::parse(&yaml, &FakeEnv::default()).unwrap()
+        crate::config::tests::with_client(rest)
     }
 
     fn listed(id: &str, organization: &str) -> DiscoveredCustomer {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::{Clocks, Poller, TargetState, FINAL_WRITE_BUDGET};
 use crate::domain::unix_seconds;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
-use crate::scheduler::Cadence;
+use crate::polling::schedule::Cadence;
 
 /// The earliest instant the monotonic clock can stand for, at least a day before `now` when
 /// the platform allows (a bound for times saved before a reboot).

@@ -17,16 +17,18 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::api::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::config::PollConfig;
+use crate::domain::TargetKey;
 use crate::domain::{unix_seconds, TenantType};
+use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetView};
-use crate::plan::{Target, TargetKey};
 use crate::polling::persistence::{Persistence, Saved, Written};
+use crate::polling::plan::Target;
 
 mod failures;
 mod saving;
-use crate::scheduler::{Cadence, Priority, Schedule};
+use crate::elements::slots::Priority;
+use crate::polling::schedule::{Cadence, Schedule};
 
 /// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
 pub struct Plan {

@@ -1,8 +1,27 @@
 //! The Elements vocabulary that config, the API client, planning and metrics share: tenant
-//! types, the license filter, a tenant's seats, and time as the exposition writes it.
+//! types, the license filter, a tenant's seats, a target's identity and its stable hash, time
+//! as the exposition writes it, and the client certificate (`certificate`: loaded with the
+//! config, signed into assertions by the token source).
+
+pub(crate) mod certificate;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
+
+/// What identifies a target across plans: its customer id and tenant type. A target whose
+/// name or filter changes keeps its key (and so its state and schedule).
+pub type TargetKey = (Arc<str>, TenantType);
+
+/// FNV-1a, 64-bit: the stable hash behind shards and schedule offsets. Fixed by its
+/// definition, so the same on every version and platform.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
 
 /// The four kinds of third-party tenant the Elements API knows, with their API numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

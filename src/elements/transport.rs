@@ -12,10 +12,10 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::time::Instant;
 
+use crate::elements::ratelimit::RateLimiter;
+use crate::elements::redact::Redactor;
+use crate::elements::slots::{Permits, Priority};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
-use crate::redact::Redactor;
-use crate::scheduler::{Permits, Priority};
 
 /// Largest response body accepted.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;

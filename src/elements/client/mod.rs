@@ -18,10 +18,12 @@ use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
 
-use crate::auth::{AuthError, TokenSource};
 use crate::domain::{LicenseAssignedStatus, TenantSeats, TenantType};
-use crate::scheduler::Priority;
-use crate::transport::{Budget, Endpoint, HttpResponse, Prepared, Transport, TransportError};
+use crate::elements::slots::Priority;
+use crate::elements::tokens::{AuthError, TokenSource};
+use crate::elements::transport::{
+    Budget, Endpoint, HttpResponse, Prepared, Transport, TransportError,
+};
 #[cfg(any(test, feature = "bench"))]
 pub use wire::parse_page;
 pub use wire::DiscoveredCustomer;

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{oneshot, watch};
 
-use crate::api::{Client, DiscoveredCustomer};
 use crate::config::Config;
+use crate::elements::client::{Client, DiscoveredCustomer};
 use crate::metrics::Metrics;
-use crate::plan;
-use crate::poller::Plan;
+use crate::polling::plan;
+use crate::polling::poller::Plan;
 
 /// Builds and publishes poll plans.
 pub struct Planner {
@@ -329,13 +329,9 @@ fn first_list_retry(failures: u32, interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::FakeEnv;
 
     fn config(rest: &str) -> Config {
-        let yaml = format!(
-            "elements:\n  token_url: https://id.example.com/t\n  client_id: x\n  client_secret: y\n{rest}"
-        );
-        Config::parse(&yaml, &FakeEnv::default()).unwrap()
+        crate::config::tests::with_client(rest)
     }
 
     fn listed(id: &str) -> DiscoveredCustomer {
@@ -361,7 +357,7 @@ mod tests {
     async fn a_refresh_planned_before_a_reload_never_replaces_the_reloads_plan() {
         let metrics = Arc::new(Metrics::new(&crate::metrics::BuildInfo::current()).unwrap());
         let before = config("discovery:\n  tenant_types: [0]\n");
-        let client = crate::app::build_client(&before, &metrics).unwrap();
+        let client = crate::elements::build_client(&before, &metrics).unwrap();
         let (planner, plans) = Planner::new(before, client.clone(), 0, 1, metrics, None);
         let (generation, _, _) = planner.current();
         // A refresh plans from the old config (its fetch raced a reload) ...

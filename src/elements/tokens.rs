@@ -10,10 +10,10 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::assertion::ASSERTION_TYPE;
 use crate::config::Credential;
-use crate::scheduler::Priority;
-use crate::transport::{Endpoint, Prepared, Transport, TransportError};
+use crate::domain::certificate::ASSERTION_TYPE;
+use crate::elements::slots::Priority;
+use crate::elements::transport::{Endpoint, Prepared, Transport, TransportError};
 
 /// How long a failed token request answers for every caller before one asks again: a token
 /// endpoint that is down sees one request (with its retries) per few seconds, not one per target.
