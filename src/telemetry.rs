@@ -1,13 +1,18 @@
 //! Log lines as every Prometheus exporter writes them: logfmt `ts=… level=info msg="…"
 //! key=value …`, or one flat JSON object per line with the same keys (`--log.format json`).
-//! Levels are lowercase; there is no module path, span list or nesting under `fields`.
+//! Levels are lowercase; there is no module path, span list or nesting under `fields`: the
+//! fields of the spans an event happens in (a target's `customer_id` and `tenant_type`) are
+//! written as the event's own, after them, so one `grep customer_id=…` finds a target's
+//! whole story.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 /// How lines are written.
@@ -54,7 +59,7 @@ enum Value {
     Bool(bool),
 }
 
-/// The message and the fields of one event, in order.
+/// The message and the fields of one event (or span), in order.
 #[derive(Default)]
 struct Collected {
     msg: String,
@@ -195,10 +200,33 @@ fn format_line(
     }
 }
 
-impl<S: Subscriber> Layer<S> for LineLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+/// The fields of a span, kept in its extensions for the events inside it.
+struct SpanFields(Vec<(&'static str, Value)>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for LineLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut collected = Collected::default();
+        attrs.record(&mut collected);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(collected.fields));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut collected = Collected::default();
         event.record(&mut collected);
+        // The enclosing spans' fields, outermost first, unless the event sets the key itself.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                    for (key, value) in fields {
+                        if !collected.fields.iter().any(|(k, _)| k == key) {
+                            collected.fields.push((key, value.clone()));
+                        }
+                    }
+                }
+            }
+        }
         let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut line = format_line(
             self.format,
@@ -219,6 +247,38 @@ impl<S: Subscriber> Layer<S> for LineLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_carry_the_fields_of_their_spans_once() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(LineLayer::with_sink(Format::Logfmt, move |l| {
+                sink.lock().unwrap().push(l.to_owned())
+            }));
+        tracing::subscriber::with_default(subscriber, || {
+            let poll = tracing::info_span!("poll", customer_id = "c1", tenant_type = "google");
+            let _in = poll.enter();
+            tracing::info!(attempt = 2, "retrying request");
+            let inner = tracing::info_span!("page", page = 3);
+            let _in = inner.enter();
+            tracing::warn!(customer_id = "other", "said otherwise");
+        });
+        let lines = lines.lock().unwrap();
+        assert!(
+            lines[0]
+                .ends_with("msg=\"retrying request\" attempt=2 customer_id=c1 tenant_type=google"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1]
+                .ends_with("msg=\"said otherwise\" customer_id=other tenant_type=google page=3"),
+            "{}",
+            lines[1]
+        );
+    }
 
     const TS: &str = "2026-11-25T16:00:00.000Z";
 

@@ -28,6 +28,16 @@ impl Target {
     pub fn key(&self) -> TargetKey {
         (self.request.customer_id.clone(), self.request.tenant_type)
     }
+
+    /// The span of one poll of the target: every log line inside it (each request, retry and
+    /// result) carries `customer_id` and `tenant_type`.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "poll",
+            customer_id = &*self.request.customer_id,
+            tenant_type = self.request.tenant_type.name()
+        )
+    }
 }
 
 /// Facts of a customer that is polled by this shard and appears on the customer list

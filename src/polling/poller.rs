@@ -381,7 +381,8 @@ impl Poller {
             let priority = Priority(self.started);
             let client = self.plan.client.clone();
             let key = target.key();
-            let handle = running.spawn(async move {
+            let span = target.span();
+            let poll = async move {
                 let started = Instant::now();
                 let result = client.fetch_tenants(&target.request, priority).await;
                 Done {
@@ -390,7 +391,8 @@ impl Poller {
                     took: started.elapsed(),
                     result,
                 }
-            });
+            };
+            let handle = running.spawn(tracing::Instrument::instrument(poll, span));
             self.tasks.insert(handle.id(), (key, now));
         }
     }
@@ -439,6 +441,8 @@ impl Poller {
             // Removed while it ran.
             return;
         };
+        let span = target.span();
+        let _in = span.enter();
         let state = self.states.entry(key).or_default();
         match result {
             Ok(fetched) => record_success(target, state, &self.metrics, fetched),
@@ -688,20 +692,12 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
             .with_label_values(&[customer_id, tenant_type])
             .inc_by(invalid.len() as u64);
         tracing::warn!(
-            customer_id,
-            tenant_type,
             skipped = invalid.len(),
             first = %invalid[..invalid.len().min(3)].join("; "),
             "skipped invalid tenant records"
         );
     }
-    tracing::debug!(
-        customer_id,
-        tenant_type,
-        tenants = tenants.len(),
-        pages,
-        "target polled"
-    );
+    tracing::debug!(tenants = tenants.len(), pages, "target polled");
     state.last_poll = Some(now);
     state.last_tenant_count = Some(tenants.len());
     state.seats = Arc::new(SeatSeries::new(&tenants));
@@ -720,7 +716,7 @@ fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, e
         .target_errors
         .with_label_values(&[customer_id, tenant_type, cause])
         .inc();
-    tracing::debug!(customer_id, tenant_type, cause, error = %error, "target poll error");
+    tracing::debug!(cause, error = %error, "target poll error");
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());
     let since = state.unknown_since.take().unwrap_or_else(Instant::now);

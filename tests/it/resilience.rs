@@ -781,3 +781,50 @@ async fn a_token_endpoint_asking_for_an_hour_fails_the_polls_within_the_fetch_de
     }
     assert_eq!(api.token_requests().len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_log_line_of_a_targets_poll_names_the_target_retries_included() {
+    let calls = AtomicUsize::new(0);
+    let api = FakeApi::with_tokens(move |r| {
+        if r.path.contains("/customers/c1/") && calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply::status(503, "text/plain", "busy");
+        }
+        Reply::json(envelope(&[record("a", "A", 4, 2)], 1, 100, 1))
+    })
+    .await;
+    let (_dir, exporter) = in_process_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 2\n  max_requests_per_second: 0\n",
+        &targets("1h", &["c0", "c1"]),
+    )
+    .await;
+    exporter.first_cycle().await;
+    let log = exporter.log_text();
+    let story: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("customer_id=c1 "))
+        .collect();
+    // The tenants requests (the 503 and its retry), the retry itself and the result.
+    let requests: Vec<&&str> = story
+        .iter()
+        .filter(|l| l.contains("msg=request") && l.contains("endpoint=tenants"))
+        .collect();
+    assert_eq!(requests.len(), 2, "{story:#?}");
+    assert!(requests[0].contains("status=503"), "{}", requests[0]);
+    assert!(
+        story.iter().any(|l| l.contains("msg=\"retrying request\"")),
+        "{story:#?}"
+    );
+    assert!(
+        story.iter().any(|l| l.contains("msg=\"target polled\"")),
+        "{story:#?}"
+    );
+    assert!(
+        story
+            .iter()
+            .all(|l| l.contains("tenant_type=microsoft_365")),
+        "{story:#?}"
+    );
+    // None of c0's lines.
+    assert!(!story.iter().any(|l| l.contains("c0")), "{story:#?}");
+}
