@@ -19,18 +19,24 @@ use tokio::time::Instant;
 
 use crate::config::PollConfig;
 use crate::domain::TargetKey;
-use crate::domain::{unix_seconds, TenantType};
+use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
-use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetView};
+use crate::metrics::{render_snapshot, Metrics, SeatSeries};
 use crate::polling::persistence::{Persistence, Saved, Written};
 use crate::polling::plan::Target;
 
 mod failures;
+mod gather;
 mod saving;
+#[cfg(test)]
+mod tests;
+
 use crate::elements::slots::Priority;
 use crate::polling::schedule::{Cadence, Schedule};
+use gather::{gather, log_dropped, Summary};
 
 /// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
+#[derive(Clone)]
 pub struct Plan {
     /// Targets of this shard.
     pub targets: Vec<Target>,
@@ -483,75 +489,20 @@ impl Poller {
     }
 
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
-    /// durations: a scrape that sees a poll counted also sees its results.
+    /// durations: a scrape that sees a poll counted also sees its results. Then the
+    /// utilization, the failures' log lines and the pass summaries.
     fn publish(&mut self) {
         let began = Instant::now();
         let cost_clock = std::time::Instant::now();
-        let stale_after = self.plan.poll.stale_after;
-        let mut views = Vec::with_capacity(self.plan.targets.len());
-        let mut statuses = Vec::with_capacity(self.plan.targets.len());
-        let (mut ok, mut polled, mut tenants, mut empty) = (0, 0, 0, 0);
-        // Requests per round: an empty target's page once every empty interval.
-        let mut requests = 0.0f64;
-        let empty_share =
-            self.plan.poll.interval.as_secs_f64() / self.plan.poll.empty_interval.as_secs_f64();
-        let mut dropped: Vec<&Target> = Vec::new();
-        let clocks = Clocks::now();
-        let next_poll = |key: &TargetKey| self.schedule.due_of(key).map(|t| clocks.wall(t));
-        for target in &self.plan.targets {
-            let Some(state) = self.states.get_mut(&target.key()) else {
-                // Not polled yet: listed (for readiness), but no series.
-                statuses.push(target_status(
-                    target,
-                    None,
-                    next_poll(&target.key()),
-                    clocks,
-                ));
-                requests += 1.0;
-                continue;
-            };
-            let stale = state
-                .failing_since
-                .is_some_and(|t| began.duration_since(t) > stale_after);
-            if stale && state.seats.tenants() > 0 {
-                dropped.push(target);
-                state.seats = Arc::new(SeatSeries::empty());
-            }
-            ok += usize::from(state.up());
-            polled += usize::from(state.last_poll.is_some());
-            tenants += state.seats.tenants();
-            if state.empty() {
-                empty += 1;
-                requests += empty_share;
-            } else {
-                requests += f64::from(state.requests.unwrap_or(1));
-            }
-            statuses.push(target_status(
-                target,
-                Some(state),
-                next_poll(&target.key()),
-                clocks,
-            ));
-        }
-        for target in &self.plan.targets {
-            if let Some(state) = self.states.get(&target.key()) {
-                views.push(TargetView {
-                    labels: target.labels.clone(),
-                    up: state.up(),
-                    last_success: state.last_success.map(unix_seconds),
-                    seats: state.seats.clone(),
-                    last_tenant_count: state.last_tenant_count,
-                });
-            }
-        }
-        log_dropped(&dropped, stale_after);
-        self.metrics.empty_targets.set(empty as i64);
-        let snapshot = render_snapshot(&views);
+        let gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
+        log_dropped(&gathered.dropped, self.plan.poll.stale_after);
+        self.metrics.empty_targets.set(gathered.empty as i64);
+        let snapshot = render_snapshot(&gathered.views);
         let series = snapshot.series;
         self.metrics.publish(snapshot);
-        let targets = statuses.len();
+        let targets = gathered.statuses.len();
         self.status.store(Arc::new(Status {
-            targets: statuses,
+            targets: gathered.statuses,
             polls: self.polls,
             live: true,
             complete: self.plan.complete,
@@ -565,17 +516,23 @@ impl Poller {
         self.last_publish = Some(instant);
         self.publish_cost = cost_clock.elapsed().max(instant - began);
         self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
-        self.utilization(targets, requests);
+        self.utilization(targets, gathered.requests);
         self.failures.flush(instant, self.plan.poll.interval);
-
         let summary = Summary {
             targets,
-            ok,
-            tenants,
+            ok: gathered.ok,
+            tenants: gathered.tenants,
             series,
-            requests,
-            empty,
+            requests: gathered.requests,
+            empty: gathered.empty,
         };
+        self.announce(summary, gathered.polled, instant);
+    }
+
+    /// Tells `--once` when every target has been polled, and logs the first pass and, once
+    /// per interval after it, a summary.
+    fn announce(&mut self, summary: Summary, polled: usize, instant: Instant) {
+        let targets = summary.targets;
         if polled == targets {
             if let Some(tx) = self.every_target_polled.take() {
                 let _ = tx.send(());
@@ -631,52 +588,6 @@ impl Poller {
     }
 }
 
-/// Numbers for the summary log lines.
-struct Summary {
-    targets: usize,
-    ok: usize,
-    tenants: usize,
-    series: usize,
-    requests: f64,
-    /// Targets on the empty cadence.
-    empty: usize,
-}
-
-impl Summary {
-    fn log(&self, message: &str, took: Option<Duration>, interval: Duration) {
-        let duration_ms = took.map(|d| d.as_millis() as u64);
-        let interval = crate::config::format_duration(interval).to_string();
-        let failed = self.targets - self.ok;
-        if self.ok == 0 && self.targets > 0 {
-            tracing::warn!(
-                targets = self.targets,
-                ok = self.ok,
-                failed,
-                tenants = self.tenants,
-                series = self.series,
-                requests = self.requests.round() as u64,
-                empty = self.empty,
-                duration_ms,
-                interval,
-                "{message}; every target failed"
-            );
-        } else {
-            tracing::info!(
-                targets = self.targets,
-                ok = self.ok,
-                failed,
-                tenants = self.tenants,
-                series = self.series,
-                requests = self.requests.round() as u64,
-                empty = self.empty,
-                duration_ms,
-                interval,
-                "{message}"
-            );
-        }
-    }
-}
-
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
         items: tenants,
@@ -721,27 +632,6 @@ fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, e
     state.last_error = Some(error.summary());
     let since = state.unknown_since.take().unwrap_or_else(Instant::now);
     state.failing_since.get_or_insert(since);
-}
-
-/// One line for every target whose series were dropped in one publish (a fleet-wide outage
-/// drops thousands at once), naming a few of them.
-fn log_dropped(dropped: &[&Target], stale_after: Duration) {
-    let Some(first) = dropped.first() else {
-        return;
-    };
-    let examples: Vec<String> = dropped
-        .iter()
-        .take(3)
-        .map(|t| format!("{}/{}", t.request.customer_id, t.request.tenant_type))
-        .collect();
-    tracing::warn!(
-        targets = dropped.len(),
-        customer_id = &*first.request.customer_id,
-        tenant_type = first.request.tenant_type.name(),
-        examples = %examples.join(", "),
-        stale_after = %crate::config::format_duration(stale_after),
-        "no successful poll within stale_after of the first failure; dropping the targets' series"
-    );
 }
 
 /// Monotonic instants of the poll loop as wall-clock times, from one moment on both clocks.

@@ -1,0 +1,150 @@
+//! The poll loop's bookkeeping without a network: results handed in as if polls finished,
+//! on paused time.
+
+use super::*;
+use crate::domain::TenantSeats;
+use crate::elements::transport::TransportError;
+
+/// A poller for `customers` (Microsoft 365 each) polled every minute, series stale after
+/// 3 minutes of failing.
+fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status>>) {
+    let mut yaml = String::from("poll:\n  interval: 1m\n  stale_after: 3m\ncustomers:\n");
+    for c in customers {
+        yaml.push_str(&format!("  - id: {c}\n    tenant_types: [0]\n"));
+    }
+    let config = crate::config::tests::with_client(&yaml);
+    let metrics = Arc::new(Metrics::new(&crate::metrics::BuildInfo::current()).unwrap());
+    let plan = Arc::new(Plan {
+        targets: crate::polling::plan::targets_of(&config.customers, 0, 1),
+        client: crate::elements::build_client(&config, &metrics).unwrap(),
+        poll: config.poll,
+        complete: true,
+        discovered: None,
+        version: 1,
+    });
+    let status = Arc::new(ArcSwap::from_pointee(Status::default()));
+    let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None);
+    (poller, metrics, status)
+}
+
+fn key(customer: &str) -> TargetKey {
+    (customer.into(), TenantType::Microsoft365)
+}
+
+fn seats(available: u64) -> Result<Fetched, ApiError> {
+    Ok(Fetched {
+        items: vec![TenantSeats {
+            id: "t1".into(),
+            name: "T1".into(),
+            available,
+            assigned: 7,
+        }],
+        invalid: Vec::new(),
+        pages: 1,
+    })
+}
+
+fn timeout() -> Result<Fetched, ApiError> {
+    Err(TransportError::Timeout(Duration::from_secs(5)).into())
+}
+
+/// Hands in a finished poll of `customer` that started `took` ago, then publishes.
+fn finish(poller: &mut Poller, customer: &str, result: Result<Fetched, ApiError>) {
+    let took = Duration::from_millis(200);
+    poller.finished(Done {
+        key: key(customer),
+        started: Instant::now() - took,
+        took,
+        result,
+    });
+    poller.publish();
+}
+
+fn exposition(metrics: &Metrics) -> String {
+    String::from_utf8(metrics.snapshot().text()).unwrap()
+}
+
+fn available(metrics: &Metrics, customer: &str) -> Option<String> {
+    exposition(metrics)
+        .lines()
+        .find(|l| {
+            l.starts_with("available_user_seats{")
+                && l.contains(&format!("customer_id=\"{customer}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_become_series_and_status_and_ready_waits_for_every_target() {
+    let (mut poller, metrics, status) = poller(&["c1", "c2"]);
+    assert!(!status.load().ready(), "nothing polled yet");
+    assert_eq!(status.load().targets.len(), 2);
+    finish(&mut poller, "c1", seats(5));
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
+    assert_eq!(available(&metrics, "c2"), None);
+    assert!(!status.load().ready(), "c2 not polled yet");
+    finish(&mut poller, "c2", timeout());
+    let now = status.load();
+    assert!(now.ready(), "every target polled once, one of them failed");
+    assert_eq!(now.polls, 2);
+    let c1 = now
+        .targets
+        .iter()
+        .find(|t| &*t.customer_id == "c1")
+        .unwrap();
+    assert_eq!((c1.tenants, c1.last_error.as_deref()), (1, None));
+    let c2 = now
+        .targets
+        .iter()
+        .find(|t| &*t.customer_id == "c2")
+        .unwrap();
+    assert!(
+        c2.last_error.as_deref().unwrap_or("").contains("timeout"),
+        "{c2:?}"
+    );
+    assert!(c2.failing_since.is_some());
+    // A later success replaces the seats.
+    finish(&mut poller, "c1", seats(4));
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("4"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_round_keeps_the_series_and_only_failing_past_stale_after_drops_them() {
+    let (mut poller, metrics, _status) = poller(&["c1"]);
+    finish(&mut poller, "c1", seats(5));
+    // No poll for ten times stale_after (a round slower than the interval): kept.
+    tokio::time::advance(Duration::from_secs(30 * 60)).await;
+    poller.dirty = true;
+    poller.publish();
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
+    // Failing: kept for stale_after from the first failure ...
+    finish(&mut poller, "c1", timeout());
+    tokio::time::advance(Duration::from_secs(170)).await;
+    finish(&mut poller, "c1", timeout());
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
+    // ... and dropped once it has failed for longer.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    finish(&mut poller, "c1", timeout());
+    assert_eq!(available(&metrics, "c1"), None);
+    // One success brings them back.
+    finish(&mut poller, "c1", seats(3));
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("3"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_removed_while_its_poll_ran_leaves_nothing_behind() {
+    let (mut poller, metrics, status) = poller(&["c1", "c2"]);
+    finish(&mut poller, "c1", seats(5));
+    let mut smaller = (*poller.plan).clone();
+    smaller.targets.retain(|t| &*t.request.customer_id != "c2");
+    smaller.version += 1;
+    poller.apply_plan(Arc::new(smaller));
+    // c2's poll was in flight and comes back after the reload removed it.
+    finish(&mut poller, "c2", seats(9));
+    assert_eq!(available(&metrics, "c2"), None);
+    assert!(!poller.states.contains_key(&key("c2")));
+    let now = status.load();
+    assert_eq!(now.targets.len(), 1);
+    assert_eq!(&*now.targets[0].customer_id, "c1");
+    assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
+}
