@@ -189,6 +189,47 @@ pub struct Fetched<T = TenantSeats> {
     pub pages: u32,
 }
 
+/// The pages of one list merged as they come: a record whose id was seen on an earlier page
+/// replaces it (the last one wins), invalid records are kept with their reasons.
+struct Merged<T> {
+    fetched: Fetched<T>,
+    /// Index in `fetched.items` of every id seen.
+    seen: HashMap<String, usize>,
+}
+
+impl<T> Default for Merged<T> {
+    fn default() -> Self {
+        Merged {
+            fetched: Fetched {
+                items: Vec::new(),
+                invalid: Vec::new(),
+                pages: 1,
+            },
+            seen: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Record> Merged<T> {
+    /// Adds `page`; returns how many of its records have ids not seen before.
+    fn absorb(&mut self, page: Page<T>) -> usize {
+        let mut new_ids = 0;
+        for t in page.items {
+            match self.seen.get(t.key()) {
+                Some(&i) => self.fetched.items[i] = t,
+                None => {
+                    new_ids += 1;
+                    self.seen
+                        .insert(t.key().to_owned(), self.fetched.items.len());
+                    self.fetched.items.push(t);
+                }
+            }
+        }
+        self.fetched.invalid.extend(page.invalid);
+        new_ids
+    }
+}
+
 /// How the requests of one list (a target's pages, the customer list) are sent.
 struct Lane<'a> {
     endpoint: Endpoint,
@@ -341,30 +382,9 @@ impl Client {
         let first = fetch(1).await?;
         let first_total = first.total_count;
         let plan = plan_after_first(&first, self.page_size);
-        let mut fetched = Fetched {
-            items: Vec::new(),
-            invalid: Vec::new(),
-            pages: 1,
-        };
+        let mut merged = Merged::default();
         let mut collected = first.len();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut stop = false;
-        let mut absorb = |page: Page<T>, fetched: &mut Fetched<T>| {
-            let mut new_ids = 0;
-            for t in page.items {
-                match seen.get(t.key()) {
-                    Some(&i) => fetched.items[i] = t,
-                    None => {
-                        new_ids += 1;
-                        seen.insert(t.key().to_owned(), fetched.items.len());
-                        fetched.items.push(t);
-                    }
-                }
-            }
-            fetched.invalid.extend(page.invalid);
-            new_ids
-        };
-        absorb(first, &mut fetched);
+        merged.absorb(first);
         match plan {
             PagePlan::Done => {}
             PagePlan::Pages(n) if n > u64::from(MAX_PAGES) => {
@@ -375,11 +395,12 @@ impl Client {
                 )));
             }
             PagePlan::Pages(n) => {
-                let n = n as u32; // at most MAX_PAGES
-                                  // The count is known: ask for the remaining pages at once (the transport
-                                  // bounds how many are in flight), then read them in order.
+                // The count is known (at most MAX_PAGES): ask for the remaining pages at once
+                // (the transport bounds how many are in flight), then read them in order.
+                let n = n as u32;
                 let rest = futures_util::future::join_all((2..=n).map(&fetch)).await;
-                fetched.pages = n;
+                merged.fetched.pages = n;
+                let mut stop = false;
                 for page in rest {
                     let page = page?;
                     if stop {
@@ -387,34 +408,39 @@ impl Client {
                     }
                     collected += page.len();
                     stop = is_last_page(&page, self.page_size, collected, first_total);
-                    absorb(page, &mut fetched);
+                    merged.absorb(page);
                 }
             }
             PagePlan::UntilShort => {
                 let mut index = 2;
-                while !stop {
+                loop {
                     if index > MAX_PAGES {
                         return Err(ApiError::Paging(format!(
                             "{MAX_PAGES} full pages without a totalCount or a short page"
                         )));
                     }
                     let page = fetch(index).await?;
-                    fetched.pages = index;
+                    merged.fetched.pages = index;
                     collected += page.len();
-                    stop = is_last_page(&page, self.page_size, collected, None);
-                    if absorb(page, &mut fetched) == 0 {
-                        // A full page of ids already seen: the server ignores pageIndex.
+                    let last = is_last_page(&page, self.page_size, collected, None);
+                    let records = page.items.len();
+                    if merged.absorb(page) == 0 && records > 0 {
+                        // A page of ids already seen: the server ignores pageIndex.
                         tracing::warn!(
                             list = what,
                             page = index,
                             "page repeats records already seen; stopping paging"
                         );
-                        stop = true;
+                        break;
+                    }
+                    if last {
+                        break;
                     }
                     index += 1;
                 }
             }
         }
+        let mut fetched = merged.fetched;
         fetched.items.sort_by(|a, b| a.key().cmp(b.key()));
         Ok(fetched)
     }
