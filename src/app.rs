@@ -149,10 +149,6 @@ impl Tasks {
     }
 }
 
-fn now_unix() -> f64 {
-    crate::domain::unix_seconds(SystemTime::now())
-}
-
 /// What `--once` found: the exposition after one poll of every target, and the targets whose
 /// poll failed.
 #[derive(Debug)]
@@ -199,7 +195,7 @@ async fn setup(options: &Options) -> Result<Setup, AppError> {
     metrics.set_shard(options.shard, options.total_shards);
     // A small, known label set: every cause exists at 0, so increase() sees the first error.
     for cause in crate::elements::client::CAUSES {
-        metrics.discovery_errors.with_label_values(&[cause]);
+        metrics.polling().discovery_cause(cause);
     }
     let demo = if options.demo {
         let api = DemoApi::start().await.map_err(AppError::Demo)?;
@@ -361,8 +357,7 @@ async fn start(
         demo,
         config,
     } = setup(&options).await?;
-    metrics.config_reload_successful.set(1);
-    metrics.config_reload_success_timestamp.set(now_unix());
+    metrics.config_loaded(SystemTime::now());
     let restored = match &options.persistence {
         Some(p) => restore_state(p).await?,
         None => None,
@@ -591,15 +586,14 @@ async fn reloader(
                 web.store(Arc::new(settings));
                 planner.apply_config(config, client);
                 tracing::info!(targets = planner.plan().targets.len(), "config reloaded");
-                metrics.config_reload_successful.set(1);
-                metrics.config_reload_success_timestamp.set(now_unix());
+                metrics.config_loaded(SystemTime::now());
                 for answer in answers {
                     let _ = answer.send(Ok(()));
                 }
             }
             Err(reason) => {
                 tracing::error!(error = %reason, "config reload failed; keeping the current config");
-                metrics.config_reload_successful.set(0);
+                metrics.config_failed();
                 for answer in answers {
                     let _ = answer.send(Err(reason.clone()));
                 }

@@ -260,7 +260,7 @@ impl Transport {
         let limiter = RateLimiter::new(
             options.max_requests_per_second.map(|n| f64::from(n.get())),
             options.max_backoff,
-            metrics.api_rate_limit.clone(),
+            metrics.api().rate_limit(),
         );
         Ok(Transport {
             client,
@@ -403,11 +403,7 @@ impl Transport {
                 drop(permit);
                 continue;
             }
-            let timer = self
-                .metrics
-                .api_request_duration
-                .with_label_values(&[endpoint.label()])
-                .start_timer();
+            let timer = self.metrics.api().time_request(endpoint.label());
             let sent = Instant::now();
             let (client, request) = prepared.request.build_split();
             // At debug level, every request: method and path (never the query, headers or
@@ -442,10 +438,7 @@ impl Transport {
                 Some(status) => status.as_u16().to_string(),
                 None => "error".to_owned(),
             };
-            self.metrics
-                .api_requests
-                .with_label_values(&[endpoint.label(), &code])
-                .inc();
+            self.metrics.api().count_request(endpoint.label(), &code);
             return Ok(result.map(|(resp, headers)| (resp, headers, prepared.tag)));
         }
     }

@@ -12,11 +12,16 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flate2::Compression;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
+mod api;
+mod polling;
 mod snapshot;
+
+pub use api::ApiMetrics;
+pub use polling::{CustomerInfo, PollingMetrics};
 
 use snapshot::{deflate_raw, GZIP_HEADER};
 pub use snapshot::{render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView};
@@ -138,54 +143,30 @@ impl BuildInfo {
 pub struct Metrics {
     registry: Registry,
     snapshot: ArcSwap<Snapshot>,
-    /// Duration of one target's poll, all pages and retries.
-    pub poll_duration: Histogram,
-    /// Time a round over every target needs at the observed request cost ÷ the interval.
-    pub poll_utilization: Gauge,
-    /// HTTP requests sent, by `endpoint` and `code`.
-    pub api_requests: IntCounterVec,
-    /// Latency of HTTP requests, by `endpoint`.
-    pub api_request_duration: HistogramVec,
-    /// Failed target polls, by `customer_id`, `tenant_type` and `cause`.
-    pub target_errors: IntCounterVec,
-    /// Tenant records skipped as invalid, by `customer_id` and `tenant_type`.
-    pub invalid_records: IntCounterVec,
-    /// Target polls started more than one interval after they were due.
-    pub poll_overruns: IntCounter,
-    /// The client's current request rate limit (0 = unpaced).
-    pub api_rate_limit: Gauge,
-    /// Discovered customers of this shard that pass the filters.
-    pub discovered_customers: IntGauge,
-    /// 1 while the config turns discovery on.
-    pub discovery_enabled: IntGauge,
-    /// Unix time of the last successful customer list fetch.
-    pub discovery_last_success: Gauge,
-    /// Failed customer list fetches, by `cause`.
-    pub discovery_errors: IntCounterVec,
-    /// One series per discovered customer of this shard (value 1), for joins.
-    pub customer_info: IntGaugeVec,
+    /// The API client's group.
+    api: ApiMetrics,
+    /// Polling's group.
+    polling: PollingMetrics,
     /// 1 if the last config (re)load succeeded.
-    pub config_reload_successful: IntGauge,
+    config_reload_successful: IntGauge,
     /// Scrapes served, by `format` and `encoding`.
     scrapes: IntCounterVec,
     /// Unix time of the last good (re)load.
-    pub config_reload_success_timestamp: Gauge,
+    config_reload_success_timestamp: Gauge,
     shard_info: IntGaugeVec,
-    /// Writes of the persistence file that failed.
-    pub persistence_write_failures: IntCounter,
-    /// Unix time of the last successful write of the persistence file.
-    pub persistence_last_write: Gauge,
-    /// Targets restored from the persistence file at start.
-    pub persistence_restored_targets: IntGauge,
-    /// Seconds the last successful write of the persistence file took.
-    pub persistence_last_write_duration: Gauge,
-    /// Targets whose last poll found no tenants, polled every `poll.empty_interval`.
-    pub empty_targets: IntGauge,
-    /// `poll.empty_interval` in seconds (for alert rules that must know it).
-    pub poll_empty_interval: Gauge,
 }
 
 /// Creates a metric and registers it, or fails with the registry's error.
+/// Options of a metric named `avepoint_exporter_{name}`.
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("avepoint_exporter")
+}
+
+/// Options of a histogram named `avepoint_exporter_{name}`.
+fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).namespace("avepoint_exporter")
+}
+
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: prometheus::Result<T>,
@@ -199,9 +180,7 @@ impl Metrics {
     /// A fresh registry with every self-metric registered and an empty snapshot.
     pub fn new(build: &BuildInfo) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        let ns = |name: &str, help: &str| Opts::new(name, help).namespace("avepoint_exporter");
-        let hns =
-            |name: &str, help: &str| HistogramOpts::new(name, help).namespace("avepoint_exporter");
+        let ns = opts;
         let build_info = register(
             &registry,
             IntGaugeVec::new(
@@ -221,119 +200,8 @@ impl Metrics {
         ))?;
         Ok(Metrics {
             snapshot: ArcSwap::from_pointee(Snapshot::empty()),
-            poll_duration: register(
-                &registry,
-                Histogram::with_opts(
-                    hns(
-                        "poll_duration_seconds",
-                        "Time to poll one target (customer, tenant type): all its pages and retries.",
-                    )
-                    .buckets(vec![
-                        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-                        300.0,
-                    ]),
-                ),
-            )?,
-            poll_utilization: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "poll_utilization_ratio",
-                    "Time a round over every target needs at the observed request cost (requests per round x the larger of rate-limit spacing and latency / max_concurrency), divided by poll.interval; above 1 the interval cannot be kept.",
-                )),
-            )?,
-            api_requests: register(
-                &registry,
-                IntCounterVec::new(
-                    ns(
-                        "api_requests_total",
-                        "HTTP requests sent to the Elements API, by endpoint and HTTP status (or error).",
-                    ),
-                    &["endpoint", "code"],
-                ),
-            )?,
-            api_request_duration: register(
-                &registry,
-                HistogramVec::new(
-                    hns(
-                        "api_request_duration_seconds",
-                        "Latency of HTTP requests to the Elements API.",
-                    )
-                    .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-                    &["endpoint"],
-                ),
-            )?,
-            target_errors: register(
-                &registry,
-                IntCounterVec::new(
-                    ns("target_errors_total", "Failed target polls, by cause."),
-                    &["customer_id", "tenant_type", "cause"],
-                ),
-            )?,
-            invalid_records: register(
-                &registry,
-                IntCounterVec::new(
-                    ns(
-                        "invalid_records_total",
-                        "Tenant records skipped because a required field was missing or invalid.",
-                    ),
-                    &["customer_id", "tenant_type"],
-                ),
-            )?,
-            poll_overruns: register(
-                &registry,
-                IntCounter::with_opts(ns(
-                    "poll_overruns_total",
-                    "Target polls started more than one poll interval after they were due.",
-                )),
-            )?,
-            api_rate_limit: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "api_rate_limit_requests_per_second",
-                    "Requests per second the API client currently allows itself: the configured limit, lower after the API answered 429; 0 = unlimited.",
-                )),
-            )?,
-            discovered_customers: register(
-                &registry,
-                IntGauge::with_opts(ns(
-                    "discovered_customers",
-                    "Customers of this shard from the last good customer list that pass the discovery filters.",
-                )),
-            )?,
-            discovery_enabled: register(
-                &registry,
-                IntGauge::with_opts(ns(
-                    "discovery_enabled",
-                    "1 while customer discovery is configured, else 0.",
-                )),
-            )?,
-            discovery_last_success: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "discovery_last_success_timestamp_seconds",
-                    "Unix time of the last successful fetch of the customer list.",
-                )),
-            )?,
-            discovery_errors: register(
-                &registry,
-                IntCounterVec::new(
-                    ns(
-                        "discovery_errors_total",
-                        "Failed fetches of the customer list, by cause (the last good list stays in use).",
-                    ),
-                    &["cause"],
-                ),
-            )?,
-            customer_info: register(
-                &registry,
-                IntGaugeVec::new(
-                    ns(
-                        "customer_info",
-                        "Facts of each discovered customer of this shard; always 1.",
-                    ),
-                    &["customer_id", "customer_name", "country_or_region", "management_mode"],
-                ),
-            )?,
+            api: ApiMetrics::register(&registry)?,
+            polling: PollingMetrics::register(&registry)?,
             scrapes: {
                 let scrapes = register(
                     &registry,
@@ -376,48 +244,6 @@ impl Metrics {
                     &["shard", "total_shards"],
                 ),
             )?,
-            persistence_write_failures: register(
-                &registry,
-                IntCounter::with_opts(ns(
-                    "persistence_write_failures_total",
-                    "Writes of the persistence file (--persistence.file) that failed; polling and serving go on.",
-                )),
-            )?,
-            persistence_last_write: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "persistence_last_write_timestamp_seconds",
-                    "Unix time of the last successful write of the persistence file; 0 before the first (or without --persistence.file).",
-                )),
-            )?,
-            persistence_restored_targets: register(
-                &registry,
-                IntGauge::with_opts(ns(
-                    "persistence_restored_targets",
-                    "Targets whose series, results and schedule were restored from the persistence file at start.",
-                )),
-            )?,
-            persistence_last_write_duration: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "persistence_last_write_duration_seconds",
-                    "Time the last successful write of the persistence file took, fsync and rename included.",
-                )),
-            )?,
-            empty_targets: register(
-                &registry,
-                IntGauge::with_opts(ns(
-                    "empty_targets",
-                    "Targets whose last poll succeeded and found no tenants; they are polled every poll.empty_interval instead of poll.interval.",
-                )),
-            )?,
-            poll_empty_interval: register(
-                &registry,
-                Gauge::with_opts(ns(
-                    "poll_empty_interval_seconds",
-                    "poll.empty_interval: the time between polls of a target whose last poll found no tenants.",
-                )),
-            )?,
             registry,
         })
     }
@@ -431,6 +257,29 @@ impl Metrics {
     }
 
     /// Replaces the seat snapshot served by scrapes.
+    /// The API client's metric group.
+    pub fn api(&self) -> &ApiMetrics {
+        &self.api
+    }
+
+    /// Polling's metric group.
+    pub fn polling(&self) -> &PollingMetrics {
+        &self.polling
+    }
+
+    /// The configuration was (re)loaded at `at`.
+    pub fn config_loaded(&self, at: std::time::SystemTime) {
+        self.config_reload_successful.set(1);
+        self.config_reload_success_timestamp
+            .set(crate::domain::unix_seconds(at));
+    }
+
+    /// A reload failed; the running configuration stays.
+    pub fn config_failed(&self) {
+        self.config_reload_successful.set(0);
+    }
+
+    /// Replaces the seat snapshot that scrapes serve.
     pub fn publish(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
     }
@@ -513,7 +362,7 @@ mod tests {
     #[test]
     fn scrape_appends_self_metrics_once() {
         let m = Metrics::new(&BuildInfo::current()).unwrap();
-        m.api_requests.with_label_values(&["token", "200"]).inc();
+        m.api().count_request("token", "200");
         let body: Vec<u8> = m.scrape(false, Format::Text).concat();
         let text = String::from_utf8(body).unwrap();
         assert!(text

@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
 use crate::elements::client::{Client, DiscoveredCustomer};
-use crate::metrics::Metrics;
+use crate::metrics::{CustomerInfo, Metrics};
 use crate::polling::plan;
 use crate::polling::poller::Plan;
 
@@ -199,17 +199,16 @@ fn plan_of(state: &mut State, shard: u32, total_shards: u32, metrics: &Metrics) 
         shard,
         total_shards,
     );
-    metrics.customer_info.reset();
-    metrics.discovered_customers.set(planned.discovered as i64);
-    metrics
-        .discovery_enabled
-        .set(i64::from(state.config.discovery.is_some()));
-    for c in &planned.customer_info {
-        metrics
-            .customer_info
-            .with_label_values(&[&c.id, &c.name, &c.country_or_region, &c.management_mode])
-            .set(1);
-    }
+    metrics.polling().set_discovery(
+        state.config.discovery.is_some(),
+        planned.discovered,
+        planned.customer_info.iter().map(|c| CustomerInfo {
+            id: &c.id,
+            name: &c.name,
+            country_or_region: &c.country_or_region,
+            management_mode: &c.management_mode,
+        }),
+    );
     Plan {
         targets: planned.targets,
         client: state.client.clone(),
@@ -270,17 +269,13 @@ pub async fn run(
                 );
                 planner
                     .metrics
-                    .discovery_last_success
-                    .set(crate::domain::unix_seconds(SystemTime::now()));
+                    .polling()
+                    .discovery_succeeded(SystemTime::now());
                 planner.apply_discovered(generation, list.items);
                 fetched_here = true;
             }
             Err(e) => {
-                planner
-                    .metrics
-                    .discovery_errors
-                    .with_label_values(&[e.cause()])
-                    .inc();
+                planner.metrics.polling().discovery_failed(e.cause());
                 failures += 1;
                 if planner.has_list() {
                     tracing::warn!(

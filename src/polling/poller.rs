@@ -268,7 +268,7 @@ pub struct Poller {
     polls: u64,
     /// Results not yet published, and the durations to observe once they are.
     dirty: bool,
-    durations: Vec<f64>,
+    durations: Vec<Duration>,
     last_publish: Option<Instant>,
     /// Time between publishes while polls keep finishing (see [`PUBLISH_SHARE`]).
     publish_every: Duration,
@@ -356,8 +356,8 @@ impl Poller {
         self.schedule
             .set_intervals(plan.poll.interval, plan.poll.empty_interval);
         self.metrics
-            .poll_empty_interval
-            .set(plan.poll.empty_interval.as_secs_f64());
+            .polling()
+            .set_empty_interval(plan.poll.empty_interval);
         // A renamed customer keeps its series: the names come from the new labels.
         self.targets = plan.targets.iter().map(|t| (t.key(), t.clone())).collect();
         let added = self.schedule.set_targets(self.targets.keys(), now);
@@ -381,7 +381,7 @@ impl Poller {
                 continue;
             };
             if start.overrun {
-                self.metrics.poll_overruns.inc();
+                self.metrics.polling().overrun();
             }
             self.started += 1;
             let priority = Priority(self.started);
@@ -465,7 +465,7 @@ impl Poller {
         }
         state.last_duration = Some(took);
         self.polls += 1;
-        self.durations.push(took.as_secs_f64());
+        self.durations.push(took);
         self.dirty = true;
         self.unsaved = true;
     }
@@ -496,7 +496,7 @@ impl Poller {
         let cost_clock = std::time::Instant::now();
         let gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
         log_dropped(&gathered.dropped, self.plan.poll.stale_after);
-        self.metrics.empty_targets.set(gathered.empty as i64);
+        self.metrics.polling().set_empty_targets(gathered.empty);
         let snapshot = render_snapshot(&gathered.views);
         let series = snapshot.series;
         self.metrics.publish(snapshot);
@@ -509,7 +509,7 @@ impl Poller {
             settled: self.first_pass_done,
         }));
         for d in self.durations.drain(..) {
-            self.metrics.poll_duration.observe(d);
+            self.metrics.polling().observe_poll(d);
         }
         self.dirty = false;
         let instant = Instant::now();
@@ -563,7 +563,7 @@ impl Poller {
         let interval = self.plan.poll.interval;
         let needed = cost.as_secs_f64() * requests;
         let ratio = needed / interval.as_secs_f64();
-        self.metrics.poll_utilization.set(ratio);
+        self.metrics.polling().set_utilization(ratio);
         if ratio > BEHIND && !self.behind {
             self.behind = true;
             tracing::warn!(
@@ -595,13 +595,11 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
         pages,
     } = fetched;
     let customer_id = &*target.request.customer_id;
-    let tenant_type = target.request.tenant_type.name();
     let now = SystemTime::now();
     if !invalid.is_empty() {
         metrics
-            .invalid_records
-            .with_label_values(&[customer_id, tenant_type])
-            .inc_by(invalid.len() as u64);
+            .polling()
+            .invalid_records(customer_id, target.request.tenant_type, invalid.len());
         tracing::warn!(
             skipped = invalid.len(),
             first = %invalid[..invalid.len().min(3)].join("; "),
@@ -621,12 +619,10 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
 
 fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, error: &ApiError) {
     let customer_id = &*target.request.customer_id;
-    let tenant_type = target.request.tenant_type.name();
     let cause = error.cause();
     metrics
-        .target_errors
-        .with_label_values(&[customer_id, tenant_type, cause])
-        .inc();
+        .polling()
+        .target_failed(customer_id, target.request.tenant_type, cause);
     tracing::debug!(cause, error = %error, "target poll error");
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());

@@ -57,10 +57,10 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
     let customers: HashSet<&str> = status.targets.iter().map(|t| &*t.customer_id).collect();
     let tenants: usize = status.targets.iter().map(|t| t.tenants).sum();
     let empty = status.targets.iter().filter(|t| t.empty).count();
-    let list = if metrics.discovery_enabled.get() == 0 {
+    let list = if !metrics.polling().discovery_enabled() {
         "off (customers from the config file)".to_owned()
     } else {
-        match metrics.discovery_last_success.get() {
+        match metrics.polling().discovery_last_success() {
             t if t > 0.0 => when(Some(
                 SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),
             )),
@@ -91,7 +91,7 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         status.targets.len(),
         customers.len(),
         metrics.snapshot().series,
-        metrics.poll_utilization.get(),
+        metrics.polling().utilization(),
         status.polls,
     );
     let selected = |h: Option<Health>| {

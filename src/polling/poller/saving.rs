@@ -8,7 +8,6 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use super::{Clocks, Poller, TargetState, FINAL_WRITE_BUDGET};
-use crate::domain::unix_seconds;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
 use crate::polling::schedule::Cadence;
 
@@ -78,9 +77,7 @@ impl Poller {
             .keys()
             .filter(|k| !self.states.contains_key(*k))
             .count();
-        self.metrics
-            .persistence_restored_targets
-            .set(revived as i64);
+        self.metrics.polling().restored(revived);
         // Restored in full: the first pass is behind us.
         if self.plan.complete && self.targets.keys().all(|k| self.states.contains_key(k)) {
             self.first_pass_done = true;
@@ -162,12 +159,7 @@ impl Poller {
             .unwrap_or_default();
         let error = match result {
             Ok(Ok(w)) => {
-                self.metrics
-                    .persistence_last_write
-                    .set(unix_seconds(SystemTime::now()));
-                self.metrics
-                    .persistence_last_write_duration
-                    .set(w.took.as_secs_f64());
+                self.metrics.polling().written(SystemTime::now(), w.took);
                 tracing::debug!(
                     file,
                     bytes = w.bytes,
@@ -179,7 +171,7 @@ impl Poller {
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         };
-        self.metrics.persistence_write_failures.inc();
+        self.metrics.polling().write_failed();
         self.unsaved = true;
         tracing::warn!(
             file,

@@ -1,0 +1,302 @@
+//! The metric group of polling (`crate::polling`): polls and their failures, utilization,
+//! the empty cadence, discovery and the persistence file.
+
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+use super::{histogram_opts, opts, register};
+use crate::domain::{unix_seconds, TenantType};
+
+/// What polling counts; each method names its labels.
+pub struct PollingMetrics {
+    poll_duration: Histogram,
+    utilization: Gauge,
+    target_errors: IntCounterVec,
+    invalid_records: IntCounterVec,
+    overruns: IntCounter,
+    empty_targets: IntGauge,
+    empty_interval: Gauge,
+    discovered_customers: IntGauge,
+    discovery_enabled: IntGauge,
+    discovery_last_success: Gauge,
+    discovery_errors: IntCounterVec,
+    customer_info: IntGaugeVec,
+    write_failures: IntCounter,
+    last_write: Gauge,
+    restored_targets: IntGauge,
+    last_write_duration: Gauge,
+}
+
+/// One discovered customer's facts, as `avepoint_exporter_customer_info` labels them.
+pub struct CustomerInfo<'a> {
+    /// Customer id.
+    pub id: &'a str,
+    /// The name it is polled under.
+    pub name: &'a str,
+    /// `countryOrRegion` from the list.
+    pub country_or_region: &'a str,
+    /// `managementMode` from the list.
+    pub management_mode: &'a str,
+}
+
+impl PollingMetrics {
+    /// Registers the group in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<PollingMetrics> {
+        let gauge = |name: &str, help: &str| register(registry, Gauge::with_opts(opts(name, help)));
+        let int_gauge =
+            |name: &str, help: &str| register(registry, IntGauge::with_opts(opts(name, help)));
+        let counter =
+            |name: &str, help: &str| register(registry, IntCounter::with_opts(opts(name, help)));
+        Ok(PollingMetrics {
+            poll_duration: register(
+                registry,
+                Histogram::with_opts(
+                    histogram_opts(
+                        "poll_duration_seconds",
+                        "Time to poll one target (customer, tenant type): all its pages and retries.",
+                    )
+                    .buckets(vec![
+                        0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                        300.0,
+                    ]),
+                ),
+            )?,
+            utilization: gauge(
+                "poll_utilization_ratio",
+                "Time a round over every target needs at the observed request cost (requests per round x the larger of rate-limit spacing and latency / max_concurrency), divided by poll.interval; above 1 the interval cannot be kept.",
+            )?,
+            target_errors: register(
+                registry,
+                IntCounterVec::new(
+                    opts("target_errors_total", "Failed target polls, by cause."),
+                    &["customer_id", "tenant_type", "cause"],
+                ),
+            )?,
+            invalid_records: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "invalid_records_total",
+                        "Tenant records skipped because a required field was missing or invalid.",
+                    ),
+                    &["customer_id", "tenant_type"],
+                ),
+            )?,
+            overruns: counter(
+                "poll_overruns_total",
+                "Target polls started more than one poll interval after they were due.",
+            )?,
+            empty_targets: int_gauge(
+                "empty_targets",
+                "Targets whose last poll succeeded and found no tenants; they are polled every poll.empty_interval instead of poll.interval.",
+            )?,
+            empty_interval: gauge(
+                "poll_empty_interval_seconds",
+                "poll.empty_interval: the time between polls of a target whose last poll found no tenants.",
+            )?,
+            discovered_customers: int_gauge(
+                "discovered_customers",
+                "Customers of this shard from the last good customer list that pass the discovery filters.",
+            )?,
+            discovery_enabled: int_gauge(
+                "discovery_enabled",
+                "1 while customer discovery is configured, else 0.",
+            )?,
+            discovery_last_success: gauge(
+                "discovery_last_success_timestamp_seconds",
+                "Unix time of the last successful fetch of the customer list.",
+            )?,
+            discovery_errors: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "discovery_errors_total",
+                        "Failed fetches of the customer list, by cause (the last good list stays in use).",
+                    ),
+                    &["cause"],
+                ),
+            )?,
+            customer_info: register(
+                registry,
+                IntGaugeVec::new(
+                    opts(
+                        "customer_info",
+                        "Facts of each discovered customer of this shard; always 1.",
+                    ),
+                    &["customer_id", "customer_name", "country_or_region", "management_mode"],
+                ),
+            )?,
+            write_failures: counter(
+                "persistence_write_failures_total",
+                "Writes of the persistence file (--persistence.file) that failed; polling and serving go on.",
+            )?,
+            last_write: gauge(
+                "persistence_last_write_timestamp_seconds",
+                "Unix time of the last successful write of the persistence file; 0 before the first (or without --persistence.file).",
+            )?,
+            restored_targets: int_gauge(
+                "persistence_restored_targets",
+                "Targets whose series, results and schedule were restored from the persistence file at start.",
+            )?,
+            last_write_duration: gauge(
+                "persistence_last_write_duration_seconds",
+                "Time the last successful write of the persistence file took, fsync and rename included.",
+            )?,
+        })
+    }
+
+    /// One target's poll took `took` (all pages and retries).
+    pub fn observe_poll(&self, took: Duration) {
+        self.poll_duration.observe(took.as_secs_f64());
+    }
+
+    /// Sets the share of the interval a round needs.
+    pub fn set_utilization(&self, ratio: f64) {
+        self.utilization.set(ratio);
+    }
+
+    /// The share of the interval a round needs, as last set.
+    pub fn utilization(&self) -> f64 {
+        self.utilization.get()
+    }
+
+    /// Counts a failed poll of a target by `cause`.
+    pub fn target_failed(&self, customer_id: &str, tenant_type: TenantType, cause: &str) {
+        self.target_errors
+            .with_label_values(&[customer_id, tenant_type.name(), cause])
+            .inc();
+    }
+
+    /// Counts `n` tenant records of a target skipped as invalid.
+    pub fn invalid_records(&self, customer_id: &str, tenant_type: TenantType, n: usize) {
+        self.invalid_records
+            .with_label_values(&[customer_id, tenant_type.name()])
+            .inc_by(n as u64);
+    }
+
+    /// Counts a poll started more than an interval after it was due.
+    pub fn overrun(&self) {
+        self.overruns.inc();
+    }
+
+    /// Targets on the empty cadence.
+    pub fn set_empty_targets(&self, n: usize) {
+        self.empty_targets.set(n as i64);
+    }
+
+    /// `poll.empty_interval`.
+    pub fn set_empty_interval(&self, interval: Duration) {
+        self.empty_interval.set(interval.as_secs_f64());
+    }
+
+    /// Sets the discovery facts of a new plan: whether it is on, the customers that pass
+    /// its filters, and one `customer_info` series per listed customer (replacing all).
+    pub fn set_discovery<'a>(
+        &self,
+        enabled: bool,
+        discovered: usize,
+        customers: impl IntoIterator<Item = CustomerInfo<'a>>,
+    ) {
+        self.discovery_enabled.set(i64::from(enabled));
+        self.discovered_customers.set(discovered as i64);
+        self.customer_info.reset();
+        for c in customers {
+            self.customer_info
+                .with_label_values(&[c.id, c.name, c.country_or_region, c.management_mode])
+                .set(1);
+        }
+    }
+
+    /// Whether discovery is on, as last set.
+    pub fn discovery_enabled(&self) -> bool {
+        self.discovery_enabled.get() != 0
+    }
+
+    /// A customer list arrived at `at`.
+    pub fn discovery_succeeded(&self, at: SystemTime) {
+        self.discovery_last_success.set(unix_seconds(at));
+    }
+
+    /// Unix time of the last customer list, 0 before the first.
+    pub fn discovery_last_success(&self) -> f64 {
+        self.discovery_last_success.get()
+    }
+
+    /// Counts a failed customer list fetch by `cause`.
+    pub fn discovery_failed(&self, cause: &str) {
+        self.discovery_errors.with_label_values(&[cause]).inc();
+    }
+
+    /// Shows `cause` at 0 before any failure (so that rates work from the start).
+    pub fn discovery_cause(&self, cause: &str) {
+        self.discovery_errors.with_label_values(&[cause]);
+    }
+
+    /// Targets restored from the persistence file at start.
+    pub fn restored(&self, targets: usize) {
+        self.restored_targets.set(targets as i64);
+    }
+
+    /// The persistence file was written at `at` in `took`.
+    pub fn written(&self, at: SystemTime, took: Duration) {
+        self.last_write.set(unix_seconds(at));
+        self.last_write_duration.set(took.as_secs_f64());
+    }
+
+    /// A write of the persistence file failed.
+    pub fn write_failed(&self) {
+        self.write_failures.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_tested_on_a_registry_of_its_own() {
+        let registry = Registry::new();
+        let m = PollingMetrics::register(&registry).unwrap();
+        m.target_failed("c1", TenantType::Google, "timeout");
+        m.target_failed("c1", TenantType::Google, "timeout");
+        m.set_discovery(
+            true,
+            1,
+            [CustomerInfo {
+                id: "c1",
+                name: "Contoso",
+                country_or_region: "DE",
+                management_mode: "1",
+            }],
+        );
+        m.set_discovery(true, 0, []);
+        let families = registry.gather();
+        let errors = families
+            .iter()
+            .find(|f| f.name() == "avepoint_exporter_target_errors_total")
+            .unwrap();
+        assert_eq!(errors.get_metric()[0].get_counter().get_value(), 2.0);
+        let labels: Vec<(&str, &str)> = errors.get_metric()[0]
+            .get_label()
+            .iter()
+            .map(|l| (l.name(), l.value()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("cause", "timeout"),
+                ("customer_id", "c1"),
+                ("tenant_type", "google")
+            ]
+        );
+        let info = families
+            .iter()
+            .find(|f| f.name() == "avepoint_exporter_customer_info");
+        assert!(
+            info.is_none_or(|f| f.get_metric().is_empty()),
+            "a new plan replaces the customers"
+        );
+        assert!(m.discovery_enabled());
+    }
+}
