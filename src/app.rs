@@ -351,6 +351,33 @@ async fn start(
     listeners: Option<Vec<tokio::net::TcpListener>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
+    let booted = bootstrap(options, listeners).await?;
+    let (stop_tx, stop) = Stop::new();
+    let running = spawn(booted, &stop);
+    supervise(running, stop_tx, &stop, shutdown).await
+}
+
+/// What start-up builds before any task runs.
+struct Booted {
+    options: Options,
+    build: BuildInfo,
+    metrics: Arc<Metrics>,
+    /// The simulated API of `--demo`, kept running while it is polled.
+    demo: Option<DemoApi>,
+    web: Arc<ArcSwap<WebSettings>>,
+    listeners: Vec<tokio::net::TcpListener>,
+    planner: Arc<Planner>,
+    plans: watch::Receiver<Arc<poller::Plan>>,
+    status: Arc<ArcSwap<Status>>,
+    poller: Poller,
+}
+
+/// Loads the config, the state file and the web config, binds the listeners, builds the
+/// client, the planner and the poller (with what was restored), and logs "starting".
+async fn bootstrap(
+    options: Options,
+    listeners: Option<Vec<tokio::net::TcpListener>>,
+) -> Result<Booted, AppError> {
     let Setup {
         build,
         metrics,
@@ -362,23 +389,19 @@ async fn start(
         Some(p) => restore_state(p).await?,
         None => None,
     };
-
     let web = Arc::new(ArcSwap::from_pointee(load_web(&options).await?));
     let listeners = match listeners {
         Some(listeners) => listeners,
         None => server::bind(&options.listen_addresses).await?,
     };
-    for l in &listeners {
-        if let Ok(addr) = l.local_addr() {
-            let scheme = if web.load().tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            tracing::info!(address = %addr, scheme, "listening");
-        }
+    let scheme = if web.load().tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for addr in listeners.iter().filter_map(|l| l.local_addr().ok()) {
+        tracing::info!(address = %addr, scheme, "listening");
     }
-
     let client = build_client(&config, &metrics).map_err(AppError::Client)?;
     tracing::info!(
         version = build.version,
@@ -396,7 +419,7 @@ async fn start(
         interval = %crate::config::format_duration(config.poll.interval),
         "starting"
     );
-    let (planner, plan_rx) = Planner::new(
+    let (planner, plans) = Planner::new(
         config,
         client,
         options.shard,
@@ -407,15 +430,53 @@ async fn start(
     // Readiness and the landing page know every listed target before the first poll, and
     // the first scrape sees what was restored.
     let status = Arc::new(ArcSwap::from_pointee(Status::pending(&planner.plan())));
-    let mut poller = Some(Poller::new(
+    let poller = Poller::new(
         planner.plan(),
         metrics.clone(),
         status.clone(),
         options.persistence.clone(),
         restored,
-    ));
-    let (stop_tx, stop) = Stop::new();
-    let stopped = || stop.stopped();
+    );
+    Ok(Booted {
+        options,
+        build,
+        metrics,
+        demo,
+        web,
+        listeners,
+        planner,
+        plans,
+        status,
+        poller,
+    })
+}
+
+/// The daemon's tasks once spawned, and the poller until it may start.
+struct Running {
+    tasks: Tasks,
+    /// Not started yet: with discovery on, it waits for the first customer list.
+    poller: Option<Poller>,
+    plans: watch::Receiver<Arc<poller::Plan>>,
+    /// Told when the first customer list fetch is over, successful or not.
+    first_list: oneshot::Receiver<()>,
+    _demo: Option<DemoApi>,
+}
+
+/// Spawns the reloader (not in the demo), the HTTP server, discovery and, when every target
+/// is already known (no discovery, or a customer list restored), the poller.
+fn spawn(booted: Booted, stop: &Stop) -> Running {
+    let Booted {
+        options,
+        build,
+        metrics,
+        demo,
+        web,
+        listeners,
+        planner,
+        plans,
+        status,
+        poller,
+    } = booted;
     let mut tasks = Tasks::default();
     let reload = if demo.is_none() {
         let (tx, rx) = mpsc::channel::<ReloadRequest>(4);
@@ -428,7 +489,7 @@ async fn start(
                 metrics.clone(),
                 planner.clone(),
                 web.clone(),
-                stopped(),
+                stop.stopped(),
             ),
         );
         Some(tx)
@@ -438,8 +499,8 @@ async fn start(
         None
     };
     let state = Arc::new(AppState {
-        metrics: metrics.clone(),
-        status: status.clone(),
+        metrics,
+        status,
         telemetry_path: options.telemetry_path.clone(),
         reload,
         build,
@@ -448,29 +509,54 @@ async fn start(
     });
     tasks.spawn(
         "HTTP server",
-        server::serve(listeners, state, options.limits, stopped()),
+        server::serve(listeners, state, options.limits, stop.stopped()),
     );
     // With discovery on, the first poll waits for the first customer list (or its failure:
     // then the listed customers run alone until a list arrives).
-    let (first_tx, mut first_rx) = oneshot::channel();
+    let (first_tx, first_list) = oneshot::channel();
+    let complete = planner.plan().complete;
     tasks.spawn(
         "discovery",
-        discovery::run(planner.clone(), first_tx, stopped()),
+        discovery::run(planner, first_tx, stop.stopped()),
     );
-    tokio::pin!(shutdown);
-    // Every target known (no discovery, or a customer list restored): poll at once.
-    if planner.plan().complete {
+    let mut poller = Some(poller);
+    if complete {
         if let Some(p) = poller.take() {
-            tasks.spawn("poller", poller::run(p, plan_rx.clone(), stopped()));
+            tasks.spawn("poller", poller::run(p, plans.clone(), stop.stopped()));
         }
     }
+    Running {
+        tasks,
+        poller,
+        plans,
+        first_list,
+        _demo: demo,
+    }
+}
+
+/// Starts the poller when the first customer list is in, and runs until `shutdown` or until
+/// a task ends (a failure: the error is returned); then stops every task and waits for them.
+async fn supervise(
+    running: Running,
+    stop_tx: watch::Sender<bool>,
+    stop: &Stop,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let Running {
+        mut tasks,
+        mut poller,
+        plans,
+        mut first_list,
+        _demo,
+    } = running;
+    tokio::pin!(shutdown);
     let ended = loop {
         tokio::select! {
             _ = &mut shutdown => break None,
             ended = tasks.next_ended() => break ended,
-            _ = &mut first_rx, if poller.is_some() => {
+            _ = &mut first_list, if poller.is_some() => {
                 if let Some(p) = poller.take() {
-                    tasks.spawn("poller", poller::run(p, plan_rx.clone(), stopped()));
+                    tasks.spawn("poller", poller::run(p, plans.clone(), stop.stopped()));
                 }
             }
         }

@@ -272,55 +272,7 @@ fn main() -> ExitCode {
         return check_demo_config();
     }
     if cli.check_config {
-        // The same flag checks as the daemon's: a green pre-flight means it starts.
-        if let Err(e) = check_flags(&cli, std::env::var("POD_NAME").ok().as_deref()) {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-        if let Some(path) = &cli.web_config_file {
-            if let Err(e) = WebSettings::load(path) {
-                for line in e.lines() {
-                    eprintln!("{line}");
-                }
-                return ExitCode::from(1);
-            }
-        }
-        return match Config::load(&cli.config_file, &ProcessEnvironment) {
-            Ok(config) => {
-                use std::fmt::Write as _;
-                let mut out = config.summary();
-                if let Some(path) = &cli.web_config_file {
-                    let _ = writeln!(out, "  web config {}: OK", path.display());
-                }
-                let _ = writeln!(out, "  {}", persistence_summary(&cli));
-                for warning in &config.warnings {
-                    let _ = writeln!(out, "warning: {warning}");
-                }
-                if let Some(round) = config.min_round(cli.total_shards) {
-                    let _ = writeln!(out, "  round estimate: {round}");
-                    if round.exceeds_interval() {
-                        let _ = writeln!(
-                            out,
-                            "warning: poll.interval cannot be kept: every target is still polled, \
-                             oldest data first, but each less often than the interval. Raise \
-                             elements.max_requests_per_second, lengthen poll.interval, or shard \
-                             (--total-shards)"
-                        );
-                    }
-                }
-                print_out(&out);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                for problem in e.problems() {
-                    eprintln!("{}: {problem}", cli.config_file.display());
-                }
-                if let Some(hint) = start_hint(&e, &cli.config_file) {
-                    eprintln!("{hint}");
-                }
-                ExitCode::from(1)
-            }
-        };
+        return check_config(&cli);
     }
     let shard = match check_flags(&cli, std::env::var("POD_NAME").ok().as_deref()) {
         Ok(shard) => shard,
@@ -334,7 +286,19 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     };
     let config_file = cli.config_file.clone();
-    let options = Options {
+    let once = cli.once;
+    let options = options_of(cli, shard);
+    if once {
+        let code = run_once(&runtime, options, &config_file);
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        return code;
+    }
+    run_daemon(runtime, options, &config_file)
+}
+
+/// The daemon's options from the flags, with the shard `check_flags` worked out.
+fn options_of(cli: Cli, shard: u32) -> Options {
+    Options {
         config_file: cli.config_file,
         listen_addresses: cli.listen_address,
         telemetry_path: cli.telemetry_path,
@@ -350,12 +314,16 @@ fn main() -> ExitCode {
             path,
             interval: cli.persistence_interval,
         }),
-    };
-    if cli.once {
-        let code = run_once(&runtime, options, &config_file);
-        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-        return code;
     }
+}
+
+/// Runs the daemon until a signal ends it; the exit code says how it ended (1 for start-up
+/// and task failures, 2 when a listen address cannot be bound).
+fn run_daemon(
+    runtime: tokio::runtime::Runtime,
+    options: Options,
+    config_file: &std::path::Path,
+) -> ExitCode {
     let result = runtime.block_on(app::run(options, shutdown_signal()));
     // Do not wait for stray blocking tasks: shutdown must finish within seconds.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -365,7 +333,7 @@ fn main() -> ExitCode {
             // Once, in the log format chosen, with a hint when the exporter was started
             // without a config.
             let hint = match &e {
-                AppError::Config(c) => start_hint(c, &config_file),
+                AppError::Config(c) => start_hint(c, config_file),
                 _ => None,
             };
             let error = chain(&e);
@@ -378,6 +346,60 @@ fn main() -> ExitCode {
                 AppError::Server(_) => ExitCode::from(2),
                 _ => ExitCode::from(1),
             }
+        }
+    }
+}
+
+/// `--check-config`: the flags, the web config and the config file checked as the daemon
+/// would check them, a summary on stdout; 1 with the problems on stderr.
+fn check_config(cli: &Cli) -> ExitCode {
+    // The same flag checks as the daemon's: a green pre-flight means it starts.
+    if let Err(e) = check_flags(cli, std::env::var("POD_NAME").ok().as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
+    if let Some(path) = &cli.web_config_file {
+        if let Err(e) = WebSettings::load(path) {
+            for line in e.lines() {
+                eprintln!("{line}");
+            }
+            return ExitCode::from(1);
+        }
+    }
+    match Config::load(&cli.config_file, &ProcessEnvironment) {
+        Ok(config) => {
+            use std::fmt::Write as _;
+            let mut out = config.summary();
+            if let Some(path) = &cli.web_config_file {
+                let _ = writeln!(out, "  web config {}: OK", path.display());
+            }
+            let _ = writeln!(out, "  {}", persistence_summary(cli));
+            for warning in &config.warnings {
+                let _ = writeln!(out, "warning: {warning}");
+            }
+            if let Some(round) = config.min_round(cli.total_shards) {
+                let _ = writeln!(out, "  round estimate: {round}");
+                if round.exceeds_interval() {
+                    let _ = writeln!(
+                        out,
+                        "warning: poll.interval cannot be kept: every target is still polled, \
+                         oldest data first, but each less often than the interval. Raise \
+                         elements.max_requests_per_second, lengthen poll.interval, or shard \
+                         (--total-shards)"
+                    );
+                }
+            }
+            print_out(&out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for problem in e.problems() {
+                eprintln!("{}: {problem}", cli.config_file.display());
+            }
+            if let Some(hint) = start_hint(&e, &cli.config_file) {
+                eprintln!("{hint}");
+            }
+            ExitCode::from(1)
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
-use crate::elements::client::{Client, DiscoveredCustomer};
+use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::metrics::{CustomerInfo, Metrics};
 use crate::polling::plan;
 use crate::polling::poller::Plan;
@@ -253,45 +253,16 @@ pub async fn run(
             _ = &mut shutdown => return,
             fetched = client.fetch_customers() => fetched,
         };
-        match fetched {
-            Ok(list) => {
-                if !list.invalid.is_empty() {
-                    tracing::warn!(
-                        skipped = list.invalid.len(),
-                        first = %list.invalid[..list.invalid.len().min(3)].join("; "),
-                        "skipped invalid customer records"
-                    );
-                }
-                tracing::info!(
-                    customers = list.items.len(),
-                    pages = list.pages,
-                    "customer list fetched"
-                );
-                planner
-                    .metrics
-                    .polling()
-                    .discovery_succeeded(SystemTime::now());
-                planner.apply_discovered(generation, list.items);
-                fetched_here = true;
-            }
-            Err(e) => {
-                planner.metrics.polling().discovery_failed(e.cause());
-                failures += 1;
-                if planner.has_list() {
-                    tracing::warn!(
-                        cause = e.cause(),
-                        error = %e,
-                        "cannot fetch the customer list; keeping the last one"
-                    );
-                } else {
-                    tracing::warn!(
-                        cause = e.cause(),
-                        error = %e,
-                        retry_in = %crate::config::format_duration(first_list_retry(failures, discovery.interval)),
-                        "cannot fetch the first customer list; not ready until it arrives"
-                    );
-                }
-            }
+        if take_list(
+            &planner,
+            generation,
+            fetched,
+            failures + 1,
+            discovery.interval,
+        ) {
+            fetched_here = true;
+        } else {
+            failures += 1;
         }
         if let Some(tx) = first.take() {
             let _ = tx.send(());
@@ -309,6 +280,57 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}
             _ = changes.changed() => {}
+        }
+    }
+}
+
+/// Applies a customer list fetched under config `generation`, or counts and logs why there
+/// is none (`failures` counting this one); true when a list arrived.
+fn take_list(
+    planner: &Planner,
+    generation: u64,
+    fetched: Result<Fetched<DiscoveredCustomer>, ApiError>,
+    failures: u32,
+    interval: Duration,
+) -> bool {
+    match fetched {
+        Ok(list) => {
+            if !list.invalid.is_empty() {
+                tracing::warn!(
+                    skipped = list.invalid.len(),
+                    first = %list.invalid[..list.invalid.len().min(3)].join("; "),
+                    "skipped invalid customer records"
+                );
+            }
+            tracing::info!(
+                customers = list.items.len(),
+                pages = list.pages,
+                "customer list fetched"
+            );
+            planner
+                .metrics
+                .polling()
+                .discovery_succeeded(SystemTime::now());
+            planner.apply_discovered(generation, list.items);
+            true
+        }
+        Err(e) => {
+            planner.metrics.polling().discovery_failed(e.cause());
+            if planner.has_list() {
+                tracing::warn!(
+                    cause = e.cause(),
+                    error = %e,
+                    "cannot fetch the customer list; keeping the last one"
+                );
+            } else {
+                tracing::warn!(
+                    cause = e.cause(),
+                    error = %e,
+                    retry_in = %crate::config::format_duration(first_list_retry(failures, interval)),
+                    "cannot fetch the first customer list; not ready until it arrives"
+                );
+            }
+            false
         }
     }
 }
