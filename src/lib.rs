@@ -23,8 +23,9 @@
 //!   `poller` (the poll loop: starts due targets, records results, publishes snapshots and
 //!   the status view), `persistence` (the state file that carries series, results and due
 //!   times across restarts).
-//! - `metrics/`: the self-metrics registry (`mod`) and the seat snapshot with its
-//!   exposition (`snapshot`).
+//! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
+//!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
+//!   seat snapshot with its exposition (`snapshot`).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
 //!   `web_config`, `tls`, `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
