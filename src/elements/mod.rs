@@ -51,7 +51,6 @@ pub fn build_client(
         e.client_id.clone(),
         e.credential.clone(),
         e.scope.clone(),
-        e.timeout,
     ));
     Ok(Arc::new(Client::new(
         transport,

@@ -19,11 +19,6 @@ use crate::elements::transport::{Endpoint, Prepared, Transport, TransportError};
 /// endpoint that is down sees one request (with its retries) per few seconds, not one per target.
 pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
-/// Time a token fetch may take beyond one request's timeout, its retries and their waits
-/// (`Retry-After` included) counted: every caller waits for the fetch, so a sick token endpoint
-/// that asks for an hour's wait must not park every poll for an hour.
-pub const FETCH_GRACE: Duration = Duration::from_secs(30);
-
 /// Lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -49,12 +44,6 @@ pub enum AuthError {
     /// The token endpoint's answer is not a token.
     #[error("token endpoint answered something that is not a token ({0})")]
     Parse(String),
-    /// No answer, retries included, within the fetch's deadline.
-    #[error(
-        "no token within {} (the token endpoint kept failing, or asked to wait longer)",
-        crate::config::format_duration(*.0)
-    )]
-    Deadline(Duration),
 }
 
 /// The parts of the token response we use.
@@ -100,23 +89,18 @@ pub struct TokenSource {
     cache: Mutex<Cache>,
     /// Fetches finished so far (numbers the failures).
     fetches: AtomicU64,
-    /// How long one fetch, retries included, may take (see [`FETCH_GRACE`]).
-    deadline: Duration,
 }
 
 impl TokenSource {
-    /// A token source for one app registration. A fetch gives up after `timeout` (one
-    /// request's) plus [`FETCH_GRACE`].
+    /// A token source for one app registration.
     pub fn new(
         transport: Arc<Transport>,
         token_url: Url,
         client_id: String,
         credential: Credential,
         scope: String,
-        timeout: Duration,
     ) -> Self {
         TokenSource {
-            deadline: timeout.saturating_add(FETCH_GRACE),
             transport,
             token_url,
             client_id,
@@ -129,8 +113,8 @@ impl TokenSource {
 
     /// A valid access token: the cached one, or a new one. Callers that arrive while a token
     /// is being fetched wait for that request instead of sending their own, and share its
-    /// failure too, as do callers within [`FAILURE_HOLD`] of it. The fetch they share ends
-    /// within its deadline, retries included.
+    /// failure too, as do callers within [`FAILURE_HOLD`] of it. The fetch they share waits
+    /// at most [`crate::elements::transport::TOKEN_MAX_WAIT`] between attempts, whatever `Retry-After` says.
     pub async fn token(&self) -> Result<Token, AuthError> {
         let seen = self.fetches.load(Ordering::SeqCst);
         let mut cache = self.cache.lock().await;
@@ -144,9 +128,7 @@ impl TokenSource {
                 return Err(error.clone());
             }
         }
-        let result = tokio::time::timeout(self.deadline, self.fetch())
-            .await
-            .unwrap_or(Err(AuthError::Deadline(self.deadline)));
+        let result = self.fetch().await;
         let number = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         match result {
             Ok(token) => {

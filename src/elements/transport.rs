@@ -23,6 +23,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Redirects followed at most, and only within the origin (scheme, host, port) of the request.
 const MAX_REDIRECTS: usize = 5;
 
+/// Longest wait before another attempt at the token endpoint, whatever its `Retry-After`
+/// says: callers wait for the token fetch, retries included.
+pub const TOKEN_MAX_WAIT: Duration = Duration::from_secs(5);
+
 /// Which Elements endpoint a request goes to (the `endpoint` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -350,7 +354,12 @@ impl Transport {
             };
             match wait {
                 Some(wait) if attempt < self.options.retries => {
-                    let wait = wait.min(self.options.max_backoff);
+                    let mut wait = wait.min(self.options.max_backoff);
+                    if endpoint == Endpoint::Token {
+                        // Every poll waits for the token: a sick token endpoint asking for an
+                        // hour is asked again within seconds, not after the hour.
+                        wait = wait.min(TOKEN_MAX_WAIT);
+                    }
                     tracing::debug!(
                         endpoint = endpoint.label(),
                         attempt = attempt + 1,

@@ -156,7 +156,6 @@ pub struct Metrics {
     shard_info: IntGaugeVec,
 }
 
-/// Creates a metric and registers it, or fails with the registry's error.
 /// Options of a metric named `avepoint_exporter_{name}`.
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace("avepoint_exporter")
@@ -167,6 +166,7 @@ fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
     HistogramOpts::new(name, help).namespace("avepoint_exporter")
 }
 
+/// Creates a metric and registers it, or fails with the registry's error.
 fn register<T: prometheus::core::Collector + Clone + 'static>(
     registry: &Registry,
     metric: prometheus::Result<T>,
@@ -180,11 +180,10 @@ impl Metrics {
     /// A fresh registry with every self-metric registered and an empty snapshot.
     pub fn new(build: &BuildInfo) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
-        let ns = opts;
         let build_info = register(
             &registry,
             IntGaugeVec::new(
-                ns(
+                opts(
                     "build_info",
                     "Build facts of the running exporter; always 1.",
                 ),
@@ -206,7 +205,7 @@ impl Metrics {
                 let scrapes = register(
                     &registry,
                     IntCounterVec::new(
-                        ns(
+                        opts(
                             "scrapes_total",
                             "Scrapes of the metrics endpoint, by exposition format (text, openmetrics) and encoding (identity, gzip).",
                         ),
@@ -222,14 +221,14 @@ impl Metrics {
             },
             config_reload_successful: register(
                 &registry,
-                IntGauge::with_opts(ns(
+                IntGauge::with_opts(opts(
                     "config_last_reload_successful",
                     "1 if the last configuration (re)load succeeded, else 0.",
                 )),
             )?,
             config_reload_success_timestamp: register(
                 &registry,
-                Gauge::with_opts(ns(
+                Gauge::with_opts(opts(
                     "config_last_reload_success_timestamp_seconds",
                     "Unix time of the last successful configuration (re)load.",
                 )),
@@ -237,7 +236,7 @@ impl Metrics {
             shard_info: register(
                 &registry,
                 IntGaugeVec::new(
-                    ns(
+                    opts(
                         "shard_info",
                         "The shard of the targets this instance polls; always 1.",
                     ),
@@ -256,7 +255,6 @@ impl Metrics {
             .set(1);
     }
 
-    /// Replaces the seat snapshot served by scrapes.
     /// The API client's metric group.
     pub fn api(&self) -> &ApiMetrics {
         &self.api
@@ -279,7 +277,7 @@ impl Metrics {
         self.config_reload_successful.set(0);
     }
 
-    /// Replaces the seat snapshot that scrapes serve.
+    /// Replaces the seat snapshot served by scrapes.
     pub fn publish(&self, snapshot: Snapshot) {
         self.snapshot.store(Arc::new(snapshot));
     }

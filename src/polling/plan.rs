@@ -30,9 +30,10 @@ impl Target {
     }
 
     /// The span of one poll of the target: every log line inside it (each request, retry and
-    /// result) carries `customer_id` and `tenant_type`.
+    /// result) carries `customer_id` and `tenant_type`. At error level, so that it exists at
+    /// every `--log.level`: it labels warnings too.
     pub fn span(&self) -> tracing::Span {
-        tracing::info_span!(
+        tracing::error_span!(
             "poll",
             customer_id = &*self.request.customer_id,
             tenant_type = self.request.tenant_type.name()
@@ -185,6 +186,34 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn the_poll_span_labels_warnings_at_log_level_warn() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::WARN)
+            .with(crate::telemetry::LineLayer::with_sink(
+                crate::telemetry::Format::Logfmt,
+                move |l| sink.lock().unwrap().push(l.to_owned()),
+            ));
+        let c = config("customers:\n  - id: c1\n    tenant_types: [google]\n");
+        let target = targets_of(&c.customers, 0, 1).remove(0);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = target.span();
+            let _in = span.enter();
+            tracing::info!("not shown at warn");
+            tracing::warn!(skipped = 2, "skipped invalid tenant records");
+        });
+        let lines = lines.lock().unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("skipped=2 customer_id=c1 tenant_type=google"),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]

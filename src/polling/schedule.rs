@@ -1,4 +1,4 @@
-//! When each target is polled, and in what order its requests go.
+//! When each target is polled.
 //!
 //! - [`Schedule`] keeps one due time per target. A target new to the schedule (at start, or
 //!   after a reload or a customer list added it) is due at once. After a poll it is due again

@@ -423,9 +423,9 @@ impl Client {
                     merged.fetched.pages = index;
                     collected += page.len();
                     let last = is_last_page(&page, self.page_size, collected, None);
-                    let records = page.items.len();
+                    let records = page.len();
                     if merged.absorb(page) == 0 && records > 0 {
-                        // A page of ids already seen: the server ignores pageIndex.
+                        // Records, none with a new id: the server ignores pageIndex.
                         tracing::warn!(
                             list = what,
                             page = index,
