@@ -16,48 +16,13 @@
 #      counts, the rule used to be pending for about half of the 185 tenants after a minute.
 # Usage: .ci/demo-alerts.sh [path/to/avepoint-elements-exporter]
 set -euo pipefail
-
-bin=${1:-target/debug/avepoint-elements-exporter}
-case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
-cd "$(dirname "$0")/.."
-root=$PWD
+CI_NAME=demo-alerts
+source "$(dirname "$0")/lib.sh"
+ci_init "${1:-}"
 FOR=${FOR:-20s}
 OBSERVE=${OBSERVE:-120}
 DEADLINE=${DEADLINE:-240}
 MAX_FORECAST=${MAX_FORECAST:-3}
-
-[ -x "$bin" ] || { echo "demo-alerts: exporter binary $bin not found (build it first)" >&2; exit 1; }
-prometheus_bin=$(command -v prometheus || true)
-[ -n "$prometheus_bin" ] || { echo "demo-alerts: prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
-
-tmp=$(mktemp -d)
-pids=""
-cleanup() {
-  status=$?
-  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-  for pid in $pids; do wait "$pid" 2>/dev/null || true; done
-  if [ "$status" -ne 0 ]; then
-    echo "--- exporter log (last 20 lines)"; tail -n 20 "$tmp/exporter.log" 2>/dev/null || true
-    echo "--- prometheus log (last 20 lines)"; tail -n 20 "$tmp/prometheus.log" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for URL SECONDS PID: poll until URL answers 200, the process dies, or the deadline passes.
-wait_for() {
-  local url=$1 deadline=$((SECONDS + $2)) pid=$3
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { echo "demo-alerts: process $pid exited while waiting for $url" >&2; return 1; }
-    [ "$SECONDS" -lt "$deadline" ] || { echo "demo-alerts: timed out waiting for $url" >&2; return 1; }
-    sleep 0.2
-  done
-}
 
 # The rules with short `for:` durations, and proof that nothing else changed.
 sed -E "s/^([[:space:]]*for:)[[:space:]]+[0-9a-z]+/\1 $FOR/" deploy/prometheus/rules.yml >"$tmp/rules.yml"

@@ -15,53 +15,14 @@
 #      first), and the OpenMetrics answer parses with prometheus_client's OpenMetrics parser.
 # Usage: .ci/prometheus-e2e.sh [path/to/avepoint-elements-exporter]
 set -euo pipefail
-
-bin=${1:-target/debug/avepoint-elements-exporter}
-case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
-cd "$(dirname "$0")/.."
-root=$PWD
-
-[ -x "$bin" ] || { echo "prometheus-e2e: exporter binary $bin not found (build it first)" >&2; exit 1; }
-prometheus_bin=$(command -v prometheus || true)
-[ -n "$prometheus_bin" ] || { echo "prometheus-e2e: prometheus is not installed (apt-get install prometheus)" >&2; exit 1; }
-
-tmp=$(mktemp -d)
-exporter_pid=""
-prometheus_pid=""
-cleanup() {
-  status=$?
-  for pid in $prometheus_pid $exporter_pid; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in $prometheus_pid $exporter_pid; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$status" -ne 0 ]; then
-    echo "--- exporter log (last 20 lines)"; tail -n 20 "$tmp/exporter.log" 2>/dev/null || true
-    echo "--- prometheus log (last 20 lines)"; tail -n 20 "$tmp/prometheus.log" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for URL SECONDS PID: poll until URL answers 200, the process dies, or the deadline passes.
-wait_for() {
-  local url=$1 deadline=$((SECONDS + $2)) pid=$3
-  until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { echo "prometheus-e2e: process $pid exited while waiting for $url" >&2; return 1; }
-    [ "$SECONDS" -lt "$deadline" ] || { echo "prometheus-e2e: timed out waiting for $url" >&2; return 1; }
-    sleep 0.2
-  done
-}
+CI_NAME=prometheus-e2e
+source "$(dirname "$0")/lib.sh"
+ci_init "${1:-}"
 
 exporter_port=$(free_port)
 "$bin" --demo --web.listen-address "127.0.0.1:$exporter_port" >"$tmp/exporter.log" 2>&1 &
 exporter_pid=$!
+pids="$pids $exporter_pid"
 wait_for "http://127.0.0.1:$exporter_port/-/ready" 30 "$exporter_pid"
 
 cat >"$tmp/prometheus.yml" <<EOF
@@ -84,6 +45,7 @@ prometheus_port=$(free_port)
   --web.listen-address="127.0.0.1:$prometheus_port" \
   --log.level=warn >"$tmp/prometheus.log" 2>&1 &
 prometheus_pid=$!
+pids="$pids $prometheus_pid"
 prom="http://127.0.0.1:$prometheus_port"
 wait_for "$prom/-/ready" 60 "$prometheus_pid"
 

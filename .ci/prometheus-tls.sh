@@ -9,32 +9,10 @@
 #   4. passes when "secure" is up with seat series stored and "no-client-cert" is down.
 # Usage: .ci/prometheus-tls.sh [path/to/avepoint-elements-exporter]
 set -euo pipefail
-
-bin=${1:-target/debug/avepoint-elements-exporter}
-case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
-cd "$(dirname "$0")/.."
-root=$PWD
-[ -x "$bin" ] || { echo "prometheus-tls: exporter binary $bin not found (build it first)" >&2; exit 1; }
+CI_NAME=prometheus-tls
+source "$(dirname "$0")/lib.sh"
+ci_init "${1:-}"
 command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
-prometheus_bin=$(command -v prometheus)
-
-tmp=$(mktemp -d)
-pids=""
-cleanup() {
-  status=$?
-  for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-  for pid in $pids; do wait "$pid" 2>/dev/null || true; done
-  if [ "$status" -ne 0 ]; then
-    echo "--- exporter log"; tail -n 20 "$tmp/exporter.log" 2>/dev/null || true
-    echo "--- prometheus log"; tail -n 20 "$tmp/prometheus.log" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # Certificates: server CA -> exporter (IP 127.0.0.1); Prometheus CA -> Prometheus' client cert.
 cd "$tmp"
