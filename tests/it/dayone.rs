@@ -555,3 +555,77 @@ fn help_and_readme_say_the_same_of_the_connection_limit() {
         assert!(!said.contains("closed on accept"), "{said}");
     }
 }
+
+/// Fleet shape: 2 000 failing targets behind a rate-bound API whose pass (40 s) outgrows the
+/// interval (10 s): still one warning per cause per interval, however many targets fail in it.
+#[tokio::test(start_paused = true)]
+async fn a_failing_fleet_behind_schedule_is_one_warning_per_cause_per_interval() {
+    let api = FakeApi::with_tokens(|_| {
+        Reply::status(404, "application/json", r#"{"message":"no customer"}"#)
+    })
+    .await;
+    let rest = format!(
+        "poll:\n  interval: 10s\ncustomers:\n{}",
+        numbered(
+            "gone",
+            500,
+            "microsoft_365, salesforce, google, dynamics_365"
+        )
+    );
+    let (_dir, exporter) = in_process_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 0\n  max_requests_per_second: 50\n",
+        &rest,
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let polls = loop {
+        let text = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(exporter.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let polls = counter(&text, "avepoint_exporter_poll_duration_seconds_count").unwrap_or(0.0);
+        if polls >= 4000.0 {
+            break polls;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "{polls} polls after {:?} (virtual)",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let log = exporter.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("level=warn") && l.contains("target poll failed"))
+        .collect();
+    // Two full passes took about 80 s: about 8 intervals, so about 8 lines, not 4 000.
+    let intervals = (elapsed / 10.0).ceil() as usize + 1;
+    assert!(
+        (2..=intervals).contains(&warnings.len()),
+        "{} warnings in {elapsed:.0} s: {warnings:#?}",
+        warnings.len()
+    );
+    let mut counted = 0;
+    for line in &warnings {
+        assert!(line.contains("cause=http_4xx"), "{line}");
+        counted += line
+            .split("targets=")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|t| t.parse::<usize>().ok())
+            .unwrap();
+    }
+    // Every failure logged is counted once; those of the last interval may still wait.
+    assert!(counted as f64 <= polls, "{counted} counted, {polls} polls");
+    assert!(counted >= 2000, "{counted} counted, {polls} polls");
+}
