@@ -188,6 +188,28 @@ fn parse_envelope<T>(body: &[u8], kind: Kind<T>, cap: &RecordCap) -> Result<Page
     })
 }
 
+/// The `visit_*` methods of the JSON scalars (a boolean, a number, a string), each answering
+/// `$answer`: for a visitor to which any scalar where it stands means the same.
+macro_rules! answer_scalars {
+    ($answer:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            $answer
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            $answer
+        }
+    };
+}
+
 /// A shape error (see [`SHAPE`]).
 fn shape<E: de::Error>(message: impl fmt::Display) -> E {
     E::custom(format!("{SHAPE}{message}"))
@@ -250,31 +272,9 @@ impl<'de, T> Visitor<'de> for Root<'_, T> {
         })
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Page<T>, E> {
-        Err(shape(
-            "expected an object with \"data\" or a list of tenants",
-        ))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Page<T>, E> {
-        Err(shape(
-            "expected an object with \"data\" or a list of tenants",
-        ))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Page<T>, E> {
-        Err(shape(
-            "expected an object with \"data\" or a list of tenants",
-        ))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Page<T>, E> {
-        Err(shape(
-            "expected an object with \"data\" or a list of tenants",
-        ))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Page<T>, E> {
-        Err(shape(
-            "expected an object with \"data\" or a list of tenants",
-        ))
-    }
+    answer_scalars!(Err(shape(
+        "expected an object with \"data\" or a list of tenants"
+    )));
     fn visit_unit<E: de::Error>(self) -> Result<Page<T>, E> {
         Err(shape(
             "expected an object with \"data\" or a list of tenants",
@@ -336,21 +336,7 @@ impl<'de, T> Visitor<'de> for Data<'_, T> {
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
         Err(shape("\"data\" is not a list"))
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Err(shape("\"data\" is not a list"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Err(shape("\"data\" is not a list"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Err(shape("\"data\" is not a list"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Err(shape("\"data\" is not a list"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Err(shape("\"data\" is not a list"))
-    }
+    answer_scalars!(Err(shape("\"data\" is not a list")));
 }
 
 /// One record as a small JSON object of its kind's keys (each a scalar: see [`ScalarSeed`]);
@@ -386,21 +372,7 @@ impl<'de> Visitor<'de> for RecordSeed {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Value::Null)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
+    answer_scalars!(Ok(Value::Null));
     fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
         Ok(Value::Null)
     }
@@ -490,21 +462,7 @@ impl<'de> Visitor<'de> for Metadata {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<u64>, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<u64>, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<u64>, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<u64>, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Option<u64>, E> {
-        Ok(None)
-    }
+    answer_scalars!(Ok(None));
     fn visit_unit<E: de::Error>(self) -> Result<Option<u64>, E> {
         Ok(None)
     }
