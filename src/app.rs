@@ -194,8 +194,14 @@ async fn setup(options: &Options) -> Result<Setup, AppError> {
     let metrics = Arc::new(Metrics::new(&build).map_err(AppError::Metrics)?);
     metrics.set_shard(options.shard, options.total_shards);
     // A small, known label set: every cause exists at 0, so increase() sees the first error.
-    for cause in crate::elements::client::CAUSES {
+    for cause in crate::elements::client::CAUSES
+        .into_iter()
+        .chain([crate::polling::discovery::SHRUNK])
+    {
         metrics.polling().discovery_cause(cause);
+    }
+    for reason in crate::metrics::SKIP_REASONS {
+        metrics.polling().records_skipped(reason, 0);
     }
     let demo = if options.demo {
         let api = DemoApi::start().await.map_err(AppError::Demo)?;

@@ -274,6 +274,8 @@ pub struct Customer {
     pub tenant_types: Vec<TenantType>,
     /// Optional body filter.
     pub license_assigned_status: Option<LicenseAssignedStatus>,
+    /// Optional: only these tenants (body `tenantIds`); never an empty list.
+    pub tenant_ids: Option<Arc<[String]>>,
 }
 
 /// Customer auto-discovery: every customer of the partner's list that passes the filters
@@ -292,6 +294,8 @@ pub struct DiscoveryConfig {
     pub tenant_types: Vec<TenantType>,
     /// Body filter for discovered customers.
     pub license_assigned_status: Option<LicenseAssignedStatus>,
+    /// Tenant filter for discovered customers (body `tenantIds`); never an empty list.
+    pub tenant_ids: Option<Arc<[String]>>,
 }
 
 impl PartialEq for DiscoveryConfig {
@@ -306,6 +310,7 @@ impl PartialEq for DiscoveryConfig {
             exclude_ids,
             tenant_types,
             license_assigned_status,
+            tenant_ids,
         } = self;
         *interval == other.interval
             && patterns(include) == patterns(&other.include)
@@ -313,6 +318,7 @@ impl PartialEq for DiscoveryConfig {
             && *exclude_ids == other.exclude_ids
             && *tenant_types == other.tenant_types
             && *license_assigned_status == other.license_assigned_status
+            && *tenant_ids == other.tenant_ids
     }
 }
 

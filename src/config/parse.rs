@@ -1,6 +1,7 @@
 //! Each section of the file, from YAML values into the validated types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
@@ -308,13 +309,58 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
         Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),
     };
     let status = parse_license_status(&s, p);
+    let tenant_ids = parse_tenant_ids(&s, p);
     s.finish(p);
     Some(Customer {
         id: id?,
         name,
         tenant_types: tenant_types?,
         license_assigned_status: status?,
+        tenant_ids: tenant_ids?,
     })
+}
+
+/// Tenant ids the API may list at most in one `tenantIds` filter, as this exporter sends it.
+const MAX_TENANT_IDS: usize = 1000;
+
+/// `tenant_ids` of a section: `Some(None)` when absent, `None` when invalid. A list of
+/// non-empty strings without duplicates (compared without case, as GUIDs are); an empty
+/// list would ask for no tenant at all and is refused.
+fn parse_tenant_ids(s: &Section<'_>, p: &mut Problems) -> Option<Option<Arc<[String]>>> {
+    if s.get("tenant_ids").is_none() {
+        return Some(None);
+    }
+    let path = s.path("tenant_ids");
+    let mut seen = HashSet::new();
+    let ids = string_list(s, "tenant_ids", p, |item, id, p| {
+        if id.trim().is_empty() {
+            p.add(item, "is empty; a tenant id");
+            None
+        } else if !seen.insert(id.to_lowercase()) {
+            p.add(item, format!("{id:?} is listed twice"));
+            None
+        } else {
+            Some(id)
+        }
+    })?;
+    if ids.is_empty() {
+        p.add(
+            &path,
+            "an empty list would ask for no tenant; remove the key to poll every tenant",
+        );
+        return None;
+    }
+    if ids.len() > MAX_TENANT_IDS {
+        p.add(
+            &path,
+            format!(
+                "{} ids; at most {MAX_TENANT_IDS} (split the customer's tenants or drop the filter)",
+                ids.len()
+            ),
+        );
+        return None;
+    }
+    Some(Some(ids.into()))
 }
 
 /// `license_assigned_status` of a section: `Some(None)` when absent, `None` when invalid.
@@ -430,6 +476,7 @@ fn parse_discovery(value: &Value, p: &mut Problems) -> Option<DiscoveryConfig> {
         Some(v) => parse_tenant_types(v, &s.path("tenant_types"), p),
     };
     let license_assigned_status = parse_license_status(&s, p);
+    let tenant_ids = parse_tenant_ids(&s, p);
     s.finish(p);
     Some(DiscoveryConfig {
         interval: interval?,
@@ -438,6 +485,7 @@ fn parse_discovery(value: &Value, p: &mut Problems) -> Option<DiscoveryConfig> {
         exclude_ids: exclude_ids?.into_iter().collect(),
         tenant_types: tenant_types?,
         license_assigned_status: license_assigned_status?,
+        tenant_ids: tenant_ids?,
     })
 }
 

@@ -99,11 +99,7 @@ impl Config {
                 s,
                 "    polls {} for each{}; organization becomes customer_name; customers listed below override discovered ones with the same id",
                 types.join(", "),
-                match d.license_assigned_status {
-                    Some(LicenseAssignedStatus::Available) => " (license_assigned_status: available)",
-                    Some(LicenseAssignedStatus::Assigned) => " (license_assigned_status: assigned)",
-                    None => "",
-                }
+                filters(d.license_assigned_status, d.tenant_ids.as_deref(), " (", ")")
             );
         }
         let _ = writeln!(
@@ -119,11 +115,7 @@ impl Config {
         );
         for c in &self.customers {
             let types: Vec<&str> = c.tenant_types.iter().map(|t| t.name()).collect();
-            let status = match c.license_assigned_status {
-                Some(LicenseAssignedStatus::Available) => ", license_assigned_status: available",
-                Some(LicenseAssignedStatus::Assigned) => ", license_assigned_status: assigned",
-                None => "",
-            };
+            let status = filters(c.license_assigned_status, c.tenant_ids.as_deref(), ", ", "");
             let name = if c.name.is_empty() {
                 String::new()
             } else {
@@ -191,4 +183,28 @@ pub(super) fn warnings_of(config: &Config, both_token_sources: bool) -> Vec<Stri
         ));
     }
     w
+}
+
+/// The body filters of a customer or of discovery as `--check-config` shows them, between
+/// `open` and `close`; empty when there are none.
+fn filters(
+    status: Option<LicenseAssignedStatus>,
+    tenant_ids: Option<&[String]>,
+    open: &str,
+    close: &str,
+) -> String {
+    let mut parts = Vec::new();
+    match status {
+        Some(LicenseAssignedStatus::Available) => parts.push("license_assigned_status: available".to_owned()),
+        Some(LicenseAssignedStatus::Assigned) => parts.push("license_assigned_status: assigned".to_owned()),
+        None => {}
+    }
+    if let Some(ids) = tenant_ids {
+        parts.push(format!("tenant_ids: [{}]", ids.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{}{close}", parts.join(", "))
+    }
 }

@@ -392,7 +392,7 @@ fn unknown_keys_name_their_path() {
     assert_eq!(
         p[1],
         "customers[0].colour: unknown key; expected one of id, name, tenant_types, \
-         license_assigned_status"
+         license_assigned_status, tenant_ids"
     );
     let p = problems(&format!(
         "{GOOD}poll:\n  intervall: 5m\ndiscovery:\n  filter: x\nextra: 1\n"
@@ -401,7 +401,7 @@ fn unknown_keys_name_their_path() {
         p,
         [
             "discovery.filter: unknown key; expected one of interval, include, exclude, \
-             exclude_ids, tenant_types, license_assigned_status",
+             exclude_ids, tenant_types, license_assigned_status, tenant_ids",
             "poll.intervall: unknown key; did you mean \"interval\"? expected one of interval, \
              stale_after, empty_interval",
             "extra: unknown key; expected one of discovery, elements, poll, customers",
@@ -639,4 +639,32 @@ fn structural_errors_are_one_line_each() {
         p.contains(&"customers[0].id: missing; the Elements customer id".to_owned()),
         "{p:?}"
     );
+}
+
+#[test]
+fn tenant_ids_filter_targets_and_are_checked() {
+    let c = with_client(
+        "customers:\n  - id: c1\n    tenant_ids: [T-1, t-2]\n  - id: c2\ndiscovery:\n  tenant_ids: [x]\n",
+    );
+    assert_eq!(
+        c.customers[0].tenant_ids.as_deref(),
+        Some(&["T-1".to_owned(), "t-2".to_owned()][..])
+    );
+    assert_eq!(c.customers[1].tenant_ids, None);
+    assert_eq!(
+        c.discovery.as_ref().unwrap().tenant_ids.as_deref(),
+        Some(&["x".to_owned()][..])
+    );
+    let summary = c.summary();
+    assert!(summary.contains("c1: microsoft_365, salesforce, google, dynamics_365, tenant_ids: [T-1, t-2]"), "{summary}");
+    for (yaml, want) in [
+        ("tenant_ids: []", "customers[0].tenant_ids: an empty list would ask for no tenant"),
+        ("tenant_ids: [a, A]", "customers[0].tenant_ids[1]: \"A\" is listed twice"),
+        ("tenant_ids: ['']", "customers[0].tenant_ids[0]: is empty"),
+        ("tenant_ids: [12]", "customers[0].tenant_ids[0]:"),
+        ("tenant_ids: x", "customers[0].tenant_ids: expected a list of strings"),
+    ] {
+        let p = problems(&format!("{GOOD}    {yaml}\n"));
+        assert!(p.iter().any(|l| l.starts_with(want)), "{yaml}: {p:?}");
+    }
 }

@@ -500,8 +500,33 @@ async fn handle(
         );
     };
     let poll = advance(state, c.id, tenant_type, page_index);
-    let empty = Vec::new();
-    let tenants = c.tenants.get(&tenant_type).unwrap_or(&empty);
+    // The API's current revision: `tenantIds` in the body names the tenants to return.
+    let wanted: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| {
+            b.get("tenantIds")?.as_array().map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_lowercase))
+                    .collect()
+            })
+        });
+    let tenants: Vec<&DemoTenant> = c
+        .tenants
+        .get(&tenant_type)
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(&t.id.to_lowercase()))
+        })
+        .collect();
+    if tenants.is_empty() {
+        // A type the customer does not have: 204 No Content, as the API documents.
+        let mut resp = json(StatusCode::NO_CONTENT, String::new());
+        resp.headers_mut().remove(hyper::header::CONTENT_TYPE);
+        return resp;
+    }
     let start = ((page_index - 1) * page_size) as usize;
     let records: Vec<serde_json::Value> = tenants
         .iter()

@@ -111,6 +111,17 @@ impl TokenSource {
         }
     }
 
+    /// Who asks for tokens, without any secret: the client id, and the certificate's
+    /// thumbprint when it signs assertions (a new certificate may be another client's).
+    pub fn client_identity(&self) -> String {
+        match &self.credential {
+            Credential::Certificate { certificate, .. } => {
+                format!("{} (certificate x5t {})", self.client_id, certificate.thumbprint())
+            }
+            Credential::Secret { .. } => self.client_id.clone(),
+        }
+    }
+
     /// A valid access token: the cached one, or a new one. Callers that arrive while a token
     /// is being fetched wait for that request instead of sending their own, and share its
     /// failure too, as do callers within [`FAILURE_HOLD`] of it. The fetch they share waits

@@ -21,7 +21,7 @@ mod polling;
 mod snapshot;
 
 pub use api::ApiMetrics;
-pub use polling::{CustomerInfo, PollingMetrics};
+pub use polling::{CustomerInfo, PollingMetrics, SKIP_REASONS};
 
 use snapshot::{deflate_raw, GZIP_HEADER};
 pub use snapshot::{render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView};

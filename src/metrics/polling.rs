@@ -8,12 +8,16 @@ use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGauge
 use super::{histogram_opts, opts, register};
 use crate::domain::{unix_seconds, TenantType};
 
+/// Every value of `skipped_records_total`'s `reason` label (each series exists from the start).
+pub const SKIP_REASONS: [&str; 2] = ["foreign_type", "not_requested"];
+
 /// What polling counts; each method names its labels.
 pub struct PollingMetrics {
     poll_duration: Histogram,
     utilization: Gauge,
     target_errors: IntCounterVec,
     invalid_records: IntCounterVec,
+    skipped_records: IntCounterVec,
     overruns: IntCounter,
     empty_targets: IntGauge,
     empty_interval: Gauge,
@@ -81,6 +85,16 @@ impl PollingMetrics {
                         "Tenant records skipped because a required field was missing or invalid.",
                     ),
                     &["customer_id", "tenant_type"],
+                ),
+            )?,
+            skipped_records: register(
+                registry,
+                IntCounterVec::new(
+                    opts(
+                        "skipped_records_total",
+                        "Valid tenant records not counted for the target that fetched them, by reason: foreign_type (the record's type is not the requested tenant type), not_requested (a tenant outside the target's tenant_ids).",
+                    ),
+                    &["reason"],
                 ),
             )?,
             overruns: counter(
@@ -172,6 +186,14 @@ impl PollingMetrics {
     pub fn invalid_records(&self, customer_id: &str, tenant_type: TenantType, n: usize) {
         self.invalid_records
             .with_label_values(&[customer_id, tenant_type.name()])
+            .inc_by(n as u64);
+    }
+
+    /// Counts `n` valid records not counted for their target, for `reason` (one of
+    /// [`SKIP_REASONS`]).
+    pub fn records_skipped(&self, reason: &str, n: usize) {
+        self.skipped_records
+            .with_label_values(&[reason])
             .inc_by(n as u64);
     }
 

@@ -37,6 +37,9 @@ struct State {
     client: Arc<Client>,
     /// The last good customer list (`None` until one was fetched).
     discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
+    /// The ids (sorted) of a shrunken list that was held rather than accepted: the next
+    /// list with the same ids confirms it.
+    held: Option<Vec<String>>,
     generation: u64,
     /// Plans made so far (each plan's [`Plan::version`]).
     planned: u64,
@@ -59,6 +62,7 @@ impl Planner {
             config: Arc::new(config),
             client,
             discovered,
+            held: None,
             generation: 0,
             planned: 0,
         };
@@ -121,27 +125,55 @@ impl Planner {
     }
 
     /// Stores a customer list fetched under config `generation` (ignored if the config has
-    /// changed since) and publishes a plan if the targets changed.
-    fn apply_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) {
-        if let Some(plan) = self.plan_discovered(generation, customers) {
-            self.publish(plan, false);
+    /// changed since) and publishes a plan if the targets changed; a list that collapsed is
+    /// held instead (see [`Taken::Held`]).
+    fn apply_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) -> Taken {
+        match self.plan_discovered(generation, customers) {
+            Ok(Some(plan)) => {
+                self.publish(plan, false);
+                Taken::Accepted
+            }
+            Ok(None) => Taken::Accepted,
+            Err(held) => held,
         }
     }
 
     /// The plan of a customer list fetched under config `generation`, if that config is
-    /// still the current one.
-    fn plan_discovered(&self, generation: u64, customers: Vec<DiscoveredCustomer>) -> Option<Plan> {
+    /// still the current one; `Err` when the list is held.
+    fn plan_discovered(
+        &self,
+        generation: u64,
+        customers: Vec<DiscoveredCustomer>,
+    ) -> Result<Option<Plan>, Taken> {
         let mut state = self.lock();
         if state.generation != generation {
-            return None;
+            return Ok(None);
         }
+        let before = state.discovered.as_ref().map_or(0, |l| l.len());
+        if collapsed(before, customers.len()) {
+            let mut ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
+            ids.sort_unstable();
+            if state.held.as_ref() != Some(&ids) {
+                state.held = Some(ids);
+                return Err(Taken::Held {
+                    before,
+                    now: customers.len(),
+                });
+            }
+            tracing::warn!(
+                before,
+                now = customers.len(),
+                "the customer list shrank and a second refresh returned the same list; accepting it"
+            );
+        }
+        state.held = None;
         state.discovered = Some(Arc::new(customers));
-        Some(plan_of(
+        Ok(Some(plan_of(
             &mut state,
             self.shard,
             self.total_shards,
             &self.metrics,
-        ))
+        )))
     }
 
     /// Publishes `plan` unless a plan made after it was published or skipped first (the lock
@@ -181,12 +213,35 @@ impl Planner {
     }
 }
 
+/// The `cause` counted on `discovery_errors_total` when a customer list is held.
+pub const SHRUNK: &str = "shrunk";
+
+/// What became of a customer list that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// In force (or fetched under a config that has changed since, and dropped).
+    Accepted,
+    /// Empty, or less than half of the last accepted list: the last list stays in force
+    /// until a refresh returns the same shrunken list again.
+    Held {
+        /// Customers on the list in force.
+        before: usize,
+        /// Customers on the list that arrived.
+        now: usize,
+    },
+}
+
+/// Whether a list of `now` customers replacing one of `before` is a collapse to hold: none
+/// left, or fewer than half.
+fn collapsed(before: usize, now: usize) -> bool {
+    before > 0 && (now == 0 || now * 2 < before)
+}
+
 /// Whether two plans poll the same targets with the same labels and requests.
 fn same_targets(a: &Plan, b: &Plan) -> bool {
     a.targets.len() == b.targets.len()
         && a.targets.iter().zip(&b.targets).all(|(x, y)| {
-            x.labels == y.labels
-                && x.request.license_assigned_status == y.request.license_assigned_status
+            x.labels == y.labels && x.request == y.request
         })
 }
 
@@ -307,11 +362,22 @@ fn take_list(
                 pages = list.pages,
                 "customer list fetched"
             );
-            planner
-                .metrics
-                .polling()
-                .discovery_succeeded(SystemTime::now());
-            planner.apply_discovered(generation, list.items);
+            match planner.apply_discovered(generation, list.items) {
+                Taken::Accepted => planner
+                    .metrics
+                    .polling()
+                    .discovery_succeeded(SystemTime::now()),
+                Taken::Held { before, now } => {
+                    planner.metrics.polling().discovery_failed(SHRUNK);
+                    tracing::warn!(
+                        cause = SHRUNK,
+                        before,
+                        now,
+                        "the customer list collapsed (empty, or fewer than half the customers); \
+                         keeping the previous list until the next refresh returns the same"
+                    );
+                }
+            }
             true
         }
         Err(e) => {
@@ -380,6 +446,7 @@ mod tests {
         // A refresh plans from the old config (its fetch raced a reload) ...
         let refresh = planner
             .plan_discovered(generation, vec![listed("d1")])
+            .unwrap()
             .unwrap();
         // ... the reload (same discovery, same client: no new fetch) plans and publishes ...
         let after = config(

@@ -117,6 +117,7 @@ pub fn plan(
                 name: c.organization.clone(),
                 tenant_types: d.tenant_types.clone(),
                 license_assigned_status: d.license_assigned_status,
+                tenant_ids: d.tenant_ids.clone(),
             });
         }
         planned.customer_info = customers
@@ -150,6 +151,7 @@ pub fn targets_of(customers: &[Customer], shard: u32, total: u32) -> Vec<Target>
                     customer_id: id.clone(),
                     tenant_type: t,
                     license_assigned_status: c.license_assigned_status,
+                    tenant_ids: c.tenant_ids.clone(),
                 },
             })
         })

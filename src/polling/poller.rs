@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::config::PollConfig;
 use crate::domain::TargetKey;
 use crate::domain::TenantType;
-use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
+use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries};
 use crate::polling::persistence::{Persistence, Saved, Written};
 use crate::polling::plan::Target;
@@ -145,6 +145,9 @@ struct TargetState {
     requests: Option<u32>,
     /// How long the last poll took.
     last_duration: Option<Duration>,
+    /// The last poll answered no tenants while series were published: they are kept (and
+    /// the target stays on `interval`) until a second empty answer in a row confirms it.
+    empty_unconfirmed: bool,
 }
 
 impl TargetState {
@@ -162,6 +165,10 @@ impl TargetState {
 /// One finished poll.
 struct Done {
     key: TargetKey,
+    /// What was asked, and of whom ([`Client::source`]): a result for another request or
+    /// source than the target's current one is not its data.
+    request: TargetRequest,
+    source: String,
     started: Instant,
     took: Duration,
     result: Result<Fetched, ApiError>,
@@ -359,11 +366,35 @@ impl Poller {
             .polling()
             .set_empty_interval(plan.poll.empty_interval);
         // A renamed customer keeps its series: the names come from the new labels.
-        self.targets = plan.targets.iter().map(|t| (t.key(), t.clone())).collect();
+        let before = std::mem::replace(
+            &mut self.targets,
+            plan.targets.iter().map(|t| (t.key(), t.clone())).collect(),
+        );
         let added = self.schedule.set_targets(self.targets.keys(), now);
         self.states.retain(|k, _| self.targets.contains_key(k));
         if added > 0 && self.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
+        }
+        // A target is what it fetches: one whose request or source (API, client) changed is
+        // new, its old data another answer's.
+        let other_source = plan.client.source() != self.plan.client.source();
+        let mut renewed = 0;
+        for (key, target) in &self.targets {
+            if before
+                .get(key)
+                .is_some_and(|old| other_source || old.request != target.request)
+            {
+                self.states.remove(key);
+                self.schedule.renew(key, now);
+                renewed += 1;
+            }
+        }
+        if renewed > 0 {
+            tracing::info!(
+                targets = renewed,
+                "targets now fetch something else (filter, API or client changed); their old \
+                 series are dropped and they are polled at once"
+            );
         }
         self.plan = plan;
         self.unsaved = true;
@@ -393,6 +424,8 @@ impl Poller {
                 let result = client.fetch_tenants(&target.request, priority).await;
                 Done {
                     key: target.key(),
+                    request: target.request.clone(),
+                    source: client.source().to_owned(),
                     started,
                     took: started.elapsed(),
                     result,
@@ -432,26 +465,69 @@ impl Poller {
     fn finished(&mut self, done: Done) {
         let Done {
             key,
+            request,
+            source,
             started,
             took,
             result,
         } = done;
-        // Found nothing: come back after the empty interval. A failure is not "empty".
-        let cadence = match &result {
-            Ok(fetched) if fetched.items.is_empty() && fetched.invalid.is_empty() => Cadence::Empty,
-            _ => Cadence::Regular,
+        let Some(target) = self.targets.get(&key) else {
+            // Removed while it ran.
+            self.schedule
+                .finished(&key, started, Instant::now(), Cadence::Regular);
+            return;
+        };
+        if target.request != request || source != self.plan.client.source() {
+            // Asked under a config that fetched something else (filter, API, client): not
+            // this target's data. It is due at once (see `apply_plan`).
+            self.schedule
+                .finished(&key, started, Instant::now(), Cadence::Regular);
+            return;
+        }
+        let state = self.states.entry(key.clone()).or_default();
+        let found_nothing =
+            matches!(&result, Ok(f) if f.items.is_empty() && f.invalid.is_empty());
+        // A drop to nothing is believed on the second empty answer in a row.
+        let hold = found_nothing && state.seats.tenants() > 0 && !state.empty_unconfirmed;
+        // Found nothing (and believed): come back after the empty interval. A failure is not
+        // "empty".
+        let cadence = if found_nothing && !hold {
+            Cadence::Empty
+        } else {
+            Cadence::Regular
         };
         self.schedule
             .finished(&key, started, Instant::now(), cadence);
-        let Some(target) = self.targets.get(&key) else {
-            // Removed while it ran.
-            return;
-        };
         let span = target.span();
         let _in = span.enter();
-        let state = self.states.entry(key).or_default();
         match result {
-            Ok(fetched) => record_success(target, state, &self.metrics, fetched),
+            Ok(_) if hold => {
+                self.failures.record(
+                    HELD_EMPTY,
+                    &target.request.customer_id,
+                    target.request.tenant_type.name(),
+                    format!(
+                        "answered no tenants after {}; keeping them until the next poll confirms it",
+                        state.seats.tenants()
+                    ),
+                );
+                hold_empty(state);
+            }
+            Ok(fetched) => {
+                if fetched.foreign.count > 0 {
+                    self.failures.record(
+                        FOREIGN_TYPE,
+                        &target.request.customer_id,
+                        target.request.tenant_type.name(),
+                        format!(
+                            "{} records of another tenant type skipped, e.g. {}",
+                            fetched.foreign.count,
+                            fetched.foreign.example.as_deref().unwrap_or("?")
+                        ),
+                    );
+                }
+                record_success(target, state, &self.metrics, fetched)
+            }
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
@@ -588,12 +664,41 @@ impl Poller {
     }
 }
 
+/// The warning causes (besides failures) in the failure log: a target that had tenants and
+/// answered none, and records of another tenant type.
+const HELD_EMPTY: &str = "held_empty";
+const FOREIGN_TYPE: &str = "foreign_type";
+
+/// A poll that found no tenants where series are published: the series stay, the target is
+/// up, and the next empty answer confirms it.
+fn hold_empty(state: &mut TargetState) {
+    state.empty_unconfirmed = true;
+    state.last_poll = Some(SystemTime::now());
+    state.failing_since = None;
+    state.unknown_since = None;
+    state.last_error = None;
+    state.requests = Some(1);
+}
+
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
         items: tenants,
         invalid,
         pages,
+        foreign,
+        unrequested,
     } = fetched;
+    if foreign.count > 0 {
+        metrics.polling().records_skipped("foreign_type", foreign.count);
+    }
+    if unrequested > 0 {
+        metrics.polling().records_skipped("not_requested", unrequested);
+        tracing::debug!(
+            skipped = unrequested,
+            "skipped tenants outside tenant_ids (the API did not apply the filter)"
+        );
+    }
+    state.empty_unconfirmed = false;
     let customer_id = &*target.request.customer_id;
     let now = SystemTime::now();
     if !invalid.is_empty() {

@@ -296,6 +296,29 @@ impl Schedule {
         self.requeue(key.clone(), due);
     }
 
+    /// A target that now fetches something else (another filter, API or client): due at
+    /// once, as if never polled; a running one at once when its poll ends.
+    pub fn renew(&mut self, key: &TargetKey, now: Instant) {
+        let Some(entry) = self.entries.get(key).copied() else {
+            return;
+        };
+        if entry.retired {
+            return;
+        }
+        if entry.running {
+            if let Some(e) = self.entries.get_mut(key) {
+                e.fresh = true;
+            }
+            return;
+        }
+        self.unqueue(key, &entry);
+        if let Some(e) = self.entries.get_mut(key) {
+            e.last_done = None;
+            e.cadence = Cadence::Regular;
+        }
+        self.requeue(key.clone(), now);
+    }
+
     /// When the next target becomes due (`None` if every target is running or there are
     /// none); a past instant when one is due already.
     pub fn next_wake(&self) -> Option<Instant> {

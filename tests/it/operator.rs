@@ -93,7 +93,7 @@ async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
     let (_, text) = exporter.get("/metrics").await;
     // Every cause the README documents, each at 0 before any list was asked for.
     let causes = series(&text, "avepoint_exporter_discovery_errors_total");
-    assert_eq!(causes.len(), 8, "{causes:?}");
+    assert_eq!(causes.len(), 10, "{causes:?}");
     assert!(causes.iter().all(|l| l.ends_with("} 0")), "{causes:?}");
     for cause in ["token", "rate_limited", "too_large"] {
         assert!(causes

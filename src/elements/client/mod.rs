@@ -27,7 +27,9 @@ use crate::elements::transport::{
 #[cfg(any(test, feature = "bench"))]
 pub use wire::parse_page;
 pub use wire::DiscoveredCustomer;
-use wire::{parse_customers_page_capped, parse_tenants_page, Page, Record, RecordCap};
+use wire::{
+    parse_customers_page_capped, parse_tenants_page, Page, Record, RecordCap, TenantRecord,
+};
 
 /// Pages fetched at most for one target (100,000 tenants at the largest page size): a guard
 /// against a server that never sends a short page, or claims an absurd `totalCount`. A target
@@ -60,6 +62,22 @@ pub enum ApiError {
     /// The pages never end (see [`MAX_PAGES`]).
     #[error("paging guard: {0}")]
     Paging(String),
+    /// The pages ran out before `metadata.totalCount` records arrived: publishing what did
+    /// arrive would silently drop tenants.
+    #[error(
+        "incomplete list: {received} of the {total} records that metadata.totalCount announces \
+         arrived before {why} (page {page})"
+    )]
+    Incomplete {
+        /// Distinct records received.
+        received: u64,
+        /// What `metadata.totalCount` said.
+        total: u64,
+        /// The page that ended it.
+        page: u32,
+        /// How the pages ran out.
+        why: &'static str,
+    },
     /// The body is not a page of tenants.
     #[error("cannot parse tenants page {page}: {reason} ({detail})")]
     Parse {
@@ -73,7 +91,7 @@ pub enum ApiError {
 }
 
 /// Every value of the `cause` label, for counters that start at 0.
-pub const CAUSES: [&str; 8] = [
+pub const CAUSES: [&str; 9] = [
     "timeout",
     "connect",
     "http_4xx",
@@ -82,6 +100,7 @@ pub const CAUSES: [&str; 8] = [
     "parse",
     "token",
     "too_large",
+    "incomplete",
 ];
 
 impl ApiError {
@@ -104,6 +123,7 @@ impl ApiError {
             ApiError::Status { status, .. } if status.is_server_error() => "http_5xx",
             ApiError::Status { .. } => "http_4xx",
             ApiError::Parse { .. } | ApiError::Paging(_) => "parse",
+            ApiError::Incomplete { .. } => "incomplete",
         }
     }
 }
@@ -127,55 +147,40 @@ impl ApiError {
     }
 }
 
-/// What to fetch after a target's first page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PagePlan {
-    /// The first page is all there is.
-    Done,
-    /// `totalCount` says there are exactly this many pages; fetch the rest at once.
-    Pages(u64),
-    /// No `totalCount`: fetch one page after another until a short or empty page.
-    UntilShort,
-}
-
-/// Decides the paging after the first page. A server that ignores `pageSize` and sends more
-/// records per page is paged by what it sends, so it cannot multiply the requests.
-pub fn plan_after_first<T>(first: &Page<T>, page_size: u8) -> PagePlan {
-    let size = usize::from(page_size);
-    if first.is_empty() || first.len() < size {
-        return PagePlan::Done;
-    }
-    match first.total_count {
-        Some(total) if first.len() as u64 >= total => PagePlan::Done,
-        Some(total) => {
-            let per_page = first.len().max(size) as u64;
-            PagePlan::Pages(total.div_ceil(per_page))
-        }
-        None => PagePlan::UntilShort,
-    }
-}
-
-/// Whether paging stops after `page` (1-based) given the records collected so far.
-pub fn is_last_page<T>(
-    page: &Page<T>,
-    page_size: u8,
-    collected: usize,
-    first_total: Option<u64>,
-) -> bool {
-    page.is_empty()
-        || page.len() < usize::from(page_size)
-        || first_total.is_some_and(|t| collected as u64 >= t)
-}
-
-/// One (customer, tenant type) pair to poll.
-#[derive(Debug, Clone)]
+/// One (customer, tenant type) pair to poll, with what is asked of it: two requests that
+/// differ in anything here fetch different data.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRequest {
     /// Customer id, as in the path.
     pub customer_id: Arc<str>,
     /// Tenant type, as in the path.
     pub tenant_type: TenantType,
-    /// Optional body filter.
+    /// Optional body filter: available or assigned seats (the API's first revision).
     pub license_assigned_status: Option<LicenseAssignedStatus>,
+    /// Optional body filter: only these tenants (the API's later revision). Also applied to
+    /// the answer, so a server that ignores it still yields only these tenants.
+    pub tenant_ids: Option<Arc<[String]>>,
+}
+
+impl TargetRequest {
+    /// The JSON request body: the configured filters, or `{}`.
+    pub fn body(&self) -> String {
+        let mut body = serde_json::Map::new();
+        if let Some(status) = self.license_assigned_status {
+            body.insert("licenseAssignedStatus".into(), status.api_number().into());
+        }
+        if let Some(ids) = &self.tenant_ids {
+            body.insert("tenantIds".into(), ids.iter().map(String::as_str).collect());
+        }
+        serde_json::Value::Object(body).to_string()
+    }
+
+    /// Whether a tenant id is one this target asks for.
+    fn wants(&self, tenant_id: &str) -> bool {
+        self.tenant_ids
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id.eq_ignore_ascii_case(tenant_id)))
+    }
 }
 
 /// What a successful fetch of every page produced.
@@ -187,6 +192,21 @@ pub struct Fetched<T = TenantSeats> {
     pub invalid: Vec<String>,
     /// Pages requested.
     pub pages: u32,
+    /// Valid records that are not this target's: of another tenant type than the path's
+    /// (a server that ignores the type), with an example.
+    pub foreign: Skipped,
+    /// Valid records of tenants the target does not ask for (a server that ignores the
+    /// `tenantIds` filter).
+    pub unrequested: usize,
+}
+
+/// Records skipped as another target's: how many, and the first one's description.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// How many.
+    pub count: usize,
+    /// The first one, e.g. `tenant "t1" of type salesforce`.
+    pub example: Option<String>,
 }
 
 /// The pages of one list merged as they come: a record whose id was seen on an earlier page
@@ -195,6 +215,8 @@ struct Merged<T> {
     fetched: Fetched<T>,
     /// Index in `fetched.items` of every id seen.
     seen: HashMap<String, usize>,
+    /// Records received, duplicates included (what `totalCount` counts).
+    records: u64,
 }
 
 impl<T> Default for Merged<T> {
@@ -204,16 +226,21 @@ impl<T> Default for Merged<T> {
                 items: Vec::new(),
                 invalid: Vec::new(),
                 pages: 1,
+                foreign: Skipped::default(),
+                unrequested: 0,
             },
             seen: HashMap::new(),
+            records: 0,
         }
     }
 }
 
 impl<T: Record> Merged<T> {
-    /// Adds `page`; returns how many of its records have ids not seen before.
+    /// Adds `page`; returns how many of its records are new: ids not seen before, and
+    /// invalid records.
     fn absorb(&mut self, page: Page<T>) -> usize {
-        let mut new_ids = 0;
+        self.records += page.len() as u64;
+        let mut new_ids = page.invalid.len();
         for t in page.items {
             match self.seen.get(t.key()) {
                 Some(&i) => self.fetched.items[i] = t,
@@ -227,6 +254,16 @@ impl<T: Record> Merged<T> {
         }
         self.fetched.invalid.extend(page.invalid);
         new_ids
+    }
+
+    /// Records received so far, duplicates included: what `totalCount` counts.
+    fn received(&self) -> u64 {
+        self.records
+    }
+
+    /// Distinct records so far: ids seen plus invalid records.
+    fn distinct(&self) -> u64 {
+        (self.seen.len() + self.fetched.invalid.len()) as u64
     }
 }
 
@@ -247,6 +284,9 @@ pub struct Client {
     auth: Arc<TokenSource>,
     base_url: Url,
     page_size: u8,
+    /// Where the data comes from: the API and the client it is asked as (see
+    /// [`Client::source`]).
+    source: String,
 }
 
 impl Client {
@@ -257,12 +297,21 @@ impl Client {
         base_url: Url,
         page_size: u8,
     ) -> Self {
+        let source = format!("{base_url} as client {}", auth.client_identity());
         Client {
             transport,
             auth,
             base_url,
             page_size,
+            source,
         }
+    }
+
+    /// Where this client's data comes from: the API's base URL and the client it asks as
+    /// (no secret). Two clients with the same source fetch the same data; a target whose
+    /// source changes is a new target.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The URL of one page of a target's tenants.
@@ -312,14 +361,11 @@ impl Client {
         target: &TargetRequest,
         priority: Priority,
     ) -> Result<Fetched, ApiError> {
-        let body = match target.license_assigned_status {
-            Some(status) => format!("{{\"licenseAssignedStatus\":{}}}", status.api_number()),
-            None => "{}".to_owned(),
-        };
+        let body = target.body();
         let what = format!("customer {} {}", target.customer_id, target.tenant_type);
         let budget = Budget::new(MAX_TARGET_BYTES);
         let cap = RecordCap::default();
-        self.fetch_all(&what, |page| {
+        let all = fetch_all(self.page_size, &what, |page| {
             self.fetch_page(
                 Lane {
                     endpoint: Endpoint::Tenants,
@@ -333,7 +379,8 @@ impl Client {
                 parse_tenants_page,
             )
         })
-        .await
+        .await?;
+        Ok(only_requested(target, all))
     }
 
     /// The URL of one page of the partner's customer list.
@@ -354,7 +401,7 @@ impl Client {
     pub async fn fetch_customers(&self) -> Result<Fetched<DiscoveredCustomer>, ApiError> {
         let budget = Budget::new(MAX_TARGET_BYTES);
         let cap = RecordCap::default();
-        self.fetch_all("the customer list", |page| {
+        fetch_all(self.page_size, "the customer list", |page| {
             self.fetch_page(
                 Lane {
                     endpoint: Endpoint::Customers,
@@ -369,80 +416,6 @@ impl Client {
             )
         })
         .await
-    }
-
-    /// Fetches page 1 with `fetch`, then the rest as [`plan_after_first`] decides, merging
-    /// duplicate ids; `what` names the list in log lines.
-    async fn fetch_all<T, F, Fut>(&self, what: &str, fetch: F) -> Result<Fetched<T>, ApiError>
-    where
-        T: Record,
-        F: Fn(u32) -> Fut,
-        Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
-    {
-        let first = fetch(1).await?;
-        let first_total = first.total_count;
-        let plan = plan_after_first(&first, self.page_size);
-        let mut merged = Merged::default();
-        let mut collected = first.len();
-        merged.absorb(first);
-        match plan {
-            PagePlan::Done => {}
-            PagePlan::Pages(n) if n > u64::from(MAX_PAGES) => {
-                return Err(ApiError::Paging(format!(
-                    "metadata.totalCount {} needs {n} pages of {}, more than {MAX_PAGES}",
-                    first_total.unwrap_or_default(),
-                    self.page_size
-                )));
-            }
-            PagePlan::Pages(n) => {
-                // The count is known (at most MAX_PAGES): ask for the remaining pages at once
-                // (the transport bounds how many are in flight), then read them in order.
-                let n = n as u32;
-                let rest = futures_util::future::join_all((2..=n).map(&fetch)).await;
-                merged.fetched.pages = n;
-                let mut stop = false;
-                for page in rest {
-                    let page = page?;
-                    if stop {
-                        continue;
-                    }
-                    collected += page.len();
-                    stop = is_last_page(&page, self.page_size, collected, first_total);
-                    merged.absorb(page);
-                }
-            }
-            PagePlan::UntilShort => {
-                let mut index = 2;
-                loop {
-                    if index > MAX_PAGES {
-                        return Err(ApiError::Paging(format!(
-                            "{MAX_PAGES} full pages without a totalCount or a short page"
-                        )));
-                    }
-                    let page = fetch(index).await?;
-                    merged.fetched.pages = index;
-                    collected += page.len();
-                    let last = is_last_page(&page, self.page_size, collected, None);
-                    let records = page.len();
-                    if merged.absorb(page) == 0 && records > 0 {
-                        // Records, none with a new id: the server ignores pageIndex.
-                        tracing::warn!(
-                            list = what,
-                            page = index,
-                            "page repeats records already seen; stopping paging"
-                        );
-                        break;
-                    }
-                    if last {
-                        break;
-                    }
-                    index += 1;
-                }
-            }
-        }
-        let mut fetched = merged.fetched;
-        fetched.items.sort_by(|a, b| a.key().cmp(b.key()));
-        Ok(fetched)
     }
 
     /// Fetches one page, refreshing the token once if the API answers 401. Each attempt
@@ -485,6 +458,194 @@ impl Client {
     }
 }
 
+/// Fetches page 1 with `fetch`, then the rest, merging duplicate ids; `what` names the
+/// list in log lines.
+///
+/// With a `metadata.totalCount`, paging goes on until that many distinct records have
+/// arrived, whatever the pages' length (a server may clamp `pageSize`): the pages that
+/// the first page's length says are needed are asked for at once, then one after another
+/// while records are still missing. Pages that run out first (an empty page, or a page
+/// with nothing new) fail the list as [`ApiError::Incomplete`]. Without a total (the bare
+/// array), a page shorter than `page_size` is the last.
+async fn fetch_all<T, F, Fut>(page_size: u8, what: &str, fetch: F) -> Result<Fetched<T>, ApiError>
+where
+    T: Record,
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
+{
+    let first = fetch(1).await?;
+    let total = first.total_count;
+    let per_page = first.len();
+    let mut merged = Merged::default();
+    merged.absorb(first);
+    match total {
+        Some(total) => fetch_to_total(&mut merged, total, per_page, &fetch).await?,
+        None if per_page >= usize::from(page_size) => {
+            fetch_until_short(&mut merged, page_size, what, &fetch).await?
+        }
+        None => {}
+    }
+    let mut fetched = merged.fetched;
+    fetched.items.sort_by(|a, b| a.key().cmp(b.key()));
+    Ok(fetched)
+}
+
+/// Pages 2.. of a list whose first page announced `total` records in pages of
+/// `per_page` (the first page's length: the page size the server used).
+async fn fetch_to_total<T, F, Fut>(
+    merged: &mut Merged<T>,
+    total: u64,
+    per_page: usize,
+    fetch: &F,
+) -> Result<(), ApiError>
+where
+    T: Record,
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
+{
+    if merged.received() >= total {
+        return Ok(());
+    }
+    let incomplete = |merged: &Merged<T>, page: u32, why: &'static str| ApiError::Incomplete {
+        received: merged.distinct(),
+        total,
+        page,
+        why,
+    };
+    if per_page == 0 {
+        return Err(incomplete(merged, 1, "an empty first page"));
+    }
+    let pages = total.div_ceil(per_page as u64);
+    if pages > u64::from(MAX_PAGES) {
+        return Err(ApiError::Paging(format!(
+            "metadata.totalCount {total} needs {pages} pages of {per_page}, more than \
+                 {MAX_PAGES}"
+        )));
+    }
+    // At most MAX_PAGES: ask for them at once (the transport bounds how many are in
+    // flight), then read them in order.
+    let pages = pages as u32;
+    let rest = futures_util::future::join_all((2..=pages).map(fetch)).await;
+    merged.fetched.pages = pages;
+    // A failed request fails the list first (what the pages hold is judged only when all
+    // arrived).
+    let rest = rest.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for (index, page) in (2..).zip(rest) {
+        if merged.received() >= total {
+            // The rest are surplus (the server sent more per page than the first page).
+            continue;
+        }
+        if page.is_empty() {
+            return Err(incomplete(merged, index, "an empty page"));
+        }
+        if merged.absorb(page) == 0 {
+            return Err(incomplete(
+                merged,
+                index,
+                "a page that repeats records already seen",
+            ));
+        }
+    }
+    // Still short (pages shorter than the first): one page after another, never more
+    // pages than there are records.
+    let mut index = pages.max(1) + 1;
+    while merged.received() < total {
+        if index > MAX_PAGES || u64::from(index) > total {
+            return Err(incomplete(merged, index - 1, "the paging guard"));
+        }
+        let page = fetch(index).await?;
+        merged.fetched.pages = index;
+        if page.is_empty() {
+            return Err(incomplete(merged, index, "an empty page"));
+        }
+        if merged.absorb(page) == 0 {
+            return Err(incomplete(
+                merged,
+                index,
+                "a page that repeats records already seen",
+            ));
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Pages 2.. of a list without a total: until a short or empty page.
+async fn fetch_until_short<T, F, Fut>(
+    merged: &mut Merged<T>,
+    page_size: u8,
+    what: &str,
+    fetch: &F,
+) -> Result<(), ApiError>
+where
+    T: Record,
+    F: Fn(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
+{
+    let mut index = 2;
+    loop {
+        if index > MAX_PAGES {
+            return Err(ApiError::Paging(format!(
+                "{MAX_PAGES} full pages without a totalCount or a short page"
+            )));
+        }
+        let page = fetch(index).await?;
+        merged.fetched.pages = index;
+        let last = page.len() < usize::from(page_size);
+        let records = page.len();
+        if merged.absorb(page) == 0 && records > 0 {
+            // Records, none with a new id: the server ignores pageIndex.
+            tracing::warn!(
+                list = what,
+                page = index,
+                "page repeats records already seen; stopping paging"
+            );
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+        index += 1;
+    }
+}
+
+/// The records of `all` that are this target's: of its tenant type (or of none) and, when
+/// it names tenants, one of them; the others are counted in [`Fetched::foreign`] and
+/// [`Fetched::unrequested`].
+fn only_requested(target: &TargetRequest, all: Fetched<TenantRecord>) -> Fetched {
+    let Fetched {
+        items,
+        invalid,
+        pages,
+        ..
+    } = all;
+    let mut foreign = Skipped::default();
+    let mut unrequested = 0;
+    let mut mine = Vec::with_capacity(items.len());
+    for record in items {
+        match record.tenant_type {
+            Some(kind) if kind != target.tenant_type => {
+                foreign.count += 1;
+                foreign
+                    .example
+                    .get_or_insert_with(|| format!("tenant {:?} of type {kind}", record.seats.id));
+            }
+            _ if !target.wants(&record.seats.id) => unrequested += 1,
+            _ => mine.push(record.seats),
+        }
+    }
+    Fetched {
+        items: mine,
+        invalid,
+        pages,
+        foreign,
+        unrequested,
+    }
+}
+
+/// A page from an answer: 204 No Content and a success with an empty body are an empty page
+/// (a documented success: no records); any other success is parsed; anything else is an
+/// error.
 fn page_from_response<T>(
     resp: &HttpResponse,
     page: u32,
@@ -494,6 +655,13 @@ fn page_from_response<T>(
         return Err(ApiError::Status {
             status: resp.status,
             detail: resp.describe(),
+        });
+    }
+    if resp.status == StatusCode::NO_CONTENT || resp.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Page {
+            items: Vec::new(),
+            invalid: Vec::new(),
+            total_count: None,
         });
     }
     parse(&resp.body).map_err(|reason| ApiError::Parse {

@@ -75,71 +75,155 @@ fn rejects_other_shapes() {
     assert!(parse_page(sample).is_err());
 }
 
-fn page_of(n: usize, total: Option<u64>) -> Page {
-    Page {
-        items: (0..n).map(|i| tenant(&i.to_string(), 1, 1)).collect(),
-        invalid: vec![],
-        total_count: total,
+/// A server of `records` tenants (ids `t0000`..) that answers pages of `server_size` at
+/// most (clamping what is asked), with `totalCount` unless `bare`; `pages` counts requests.
+/// `quirk` may change each page (by 1-based index) before it is sent.
+struct Server {
+    records: usize,
+    server_size: usize,
+    bare: bool,
+    requests: std::sync::atomic::AtomicU32,
+    quirk: fn(u32, Page) -> Page,
+}
+
+impl Server {
+    fn new(records: usize, server_size: usize) -> Server {
+        Server {
+            records,
+            server_size,
+            bare: false,
+            requests: Default::default(),
+            quirk: |_, p| p,
+        }
+    }
+
+    fn page(&self, index: u32) -> Page {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = (index as usize - 1) * self.server_size;
+        let items = (start..self.records.min(start + self.server_size))
+            .map(|i| tenant(&format!("t{i:04}"), 1, 1))
+            .collect();
+        let page = Page {
+            items,
+            invalid: vec![],
+            total_count: (!self.bare).then_some(self.records as u64),
+        };
+        (self.quirk)(index, page)
+    }
+
+    fn requests(&self) -> u32 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn fetch(&self, page_size: u8) -> Result<Fetched<TenantSeats>, ApiError> {
+        fetch_all(page_size, "test", |i| std::future::ready(Ok(self.page(i)))).await
     }
 }
 
-#[test]
-fn paging_plan() {
-    assert_eq!(plan_after_first(&page_of(0, Some(0)), 100), PagePlan::Done);
-    assert_eq!(
-        plan_after_first(&page_of(50, Some(50)), 100),
-        PagePlan::Done
-    );
-    assert_eq!(
-        plan_after_first(&page_of(100, Some(100)), 100),
-        PagePlan::Done
-    );
-    assert_eq!(
-        plan_after_first(&page_of(100, Some(250)), 100),
-        PagePlan::Pages(3)
-    );
-    assert_eq!(
-        plan_after_first(&page_of(100, Some(201)), 100),
-        PagePlan::Pages(3)
-    );
-    assert_eq!(
-        plan_after_first(&page_of(10, Some(10_000)), 10),
-        PagePlan::Pages(1000)
-    );
-    // A server that ignores pageSize: its page size counts, not ours.
-    assert_eq!(
-        plan_after_first(&page_of(1000, Some(1000)), 100),
-        PagePlan::Done
-    );
-    assert_eq!(
-        plan_after_first(&page_of(500, Some(1200)), 100),
-        PagePlan::Pages(3)
-    );
-    // Absurd counts are not clamped to u32 (the guard reports the real number).
-    assert_eq!(
-        plan_after_first(&page_of(100, Some(u64::MAX)), 100),
-        PagePlan::Pages(u64::MAX.div_ceil(100))
-    );
-    // A short first page ends paging even if totalCount claims more.
-    assert_eq!(
-        plan_after_first(&page_of(99, Some(250)), 100),
-        PagePlan::Done
-    );
-    // Bare arrays: a full page means there may be more.
-    assert_eq!(
-        plan_after_first(&page_of(100, None), 100),
-        PagePlan::UntilShort
-    );
-    assert_eq!(plan_after_first(&page_of(7, None), 100), PagePlan::Done);
+impl Record for TenantSeats {
+    fn key(&self) -> &str {
+        &self.id
+    }
 }
 
-#[test]
-fn last_page_decision() {
-    assert!(is_last_page(&page_of(0, None), 100, 100, None));
-    assert!(is_last_page(&page_of(50, None), 100, 150, None));
-    assert!(!is_last_page(&page_of(100, None), 100, 200, None));
-    assert!(is_last_page(&page_of(100, Some(200)), 100, 200, Some(200)));
-    assert!(!is_last_page(&page_of(100, Some(250)), 100, 200, Some(250)));
+#[tokio::test]
+async fn paging_follows_total_count_at_the_servers_page_size() {
+    // Asked for 100, the server sends 50 a page: every tenant, ceil(250 / 50) requests.
+    let server = Server::new(250, 50);
+    let fetched = server.fetch(100).await.unwrap();
+    assert_eq!(fetched.items.len(), 250);
+    assert_eq!(server.requests(), 5);
+    assert_eq!(fetched.pages, 5);
+    // As many as asked: ceil(total / page size), one request for a list that fits.
+    for (records, size, want) in [(0, 100, 1), (1, 100, 1), (100, 100, 1), (101, 100, 2), (253, 50, 6)] {
+        let server = Server::new(records, size);
+        let fetched = server.fetch(100).await.unwrap();
+        assert_eq!(fetched.items.len(), records, "{records} in pages of {size}");
+        assert_eq!(server.requests(), want, "{records} in pages of {size}");
+    }
+    // A server that sends more per page than asked is paged by what it sends.
+    let server = Server::new(1200, 500);
+    assert_eq!(server.fetch(100).await.unwrap().items.len(), 1200);
+    assert_eq!(server.requests(), 3);
+}
+
+#[tokio::test]
+async fn pages_shorter_than_the_first_are_followed_one_by_one() {
+    // The first page is full (100), the rest hold 40: the planned pages are not enough.
+    let mut server = Server::new(260, 100);
+    server.quirk = |i, mut p| {
+        if i > 1 {
+            let start = 100 + (i as usize - 2) * 40;
+            p.items = (start..260.min(start + 40))
+                .map(|n| tenant(&format!("t{n:04}"), 1, 1))
+                .collect();
+        }
+        p
+    };
+    let fetched = server.fetch(100).await.unwrap();
+    assert_eq!(fetched.items.len(), 260);
+    assert_eq!(server.requests(), 5);
+}
+
+#[tokio::test]
+async fn pages_that_run_out_before_total_count_fail_the_list() {
+    // Empty from page 3 on: 100 of 250.
+    let mut server = Server::new(250, 50);
+    server.quirk = |i, mut p| {
+        if i >= 3 {
+            p.items.clear();
+        }
+        p
+    };
+    let e = server.fetch(100).await.unwrap_err();
+    assert_eq!(e.cause(), "incomplete");
+    assert!(e.to_string().contains("100 of the 250"), "{e}");
+    // A server that ignores pageIndex: the same 50 records on every page.
+    let mut server = Server::new(250, 50);
+    server.quirk = |_, mut p| {
+        p.items = (0..50).map(|n| tenant(&format!("t{n:04}"), 1, 1)).collect();
+        p
+    };
+    let e = server.fetch(100).await.unwrap_err();
+    assert!(
+        matches!(e, ApiError::Incomplete { received: 50, total: 250, .. }),
+        "{e}"
+    );
+    assert!(server.requests() <= 6, "{}", server.requests());
+    // An empty first page that announces records.
+    let mut server = Server::new(5, 50);
+    server.quirk = |_, mut p| {
+        p.items.clear();
+        p
+    };
+    assert_eq!(server.fetch(100).await.unwrap_err().cause(), "incomplete");
+}
+
+#[tokio::test]
+async fn a_total_beyond_the_paging_guard_fails_before_asking() {
+    let mut server = Server::new(10, 10);
+    server.quirk = |_, mut p| {
+        p.total_count = Some(u64::MAX);
+        p
+    };
+    let e = server.fetch(10).await.unwrap_err();
+    assert!(matches!(e, ApiError::Paging(_)), "{e}");
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn bare_arrays_end_at_the_first_short_page() {
+    let mut server = Server::new(250, 100);
+    server.bare = true;
+    assert_eq!(server.fetch(100).await.unwrap().items.len(), 250);
+    assert_eq!(server.requests(), 3);
+    // Without a total, a clamping server is read only up to its first page (documented:
+    // page_size must not exceed the server's page size with the bare array).
+    let mut server = Server::new(250, 50);
+    server.bare = true;
+    assert_eq!(server.fetch(100).await.unwrap().items.len(), 50);
+    assert_eq!(server.fetch(50).await.unwrap().items.len(), 250);
 }
 
 #[test]

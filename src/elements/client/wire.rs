@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::domain::{canonical_customer_id, TenantSeats};
+use crate::domain::{canonical_customer_id, TenantSeats, TenantType};
 
 /// Records one list (a target's tenants, the customer list) may have over all its pages: the
 /// paging guard's 1000 pages of 100. A server that sends larger pages than asked is held to it
@@ -44,9 +44,19 @@ pub trait Record {
     fn key(&self) -> &str;
 }
 
-impl Record for TenantSeats {
+/// One tenant record of the seat endpoint: the seats, and the tenant type the record says it
+/// is of (`None` when it has no `type`: it belongs to the type that was asked for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// The tenant's seats.
+    pub seats: TenantSeats,
+    /// The record's `type`, when it has one.
+    pub tenant_type: Option<TenantType>,
+}
+
+impl Record for TenantRecord {
     fn key(&self) -> &str {
-        &self.id
+        &self.seats.id
     }
 }
 
@@ -93,18 +103,26 @@ impl<T> Page<T> {
     }
 }
 
-/// Parses one response body of the seat endpoint into a [`Page`]; the error says what is
-/// wrong with its shape.
+/// Parses one response body of the seat endpoint into a [`Page`] of seats (each record's
+/// `type` dropped); the error says what is wrong with its shape.
 #[cfg(any(test, feature = "bench"))]
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
-    parse_envelope(body, TENANT, &RecordCap::default())
+    let page = parse_envelope(body, TENANT, &RecordCap::default())?;
+    Ok(Page {
+        items: page.items.into_iter().map(|r| r.seats).collect(),
+        invalid: page.invalid,
+        total_count: page.total_count,
+    })
 }
 
 /// [`parse_page`] for a poll, counting against the target's `cap`: a page whose records are
 /// all invalid means the schema changed (seat numbers sent as strings, renamed fields), not
 /// that the tenants are gone, so it fails the poll and the last good series stay, instead of
 /// publishing an empty target.
-pub(super) fn parse_tenants_page(body: &[u8], cap: &RecordCap) -> Result<Page, String> {
+pub(super) fn parse_tenants_page(
+    body: &[u8],
+    cap: &RecordCap,
+) -> Result<Page<TenantRecord>, String> {
     let page = parse_envelope(body, TENANT, cap)?;
     match page.invalid.first() {
         Some(first) if page.items.is_empty() => Err(format!(
@@ -145,8 +163,9 @@ impl<T> Clone for Kind<T> {
 impl<T> Copy for Kind<T> {}
 
 /// A seat record.
-const TENANT: Kind<TenantSeats> = Kind {
+const TENANT: Kind<TenantRecord> = Kind {
     keys: &[
+        "type",
         "tenantId",
         "tenantName",
         "availableUserSeat",
@@ -468,7 +487,7 @@ impl<'de> Visitor<'de> for Metadata {
     }
 }
 
-fn parse_record(record: &Value) -> Result<TenantSeats, String> {
+fn parse_record(record: &Value) -> Result<TenantRecord, String> {
     let Value::Object(map) = record else {
         return Err("not an object".into());
     };
@@ -487,11 +506,28 @@ fn parse_record(record: &Value) -> Result<TenantSeats, String> {
             .ok_or_else(|| format!("tenant {id:?}: {key} {v} is not a non-negative integer")),
         None => Err(format!("tenant {id:?}: missing {key}")),
     };
-    Ok(TenantSeats {
-        available: seats("availableUserSeat")?,
-        assigned: seats("assignedUserSeat")?,
-        id,
-        name,
+    // The API's numbers 0..3 (or, leniently, their names); absent or null: the type asked for.
+    let tenant_type =
+        match map.get("type") {
+            None | Some(Value::Null) => None,
+            Some(v) => {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some(TenantType::parse(&text).ok_or_else(|| {
+                    format!("tenant {id:?}: type {v} is not a tenant type (0..3)")
+                })?)
+            }
+        };
+    Ok(TenantRecord {
+        seats: TenantSeats {
+            available: seats("availableUserSeat")?,
+            assigned: seats("assignedUserSeat")?,
+            id,
+            name,
+        },
+        tenant_type,
     })
 }
 

@@ -69,7 +69,27 @@ impl FailureLog {
             let examples: Vec<String> =
                 p.examples.iter().map(|(c, t)| format!("{c}/{t}")).collect();
             let examples = examples.join(", ");
-            if cause == "token" {
+            if cause == super::HELD_EMPTY {
+                tracing::warn!(
+                    targets = p.failures,
+                    customer_id,
+                    tenant_type,
+                    examples,
+                    error = %p.error,
+                    "targets that had tenants answered with none; their series are kept until a \
+                     second empty answer in a row confirms it"
+                );
+            } else if cause == super::FOREIGN_TYPE {
+                tracing::warn!(
+                    targets = p.failures,
+                    customer_id,
+                    tenant_type,
+                    examples,
+                    error = %p.error,
+                    "the API answered records of another tenant type than the one asked for; \
+                     they are skipped (avepoint_exporter_skipped_records_total)"
+                );
+            } else if cause == "token" {
                 tracing::warn!(
                     targets = p.failures,
                     cause,

@@ -60,6 +60,7 @@ impl Poller {
             self.states.insert(
                 key,
                 TargetState {
+                    empty_unconfirmed: false,
                     seats,
                     last_tenant_count: t.tenants,
                     last_poll: t.last_poll,

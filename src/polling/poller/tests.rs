@@ -41,6 +41,8 @@ fn seats(available: u64) -> Result<Fetched, ApiError> {
         }],
         invalid: Vec::new(),
         pages: 1,
+        foreign: Default::default(),
+        unrequested: 0,
     })
 }
 
@@ -51,8 +53,20 @@ fn timeout() -> Result<Fetched, ApiError> {
 /// Hands in a finished poll of `customer` that started `took` ago, then publishes.
 fn finish(poller: &mut Poller, customer: &str, result: Result<Fetched, ApiError>) {
     let took = Duration::from_millis(200);
+    // What the target asks, or asked before it was removed.
+    let request = poller.targets.get(&key(customer)).map_or_else(
+        || TargetRequest {
+            customer_id: customer.into(),
+            tenant_type: TenantType::Microsoft365,
+            license_assigned_status: None,
+            tenant_ids: None,
+        },
+        |t| t.request.clone(),
+    );
     poller.finished(Done {
         key: key(customer),
+        request,
+        source: poller.plan.client.source().to_owned(),
         started: Instant::now() - took,
         took,
         result,

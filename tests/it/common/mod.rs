@@ -302,10 +302,17 @@ pub fn tenants_path(customer: &str, kind: u8) -> String {
     format!("/partner/external/v3/general/customers/{customer}/3rd-party-products/type/{kind}/tenants/batch")
 }
 
-/// A tenant record as JSON.
+/// A tenant record as JSON, without `type` (it belongs to the type asked for).
 pub fn record(id: &str, name: &str, available: i64, assigned: i64) -> serde_json::Value {
-    serde_json::json!({"type": 0, "tenantId": id, "tenantName": name,
+    serde_json::json!({"tenantId": id, "tenantName": name,
         "availableUserSeat": available, "assignedUserSeat": assigned, "someNewField": [1, 2]})
+}
+
+/// A tenant record of tenant type `kind` (the API's number), as the API documents it.
+pub fn typed_record(kind: u8, id: &str, name: &str, available: i64, assigned: i64) -> serde_json::Value {
+    let mut r = record(id, name, available, assigned);
+    r["type"] = kind.into();
+    r
 }
 
 /// `{"data": records, "metadata": {...}}`.
