@@ -8,6 +8,7 @@ mod binary;
 mod dayone;
 mod fleet;
 mod hostile;
+mod integrity;
 mod mounts;
 mod operator;
 mod persistence;
