@@ -463,3 +463,71 @@ async fn no_content_is_an_empty_tenant_list_and_an_empty_customer_list() {
         "{text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_behind_a_clamping_rate_limited_api_gets_every_tenant_in_the_fewest_requests() {
+    // 500 customers x 4 types = 2 000 targets: Microsoft 365 with 1-7 tenants (every 50th
+    // customer 120: three pages of 50), Salesforce empty (204) but for every 10th customer
+    // (60: two pages), Google and Dynamics empty. A pass needs some 2 100 requests at 300 a
+    // second: longer than the 5 s interval.
+    const CUSTOMERS: usize = 500;
+    let tenants_of = |customer: usize, kind: u8| -> usize {
+        match kind {
+            0 if customer % 50 == 0 => 120,
+            0 => 1 + customer % 7,
+            1 if customer % 10 == 0 => 60,
+            _ => 0,
+        }
+    };
+    let api = FakeApi::with_tokens(move |r| {
+        let parts: Vec<&str> = r.path.split('/').collect();
+        let customer: usize = parts[6].trim_start_matches("cust").parse().unwrap();
+        let kind: u8 = parts[9].parse().unwrap();
+        let n = tenants_of(customer, kind);
+        if n == 0 {
+            return Reply::status(204, "application/json", "");
+        }
+        let all: Vec<_> = (0..n)
+            .map(|i| typed_record(kind, &format!("{customer}-{kind}-{i}"), "T", 1, 1))
+            .collect();
+        clamped(r, &all)
+    })
+    .await;
+    let customers: String = (0..CUSTOMERS)
+        .map(|i| format!("  - id: cust{i:04}\n"))
+        .collect();
+    let (_dir, exporter) = in_process_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 0\n  max_concurrency: 8\n  max_requests_per_second: 300\n",
+        &format!("poll:\n  interval: 5s\n  empty_interval: 1h\ncustomers:\n{customers}"),
+    )
+    .await;
+    let text = exporter.first_cycle().await;
+    let expected: usize = (0..CUSTOMERS)
+        .flat_map(|c| (0..4).map(move |k| tenants_of(c, k)))
+        .sum();
+    assert_eq!(series(&text, "available_user_seats").len(), expected);
+    assert_eq!(series(&text, "avepoint_exporter_target_up").len(), 4 * CUSTOMERS);
+    let ups = series(&text, "avepoint_exporter_target_up");
+    assert!(ups.iter().all(|l| l.ends_with(" 1")), "{ups:?}");
+    // Each target's first poll asked for pages 1..=ceil(tenants / 50) (one page when empty),
+    // each once: the fewest requests that get every tenant.
+    let mut asked: std::collections::HashMap<String, Vec<u32>> = Default::default();
+    for r in api.tenant_requests() {
+        asked.entry(r.path.clone()).or_default().push(page_index(&r));
+    }
+    let mut first_pass = 0;
+    for c in 0..CUSTOMERS {
+        for k in 0..4u8 {
+            let pages = tenants_of(c, k).div_ceil(SERVER_PAGE).max(1);
+            let got = &asked[&tenants_path(&format!("cust{c:04}"), k)];
+            let mut first: Vec<u32> = got[..pages].to_vec();
+            first.sort_unstable();
+            assert_eq!(first, (1..=pages as u32).collect::<Vec<_>>(), "cust{c:04}/{k}: {got:?}");
+            assert!(got.get(pages).is_none_or(|&p| p == 1), "cust{c:04}/{k}: {got:?}");
+            first_pass += pages;
+        }
+    }
+    // Microsoft 365: 10 x 3 + 490 x 1; Salesforce: 50 x 2 + 450 x 1; the others 1 each.
+    assert_eq!(first_pass, 30 + 490 + 100 + 450 + 500 + 500);
+}
