@@ -1,8 +1,8 @@
 //! Each section of the file, from YAML values into the validated types.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;

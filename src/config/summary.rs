@@ -195,8 +195,12 @@ fn filters(
 ) -> String {
     let mut parts = Vec::new();
     match status {
-        Some(LicenseAssignedStatus::Available) => parts.push("license_assigned_status: available".to_owned()),
-        Some(LicenseAssignedStatus::Assigned) => parts.push("license_assigned_status: assigned".to_owned()),
+        Some(LicenseAssignedStatus::Available) => {
+            parts.push("license_assigned_status: available".to_owned())
+        }
+        Some(LicenseAssignedStatus::Assigned) => {
+            parts.push("license_assigned_status: assigned".to_owned())
+        }
         None => {}
     }
     if let Some(ids) = tenant_ids {

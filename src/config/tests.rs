@@ -656,13 +656,27 @@ fn tenant_ids_filter_targets_and_are_checked() {
         Some(&["x".to_owned()][..])
     );
     let summary = c.summary();
-    assert!(summary.contains("c1: microsoft_365, salesforce, google, dynamics_365, tenant_ids: [T-1, t-2]"), "{summary}");
+    assert!(
+        summary.contains(
+            "c1: microsoft_365, salesforce, google, dynamics_365, tenant_ids: [T-1, t-2]"
+        ),
+        "{summary}"
+    );
     for (yaml, want) in [
-        ("tenant_ids: []", "customers[0].tenant_ids: an empty list would ask for no tenant"),
-        ("tenant_ids: [a, A]", "customers[0].tenant_ids[1]: \"A\" is listed twice"),
+        (
+            "tenant_ids: []",
+            "customers[0].tenant_ids: an empty list would ask for no tenant",
+        ),
+        (
+            "tenant_ids: [a, A]",
+            "customers[0].tenant_ids[1]: \"A\" is listed twice",
+        ),
         ("tenant_ids: ['']", "customers[0].tenant_ids[0]: is empty"),
         ("tenant_ids: [12]", "customers[0].tenant_ids[0]:"),
-        ("tenant_ids: x", "customers[0].tenant_ids: expected a list of strings"),
+        (
+            "tenant_ids: x",
+            "customers[0].tenant_ids: expected a list of strings",
+        ),
     ] {
         let p = problems(&format!("{GOOD}    {yaml}\n"));
         assert!(p.iter().any(|l| l.starts_with(want)), "{yaml}: {p:?}");

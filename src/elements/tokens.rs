@@ -116,7 +116,11 @@ impl TokenSource {
     pub fn client_identity(&self) -> String {
         match &self.credential {
             Credential::Certificate { certificate, .. } => {
-                format!("{} (certificate x5t {})", self.client_id, certificate.thumbprint())
+                format!(
+                    "{} (certificate x5t {})",
+                    self.client_id,
+                    certificate.thumbprint()
+                )
             }
             Credential::Secret { .. } => self.client_id.clone(),
         }

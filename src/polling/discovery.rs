@@ -240,9 +240,10 @@ fn collapsed(before: usize, now: usize) -> bool {
 /// Whether two plans poll the same targets with the same labels and requests.
 fn same_targets(a: &Plan, b: &Plan) -> bool {
     a.targets.len() == b.targets.len()
-        && a.targets.iter().zip(&b.targets).all(|(x, y)| {
-            x.labels == y.labels && x.request == y.request
-        })
+        && a.targets
+            .iter()
+            .zip(&b.targets)
+            .all(|(x, y)| x.labels == y.labels && x.request == y.request)
 }
 
 /// The plan of `state` for one shard (see [`plan::plan`]); updates the discovery metrics.

@@ -485,8 +485,7 @@ impl Poller {
             return;
         }
         let state = self.states.entry(key.clone()).or_default();
-        let found_nothing =
-            matches!(&result, Ok(f) if f.items.is_empty() && f.invalid.is_empty());
+        let found_nothing = matches!(&result, Ok(f) if f.items.is_empty() && f.invalid.is_empty());
         // A drop to nothing is believed on the second empty answer in a row.
         let hold = found_nothing && state.seats.tenants() > 0 && !state.empty_unconfirmed;
         // Found nothing (and believed): come back after the empty interval. A failure is not
@@ -689,10 +688,14 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
         unrequested,
     } = fetched;
     if foreign.count > 0 {
-        metrics.polling().records_skipped("foreign_type", foreign.count);
+        metrics
+            .polling()
+            .records_skipped("foreign_type", foreign.count);
     }
     if unrequested > 0 {
-        metrics.polling().records_skipped("not_requested", unrequested);
+        metrics
+            .polling()
+            .records_skipped("not_requested", unrequested);
         tracing::debug!(
             skipped = unrequested,
             "skipped tenants outside tenant_ids (the API did not apply the filter)"

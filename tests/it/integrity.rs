@@ -85,7 +85,11 @@ customers:
     // Every tenant, in ceil(253 / 50) = 6 requests of the first poll, each asking for 100.
     assert_eq!(seat_series(&text, "big"), 253);
     assert_eq!(
-        value(&text, "avepoint_exporter_target_tenants", &["customer_id=\"big\""]),
+        value(
+            &text,
+            "avepoint_exporter_target_tenants",
+            &["customer_id=\"big\""]
+        ),
         Some(253.0)
     );
     let asked: Vec<u32> = api.requests_to("big", 0).iter().map(page_index).collect();
@@ -208,7 +212,9 @@ discovery:
         })
         .await;
     assert!(text.contains("avepoint_exporter_discovered_customers 4"));
-    exporter.log_line("returned the same list; accepting it").await;
+    exporter
+        .log_line("returned the same list; accepting it")
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,7 +260,11 @@ customers:
     assert_eq!(seat_series(&text, "c"), 0, "{text}");
     assert_eq!(up(&text, "c"), Some(1.0));
     assert_eq!(
-        value(&text, "avepoint_exporter_target_tenants", &["customer_id=\"c\""]),
+        value(
+            &text,
+            "avepoint_exporter_target_tenants",
+            &["customer_id=\"c\""]
+        ),
         Some(0.0)
     );
     assert!(text.contains("avepoint_exporter_empty_targets 1"), "{text}");
@@ -265,7 +275,15 @@ async fn records_of_another_tenant_type_are_counted_only_under_their_own() {
     // A server that ignores the type in the path: every request gets every type's tenant.
     let api = FakeApi::with_tokens(|_| {
         let all: Vec<_> = (0..4u8)
-            .map(|k| typed_record(k, &format!("t{k}"), &format!("Type {k}"), 10 + i64::from(k), 1))
+            .map(|k| {
+                typed_record(
+                    k,
+                    &format!("t{k}"),
+                    &format!("Type {k}"),
+                    10 + i64::from(k),
+                    1,
+                )
+            })
             .collect();
         Reply::json(envelope(&all, 1, 100, all.len()))
     })
@@ -291,7 +309,10 @@ customers:
             value(
                 &text,
                 "available_user_seats",
-                &[&format!("tenant_type=\"{kind}\""), &format!("tenant_id=\"t{k}\"")]
+                &[
+                    &format!("tenant_type=\"{kind}\""),
+                    &format!("tenant_id=\"t{k}\"")
+                ]
             ),
             Some(10.0 + k as f64),
             "{seats:?}"
@@ -321,14 +342,20 @@ customers:
 async fn filtering_api() -> FakeApi {
     FakeApi::with_tokens(|r| {
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-        let mut all = vec![record("available", "A", 5, 0), record("assigned", "B", 0, 5)];
+        let mut all = vec![
+            record("available", "A", 5, 0),
+            record("assigned", "B", 0, 5),
+        ];
         if body["licenseAssignedStatus"] == json!(1) {
             all.remove(0);
         } else {
             all.remove(1);
         }
         if let Some(ids) = body["tenantIds"].as_array() {
-            all = vec![record("available", "A", 5, 0), record("assigned", "B", 0, 5)];
+            all = vec![
+                record("available", "A", 5, 0),
+                record("assigned", "B", 0, 5),
+            ];
             all.retain(|t| ids.contains(&t["tenantId"]));
         }
         Reply::json(envelope(&all, 1, 100, all.len()))
@@ -342,11 +369,8 @@ async fn a_reload_that_changes_what_a_target_fetches_makes_it_new() {
     let customers = |filter: &str| {
         format!("poll:\n  interval: 1h\ncustomers:\n  - id: c\n    tenant_types: [0]\n{filter}")
     };
-    let (dir, exporter) = in_process_on(
-        &api,
-        &customers("    license_assigned_status: available\n"),
-    )
-    .await;
+    let (dir, exporter) =
+        in_process_on(&api, &customers("    license_assigned_status: available\n")).await;
     let text = exporter.first_poll().await;
     assert!(text.contains("tenant_id=\"available\""), "{text}");
     // Another filter: polled at once (the interval is an hour), the old answer replaced.
@@ -362,10 +386,17 @@ async fn a_reload_that_changes_what_a_target_fetches_makes_it_new() {
         })
         .await;
     assert_eq!(seat_series(&text, "c"), 1);
-    let bodies: Vec<String> = api.tenant_requests().iter().map(|r| r.body.clone()).collect();
+    let bodies: Vec<String> = api
+        .tenant_requests()
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
     assert_eq!(
         bodies,
-        [r#"{"licenseAssignedStatus":0}"#, r#"{"licenseAssignedStatus":1}"#]
+        [
+            r#"{"licenseAssignedStatus":0}"#,
+            r#"{"licenseAssignedStatus":1}"#
+        ]
     );
     // Another API that fails: the old API's series are not served as this one's, up or not.
     let other = FakeApi::with_tokens(|_| Reply::status(503, "text/plain", "down")).await;
@@ -456,10 +487,16 @@ async fn no_content_is_an_empty_tenant_list_and_an_empty_customer_list() {
             Some(0.0)
         );
     }
-    assert!(text.contains("avepoint_exporter_discovered_customers 0"), "{text}");
     assert!(
-        counter(&text, "avepoint_exporter_discovery_last_success_timestamp_seconds")
-            .is_some_and(|t| t > 0.0),
+        text.contains("avepoint_exporter_discovered_customers 0"),
+        "{text}"
+    );
+    assert!(
+        counter(
+            &text,
+            "avepoint_exporter_discovery_last_success_timestamp_seconds"
+        )
+        .is_some_and(|t| t > 0.0),
         "{text}"
     );
 }
@@ -473,9 +510,9 @@ async fn a_fleet_behind_a_clamping_rate_limited_api_gets_every_tenant_in_the_few
     const CUSTOMERS: usize = 500;
     let tenants_of = |customer: usize, kind: u8| -> usize {
         match kind {
-            0 if customer % 50 == 0 => 120,
+            0 if customer.is_multiple_of(50) => 120,
             0 => 1 + customer % 7,
-            1 if customer % 10 == 0 => 60,
+            1 if customer.is_multiple_of(10) => 60,
             _ => 0,
         }
     };
@@ -507,14 +544,20 @@ async fn a_fleet_behind_a_clamping_rate_limited_api_gets_every_tenant_in_the_few
         .flat_map(|c| (0..4).map(move |k| tenants_of(c, k)))
         .sum();
     assert_eq!(series(&text, "available_user_seats").len(), expected);
-    assert_eq!(series(&text, "avepoint_exporter_target_up").len(), 4 * CUSTOMERS);
+    assert_eq!(
+        series(&text, "avepoint_exporter_target_up").len(),
+        4 * CUSTOMERS
+    );
     let ups = series(&text, "avepoint_exporter_target_up");
     assert!(ups.iter().all(|l| l.ends_with(" 1")), "{ups:?}");
     // Each target's first poll asked for pages 1..=ceil(tenants / 50) (one page when empty),
     // each once: the fewest requests that get every tenant.
     let mut asked: std::collections::HashMap<String, Vec<u32>> = Default::default();
     for r in api.tenant_requests() {
-        asked.entry(r.path.clone()).or_default().push(page_index(&r));
+        asked
+            .entry(r.path.clone())
+            .or_default()
+            .push(page_index(&r));
     }
     let mut first_pass = 0;
     for c in 0..CUSTOMERS {
@@ -523,8 +566,15 @@ async fn a_fleet_behind_a_clamping_rate_limited_api_gets_every_tenant_in_the_few
             let got = &asked[&tenants_path(&format!("cust{c:04}"), k)];
             let mut first: Vec<u32> = got[..pages].to_vec();
             first.sort_unstable();
-            assert_eq!(first, (1..=pages as u32).collect::<Vec<_>>(), "cust{c:04}/{k}: {got:?}");
-            assert!(got.get(pages).is_none_or(|&p| p == 1), "cust{c:04}/{k}: {got:?}");
+            assert_eq!(
+                first,
+                (1..=pages as u32).collect::<Vec<_>>(),
+                "cust{c:04}/{k}: {got:?}"
+            );
+            assert!(
+                got.get(pages).is_none_or(|&p| p == 1),
+                "cust{c:04}/{k}: {got:?}"
+            );
             first_pass += pages;
         }
     }

@@ -136,7 +136,13 @@ async fn paging_follows_total_count_at_the_servers_page_size() {
     assert_eq!(server.requests(), 5);
     assert_eq!(fetched.pages, 5);
     // As many as asked: ceil(total / page size), one request for a list that fits.
-    for (records, size, want) in [(0, 100, 1), (1, 100, 1), (100, 100, 1), (101, 100, 2), (253, 50, 6)] {
+    for (records, size, want) in [
+        (0, 100, 1),
+        (1, 100, 1),
+        (100, 100, 1),
+        (101, 100, 2),
+        (253, 50, 6),
+    ] {
         let server = Server::new(records, size);
         let fetched = server.fetch(100).await.unwrap();
         assert_eq!(fetched.items.len(), records, "{records} in pages of {size}");
@@ -187,7 +193,14 @@ async fn pages_that_run_out_before_total_count_fail_the_list() {
     };
     let e = server.fetch(100).await.unwrap_err();
     assert!(
-        matches!(e, ApiError::Incomplete { received: 50, total: 250, .. }),
+        matches!(
+            e,
+            ApiError::Incomplete {
+                received: 50,
+                total: 250,
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(server.requests() <= 6, "{}", server.requests());

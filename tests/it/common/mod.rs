@@ -309,7 +309,13 @@ pub fn record(id: &str, name: &str, available: i64, assigned: i64) -> serde_json
 }
 
 /// A tenant record of tenant type `kind` (the API's number), as the API documents it.
-pub fn typed_record(kind: u8, id: &str, name: &str, available: i64, assigned: i64) -> serde_json::Value {
+pub fn typed_record(
+    kind: u8,
+    id: &str,
+    name: &str,
+    available: i64,
+    assigned: i64,
+) -> serde_json::Value {
     let mut r = record(id, name, available, assigned);
     r["type"] = kind.into();
     r
