@@ -735,4 +735,51 @@ mod tests {
         assert!(flat > all / 2, "{flat} flat of {all}");
         assert!(stepping >= 20, "{stepping} stepping of {all}");
     }
+
+    /// The demo speaks the API's current revision: 204 for a tenant type the customer does
+    /// not have, and `tenantIds` in the body picks the tenants.
+    #[tokio::test]
+    async fn the_simulated_api_answers_204_for_empty_types_and_honours_tenant_ids() {
+        let api = DemoApi::start().await.unwrap();
+        let c = customers()
+            .into_iter()
+            .find(|c| c.tenants.len() < 4 && c.tenants.values().any(|t| t.len() > 1))
+            .expect("a demo customer with some types empty and one with several tenants");
+        let missing = TenantType::ALL
+            .into_iter()
+            .find(|t| !c.tenants.contains_key(t))
+            .unwrap();
+        let (&kind, tenants) = c.tenants.iter().find(|(_, t)| t.len() > 1).unwrap();
+        let http = reqwest::Client::new();
+        let post = |kind: TenantType, body: String| {
+            http.post(format!(
+                "http://{}/partner/external/v3/general/customers/{}/3rd-party-products/type/{}/tenants/batch?pageIndex=1&pageSize=100",
+                api.addr,
+                c.id,
+                kind.api_number()
+            ))
+            .bearer_auth(DEMO_TOKEN)
+            .body(body)
+            .send()
+        };
+        let empty = post(missing, "{}".into()).await.unwrap();
+        assert_eq!(empty.status(), reqwest::StatusCode::NO_CONTENT);
+        assert!(empty.bytes().await.unwrap().is_empty());
+        let all: serde_json::Value = post(kind, "{}".into()).await.unwrap().json().await.unwrap();
+        assert_eq!(
+            all["metadata"]["totalCount"],
+            serde_json::json!(tenants.len())
+        );
+        let one = &tenants[1].id;
+        let picked: serde_json::Value = post(kind, format!("{{\"tenantIds\":[\"{one}\"]}}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = picked["data"].as_array().unwrap();
+        assert_eq!(data.len(), 1, "{picked}");
+        assert_eq!(data[0]["tenantId"], serde_json::json!(one));
+        assert_eq!(picked["metadata"]["totalCount"], serde_json::json!(1));
+    }
 }

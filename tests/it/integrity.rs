@@ -398,6 +398,22 @@ async fn a_reload_that_changes_what_a_target_fetches_makes_it_new() {
             r#"{"licenseAssignedStatus":1}"#
         ]
     );
+    // A tenant filter is a change too.
+    write_config(
+        &dir,
+        &api,
+        &customers("    license_assigned_status: assigned\n    tenant_ids: [available]\n"),
+    );
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
+    exporter
+        .metrics_when("the tenant filter's answer", |t| {
+            t.contains("tenant_id=\"available\"") && !t.contains("tenant_id=\"assigned\"")
+        })
+        .await;
+    assert_eq!(
+        api.tenant_requests()[2].body,
+        r#"{"licenseAssignedStatus":1,"tenantIds":["available"]}"#
+    );
     // Another API that fails: the old API's series are not served as this one's, up or not.
     let other = FakeApi::with_tokens(|_| Reply::status(503, "text/plain", "down")).await;
     write_config_with(
@@ -405,7 +421,7 @@ async fn a_reload_that_changes_what_a_target_fetches_makes_it_new() {
         &other.base_url(),
         &other.base_url(),
         TEST_LIMITS,
-        &customers("    license_assigned_status: assigned\n"),
+        &customers("    license_assigned_status: assigned\n    tenant_ids: [available]\n"),
     );
     assert_eq!(exporter.post("/-/reload").await.0, 200);
     let text = exporter.failure("c", "http_5xx").await;
