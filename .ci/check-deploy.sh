@@ -346,26 +346,50 @@ grep -q -- "-t $image" README.md || fail "the README's docker build does not tag
 ok "one image name and tag everywhere: $image"
 
 # ---------------------------------------------------------------- runbooks
+# Every runbook_url is the one base of rules.yml's "# Runbook base:" line (absolute: it is read
+# in a notification, far from this repository) followed by the alert's name in lower case, which
+# is the README heading of its runbook.
 python3 - <<'PY'
 import re, sys, yaml
-rules = yaml.safe_load(open("deploy/prometheus/rules.yml"))
+text = open("deploy/prometheus/rules.yml").read()
+rules = yaml.safe_load(text)
 readme = open("README.md", encoding="utf-8").read()
 def anchor(title):  # GitHub's heading anchors
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 anchors = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.M)}
+bases = re.findall(r"^# Runbook base: (\S+)$", text, re.M)
+if len(bases) != 1 or not re.match(r"https?://[^/\s]+/", bases[0]):
+    sys.exit(f"deploy/prometheus/rules.yml: want one '# Runbook base: <absolute URL>' line, found {bases}")
+base = bases[0]
 missing = []
 for group in rules["groups"]:
     for rule in group["rules"]:
         if "alert" not in rule:
             continue
         url = rule.get("annotations", {}).get("runbook_url", "")
-        if not url.startswith("README.md#") or url.split("#", 1)[1] not in anchors:
-            missing.append(f"{rule['alert']}: runbook_url {url!r} is not a README heading")
+        if url != base + rule["alert"].lower():
+            missing.append(f"{rule['alert']}: runbook_url {url!r} is not {base + rule['alert'].lower()!r}")
+        if rule["alert"].lower() not in anchors:
+            missing.append(f"{rule['alert']}: no README heading (runbook) #{rule['alert'].lower()}")
 if missing:
     print("\n".join(missing), file=sys.stderr)
     sys.exit(1)
 PY
-ok "every alert's runbook_url points at a README heading"
+ok "every alert's runbook_url is the rules' runbook base + its README runbook heading"
+# The base is configurable in one step: set-runbook-base.sh on a copy rewrites everything
+# (rules, tests, PrometheusRule) and the unit tests still pass.
+mkdir -p "$tmp/rb"
+cp -r deploy "$tmp/rb/"
+bash "$tmp/rb/deploy/prometheus/set-runbook-base.sh" "https://wiki.msp.example/runbooks/avepoint/" >/dev/null
+old_base=$(sed -n 's/^# Runbook base: //p' deploy/prometheus/rules.yml)
+if grep -rlF "$old_base" "$tmp/rb/deploy/prometheus" "$tmp/rb/deploy/kubernetes" | grep -v set-runbook-base.sh; then
+  fail "set-runbook-base.sh left the old base in the files above"
+fi
+promtool test rules "$tmp/rb/deploy/prometheus/rules_test.yml" "$tmp/rb/deploy/prometheus/rules_forecast_test.yml" >"$tmp/out" 2>&1 ||
+  { cat "$tmp/out"; fail "promtool test rules after set-runbook-base.sh"; }
+grep -q 'runbook_url: https://wiki.msp.example/runbooks/avepoint/avepointtenantoutofseats$' "$tmp/rb/deploy/kubernetes/prometheus-operator/prometheusrule.yaml" ||
+  fail "set-runbook-base.sh did not regenerate the PrometheusRule"
+ok "deploy/prometheus/set-runbook-base.sh rewrites the base everywhere; the unit tests pass with another base"
 
 # ---------------------------------------------------------------- systemd
 unit=deploy/systemd/avepoint-elements-exporter.service
