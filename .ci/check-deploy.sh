@@ -6,7 +6,10 @@
 #     context by deploy/Dockerfile.dockerignore);
 #   - promtool check config / check rules / test rules;
 #   - deploy/kubernetes/prometheus-operator/prometheusrule.yaml is exactly what generate-prometheusrule.sh makes
-#     from deploy/prometheus/rules.yml;
+#     from deploy/prometheus/rules.yml, and alertmanagerconfig.yaml what
+#     generate-alertmanagerconfig.sh makes from deploy/alertmanager/alertmanager.yml;
+#   - Alertmanager: amtool check-config, the routing tests (deploy/alertmanager/routes_test.sh),
+#     Prometheus' alerting target is the compose Alertmanager service;
 #   - Kubernetes workloads: strict security contexts, probes, the config and secret files the
 #     config names are mounted, shard count = replicas; `kubectl kustomize` builds (if kubectl);
 #   - systemd-analyze verify and an exposure threshold on the unit (if systemd-analyze);
@@ -38,6 +41,7 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
     python3 -m pip install -q --break-system-packages pyyaml
 fi
 command -v promtool >/dev/null || fail "promtool is not installed (apt-get install prometheus)"
+command -v amtool >/dev/null || fail "amtool is not installed (apt-get install prometheus-alertmanager)"
 
 # ---------------------------------------------------------------- structure (python)
 python3 - <<'PY'
@@ -100,6 +104,25 @@ for name, svc in (compose.get("services") or {}).items():
             path = os.path.normpath(os.path.join(base, os.path.expanduser(src)))
             if not os.path.exists(path):
                 fail(f"{compose_path}: services.{name}.volumes {v!r}: {path} does not exist")
+
+# Prometheus sends its alerts to the compose stack's Alertmanager, which mounts the reference
+# config (deploy/alertmanager/alertmanager.yml).
+prom_cfg = parsed.get("deploy/prometheus/prometheus.yml", [{}])[0]
+am_targets = [t for am in (prom_cfg.get("alerting") or {}).get("alertmanagers") or []
+              for sc in am.get("static_configs") or [] for t in sc.get("targets") or []]
+am_svc = (compose.get("services") or {}).get("alertmanager")
+if am_svc is None:
+    fail(f"{compose_path}: no alertmanager service")
+else:
+    if not any(src == os.path.normpath("deploy/alertmanager/alertmanager.yml") for _, src in mount_targets):
+        fail(f"{compose_path}: the alertmanager service does not mount deploy/alertmanager/alertmanager.yml")
+    if not any(a.startswith("--config.file=") and any(dst == a.split("=", 1)[1] for dst, _ in mount_targets)
+               for a in am_svc.get("command") or []):
+        fail(f"{compose_path}: alertmanager's --config.file is not a mounted file")
+if am_targets != ["alertmanager:9093"]:
+    fail(f"deploy/prometheus/prometheus.yml: alerting targets {am_targets}, expected the compose service alertmanager:9093")
+if "alertmanager" not in ((compose.get("services") or {}).get("prometheus") or {}).get("depends_on", []):
+    fail(f"{compose_path}: prometheus does not depend on alertmanager")
 
 # Dockerfile COPY sources exist relative to the build context (the repository root) and are
 # not excluded by the Dockerfile-specific .dockerignore.
@@ -313,19 +336,30 @@ if ! diff -u deploy/kubernetes/prometheus-operator/prometheusrule.yaml "$tmp/pro
   fail "deploy/kubernetes/prometheus-operator/prometheusrule.yaml is out of date with deploy/prometheus/rules.yml; run deploy/kubernetes/generate-prometheusrule.sh --write"
 fi
 ok "deploy/kubernetes/prometheus-operator/prometheusrule.yaml matches deploy/prometheus/rules.yml"
+bash deploy/kubernetes/generate-alertmanagerconfig.sh >"$tmp/alertmanagerconfig.yaml"
+if ! diff -u deploy/kubernetes/prometheus-operator/alertmanagerconfig.yaml "$tmp/alertmanagerconfig.yaml"; then
+  fail "deploy/kubernetes/prometheus-operator/alertmanagerconfig.yaml is out of date with deploy/alertmanager/alertmanager.yml; run deploy/kubernetes/generate-alertmanagerconfig.sh --write"
+fi
+ok "deploy/kubernetes/prometheus-operator/alertmanagerconfig.yaml matches deploy/alertmanager/alertmanager.yml"
+
+# ---------------------------------------------------------------- Alertmanager
+amtool check-config deploy/alertmanager/alertmanager.yml >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "amtool check-config deploy/alertmanager/alertmanager.yml"; }
+ok "amtool check-config deploy/alertmanager/alertmanager.yml"
+bash deploy/alertmanager/routes_test.sh >"$tmp/out" 2>&1 || { cat "$tmp/out"; fail "deploy/alertmanager/routes_test.sh"; }
+ok "$(tail -n 1 "$tmp/out")"
 
 # ---------------------------------------------------------------- kustomize + schemas
 # The base must apply on any cluster (no Prometheus Operator kinds); the component adds them.
 command -v kubectl >/dev/null || fail "kubectl is not installed (needed for kubectl kustomize)"
 kubectl kustomize deploy/kubernetes >"$tmp/kustomized.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize deploy/kubernetes"; }
-if grep -Eq '^kind: (ServiceMonitor|PrometheusRule)' "$tmp/kustomized.yaml"; then
+if grep -Eq '^kind: (ServiceMonitor|PrometheusRule|AlertmanagerConfig)' "$tmp/kustomized.yaml"; then
   fail "kubectl apply -k deploy/kubernetes would need the Prometheus Operator's CRDs"
 fi
 mkdir -p "$tmp/overlay"
 rel=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/deploy/kubernetes" "$tmp/overlay")
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s/prometheus-operator\n' "$rel" "$rel" >"$tmp/overlay/kustomization.yaml"
 kubectl kustomize "$tmp/overlay" >"$tmp/with-operator.yaml" 2>"$tmp/out" || { cat "$tmp/out"; fail "kubectl kustomize with the prometheus-operator component"; }
-for kind in ServiceMonitor PrometheusRule; do
+for kind in ServiceMonitor PrometheusRule AlertmanagerConfig; do
   grep -q "^kind: $kind" "$tmp/with-operator.yaml" || fail "the prometheus-operator component has no $kind"
 done
 ok "kubectl kustomize deploy/kubernetes ($(grep -c '^kind:' "$tmp/kustomized.yaml") resources, no operator CRDs; $(grep -c '^kind:' "$tmp/with-operator.yaml") with the prometheus-operator component)"
@@ -346,26 +380,50 @@ grep -q -- "-t $image" README.md || fail "the README's docker build does not tag
 ok "one image name and tag everywhere: $image"
 
 # ---------------------------------------------------------------- runbooks
+# Every runbook_url is the one base of rules.yml's "# Runbook base:" line (absolute: it is read
+# in a notification, far from this repository) followed by the alert's name in lower case, which
+# is the README heading of its runbook.
 python3 - <<'PY'
 import re, sys, yaml
-rules = yaml.safe_load(open("deploy/prometheus/rules.yml"))
+text = open("deploy/prometheus/rules.yml").read()
+rules = yaml.safe_load(text)
 readme = open("README.md", encoding="utf-8").read()
 def anchor(title):  # GitHub's heading anchors
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 anchors = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.M)}
+bases = re.findall(r"^# Runbook base: (\S+)$", text, re.M)
+if len(bases) != 1 or not re.match(r"https?://[^/\s]+/", bases[0]):
+    sys.exit(f"deploy/prometheus/rules.yml: want one '# Runbook base: <absolute URL>' line, found {bases}")
+base = bases[0]
 missing = []
 for group in rules["groups"]:
     for rule in group["rules"]:
         if "alert" not in rule:
             continue
         url = rule.get("annotations", {}).get("runbook_url", "")
-        if not url.startswith("README.md#") or url.split("#", 1)[1] not in anchors:
-            missing.append(f"{rule['alert']}: runbook_url {url!r} is not a README heading")
+        if url != base + rule["alert"].lower():
+            missing.append(f"{rule['alert']}: runbook_url {url!r} is not {base + rule['alert'].lower()!r}")
+        if rule["alert"].lower() not in anchors:
+            missing.append(f"{rule['alert']}: no README heading (runbook) #{rule['alert'].lower()}")
 if missing:
     print("\n".join(missing), file=sys.stderr)
     sys.exit(1)
 PY
-ok "every alert's runbook_url points at a README heading"
+ok "every alert's runbook_url is the rules' runbook base + its README runbook heading"
+# The base is configurable in one step: set-runbook-base.sh on a copy rewrites everything
+# (rules, tests, PrometheusRule) and the unit tests still pass.
+mkdir -p "$tmp/rb"
+cp -r deploy "$tmp/rb/"
+bash "$tmp/rb/deploy/prometheus/set-runbook-base.sh" "https://wiki.msp.example/runbooks/avepoint/" >/dev/null
+old_base=$(sed -n 's/^# Runbook base: //p' deploy/prometheus/rules.yml)
+if grep -rlF "$old_base" "$tmp/rb/deploy/prometheus" "$tmp/rb/deploy/kubernetes" | grep -v set-runbook-base.sh; then
+  fail "set-runbook-base.sh left the old base in the files above"
+fi
+promtool test rules "$tmp/rb/deploy/prometheus/rules_test.yml" "$tmp/rb/deploy/prometheus/rules_forecast_test.yml" >"$tmp/out" 2>&1 ||
+  { cat "$tmp/out"; fail "promtool test rules after set-runbook-base.sh"; }
+grep -q 'runbook_url: https://wiki.msp.example/runbooks/avepoint/avepointtenantoutofseats$' "$tmp/rb/deploy/kubernetes/prometheus-operator/prometheusrule.yaml" ||
+  fail "set-runbook-base.sh did not regenerate the PrometheusRule"
+ok "deploy/prometheus/set-runbook-base.sh rewrites the base everywhere; the unit tests pass with another base"
 
 # ---------------------------------------------------------------- systemd
 unit=deploy/systemd/avepoint-elements-exporter.service
