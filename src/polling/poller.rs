@@ -18,6 +18,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::PollConfig;
+use crate::domain::label;
 use crate::domain::TargetKey;
 use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
@@ -590,10 +591,14 @@ impl Poller {
 
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
-        items: tenants,
+        items: mut tenants,
         invalid,
         pages,
     } = fetched;
+    // Label values are bounded before anything keeps them (series, status, state file).
+    metrics
+        .polling()
+        .labels_cut(label::cut_tenants(&mut tenants));
     let customer_id = &*target.request.customer_id;
     let now = SystemTime::now();
     if !invalid.is_empty() {
