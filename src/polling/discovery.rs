@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::domain::label;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::metrics::{CustomerInfo, Metrics};
+use crate::polling::persistence::Origin;
 use crate::polling::plan;
 use crate::polling::poller::Plan;
 
@@ -220,6 +221,7 @@ fn plan_of(state: &mut State, shard: u32, total_shards: u32, metrics: &Metrics) 
             .clone()
             .filter(|_| state.config.discovery.is_some()),
         version: state.planned,
+        origin: Arc::new(Origin::of(&state.config.elements)),
     }
 }
 

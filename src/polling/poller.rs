@@ -23,7 +23,7 @@ use crate::domain::TargetKey;
 use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries};
-use crate::polling::persistence::{Persistence, Saved, Written};
+use crate::polling::persistence::{Origin, Persistence, Saved, Written};
 use crate::polling::plan::Target;
 
 mod failures;
@@ -54,6 +54,8 @@ pub struct Plan {
     /// Order of planning: a plan never replaces one planned after it (a discovery refresh
     /// planned from the old config cannot undo a reload's plan).
     pub version: u64,
+    /// The API and client the targets are polled from, recorded in the persistence file.
+    pub origin: Arc<Origin>,
 }
 
 /// The last known state of a target, as shown on the landing page.
