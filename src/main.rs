@@ -73,8 +73,8 @@ struct Cli {
     #[arg(long = "check-config")]
     check_config: bool,
     /// Poll every target once, print the exposition to stdout and exit: 0 if every poll
-    /// succeeded, else 1 (each failure on stderr). Binds no port (cron with the textfile
-    /// collector, or a first check of an app registration).
+    /// succeeded and the output was written whole, else 1 (each failure on stderr). Binds no
+    /// port (cron with the textfile collector, or a first check of an app registration).
     #[arg(long)]
     once: bool,
     /// Poll only the customers whose stable hash modulo --total-shards is this number.
