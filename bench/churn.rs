@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use avepoint_elements_exporter::bench::{
-    build_client, run_poller, targets_of, Format, Metrics, Plan, Poller, Scale, Status,
+    build_client, run_poller, targets_of, Format, Metrics, Origin, Plan, Poller, Scale, Status,
 };
 use avepoint_elements_exporter::{BuildInfo, Config, DemoApi};
 
@@ -68,6 +68,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         complete: true,
         discovered: None,
         version: 1,
+        origin: Arc::new(Origin::of(&config.elements)),
     };
     // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);

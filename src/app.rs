@@ -17,7 +17,7 @@ use crate::elements::build_client;
 use crate::elements::transport::TransportError;
 use crate::metrics::{BuildInfo, Metrics};
 use crate::polling::discovery::{self, Planner};
-use crate::polling::persistence::{self, Loaded, Persistence, PersistenceError, Saved};
+use crate::polling::persistence::{self, Loaded, Origin, Persistence, PersistenceError, Saved};
 use crate::polling::poller::{self, Poller, Status};
 use crate::server::web_config::{WebConfigError, WebSettings};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
@@ -289,29 +289,42 @@ pub async fn once(options: Options) -> Result<OncePass, AppError> {
 }
 
 /// Makes sure the persistence file can be written (else a start-up error), and reads what it
-/// kept. A file that cannot be used is moved aside with a warning: the exporter then starts
-/// as if it had none.
-async fn restore_state(p: &Persistence) -> Result<Option<Saved>, AppError> {
+/// kept for the API and client of `elements`. A file that cannot be used is moved aside, and
+/// one written for another API or client is left for the next write to replace, each with a
+/// warning: the exporter then starts as if it had none.
+async fn restore_state(
+    p: &Persistence,
+    elements: &crate::config::ElementsConfig,
+) -> Result<Option<Saved>, AppError> {
     let path = p.path.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
+    let origin = Origin::of(elements);
+    let reading = tokio::task::spawn_blocking(move || {
         persistence::prepare(&path)?;
-        let loaded = persistence::load(&path);
-        let aside = match &loaded {
-            Loaded::Bad(_) => Some(persistence::move_aside(&path)),
-            _ => None,
-        };
-        Ok::<_, PersistenceError>((loaded, aside))
+        Ok::<_, PersistenceError>(persistence::load(&path, &origin, SystemTime::now()))
     })
     .await;
     let file = p.path.display().to_string();
-    let (loaded, aside) = match loaded {
+    let moved = |to: Option<Result<std::path::PathBuf, String>>| match to {
+        Some(Ok(to)) => to.display().to_string(),
+        Some(Err(e)) => format!("(cannot move it aside: {e})"),
+        None => String::new(),
+    };
+    let reading = match reading {
         Ok(result) => result?,
         Err(e) => {
             tracing::warn!(file, error = %e, "cannot read the persistence file; starting without it");
             return Ok(None);
         }
     };
-    match loaded {
+    if let Some(to) = reading.interrupted {
+        tracing::warn!(
+            file,
+            moved_to = moved(Some(to)),
+            "an earlier start stopped while reading the persistence file (a crash or a kill); \
+             that file is not read again"
+        );
+    }
+    match reading.loaded {
         Loaded::Missing => {
             tracing::info!(
                 file,
@@ -320,16 +333,19 @@ async fn restore_state(p: &Persistence) -> Result<Option<Saved>, AppError> {
             Ok(None)
         }
         Loaded::Restored(saved) => Ok(Some(saved)),
+        Loaded::Foreign(differs) => {
+            tracing::warn!(
+                file,
+                differs,
+                "the persistence file was written for another API or client; starting without it"
+            );
+            Ok(None)
+        }
         Loaded::Bad(cause) => {
-            let moved_to = match aside {
-                Some(Ok(to)) => to.display().to_string(),
-                Some(Err(e)) => format!("(cannot move it aside: {e})"),
-                None => String::new(),
-            };
             tracing::warn!(
                 file,
                 cause,
-                moved_to,
+                moved_to = moved(reading.moved_to),
                 "cannot use the persistence file; starting without it"
             );
             Ok(None)
@@ -392,7 +408,7 @@ async fn bootstrap(
     } = setup(&options).await?;
     metrics.config_loaded(SystemTime::now());
     let restored = match &options.persistence {
-        Some(p) => restore_state(p).await?,
+        Some(p) => restore_state(p, &config.elements).await?,
         None => None,
     };
     let web = Arc::new(ArcSwap::from_pointee(load_web(&options).await?));

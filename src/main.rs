@@ -73,8 +73,8 @@ struct Cli {
     #[arg(long = "check-config")]
     check_config: bool,
     /// Poll every target once, print the exposition to stdout and exit: 0 if every poll
-    /// succeeded, else 1 (each failure on stderr). Binds no port (cron with the textfile
-    /// collector, or a first check of an app registration).
+    /// succeeded and the output was written whole, else 1 (each failure on stderr). Binds no
+    /// port (cron with the textfile collector, or a first check of an app registration).
     #[arg(long)]
     once: bool,
     /// Poll only the customers whose stable hash modulo --total-shards is this number.
@@ -169,12 +169,23 @@ fn persistence_summary(cli: &Cli) -> String {
     }
 }
 
+/// Writes `bytes` to stdout and flushes it. Unlike `print!` it never panics: the caller
+/// decides what a failure means (a closed pipe, `| head -1`, is [`closed_pipe`]).
+fn write_out(bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush())
+}
+
 /// Writes `text` to stdout; a closed pipe (`| head -1`) ends the output quietly instead of
 /// panicking as `print!` does.
 fn print_out(text: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    let _ = write_out(text.as_bytes());
+}
+
+/// Whether a write failed because the reader went away (`| head -1`): nothing to report.
+fn closed_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
 }
 
 /// Checks what the flags mean together, for the daemon and `--check-config` alike; the
@@ -410,20 +421,27 @@ fn run_once(
     options: Options,
     config_file: &std::path::Path,
 ) -> ExitCode {
-    use std::io::Write as _;
     let result = runtime.block_on(app::once(options));
     match result {
         Ok(pass) => {
-            // A closed pipe (`| head`) ends the output quietly.
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&pass.exposition).and_then(|()| out.flush());
+            // Output cut short (a full disk, a closed pipe) must not pass for a whole file:
+            // the cron recipe renames it into place only on exit 0. A closed pipe (`| head`)
+            // is the reader's choice and says nothing; anything else gets one line.
+            let written = write_out(&pass.exposition);
             for failure in &pass.failures {
                 tracing::error!(failure = %failure, "poll failed");
             }
-            if pass.failures.is_empty() {
+            if let Err(e) = &written {
+                if !closed_pipe(e) {
+                    tracing::error!(error = %e, "cannot write the exposition to stdout");
+                }
+            }
+            if !pass.failures.is_empty() {
+                tracing::error!(failed = pass.failures.len(), "not every poll succeeded");
+            }
+            if pass.failures.is_empty() && written.is_ok() {
                 ExitCode::SUCCESS
             } else {
-                tracing::error!(failed = pass.failures.len(), "not every poll succeeded");
                 ExitCode::from(1)
             }
         }

@@ -232,6 +232,10 @@ pub struct ElementsConfig {
     pub max_requests_per_second: Option<NonZeroU32>,
     /// Extra attempts for retryable failures.
     pub retries: u32,
+    /// A name that stands for `base_url` where the persistence file records which API its
+    /// state came from (never from the file: `--demo` sets it, since its simulated API moves
+    /// to a new port at every start but is the same API).
+    pub stable_origin: Option<&'static str>,
 }
 
 /// `poll.empty_interval` when not set (or `poll.interval`, if that is longer).

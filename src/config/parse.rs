@@ -153,6 +153,7 @@ fn parse_elements(
         max_concurrency: NonZeroUsize::new(max_concurrency)?,
         max_requests_per_second: NonZeroU32::new(max_rps),
         retries,
+        stable_origin: None,
     })
 }
 

@@ -362,7 +362,10 @@ impl DemoApi {
     /// A configuration that discovers the simulated customers (all but the `Test` one) and
     /// polls all four tenant types.
     pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
-        Config::parse(&self.config_yaml(), &WithoutVariables)
+        let mut config = Config::parse(&self.config_yaml(), &WithoutVariables)?;
+        // The same simulated API at every start, whatever port it got: its state is its own.
+        config.elements.stable_origin = Some("demo");
+        Ok(config)
     }
 
     /// The text of [`DemoApi::config`] (for the scaled dataset: one hour interval, page size

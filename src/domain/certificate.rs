@@ -26,6 +26,9 @@ pub struct ClientCertificate {
     key: EncodingKey,
     /// base64url SHA-1 thumbprint of the certificate's DER (the JWT header's `x5t`).
     thumbprint: String,
+    /// Hex SHA-256 fingerprint of the certificate's DER: which certificate the persistence
+    /// file was written for (public, like the certificate).
+    sha256: String,
     /// The certificate's subject, for `--check-config`.
     subject: String,
     /// End of the certificate's validity.
@@ -120,6 +123,11 @@ impl ClientCertificate {
             _ => return Err(CertificateError::NotRsa),
         };
         let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &pem.contents);
+        let sha256 = ring::digest::digest(&ring::digest::SHA256, &pem.contents)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if is_encrypted_pem(key_pem) {
             return Err(CertificateError::Encrypted);
         }
@@ -127,6 +135,7 @@ impl ClientCertificate {
         let this = ClientCertificate {
             key,
             thumbprint: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            sha256,
             subject: cert.subject().to_string(),
             not_after: cert.validity().not_after.to_string(),
         };
@@ -168,6 +177,12 @@ impl ClientCertificate {
     /// The base64url SHA-1 thumbprint of the certificate (`x5t`).
     pub fn thumbprint(&self) -> &str {
         &self.thumbprint
+    }
+
+    /// The hex SHA-256 fingerprint of the certificate (as `openssl x509 -fingerprint
+    /// -sha256` shows it, without colons).
+    pub fn sha256_fingerprint(&self) -> &str {
+        &self.sha256
     }
 
     /// The certificate's subject and expiry, for `--check-config`.
@@ -245,6 +260,9 @@ mod tests {
             let (_, der) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
             let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der.contents);
             assert_eq!(c.thumbprint(), URL_SAFE_NO_PAD.encode(sha1));
+            let sha256 = ring::digest::digest(&ring::digest::SHA256, &der.contents);
+            let hex: String = sha256.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(c.sha256_fingerprint(), hex);
             assert!(!format!("{c:?}").contains("PRIVATE"));
             let a = c.sign("client-1", "aud").unwrap();
             let b = c.sign("client-1", "aud").unwrap();

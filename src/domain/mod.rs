@@ -1,9 +1,11 @@
 //! The Elements vocabulary that config, the API client, planning and metrics share: tenant
 //! types, the license filter, a tenant's seats, a target's identity and its stable hash, time
-//! as the exposition writes it, and the client certificate (`certificate`: loaded with the
-//! config, signed into assertions by the token source).
+//! as the exposition writes it, the client certificate (`certificate`: loaded with the
+//! config, signed into assertions by the token source), and the bound on label values taken
+//! from the API (`label`).
 
 pub(crate) mod certificate;
+pub(crate) mod label;
 
 use std::fmt;
 use std::sync::Arc;
@@ -121,6 +123,14 @@ pub fn canonical_customer_id(raw: &str) -> Result<String, String> {
     if raw.is_empty() {
         return Err("is empty".into());
     }
+    if raw.len() > label::MAX_LABEL_VALUE_BYTES {
+        // Not cut: the id addresses the customer in the request path.
+        return Err(format!(
+            "is {} bytes long, more than the {} bytes of a label value",
+            raw.len(),
+            label::MAX_LABEL_VALUE_BYTES
+        ));
+    }
     if raw == "." || raw == ".." {
         return Err(format!("{raw:?} would change the request path"));
     }
@@ -170,5 +180,10 @@ mod tests {
         }
         // Dots inside an id are harmless.
         assert_eq!(canonical_customer_id("a..b").as_deref(), Ok("a..b"));
+        // Bounded like a label value, and not echoed when too long.
+        let long = "a".repeat(label::MAX_LABEL_VALUE_BYTES + 1);
+        let why = canonical_customer_id(&long).unwrap_err();
+        assert!(why.contains("1025 bytes") && !why.contains("aaaa"), "{why}");
+        assert!(canonical_customer_id(&long[1..]).is_ok());
     }
 }

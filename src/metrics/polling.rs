@@ -30,6 +30,7 @@ pub struct PollingMetrics {
     last_write: Gauge,
     restored_targets: IntGauge,
     last_write_duration: Gauge,
+    labels_cut: IntCounter,
 }
 
 /// One discovered customer's facts, as `avepoint_exporter_customer_info` labels them.
@@ -157,6 +158,10 @@ impl PollingMetrics {
                 "persistence_last_write_duration_seconds",
                 "Time the last successful write of the persistence file took, fsync and rename included.",
             )?,
+            labels_cut: counter(
+                "label_values_truncated_total",
+                "Label values from the API (tenant ids and names, the customer list's names) cut to 1 KiB.",
+            )?,
         })
     }
 
@@ -195,6 +200,11 @@ impl PollingMetrics {
         self.skipped_records
             .with_label_values(&[reason])
             .inc_by(n as u64);
+    }
+
+    /// Counts `n` label values from the API cut to 1 KiB.
+    pub fn labels_cut(&self, n: u64) {
+        self.labels_cut.inc_by(n);
     }
 
     /// Counts a poll started more than an interval after it was due.
@@ -293,6 +303,17 @@ mod tests {
             }],
         );
         m.set_discovery(true, 0, []);
+        // There from the start, so that increase() sees the first cut.
+        let cut = |registry: &Registry| {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "avepoint_exporter_label_values_truncated_total")
+                .map(|f| f.get_metric()[0].get_counter().get_value())
+        };
+        assert_eq!(cut(&registry), Some(0.0));
+        m.labels_cut(3);
+        assert_eq!(cut(&registry), Some(3.0));
         let families = registry.gather();
         let errors = families
             .iter()

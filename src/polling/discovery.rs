@@ -14,8 +14,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch};
 
 use crate::config::Config;
+use crate::domain::label;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched};
 use crate::metrics::{CustomerInfo, Metrics};
+use crate::polling::persistence::Origin;
 use crate::polling::plan;
 use crate::polling::poller::Plan;
 
@@ -275,6 +277,7 @@ fn plan_of(state: &mut State, shard: u32, total_shards: u32, metrics: &Metrics) 
             .clone()
             .filter(|_| state.config.discovery.is_some()),
         version: state.planned,
+        origin: Arc::new(Origin::of(&state.config.elements)),
     }
 }
 
@@ -350,7 +353,24 @@ fn take_list(
     interval: Duration,
 ) -> bool {
     match fetched {
-        Ok(list) => {
+        Ok(mut list) => {
+            // The list's names become label values (customer_name, customer_info): bounded
+            // before the plan keeps them.
+            let cut: u64 = list
+                .items
+                .iter_mut()
+                .map(|c| {
+                    [
+                        &mut c.organization,
+                        &mut c.country_or_region,
+                        &mut c.management_mode,
+                    ]
+                    .into_iter()
+                    .map(|v| u64::from(label::cut_in_place(v)))
+                    .sum::<u64>()
+                })
+                .sum();
+            planner.metrics.polling().labels_cut(cut);
             if !list.invalid.is_empty() {
                 tracing::warn!(
                     skipped = list.invalid.len(),

@@ -18,11 +18,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::PollConfig;
+use crate::domain::label;
 use crate::domain::TargetKey;
 use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
 use crate::metrics::{render_snapshot, Metrics, SeatSeries};
-use crate::polling::persistence::{Persistence, Saved, Written};
+use crate::polling::persistence::{Origin, Persistence, Saved, Written};
 use crate::polling::plan::Target;
 
 mod failures;
@@ -53,6 +54,8 @@ pub struct Plan {
     /// Order of planning: a plan never replaces one planned after it (a discovery refresh
     /// planned from the old config cannot undo a reload's plan).
     pub version: u64,
+    /// The API and client the targets are polled from, recorded in the persistence file.
+    pub origin: Arc<Origin>,
 }
 
 /// The last known state of a target, as shown on the landing page.
@@ -681,7 +684,7 @@ fn hold_empty(state: &mut TargetState) {
 
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
-        items: tenants,
+        items: mut tenants,
         invalid,
         pages,
         foreign,
@@ -702,6 +705,10 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
         );
     }
     state.empty_unconfirmed = false;
+    // Label values are bounded before anything keeps them (series, status, state file).
+    metrics
+        .polling()
+        .labels_cut(label::cut_tenants(&mut tenants));
     let customer_id = &*target.request.customer_id;
     let now = SystemTime::now();
     if !invalid.is_empty() {

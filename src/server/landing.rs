@@ -61,9 +61,11 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         "off (customers from the config file)".to_owned()
     } else {
         match metrics.polling().discovery_last_success() {
-            t if t > 0.0 => when(Some(
-                SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(t),
-            )),
+            t if t > 0.0 => when(
+                std::time::Duration::try_from_secs_f64(t)
+                    .ok()
+                    .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d)),
+            ),
             _ => "<b class=\"down\">never fetched</b> (see avepoint_exporter_discovery_errors_total and the log)".to_owned(),
         }
     };

@@ -3,7 +3,7 @@
 //! `customer=`). Everything comes from the status the poller publishes; nothing touches the
 //! API.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -95,9 +95,19 @@ impl Filter {
     }
 }
 
-/// RFC 3339 in UTC, to the second.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
+/// RFC 3339 in UTC, to the second. Total: a time before 1970 or after the year 9999 (which
+/// humantime refuses, and `to_string` would turn into a panic) is written as the nearest
+/// time it can write.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(LAST_RFC3339_SECOND);
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string()
 }
 
 #[derive(Serialize)]
@@ -165,7 +175,6 @@ pub fn error_json(error: &str) -> String {
 mod tests {
     use super::*;
     use crate::domain::TenantType;
-    use std::time::Duration;
 
     fn target(id: &str, name: &str, polled: bool, error: Option<&str>) -> TargetStatus {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
@@ -241,5 +250,37 @@ mod tests {
         assert_eq!(unknown["health"], "unknown");
         assert_eq!(unknown["lastPoll"], serde_json::Value::Null);
         assert_eq!(unknown["lastError"], "");
+    }
+
+    #[test]
+    fn any_time_formats_without_a_panic() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(rfc3339(epoch), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(epoch + Duration::from_secs(1_795_000_000)),
+            "2026-11-18T11:06:40Z"
+        );
+        // Out of RFC 3339's range (a state file from a clock far ahead): the nearest time.
+        let far = epoch + Duration::from_secs(1_000_000_000_000);
+        assert_eq!(rfc3339(far), "9999-12-31T23:59:59Z");
+        assert_eq!(
+            rfc3339(epoch + Duration::from_secs(253_402_300_800)),
+            "9999-12-31T23:59:59Z"
+        );
+        if let Some(before) = epoch.checked_sub(Duration::from_secs(86_400)) {
+            assert_eq!(rfc3339(before), "1970-01-01T00:00:00Z");
+        }
+        let mut status = Status {
+            targets: vec![target("a1", "Contoso", true, None)],
+            ..Status::default()
+        };
+        status.targets[0].last_success = Some(far);
+        status.targets[0].next_poll = Some(far);
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&status, &Filter::default())).unwrap();
+        assert_eq!(
+            v["data"]["targets"][0]["lastSuccess"],
+            "9999-12-31T23:59:59Z"
+        );
     }
 }

@@ -458,3 +458,56 @@ customers:
         "the shards together cover every customer once"
     );
 }
+
+/// Runs `--once` on `config` with `stdout` as the child's standard output: (exit code, stderr).
+fn once_into(config: &std::path::Path, stdout: std::process::Stdio) -> (i32, String) {
+    let mut child = std::process::Command::new(binary())
+        .args(["--once", "--config.file", config.to_str().unwrap()])
+        .env_remove("ELEMENTS_CLIENT_SECRET")
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A closed pipe: the reading end is gone before the child writes a byte.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn once_exits_1_when_its_output_cannot_be_written() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let api = runtime.block_on(simple_api());
+    let (_dir, config) = config_with_limits(&api, TEST_LIMITS, &one_target("5m"));
+    // Every poll succeeds: only the output decides.
+    let (code, err) = once_into(&config, std::process::Stdio::null());
+    assert_eq!(code, 0, "{err}");
+
+    // A full disk (the cron recipe's `> f.$$ && mv f.$$ f` must not install a cut file):
+    // exit 1 with one line saying why.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (code, err) = once_into(&config, full.into());
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("cannot write the exposition to stdout"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("level=error"), "{err}");
+    assert!(lines[0].contains("No space left on device"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // A closed pipe (`| head -1`): exit 1 as well, quietly.
+    let (code, err) = once_into(&config, std::process::Stdio::piped());
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("cannot write"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -634,3 +634,60 @@ async fn the_secret_and_the_token_are_cut_however_they_are_echoed() {
     assert!(line.contains("token <redacted> lacks the scope"), "{line}");
     assert!(!exporter.log_text().contains("opaque-7f3a9c"));
 }
+
+#[tokio::test]
+async fn through_the_binary_huge_names_from_the_api_are_cut_to_1_kib_and_counted() {
+    const LIST: &str = "/partner/external/v3/general/customers/batch";
+    const HUGE: usize = 100_000;
+    let api = FakeApi::with_tokens(|r| {
+        if r.path == LIST {
+            let list: Vec<_> = ["d1", "d2"]
+                .iter()
+                .map(|id| {
+                    serde_json::json!({"id": id, "organization": format!("{id}{}", "O".repeat(HUGE)),
+                        "countryOrRegion": "C".repeat(HUGE), "managementMode": "Managed"})
+                })
+                .collect();
+            return Reply::json(envelope(&list, 1, 100, 2));
+        }
+        // 20 tenants whose ids differ only after their first 100 KB.
+        let records: Vec<_> = (0..20)
+            .map(|i| record(&format!("{}{i}", "x".repeat(HUGE)), &"N".repeat(HUGE), i, 1))
+            .collect();
+        Reply::json(envelope(&records, 1, 100, 20))
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1h\ndiscovery:\n  tenant_types: [0]\n",
+    );
+    let text = exporter.first_cycle().await;
+    // Every tenant is still its own series.
+    assert_eq!(series(&text, "available_user_seats").len(), 40);
+    assert_eq!(series(&text, "assigned_user_seats").len(), 40);
+    // Every label value within 1 KiB, cut on a character boundary and marked.
+    let mut cut = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(labels) = line.split_once('{').and_then(|(_, r)| r.rsplit_once('}')) else {
+            continue;
+        };
+        for pair in labels.0.split("\",") {
+            let value = pair.split_once("=\"").map_or("", |(_, v)| v);
+            let value = value.strip_suffix('"').unwrap_or(value);
+            assert!(value.len() <= 1024, "{} bytes: {line:.200}", value.len());
+            if value.len() > 1000 {
+                assert!(value.contains('…'), "{line:.200}");
+                cut += 1;
+            }
+        }
+    }
+    // Seat series: tenant id, name and customer name; customer_info: name and country.
+    assert_eq!(cut, 80 * 3 + 2 * 2);
+    // Proportional to the number of series (some 3 KiB each), not to what the API sent.
+    assert!(text.len() < 400 * 1024, "{} bytes", text.len());
+    // 20 ids and 20 names per target, and each customer's name and country, once each.
+    assert_eq!(
+        counter(&text, "avepoint_exporter_label_values_truncated_total"),
+        Some(84.0)
+    );
+}

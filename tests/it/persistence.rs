@@ -632,3 +632,225 @@ async fn through_the_binary_a_torn_state_file_is_moved_aside_and_the_exporter_se
     let text = exporter.first_cycle().await;
     assert_eq!(series(&text, "available_user_seats").len(), 4);
 }
+
+/// Runs the binary on `config` keeping its state in `state` until its first pass is written,
+/// then stops it with SIGTERM (which writes the file once more): the exposition it served.
+async fn binary_pass(config: &Path, state: &Path) -> String {
+    let mut exporter = Exporter::start(&args(config, state, "1h"));
+    let text = exporter.first_cycle().await;
+    assert!(exporter
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .success());
+    assert!(state.exists(), "no state file");
+    text
+}
+
+#[tokio::test]
+async fn through_the_binary_a_state_of_another_api_or_client_is_not_restored() {
+    let other = api(Arc::new(AtomicBool::new(true))).await;
+    let api = api(Arc::default()).await;
+    let (dir, config, state) = kept_fleet(&api, &customers(&["a", "b"]), "state.jsonl");
+    let before = binary_pass(&config, &state).await;
+    assert_eq!(series(&before, "available_user_seats").len(), 4);
+    // The file says what it was written for, and holds no client id.
+    let header = std::fs::read_to_string(&state).unwrap();
+    let header = header.lines().next().unwrap();
+    assert!(
+        header.contains(&format!("\"base_url\":\"{}/\"", api.base_url())),
+        "{header}"
+    );
+    assert!(!header.contains("my-client"), "{header}");
+
+    // The same customers behind another API, which fails everything.
+    write_config(&dir, &other, &customers(&["a", "b"]));
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let line = exporter
+        .log_line("the persistence file was written for another API or client")
+        .await;
+    assert!(line.contains("level=warn"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "base_url {}/ in the file, {}/ in the config",
+            api.base_url(),
+            other.base_url()
+        )),
+        "{line}"
+    );
+    // Nothing of the old API is served, let alone as up; its polls decide.
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(!text.contains("available_user_seats{"), "{text}");
+    assert!(!text.contains("avepoint_exporter_target_up{"), "{text}");
+    assert_eq!(
+        counter(&text, "avepoint_exporter_persistence_restored_targets"),
+        Some(0.0)
+    );
+    let text = exporter.first_cycle().await;
+    assert_eq!(up(&text, "a"), Some(0.0));
+    assert!(!text.contains("available_user_seats{"), "{text}");
+    assert_eq!(
+        exporter.log_text().matches("another API or client").count(),
+        1
+    );
+    drop(exporter);
+
+    // The first API again, under another client id: not restored either.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(&other.base_url(), &api.base_url()),
+    )
+    .unwrap();
+    binary_pass(&config, &state).await;
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("client_id: my-client", "client_id: another-client"),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let line = exporter
+        .log_line("the persistence file was written for another API or client")
+        .await;
+    assert!(line.contains("differs=\"another client_id\""), "{line}");
+    assert!(!line.contains("my-client"), "{line}");
+}
+
+#[tokio::test]
+async fn through_the_binary_times_in_the_future_neither_crash_the_pages_nor_come_back() {
+    let down = Arc::new(AtomicBool::new(false));
+    let api = api(down.clone()).await;
+    let (_dir, config, state) = kept_fleet(&api, &customers(&["a", "b"]), "state.jsonl");
+    binary_pass(&config, &state).await;
+    let good = std::fs::read_to_string(&state).unwrap();
+    down.store(true, Ordering::SeqCst);
+
+    // One target's times in the year 33658 (a crafted file, a clock far ahead then).
+    edit_state(&state, |mut v| {
+        if v["target"]["customer_id"] == "a" {
+            for field in ["last_poll", "last_success"] {
+                v["target"][field] = 1e12.into();
+            }
+        }
+        v
+    });
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let now = unix_now();
+    let (code, page) = exporter.get("/").await;
+    assert_eq!(code, 200, "{page}");
+    let (code, json) = exporter.get("/api/v1/targets").await;
+    assert_eq!(code, 200, "{json}");
+    // Clamped to when the file was written: never later than now.
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = v["data"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["customerId"] == "a")
+        .unwrap()
+        .clone();
+    let last = a["lastSuccess"].as_str().unwrap();
+    assert!(last.starts_with("20"), "{a}");
+    let (_, text) = exporter.get("/metrics").await;
+    let at = value(
+        &text,
+        "avepoint_exporter_target_last_success_timestamp_seconds",
+        &["customer_id=\"a\""],
+    )
+    .unwrap();
+    assert!(at <= now + 1.0, "{at} > {now}");
+    drop(exporter);
+
+    // A file written a day from now: its times cannot be trusted; refused, moved aside.
+    std::fs::write(&state, &good).unwrap();
+    edit_state(&state, |mut v| {
+        if v["header"].is_object() {
+            v["header"]["written_at"] = (unix_now() + 86_400.0).into();
+        }
+        v
+    });
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let line = exporter
+        .log_line("cannot use the persistence file; starting without it")
+        .await;
+    assert!(line.contains("s after now"), "{line}");
+    assert!(PathBuf::from(format!("{}.bad", state.display())).exists());
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(!text.contains("available_user_seats{"), "{text}");
+    assert_eq!(exporter.get("/").await.0, 200);
+}
+
+/// The peak resident memory of a process (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test]
+async fn through_the_binary_a_huge_file_or_line_is_refused_after_a_bounded_read() {
+    let api = api(Arc::default()).await;
+    let (dir, config, state) = kept_fleet(&api, &customers(&["a", "b"]), "state.jsonl");
+    binary_pass(&config, &state).await;
+    let good = std::fs::read_to_string(&state).unwrap();
+    let header = format!("{}\n", good.lines().next().unwrap());
+    let bad = PathBuf::from(format!("{}.bad", state.display()));
+    let cases: Vec<(&str, Box<MakeFile>, &str)> = vec![
+        (
+            // 1 GiB of zeros (sparse: no disk used), just within the size limit.
+            "sparse",
+            Box::new(|p| {
+                let f = std::fs::File::create(p).unwrap();
+                f.set_len(1 << 30).unwrap();
+            }),
+            "no header line within the first 1024 bytes",
+        ),
+        (
+            // A good header, then one line of 512 MiB.
+            "huge line",
+            Box::new(move |p| {
+                std::fs::write(p, &header).unwrap();
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(header.len() as u64 + (512 << 20)).unwrap();
+            }),
+            "line 2 is longer than 67108864 bytes",
+        ),
+    ];
+    for (name, make, cause) in cases {
+        let _ = std::fs::remove_file(&bad);
+        make(&state);
+        let started = std::time::Instant::now();
+        let exporter = Exporter::start(&args(&config, &state, "1h"));
+        let line = exporter
+            .log_line("cannot use the persistence file; starting without it")
+            .await;
+        assert!(line.contains(cause), "{name}: {line}");
+        assert!(bad.exists() && !state.exists(), "{name}: not moved aside");
+        // Read in bounded pieces: quickly, and never the whole file in memory.
+        assert!(started.elapsed() < Duration::from_secs(5), "{name}");
+        let peak = peak_rss_mib(exporter.pid());
+        assert!(peak < 256, "{name}: peak RSS {peak} MiB");
+        let text = exporter.first_cycle().await;
+        assert_eq!(series(&text, "available_user_seats").len(), 4, "{name}");
+    }
+
+    // A start that died while reading (a crash, a kill) left the file at `PATH.reading`: the
+    // next start does not read it again, says so, and starts without it.
+    let reading = dir.path().join("state.jsonl.reading");
+    let _ = std::fs::remove_file(&state);
+    std::fs::write(&reading, &good).unwrap();
+    let exporter = Exporter::start(&args(&config, &state, "1h"));
+    let line = exporter
+        .log_line("an earlier start stopped while reading the persistence file")
+        .await;
+    assert!(line.contains("level=warn"), "{line}");
+    assert!(!reading.exists() && bad.exists());
+    let (_, text) = exporter.get("/metrics").await;
+    assert!(!text.contains("available_user_seats{"), "{text}");
+    exporter.first_cycle().await;
+}

@@ -8,7 +8,15 @@
 //!   crash at any moment leaves the old file or the new one, never a torn one. Mode 0600. No
 //!   secret, token or credential is part of the state.
 //! - Reading ([`load`]) opens without blocking (a FIFO cannot hang start-up), accepts only a
-//!   regular file under [`MAX_STATE_BYTES`], and refuses a file that is not whole.
+//!   regular file under [`MAX_STATE_BYTES`], reads it a bounded line at a time (the header
+//!   within [`MAX_HEADER_BYTES`], any line within [`MAX_LINE_BYTES`]), and refuses a file that
+//!   is not whole, was written for another API or client ([`Origin`]), or was written in the
+//!   future (beyond [`MAX_CLOCK_AHEAD`]); times of targets later than the write are clamped.
+//! - The file is moved aside to `PATH.reading` before it is parsed and put back only once it
+//!   has been read: a start that crashes or is killed while reading leaves `PATH.reading`,
+//!   which the next start moves to `PATH.bad` unread, so no file can make start-up loop. A
+//!   file that was read (used or written for another API) is back at `PATH` until the next
+//!   write replaces it; a bad one goes to `PATH.bad`.
 //! - [`revival`] decides, without clocks, what a saved target becomes at start: the time the
 //!   exporter was not running counts as failing time.
 //!
@@ -24,12 +32,103 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::config::{Credential, ElementsConfig};
 use crate::domain::TenantType;
 use crate::elements::client::DiscoveredCustomer;
 use crate::metrics::SeatSeries;
 
 /// The largest state file read at start (about 40 times a 20 000-target fleet's file).
 pub const MAX_STATE_BYTES: u64 = 1 << 30;
+
+/// The header line must be whole within the file's first this many bytes (it is some
+/// 300 bytes; a file that does not start with one is refused without reading further).
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// The longest line read: one target's series (some 30 000 tenants at the longest label
+/// values, or about 800 000 at typical ones). A longer line refuses the file after reading
+/// this much, so no file makes start-up hold more than one such line.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// How far the file's time may be ahead of the clock at start (a clock stepped back a
+/// little by NTP); the file's times are then clamped to now. Further ahead, the file is
+/// refused: its times cannot be trusted (a clock that was far ahead, or an edited file).
+pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
+
+/// Which API and client a state was written for: a state read for another one is not used
+/// (its series are another account's seats). Never a secret: the client id and the
+/// certificate are kept as SHA-256 fingerprints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `elements.base_url` (a fingerprint when longer than [`Origin::LONGEST_URL`], so the
+    /// header stays short).
+    pub base_url: String,
+    /// `sha256:` and the hex SHA-256 of `elements.client_id`.
+    pub client: String,
+    /// The hex SHA-256 fingerprint of the client certificate, with certificate
+    /// authentication.
+    pub certificate: Option<String>,
+}
+
+impl Origin {
+    /// The longest `base_url` kept as it is.
+    pub const LONGEST_URL: usize = 256;
+
+    /// The origin of a state polled with `elements`.
+    pub fn of(elements: &ElementsConfig) -> Origin {
+        let url = elements
+            .stable_origin
+            .unwrap_or_else(|| elements.base_url.as_str());
+        Origin {
+            base_url: if url.len() <= Self::LONGEST_URL {
+                url.to_owned()
+            } else {
+                sha256(url)
+            },
+            client: sha256(&elements.client_id),
+            certificate: match &elements.credential {
+                Credential::Certificate { certificate, .. } => {
+                    Some(certificate.sha256_fingerprint().to_owned())
+                }
+                Credential::Secret { .. } => None,
+            },
+        }
+    }
+
+    /// What differs between the origin of a file (`self`) and `now`'s, for a log line; `None`
+    /// when they are the same. Names the base URLs, never the client id.
+    pub fn differs(&self, now: &Origin) -> Option<String> {
+        let mut what = Vec::new();
+        if self.base_url != now.base_url {
+            what.push(format!(
+                "base_url {} in the file, {} in the config",
+                self.base_url, now.base_url
+            ));
+        }
+        if self.client != now.client {
+            what.push("another client_id".to_owned());
+        }
+        match (&self.certificate, &now.certificate) {
+            (Some(a), Some(b)) if a != b => what.push(format!(
+                "client certificate SHA-256 {a} in the file, {b} in the config"
+            )),
+            (None, Some(_)) => {
+                what.push("a client secret in the file, a certificate in the config".to_owned())
+            }
+            (Some(_), None) => {
+                what.push("a certificate in the file, a client secret in the config".to_owned())
+            }
+            _ => {}
+        }
+        (!what.is_empty()).then(|| what.join("; "))
+    }
+}
+
+/// `sha256:` and the hex SHA-256 of `text`.
+fn sha256(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
 
 /// Where and how often the state is written (`--persistence.file`, `--persistence.interval`).
 #[derive(Debug, Clone)]
@@ -72,6 +171,9 @@ pub enum PersistenceError {
 pub struct Saved {
     /// When the state was taken.
     pub written_at: SystemTime,
+    /// The API and client it was polled from (`None` in a file of an earlier version, which
+    /// did not record them).
+    pub origin: Option<Arc<Origin>>,
     /// Every target of the plan that has been polled, in plan order.
     pub targets: Vec<SavedTarget>,
     /// The last good customer list (discovery on and a list fetched).
@@ -110,8 +212,23 @@ pub enum Loaded {
     Missing,
     /// A whole, readable state.
     Restored(Saved),
-    /// A file that cannot be used, and why.
+    /// A file written for another API or client: what differs. It is left at its path (the
+    /// next write replaces it).
+    Foreign(String),
+    /// A file that cannot be used, and why. It is moved aside ([`Reading::moved_to`]).
     Bad(String),
+}
+
+/// What [`load`] found and did.
+#[derive(Debug)]
+pub struct Reading {
+    /// What the file held.
+    pub loaded: Loaded,
+    /// Where a bad file was moved (`PATH.bad`), or why it could not be.
+    pub moved_to: Option<Result<PathBuf, String>>,
+    /// A `PATH.reading` left by a start that stopped while reading it (a crash or a kill),
+    /// moved to `PATH.bad` unread: where, or why it could not be.
+    pub interrupted: Option<Result<PathBuf, String>>,
 }
 
 /// The directory of `path` (`.` for a bare file name).
@@ -183,8 +300,63 @@ fn remove_leftovers(path: &Path, dir: &Path) {
     }
 }
 
-/// Reads the state file. Blocking.
-pub fn load(path: &Path) -> Loaded {
+/// `PATH` with `suffix` appended (`PATH.bad`, `PATH.reading`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Reads the state file at start, for a poller of `origin` at `now` (see the module
+/// documentation for how the file is moved while it is read). Blocking.
+pub fn load(path: &Path, origin: &Origin, now: SystemTime) -> Reading {
+    let reading = with_suffix(path, ".reading");
+    // Left by a start that crashed or was killed while reading it: never read again.
+    let interrupted = std::fs::symlink_metadata(&reading)
+        .is_ok()
+        .then(|| move_aside_from(&reading, path));
+    let (loaded, moved_to) = match read(path, &reading, origin, now) {
+        Ok(Some(saved)) => (Loaded::Restored(saved), None),
+        Ok(None) => (Loaded::Missing, None),
+        Err(Refused::Foreign(differs)) => (Loaded::Foreign(differs), None),
+        Err(Refused::Bad { why, at }) => {
+            let moved = at.map(|from| move_aside_from(&from, path));
+            (Loaded::Bad(why), moved)
+        }
+    };
+    Reading {
+        loaded,
+        moved_to,
+        interrupted,
+    }
+}
+
+/// Why a file is not used.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// Written for another API or client: what differs.
+    Foreign(String),
+    /// Not usable: why, and where the file now is (to move it aside), if anywhere.
+    Bad { why: String, at: Option<PathBuf> },
+}
+
+impl Refused {
+    fn bad(why: impl Into<String>, at: &Path) -> Refused {
+        Refused::Bad {
+            why: why.into(),
+            at: Some(at.to_owned()),
+        }
+    }
+}
+
+/// Opens, checks and parses the file, moved to `reading` while it is parsed; `None` when
+/// there is none.
+fn read(
+    path: &Path,
+    reading: &Path,
+    origin: &Origin,
+    now: SystemTime,
+) -> Result<Option<Saved>, Refused> {
     // Non-blocking open: a FIFO at the path answers at once instead of waiting for a writer.
     let file = match OpenOptions::new()
         .read(true)
@@ -192,36 +364,70 @@ pub fn load(path: &Path) -> Loaded {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
-        Err(e) => return Loaded::Bad(format!("cannot open it: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Refused::bad(format!("cannot open it: {e}"), path)),
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return Loaded::Bad(format!("cannot stat it: {e}")),
-    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Refused::bad(format!("cannot stat it: {e}"), path))?;
     if !meta.is_file() {
-        return Loaded::Bad("not a regular file (a directory, FIFO or device)".into());
-    }
-    if meta.len() > MAX_STATE_BYTES {
-        return Loaded::Bad(format!(
-            "{} bytes, more than the {MAX_STATE_BYTES} bytes a state file may have",
-            meta.len()
+        return Err(Refused::bad(
+            "not a regular file (a directory, FIFO or device)",
+            path,
         ));
     }
+    if meta.len() > MAX_STATE_BYTES {
+        return Err(Refused::bad(
+            format!(
+                "{} bytes, more than the {MAX_STATE_BYTES} bytes a state file may have",
+                meta.len()
+            ),
+            path,
+        ));
+    }
+    // Out of the way before parsing: should parsing never end (a crash, a kill), the next
+    // start does not read it again. Reading goes on through the open file.
+    std::fs::rename(path, reading).map_err(|e| Refused::Bad {
+        why: format!("cannot move it aside to read it: {e}"),
+        at: None,
+    })?;
     let mut reader = BufReader::with_capacity(256 * 1024, file.take(MAX_STATE_BYTES));
-    match format::decode(&mut reader) {
-        Ok(saved) => Loaded::Restored(saved),
-        Err(why) => Loaded::Bad(why),
+    match format::decode(&mut reader, origin, now) {
+        Ok(saved) => {
+            put_back(reading, path);
+            Ok(Some(saved))
+        }
+        Err(Refused::Foreign(differs)) => {
+            put_back(reading, path);
+            Err(Refused::Foreign(differs))
+        }
+        Err(Refused::Bad { why, .. }) => Err(Refused::bad(why, reading)),
     }
 }
 
-/// Moves a bad state file aside to `PATH.bad` (replacing an older bad file, never a
-/// directory's contents), so that it is kept for a look but never read again. Blocking.
-pub fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let mut bad = path.as_os_str().to_owned();
-    bad.push(".bad");
-    let bad = PathBuf::from(bad);
-    std::fs::rename(path, &bad)?;
+/// Puts a file that was read back at `path`, unless a newer one has taken its place
+/// meanwhile (another process's write): a hard link never replaces a file. Where links are
+/// not supported, a rename.
+fn put_back(reading: &Path, path: &Path) {
+    match std::fs::hard_link(reading, path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(reading);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(reading);
+        }
+        Err(_) => {
+            let _ = std::fs::rename(reading, path);
+        }
+    }
+}
+
+/// Moves a bad state file (`from`: the state file or its `.reading` name) aside to
+/// `PATH.bad`, replacing an older bad file (never a directory's contents), so that it is
+/// kept for a look but never read again.
+fn move_aside_from(from: &Path, path: &Path) -> Result<PathBuf, String> {
+    let bad = with_suffix(path, ".bad");
+    std::fs::rename(from, &bad).map_err(|e| e.to_string())?;
     Ok(bad)
 }
 

@@ -33,6 +33,20 @@ fn target(id: &str, n: usize) -> SavedTarget {
     }
 }
 
+/// The origin the tests' states are written for and read by.
+fn origin() -> Origin {
+    Origin {
+        base_url: "https://graph.example.com/".into(),
+        client: "sha256:00".into(),
+        certificate: None,
+    }
+}
+
+/// A clock well after every time in [`saved`].
+fn later() -> SystemTime {
+    at(100_000)
+}
+
 fn saved(customers: Option<Vec<DiscoveredCustomer>>) -> Saved {
     let mut failing = target("b", 0);
     failing.error = Some("HTTP 500 (http_5xx)".into());
@@ -41,6 +55,7 @@ fn saved(customers: Option<Vec<DiscoveredCustomer>>) -> Saved {
     failing.tenants = None;
     Saved {
         written_at: at(1_200),
+        origin: None,
         targets: vec![target("a", 3), failing, target("c", 250)],
         customers: customers.map(Arc::new),
     }
@@ -53,7 +68,18 @@ fn encoded(saved: &Saved) -> Vec<u8> {
 }
 
 fn decoded(bytes: &[u8]) -> Result<Saved, String> {
-    format::decode(&mut std::io::Cursor::new(bytes))
+    decoded_at(bytes, &origin(), later())
+}
+
+fn decoded_at(bytes: &[u8], origin: &Origin, now: SystemTime) -> Result<Saved, String> {
+    format::decode(&mut std::io::Cursor::new(bytes), origin, now).map_err(|r| match r {
+        Refused::Foreign(differs) => format!("foreign: {differs}"),
+        Refused::Bad { why, .. } => why,
+    })
+}
+
+fn load(path: &Path) -> Loaded {
+    super::load(path, &origin(), later()).loaded
 }
 
 fn same(a: &Saved, b: &Saved) {
@@ -165,8 +191,7 @@ fn load_refuses_what_is_not_a_whole_regular_file_and_moves_it_aside() {
         Loaded::Bad(why) => assert!(why.contains("not a regular file"), "{why}"),
         other => panic!("{other:?}"),
     }
-    let bad = move_aside(&path).unwrap();
-    assert_eq!(bad, dir.path().join("state.jsonl.bad"));
+    let bad = dir.path().join("state.jsonl.bad");
     assert!(bad.is_dir() && !path.exists());
     // A FIFO answers at once (the directory moved aside earlier is the user's to remove).
     std::fs::remove_dir(&bad).unwrap();
@@ -180,9 +205,11 @@ fn load_refuses_what_is_not_a_whole_regular_file_and_moves_it_aside() {
         other => panic!("{other:?}"),
     }
     // Replacing the older bad one.
-    move_aside(&path).unwrap();
+    assert!(!path.exists());
     std::fs::write(&path, "garbage").unwrap();
     assert!(matches!(load(&path), Loaded::Bad(_)));
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), "garbage");
+    assert!(!path.exists());
 }
 
 #[test]
@@ -283,4 +310,160 @@ fn revival_counts_the_downtime_as_failing_and_keeps_each_target_on_its_slot() {
     // A clock that went backwards counts as no time.
     let r = revival(&up, saved_at, at(900), stale_after, interval);
     assert_eq!(r.polled_ago, Some(Duration::ZERO));
+}
+
+#[test]
+fn a_state_of_another_api_or_client_is_refused_after_its_header() {
+    let mut state = saved(None);
+    state.origin = Some(Arc::new(origin()));
+    let bytes = encoded(&state);
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(
+        text.lines().next().unwrap().ends_with(
+            "\"base_url\":\"https://graph.example.com/\",\"client\":\"sha256:00\",\"certificate\":null}}"
+        ),
+        "{text}"
+    );
+    let back = decoded(&bytes).unwrap();
+    same(&back, &state);
+    assert_eq!(back.origin.as_deref(), Some(&origin()));
+
+    let elsewhere = Origin {
+        base_url: "https://other.example.com/".into(),
+        ..origin()
+    };
+    let why = decoded_at(&bytes, &elsewhere, later()).unwrap_err();
+    assert_eq!(
+        why,
+        "foreign: base_url https://graph.example.com/ in the file, https://other.example.com/ in the config"
+    );
+    let client = Origin {
+        client: "sha256:01".into(),
+        certificate: Some("ab".into()),
+        ..origin()
+    };
+    let why = decoded_at(&bytes, &client, later()).unwrap_err();
+    assert_eq!(
+        why,
+        "foreign: another client_id; a client secret in the file, a certificate in the config"
+    );
+    // Only the header was needed: the rest may be anything.
+    let header = text.lines().next().unwrap();
+    let why = decoded_at(format!("{header}\ngarbage").as_bytes(), &elsewhere, later());
+    assert!(why.unwrap_err().starts_with("foreign: "));
+    // A file of an earlier version records no origin: accepted.
+    assert!(decoded(&encoded(&saved(None))).is_ok());
+}
+
+#[test]
+fn the_origin_of_a_config_holds_no_secret_and_names_the_certificate() {
+    let config = crate::config::tests::with_client("customers:\n  - id: a\n");
+    let o = Origin::of(&config.elements);
+    assert_eq!(o.base_url, config.elements.base_url.as_str());
+    assert!(
+        o.client.starts_with("sha256:") && o.client.len() == 7 + 64,
+        "{o:?}"
+    );
+    assert!(!o.client.contains(&config.elements.client_id));
+    assert_eq!(o.certificate, None);
+    assert_eq!(o.differs(&o.clone()), None);
+    // A very long base URL is kept as a fingerprint: the header stays short.
+    let mut long = config.elements.clone();
+    long.base_url = format!("https://example.com/{}", "x".repeat(300))
+        .parse()
+        .unwrap();
+    assert!(Origin::of(&long).base_url.starts_with("sha256:"));
+}
+
+#[test]
+fn reading_is_bounded_whatever_the_file_holds() {
+    use std::io::Read as _;
+    // No header within the first KiB (a sparse file reads as zeros).
+    let why = decoded(&vec![0u8; 4096]).unwrap_err();
+    assert!(why.contains("within the first 1024 bytes"), "{why}");
+    // An endless line after a good header: refused after MAX_LINE_BYTES.
+    let text = String::from_utf8(encoded(&saved(None))).unwrap();
+    let header = format!("{}\n", text.lines().next().unwrap());
+    let endless = std::io::Cursor::new(header.into_bytes()).chain(std::io::repeat(b'x'));
+    let mut input = std::io::BufReader::new(endless);
+    match format::decode(&mut input, &origin(), later()) {
+        Err(Refused::Bad { why, .. }) => {
+            assert!(
+                why.contains("line 2 is longer than 67108864 bytes"),
+                "{why}"
+            )
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn times_in_the_future_are_refused_or_clamped() {
+    let text = String::from_utf8(encoded(&saved(None))).unwrap();
+    // Written 20 minutes after now: the clock was ahead, or the file was edited.
+    let why = decoded_at(text.as_bytes(), &origin(), at(0)).unwrap_err();
+    assert!(why.contains("1200 s after now"), "{why}");
+    // Written a little after now (NTP stepped the clock back): clamped to now.
+    let now = at(1_170);
+    let back = decoded_at(text.as_bytes(), &origin(), now).unwrap();
+    assert_eq!(back.written_at, now);
+    assert!(back.targets.iter().all(|t| t.last_poll <= Some(now)));
+    // A target's times after the file's: clamped to the file's (its next due time is the
+    // schedule's to bound).
+    let edited = text
+        .replacen("\"last_success\":1000.0", "\"last_success\":1e12", 1)
+        .replacen("\"next_due\":1300.0", "\"next_due\":1e12", 1);
+    let back = decoded(edited.as_bytes()).unwrap();
+    assert_eq!(back.targets[0].last_success, Some(at(1_200)));
+    assert_eq!(back.targets[0].next_due, Some(at(1_000_000_000_000)));
+}
+
+#[test]
+fn a_file_is_moved_aside_while_read_and_a_read_cut_short_is_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.jsonl");
+    let reading = dir.path().join("state.jsonl.reading");
+    let bad = dir.path().join("state.jsonl.bad");
+    let mut state = saved(None);
+    state.origin = Some(Arc::new(origin()));
+    write(&path, &state).unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    // Read: back in its place, nothing else left.
+    let r = super::load(&path, &origin(), later());
+    assert!(matches!(r.loaded, Loaded::Restored(_)));
+    assert!(r.interrupted.is_none() && r.moved_to.is_none());
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+    assert!(!reading.exists() && !bad.exists());
+    // For another API: ignored, left in place for the next write to replace.
+    let elsewhere = Origin {
+        base_url: "https://other.example.com/".into(),
+        ..origin()
+    };
+    let r = super::load(&path, &elsewhere, later());
+    assert!(matches!(r.loaded, Loaded::Foreign(_)), "{r:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+    assert!(!reading.exists() && !bad.exists());
+    // A start that died while reading left `.reading`: moved to `.bad` unread, and the file
+    // at the path (written since) is read.
+    std::fs::write(&reading, "whatever made it crash").unwrap();
+    let r = super::load(&path, &origin(), later());
+    assert!(matches!(r.loaded, Loaded::Restored(_)));
+    assert_eq!(r.interrupted.unwrap().unwrap(), bad);
+    assert_eq!(
+        std::fs::read_to_string(&bad).unwrap(),
+        "whatever made it crash"
+    );
+    // With no file at the path, nothing is read at all.
+    std::fs::rename(&path, &reading).unwrap();
+    let r = super::load(&path, &origin(), later());
+    assert!(matches!(r.loaded, Loaded::Missing));
+    assert!(r.interrupted.unwrap().is_ok());
+    assert!(!reading.exists() && !path.exists() && bad.exists());
+    // A bad file goes from `.reading` to `.bad`.
+    std::fs::write(&path, "garbage\n").unwrap();
+    let r = super::load(&path, &origin(), later());
+    assert!(matches!(r.loaded, Loaded::Bad(_)));
+    assert_eq!(r.moved_to.unwrap().unwrap(), bad);
+    assert!(!reading.exists() && !path.exists());
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), "garbage\n");
 }

@@ -121,6 +121,7 @@ impl Poller {
             .collect();
         Saved {
             written_at: clocks.wall,
+            origin: Some(self.plan.origin.clone()),
             targets,
             customers: self.plan.discovered.clone(),
         }

@@ -21,6 +21,7 @@ fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status>>) {
         complete: true,
         discovered: None,
         version: 1,
+        origin: Arc::new(Origin::of(&config.elements)),
     });
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None);
