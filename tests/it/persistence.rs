@@ -854,3 +854,31 @@ async fn through_the_binary_a_huge_file_or_line_is_refused_after_a_bounded_read(
     assert!(!text.contains("available_user_seats{"), "{text}");
     exporter.first_cycle().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_keeps_its_state_across_restarts_although_its_api_moves_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let args = ["--demo", "--persistence.file", state];
+    let mut first = Exporter::start(&args);
+    let text = first.first_cycle().await;
+    let tenants = series(&text, "available_user_seats").len();
+    assert!(tenants > 100);
+    assert!(first
+        .signal_and_wait("TERM", Duration::from_secs(5))
+        .success());
+    // The simulated API of the second start listens on another port: the same demo.
+    let second = Exporter::start(&args);
+    let text = second
+        .metrics_when("the restored demo", |t| {
+            t.contains("avepoint_exporter_persistence_restored_targets")
+        })
+        .await;
+    assert!(
+        counter(&text, "avepoint_exporter_persistence_restored_targets").is_some_and(|n| n > 0.0),
+        "{}",
+        second.log_text()
+    );
+    assert!(!second.log_text().contains("another API"), "{}", second.log_text());
+}
