@@ -361,6 +361,9 @@ fn parse_tenant_ids(s: &Section<'_>, p: &mut Problems) -> Option<Option<Arc<[Str
         );
         return None;
     }
+    // One order, so that a reload that only reorders the list changes nothing.
+    let mut ids = ids;
+    ids.sort_by_key(|id| id.to_lowercase());
     Some(Some(ids.into()))
 }
 

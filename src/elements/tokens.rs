@@ -111,18 +111,18 @@ impl TokenSource {
         }
     }
 
-    /// Who asks for tokens, without any secret: the client id, and the certificate's
-    /// thumbprint when it signs assertions (a new certificate may be another client's).
+    /// Who asks for tokens, without any secret: the client id at its token service, and the
+    /// certificate's thumbprint when it signs assertions (a new certificate may be another
+    /// client's).
     pub fn client_identity(&self) -> String {
         match &self.credential {
-            Credential::Certificate { certificate, .. } => {
-                format!(
-                    "{} (certificate x5t {})",
-                    self.client_id,
-                    certificate.thumbprint()
-                )
-            }
-            Credential::Secret { .. } => self.client_id.clone(),
+            Credential::Certificate { certificate, .. } => format!(
+                "{} of {} (certificate x5t {})",
+                self.client_id,
+                self.token_url,
+                certificate.thumbprint()
+            ),
+            Credential::Secret { .. } => format!("{} of {}", self.client_id, self.token_url),
         }
     }
 

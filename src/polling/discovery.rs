@@ -42,6 +42,9 @@ struct State {
     /// The ids (sorted) of a shrunken list that was held rather than accepted: the next
     /// list with the same ids confirms it.
     held: Option<Vec<String>>,
+    /// The API or client changed since the last list: the next list is another API's
+    /// answer, not a collapse of the last one, and is taken as it is.
+    new_source: bool,
     generation: u64,
     /// Plans made so far (each plan's [`Plan::version`]).
     planned: u64,
@@ -65,6 +68,7 @@ impl Planner {
             client,
             discovered,
             held: None,
+            new_source: false,
             generation: 0,
             planned: 0,
         };
@@ -112,10 +116,16 @@ impl Planner {
         let mut state = self.lock();
         let refetch =
             state.config.discovery != config.discovery || !Arc::ptr_eq(&state.client, &client);
+        if state.client.source() != client.source() {
+            state.new_source = true;
+        }
         state.config = Arc::new(config);
         state.client = client;
         if refetch {
             state.generation += 1;
+            // A list held before is confirmed only by a scheduled refresh under the same
+            // config, not by the fetch a reload triggers.
+            state.held = None;
         }
         let plan = plan_of(&mut state, self.shard, self.total_shards, &self.metrics);
         let generation = state.generation;
@@ -152,7 +162,7 @@ impl Planner {
             return Ok(None);
         }
         let before = state.discovered.as_ref().map_or(0, |l| l.len());
-        if collapsed(before, customers.len()) {
+        if !state.new_source && collapsed(before, customers.len()) {
             let mut ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
             ids.sort_unstable();
             if state.held.as_ref() != Some(&ids) {
@@ -169,6 +179,7 @@ impl Planner {
             );
         }
         state.held = None;
+        state.new_source = false;
         state.discovered = Some(Arc::new(customers));
         Ok(Some(plan_of(
             &mut state,

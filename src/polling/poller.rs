@@ -151,6 +151,10 @@ struct TargetState {
     /// The last poll answered no tenants while series were published: they are kept (and
     /// the target stays on `interval`) until a second empty answer in a row confirms it.
     empty_unconfirmed: bool,
+    /// What the target fetches changed (filter, API, client) since its series were polled:
+    /// they are served until the first answer to the new request replaces them, and dropped
+    /// if that poll fails (they are not last-good data of the new request).
+    renewed: bool,
 }
 
 impl TargetState {
@@ -387,7 +391,10 @@ impl Poller {
                 .get(key)
                 .is_some_and(|old| other_source || old.request != target.request)
             {
-                self.states.remove(key);
+                if let Some(state) = self.states.get_mut(key) {
+                    state.renewed = true;
+                    state.empty_unconfirmed = false;
+                }
                 self.schedule.renew(key, now);
                 renewed += 1;
             }
@@ -395,8 +402,8 @@ impl Poller {
         if renewed > 0 {
             tracing::info!(
                 targets = renewed,
-                "targets now fetch something else (filter, API or client changed); their old \
-                 series are dropped and they are polled at once"
+                "targets now fetch something else (filter, API or client changed); they are \
+                 polled at once, and their series replaced by the answer (dropped if it fails)"
             );
         }
         self.plan = plan;
@@ -490,7 +497,11 @@ impl Poller {
         let state = self.states.entry(key.clone()).or_default();
         let found_nothing = matches!(&result, Ok(f) if f.items.is_empty() && f.invalid.is_empty());
         // A drop to nothing is believed on the second empty answer in a row.
-        let hold = found_nothing && state.seats.tenants() > 0 && !state.empty_unconfirmed;
+        // (A renewed target's series answer another request: nothing to hold for them.)
+        let hold = found_nothing
+            && state.seats.tenants() > 0
+            && !state.empty_unconfirmed
+            && !state.renewed;
         // Found nothing (and believed): come back after the empty interval. A failure is not
         // "empty".
         let cadence = if found_nothing && !hold {
@@ -502,6 +513,21 @@ impl Poller {
             .finished(&key, started, Instant::now(), cadence);
         let span = target.span();
         let _in = span.enter();
+        if let Ok(fetched) = &result {
+            count_skipped(&self.metrics, fetched);
+            if fetched.foreign.count > 0 {
+                self.failures.record(
+                    FOREIGN_TYPE,
+                    &target.request.customer_id,
+                    target.request.tenant_type.name(),
+                    format!(
+                        "{} records of another tenant type skipped, e.g. {}",
+                        fetched.foreign.count,
+                        fetched.foreign.example.as_deref().unwrap_or("?")
+                    ),
+                );
+            }
+        }
         match result {
             Ok(_) if hold => {
                 self.failures.record(
@@ -515,21 +541,7 @@ impl Poller {
                 );
                 hold_empty(state);
             }
-            Ok(fetched) => {
-                if fetched.foreign.count > 0 {
-                    self.failures.record(
-                        FOREIGN_TYPE,
-                        &target.request.customer_id,
-                        target.request.tenant_type.name(),
-                        format!(
-                            "{} records of another tenant type skipped, e.g. {}",
-                            fetched.foreign.count,
-                            fetched.foreign.example.as_deref().unwrap_or("?")
-                        ),
-                    );
-                }
-                record_success(target, state, &self.metrics, fetched)
-            }
+            Ok(fetched) => record_success(target, state, &self.metrics, fetched),
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
@@ -538,9 +550,17 @@ impl Poller {
                     target.request.tenant_type.name(),
                     e.to_string(),
                 );
+                if state.renewed {
+                    // The series it had answer another request: not last-good data of this
+                    // one.
+                    state.seats = Arc::new(SeatSeries::empty());
+                    state.last_success = None;
+                    state.last_tenant_count = None;
+                }
                 record_failure(target, state, &self.metrics, &e);
             }
         }
+        state.renewed = false;
         state.last_duration = Some(took);
         self.polls += 1;
         self.durations.push(took);
@@ -671,15 +691,34 @@ impl Poller {
 const HELD_EMPTY: &str = "held_empty";
 const FOREIGN_TYPE: &str = "foreign_type";
 
-/// A poll that found no tenants where series are published: the series stay, the target is
-/// up, and the next empty answer confirms it.
+/// A poll that found no tenants where series are published: the series stay, and the next
+/// empty answer confirms it. The target's health is left as it was: an up target stays up, a
+/// failing one stays down (its stale clock runs on: held data is last-good data).
 fn hold_empty(state: &mut TargetState) {
     state.empty_unconfirmed = true;
-    state.last_poll = Some(SystemTime::now());
-    state.failing_since = None;
-    state.unknown_since = None;
-    state.last_error = None;
     state.requests = Some(1);
+    if state.up() {
+        state.last_poll = Some(SystemTime::now());
+        state.unknown_since = None;
+    }
+}
+
+/// Counts the valid records a poll did not count for its target.
+fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
+    if fetched.foreign.count > 0 {
+        metrics
+            .polling()
+            .records_skipped("foreign_type", fetched.foreign.count);
+    }
+    if fetched.unrequested > 0 {
+        metrics
+            .polling()
+            .records_skipped("not_requested", fetched.unrequested);
+        tracing::debug!(
+            skipped = fetched.unrequested,
+            "skipped tenants outside tenant_ids (the API did not apply the filter)"
+        );
+    }
 }
 
 fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
@@ -687,23 +726,8 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
         items: mut tenants,
         invalid,
         pages,
-        foreign,
-        unrequested,
+        ..
     } = fetched;
-    if foreign.count > 0 {
-        metrics
-            .polling()
-            .records_skipped("foreign_type", foreign.count);
-    }
-    if unrequested > 0 {
-        metrics
-            .polling()
-            .records_skipped("not_requested", unrequested);
-        tracing::debug!(
-            skipped = unrequested,
-            "skipped tenants outside tenant_ids (the API did not apply the filter)"
-        );
-    }
     state.empty_unconfirmed = false;
     // Label values are bounded before anything keeps them (series, status, state file).
     metrics
@@ -739,6 +763,9 @@ fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, e
         .polling()
         .target_failed(customer_id, target.request.tenant_type, cause);
     tracing::debug!(cause, error = %error, "target poll error");
+    // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
+    // the row.
+    state.empty_unconfirmed = false;
     state.last_poll = Some(SystemTime::now());
     state.last_error = Some(error.summary());
     let since = state.unknown_since.take().unwrap_or_else(Instant::now);

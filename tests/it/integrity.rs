@@ -193,11 +193,13 @@ discovery:
     list.lock().unwrap().extend(
         (0..10).map(|i| json!({"id": format!("c{i}"), "organization": format!("Org {i}")})),
     );
-    exporter
+    let text = exporter
         .metrics_when("a refresh after the held one", |_| {
             lists.load(Ordering::SeqCst) > held_at
         })
         .await;
+    assert_eq!(series(&text, "avepoint_exporter_target_up").len(), 10);
+    assert!(text.contains("avepoint_exporter_discovery_errors_total{cause=\"shrunk\"} 1"));
     // Down to 4 of 10 (under half): held once, then confirmed by the same list.
     list.lock().unwrap().truncate(4);
     let text = exporter
@@ -373,6 +375,19 @@ async fn a_reload_that_changes_what_a_target_fetches_makes_it_new() {
         in_process_on(&api, &customers("    license_assigned_status: available\n")).await;
     let text = exporter.first_poll().await;
     assert!(text.contains("tenant_id=\"available\""), "{text}");
+    // A reload that changes only names and timing fetches nothing anew.
+    write_config(
+        &dir,
+        &api,
+        &customers("    name: Renamed\n    license_assigned_status: available\n")
+            .replace("interval: 1h", "interval: 2h"),
+    );
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
+    exporter
+        .metrics_when("the new name", |t| t.contains("customer_name=\"Renamed\""))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    assert_eq!(api.tenant_requests().len(), 1);
     // Another filter: polled at once (the interval is an hour), the old answer replaced.
     write_config(
         &dir,

@@ -880,5 +880,9 @@ async fn the_demo_keeps_its_state_across_restarts_although_its_api_moves_port() 
         "{}",
         second.log_text()
     );
-    assert!(!second.log_text().contains("another API"), "{}", second.log_text());
+    assert!(
+        !second.log_text().contains("another API"),
+        "{}",
+        second.log_text()
+    );
 }

@@ -13,7 +13,7 @@ mod properties;
 mod tests;
 mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
@@ -173,13 +173,6 @@ impl TargetRequest {
             body.insert("tenantIds".into(), ids.iter().map(String::as_str).collect());
         }
         serde_json::Value::Object(body).to_string()
-    }
-
-    /// Whether a tenant id is one this target asks for.
-    fn wants(&self, tenant_id: &str) -> bool {
-        self.tenant_ids
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|id| id.eq_ignore_ascii_case(tenant_id)))
     }
 }
 
@@ -464,9 +457,11 @@ impl Client {
 /// With a `metadata.totalCount`, paging goes on until that many distinct records have
 /// arrived, whatever the pages' length (a server may clamp `pageSize`): the pages that
 /// the first page's length says are needed are asked for at once, then one after another
-/// while records are still missing. Pages that run out first (an empty page, or a page
-/// with nothing new) fail the list as [`ApiError::Incomplete`]. Without a total (the bare
-/// array), a page shorter than `page_size` is the last.
+/// while records are still missing (records that moved between pages while they were
+/// read). A page with nothing new (a server that ignores `pageIndex`), or an empty page
+/// before `totalCount` records arrived even counting duplicates, fails the list as
+/// [`ApiError::Incomplete`]. Without a total (the bare array), a page shorter than
+/// `page_size` is the last.
 async fn fetch_all<T, F, Fut>(page_size: u8, what: &str, fetch: F) -> Result<Fetched<T>, ApiError>
 where
     T: Record,
@@ -503,7 +498,7 @@ where
     F: Fn(u32) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>, ApiError>>,
 {
-    if merged.received() >= total {
+    if merged.distinct() >= total {
         return Ok(());
     }
     let incomplete = |merged: &Merged<T>, page: u32, why: &'static str| ApiError::Incomplete {
@@ -511,6 +506,15 @@ where
         total,
         page,
         why,
+    };
+    // An empty page ends the list: complete only if every record announced has arrived,
+    // counting duplicates (a server whose total counts a tenant listed twice).
+    let ran_out = |merged: &Merged<T>, page: u32| {
+        if merged.received() >= total {
+            Ok(())
+        } else {
+            Err(incomplete(merged, page, "an empty page"))
+        }
     };
     if per_page == 0 {
         return Err(incomplete(merged, 1, "an empty first page"));
@@ -531,12 +535,13 @@ where
     // arrived).
     let rest = rest.into_iter().collect::<Result<Vec<_>, _>>()?;
     for (index, page) in (2..).zip(rest) {
-        if merged.received() >= total {
-            // The rest are surplus (the server sent more per page than the first page).
+        if merged.distinct() >= total {
+            // Surplus (the first page was shorter than the rest): kept, never judged.
+            merged.absorb(page);
             continue;
         }
         if page.is_empty() {
-            return Err(incomplete(merged, index, "an empty page"));
+            return ran_out(merged, index);
         }
         if merged.absorb(page) == 0 {
             return Err(incomplete(
@@ -546,17 +551,22 @@ where
             ));
         }
     }
-    // Still short (pages shorter than the first): one page after another, never more
-    // pages than there are records.
-    let mut index = pages.max(1) + 1;
-    while merged.received() < total {
-        if index > MAX_PAGES || u64::from(index) > total {
-            return Err(incomplete(merged, index - 1, "the paging guard"));
+    // Still short (pages shorter than the first, or records that moved between pages while
+    // they were read): one page after another until every record is in or a page comes back
+    // empty; never more pages than one per record and a last, empty one.
+    let mut index = pages.saturating_add(1);
+    while merged.distinct() < total {
+        if index > MAX_PAGES || u64::from(index) > total.saturating_add(1) {
+            return Err(incomplete(
+                merged,
+                index.saturating_sub(1),
+                "the paging guard",
+            ));
         }
         let page = fetch(index).await?;
         merged.fetched.pages = index;
         if page.is_empty() {
-            return Err(incomplete(merged, index, "an empty page"));
+            return ran_out(merged, index);
         }
         if merged.absorb(page) == 0 {
             return Err(incomplete(
@@ -622,16 +632,29 @@ fn only_requested(target: &TargetRequest, all: Fetched<TenantRecord>) -> Fetched
     let mut foreign = Skipped::default();
     let mut unrequested = 0;
     let mut mine = Vec::with_capacity(items.len());
+    // Tenant ids compare without case, as GUIDs do.
+    let wanted: Option<HashSet<String>> = target
+        .tenant_ids
+        .as_ref()
+        .map(|ids| ids.iter().map(|id| id.to_lowercase()).collect());
     for record in items {
-        match record.tenant_type {
-            Some(kind) if kind != target.tenant_type => {
-                foreign.count += 1;
-                foreign
-                    .example
-                    .get_or_insert_with(|| format!("tenant {:?} of type {kind}", record.seats.id));
-            }
-            _ if !target.wants(&record.seats.id) => unrequested += 1,
-            _ => mine.push(record.seats),
+        let kind = match &record.tenant_type {
+            Some(Ok(kind)) if *kind != target.tenant_type => Some(kind.name().to_owned()),
+            Some(Err(unknown)) => Some(format!("{unknown} (unknown)")),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            foreign.count += 1;
+            foreign
+                .example
+                .get_or_insert_with(|| format!("tenant {:?} of type {kind}", record.seats.id));
+        } else if wanted
+            .as_ref()
+            .is_some_and(|w| !w.contains(&record.seats.id.to_lowercase()))
+        {
+            unrequested += 1;
+        } else {
+            mine.push(record.seats);
         }
     }
     Fetched {
@@ -657,7 +680,9 @@ fn page_from_response<T>(
             detail: resp.describe(),
         });
     }
-    if resp.status == StatusCode::NO_CONTENT || resp.body.iter().all(u8::is_ascii_whitespace) {
+    if resp.status == StatusCode::NO_CONTENT
+        || resp.status == StatusCode::OK && resp.body.iter().all(u8::is_ascii_whitespace)
+    {
         return Ok(Page {
             items: Vec::new(),
             invalid: Vec::new(),

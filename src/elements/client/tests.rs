@@ -214,6 +214,78 @@ async fn pages_that_run_out_before_total_count_fail_the_list() {
 }
 
 #[tokio::test]
+async fn records_that_move_between_pages_are_followed_and_counted_duplicates_accepted() {
+    // A tenant added at the front while the pages are read: page 2 starts with page 1's last
+    // record, and the last record moves to a third page.
+    let mut server = Server::new(100, 50);
+    server.quirk = |i, mut p| {
+        let ids = match i {
+            1 => 0..50,
+            2 => 49..99,
+            3 => 99..100,
+            _ => 0..0,
+        };
+        p.items = ids.map(|n| tenant(&format!("t{n:04}"), 1, 1)).collect();
+        p
+    };
+    let fetched = server.fetch(100).await.unwrap();
+    assert_eq!(fetched.items.len(), 100);
+    assert_eq!(server.requests(), 3);
+    // A server whose total counts a tenant it lists twice: every announced record came, so
+    // the empty page after them ends the list.
+    let mut server = Server::new(3, 50);
+    server.quirk = |i, mut p| {
+        if i == 1 {
+            p.items = vec![tenant("a", 1, 1), tenant("b", 1, 1), tenant("a", 2, 1)];
+        }
+        p
+    };
+    let fetched = server.fetch(100).await.unwrap();
+    assert_eq!(fetched.items.len(), 2);
+    assert_eq!(
+        fetched.items[0].available, 2,
+        "the last record of an id wins"
+    );
+}
+
+#[test]
+fn records_of_another_or_an_unknown_type_are_not_the_targets() {
+    let target = TargetRequest {
+        customer_id: "c".into(),
+        tenant_type: TenantType::Salesforce,
+        license_assigned_status: None,
+        tenant_ids: Some(vec!["KEEP".to_owned(), "other".to_owned()].into()),
+    };
+    let record = |id: &str, kind: Option<Result<TenantType, String>>| TenantRecord {
+        seats: tenant(id, 1, 1),
+        tenant_type: kind,
+    };
+    let all = Fetched {
+        items: vec![
+            record("keep", Some(Ok(TenantType::Salesforce))),
+            record("other", None),
+            record("m365", Some(Ok(TenantType::Microsoft365))),
+            record("box", Some(Err("7".into()))),
+            record("unasked", Some(Ok(TenantType::Salesforce))),
+        ],
+        invalid: vec![],
+        pages: 1,
+        foreign: Skipped::default(),
+        unrequested: 0,
+    };
+    let mine = only_requested(&target, all);
+    let ids: Vec<&str> = mine.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["keep", "other"]);
+    assert_eq!(mine.foreign.count, 2);
+    assert_eq!(
+        mine.foreign.example.as_deref(),
+        Some("tenant \"m365\" of type microsoft_365")
+    );
+    assert_eq!(mine.unrequested, 1);
+    assert_eq!(target.body(), r#"{"tenantIds":["KEEP","other"]}"#);
+}
+
+#[tokio::test]
 async fn a_total_beyond_the_paging_guard_fails_before_asking() {
     let mut server = Server::new(10, 10);
     server.quirk = |_, mut p| {

@@ -50,8 +50,9 @@ pub trait Record {
 pub struct TenantRecord {
     /// The tenant's seats.
     pub seats: TenantSeats,
-    /// The record's `type`, when it has one.
-    pub tenant_type: Option<TenantType>,
+    /// The record's `type`, when it has one: a known type, or the value as sent (a type
+    /// this exporter does not know is never the one it asked for).
+    pub tenant_type: Option<Result<TenantType, String>>,
 }
 
 impl Record for TenantRecord {
@@ -507,19 +508,16 @@ fn parse_record(record: &Value) -> Result<TenantRecord, String> {
         None => Err(format!("tenant {id:?}: missing {key}")),
     };
     // The API's numbers 0..3 (or, leniently, their names); absent or null: the type asked for.
-    let tenant_type =
-        match map.get("type") {
-            None | Some(Value::Null) => None,
-            Some(v) => {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                Some(TenantType::parse(&text).ok_or_else(|| {
-                    format!("tenant {id:?}: type {v} is not a tenant type (0..3)")
-                })?)
-            }
-        };
+    let tenant_type = match map.get("type") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            Some(TenantType::parse(&text).ok_or(text))
+        }
+    };
     Ok(TenantRecord {
         seats: TenantSeats {
             available: seats("availableUserSeat")?,

@@ -61,6 +61,7 @@ impl Poller {
                 key,
                 TargetState {
                     empty_unconfirmed: false,
+                    renewed: false,
                     seats,
                     last_tenant_count: t.tenants,
                     last_poll: t.last_poll,

@@ -163,3 +163,59 @@ async fn a_target_removed_while_its_poll_ran_leaves_nothing_behind() {
     assert_eq!(&*now.targets[0].customer_id, "c1");
     assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
 }
+
+fn nothing() -> Result<Fetched, ApiError> {
+    let mut f = seats(0)?;
+    f.items.clear();
+    Ok(f)
+}
+
+fn up_of(poller: &Poller, customer: &str) -> bool {
+    poller.states[&key(customer)].up()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_answer_is_held_without_changing_health_and_a_failure_breaks_the_row() {
+    let (mut poller, metrics, _) = poller(&["c"]);
+    finish(&mut poller, "c", seats(5));
+    // Up: one empty answer is held, the target stays up with its series.
+    finish(&mut poller, "c", nothing());
+    assert_eq!(available(&metrics, "c").as_deref(), Some("5"));
+    assert!(up_of(&poller, "c"));
+    // A failure between two empty answers breaks the row: the next empty one is held again.
+    finish(&mut poller, "c", timeout());
+    assert!(!up_of(&poller, "c"));
+    let failing_since = poller.states[&key("c")].failing_since;
+    finish(&mut poller, "c", nothing());
+    assert_eq!(available(&metrics, "c").as_deref(), Some("5"));
+    // Held data of a failing target is still last-good data: down, its stale clock running.
+    assert!(!up_of(&poller, "c"));
+    assert_eq!(poller.states[&key("c")].failing_since, failing_since);
+    // The second empty answer in a row is believed.
+    finish(&mut poller, "c", nothing());
+    assert_eq!(available(&metrics, "c"), None);
+    assert!(up_of(&poller, "c"));
+    assert!(poller.states[&key("c")].empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewed_target_keeps_its_series_until_the_new_answer_and_loses_them_if_it_fails() {
+    let (mut poller, metrics, _) = poller(&["c", "d"]);
+    finish(&mut poller, "c", seats(5));
+    finish(&mut poller, "d", seats(6));
+    // A new filter for both.
+    let mut plan = (*poller.plan).clone();
+    for t in &mut plan.targets {
+        t.request.license_assigned_status = Some(crate::domain::LicenseAssignedStatus::Assigned);
+    }
+    plan.version += 1;
+    poller.apply_plan(Arc::new(plan));
+    assert_eq!(available(&metrics, "c").as_deref(), Some("5"));
+    // The new answer replaces the series (an empty one at once: nothing to hold).
+    finish(&mut poller, "c", nothing());
+    assert_eq!(available(&metrics, "c"), None);
+    // A failed first poll drops them: they answered another request.
+    finish(&mut poller, "d", timeout());
+    assert_eq!(available(&metrics, "d"), None);
+    assert!(!up_of(&poller, "d"));
+}
