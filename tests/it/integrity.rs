@@ -612,3 +612,41 @@ async fn a_fleet_behind_a_clamping_rate_limited_api_gets_every_tenant_in_the_few
     // Microsoft 365: 10 x 3 + 490 x 1; Salesforce: 50 x 2 + 450 x 1; the others 1 each.
     assert_eq!(first_pass, 30 + 490 + 100 + 450 + 500 + 500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_api_revision_as_documented_polls_clean() {
+    // Two customers with Microsoft 365 tenants only (the other three types answer 204); one
+    // of them asks for two of its tenants by id. 130 tenants: two pages of 100.
+    let api = FakeApi::with_tokens(current_revision(|customer, kind| match (customer, kind) {
+        ("big", 0) => (0..130)
+            .map(|i| record(&format!("big-{i:03}"), "T", 1, 1))
+            .collect(),
+        ("picky", 0) => (0..5)
+            .map(|i| record(&format!("picky-{i}"), "T", 2, 1))
+            .collect(),
+        _ => Vec::new(),
+    }))
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        "poll:\n  interval: 1h\ncustomers:\n  - id: big\n  - id: picky\n    tenant_ids: [picky-3, PICKY-1]\n",
+    );
+    let text = exporter.first_cycle().await;
+    let ups = series(&text, "avepoint_exporter_target_up");
+    assert_eq!(ups.len(), 8, "{ups:?}");
+    assert!(ups.iter().all(|l| l.ends_with(" 1")), "{ups:?}");
+    assert_eq!(seat_series(&text, "big"), 130);
+    let picked: Vec<String> = series(&text, "available_user_seats")
+        .into_iter()
+        .filter(|l| l.contains("customer_id=\"picky\""))
+        .collect();
+    assert_eq!(picked.len(), 1, "{picked:?}");
+    assert!(picked[0].contains("tenant_id=\"picky-3\""), "{picked:?}");
+    assert!(text.contains("avepoint_exporter_empty_targets 6"), "{text}");
+    let bodies: Vec<String> = api
+        .requests_to("picky", 0)
+        .iter()
+        .map(|r| r.body.clone())
+        .collect();
+    assert_eq!(bodies, [r#"{"tenantIds":["PICKY-1","picky-3"]}"#]);
+}

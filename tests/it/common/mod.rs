@@ -328,6 +328,53 @@ pub fn envelope(records: &[serde_json::Value], page: u32, size: u32, total: usiz
     .to_string()
 }
 
+/// A handler that answers the seat endpoint as the API's current revision documents it:
+/// `tenants(customer, type number)` are the tenants (records without `type` get the path's),
+/// served in the object envelope, paged by `pageSize`, filtered by a `tenantIds` body, and a
+/// list with nothing in it is 204 No Content. Older forms (the bare array,
+/// `licenseAssignedStatus`) are what individual tests answer with.
+pub fn current_revision(
+    tenants: impl Fn(&str, u8) -> Vec<serde_json::Value> + Send + 'static,
+) -> impl FnMut(&Recorded) -> Reply + Send + 'static {
+    move |r| {
+        let parts: Vec<&str> = r.path.split('/').collect();
+        let (Some(customer), Some(kind)) =
+            (parts.get(6), parts.get(9).and_then(|k| k.parse().ok()))
+        else {
+            return Reply::status(404, "application/json", r#"{"message":"not found"}"#);
+        };
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        let wanted = body["tenantIds"].as_array().cloned();
+        let all: Vec<serde_json::Value> = tenants(customer, kind)
+            .into_iter()
+            .map(|mut t| {
+                if t.get("type").is_none() {
+                    t["type"] = kind.into();
+                }
+                t
+            })
+            .filter(|t| wanted.as_ref().is_none_or(|w| w.contains(&t["tenantId"])))
+            .collect();
+        if all.is_empty() {
+            return Reply::status(204, "application/json", "");
+        }
+        let size: usize = r
+            .query
+            .split('&')
+            .find_map(|p| p.strip_prefix("pageSize="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50);
+        let page = page_index(r).max(1);
+        let records: Vec<_> = all
+            .iter()
+            .skip((page as usize - 1) * size)
+            .take(size)
+            .cloned()
+            .collect();
+        Reply::json(envelope(&records, page, size as u32, all.len()))
+    }
+}
+
 /// The `pageIndex` of a recorded request.
 pub fn page_index(r: &Recorded) -> u32 {
     r.query
