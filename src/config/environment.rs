@@ -239,9 +239,19 @@ fn parse_secret(
                 None
             }
             Err(e) => {
+                // The commonest case: checking a config before the secret is in place (a
+                // systemd credential or a Kubernetes Secret exists only where it runs).
+                let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!(
+                        "; to check the config where the file does not exist yet, give the secret \
+                         as {SECRET_ENV}=... (it wins over the file)"
+                    )
+                } else {
+                    String::new()
+                };
                 p.add(
                     "elements.client_secret_file",
-                    format!("cannot read {path:?}: {e}"),
+                    format!("cannot read {path:?}: {e}{hint}"),
                 );
                 None
             }

@@ -326,6 +326,46 @@ fn shipped_configs_pass_check_config_as_documented() {
     }
 }
 
+#[test]
+fn the_example_checks_clean_as_its_header_says_and_a_missing_secret_file_says_how() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/examples/config.yaml")).unwrap();
+    // The command the header gives, run as written from the repository's root.
+    let command = text
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .strip_prefix("ELEMENTS_CLIENT_SECRET=")
+        })
+        .expect("the header gives the check command");
+    let mut words = command.split_whitespace();
+    let secret = words.next().unwrap();
+    assert_eq!(words.next(), Some("avepoint-elements-exporter"));
+    let args: Vec<&str> = words.collect();
+    assert!(args.contains(&"examples/config.yaml"), "{args:?}");
+    let out = Command::new(binary())
+        .args(&args)
+        .current_dir(root)
+        .env("ELEMENTS_CLIENT_SECRET", secret)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without it, the error names the way out.
+    let (code, _, err) = run_binary(&args, std::path::Path::new(root));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("client_secret_file: cannot read")
+            && err.contains("give the secret as ELEMENTS_CLIENT_SECRET=..."),
+        "{err}"
+    );
+}
+
 /// Sends raw bytes and reads until the server closes or `until` is seen in the answer.
 fn raw(addr: std::net::SocketAddr, request: &[u8], until: &str) -> String {
     use std::io::{Read, Write};
