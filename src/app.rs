@@ -103,6 +103,24 @@ pub enum AppError {
     },
 }
 
+impl AppError {
+    /// The process's exit status for this error: 1 for what the operator must fix (flags,
+    /// config, web config, the persistence file's folder), 2 when the listen address cannot
+    /// be bound, 3 for an internal failure (a task ended or panicked, the self-metrics could
+    /// not be registered, the HTTP client could not be built), which a restart may cure:
+    /// service managers restart on 2 and 3, not on 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Server(_) => 2,
+            AppError::TaskEnded { .. } | AppError::Metrics(_) | AppError::Client(_) => 3,
+            AppError::Config(_)
+            | AppError::Web(_)
+            | AppError::Demo(_)
+            | AppError::Persistence(_) => 1,
+        }
+    }
+}
+
 /// The long-running tasks of the daemon, by name: the first to end before shutdown (or to
 /// panic at any time) is an error, so a dead poller never leaves a server up that serves
 /// frozen data with exit status 0 later.
@@ -782,5 +800,26 @@ mod tests {
                 source: Some(_)
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_internal_failure_exits_3_which_the_systemd_unit_restarts() {
+        let mut tasks = Tasks::default();
+        tasks.spawn("poller", async { panic!("poller bug") });
+        let ended = tasks.next_ended().await.unwrap();
+        assert_eq!(ended.exit_code(), 3);
+        let config = AppError::Config(ConfigError::Invalid(vec!["x".into()]));
+        assert_eq!(config.exit_code(), 1);
+        // The unit restarts on failure except for the operator's own mistakes (1).
+        let unit = include_str!("../deploy/systemd/avepoint-elements-exporter.service");
+        assert!(unit.contains("Restart=on-failure"));
+        let prevented: Vec<&str> = unit
+            .lines()
+            .filter_map(|l| l.strip_prefix("RestartPreventExitStatus="))
+            .flat_map(|v| v.split_whitespace())
+            .collect();
+        assert_eq!(prevented, ["1"]);
+        let readme = include_str!("../README.md");
+        assert!(readme.contains("3 for an internal failure"));
     }
 }

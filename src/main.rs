@@ -353,10 +353,7 @@ fn run_daemon(
                 (Some(hint), _) => tracing::error!(error, hint, "cannot start"),
                 (None, _) => tracing::error!(error, "cannot start"),
             }
-            match e {
-                AppError::Server(_) => ExitCode::from(2),
-                _ => ExitCode::from(1),
-            }
+            ExitCode::from(e.exit_code())
         }
     }
 }
