@@ -304,6 +304,12 @@ pub struct Poller {
     /// Whether anything changed since the last write of the state file began.
     unsaved: bool,
     last_write: Option<Instant>,
+    /// Targets added (at start, by a reload or a customer list) that have not finished a
+    /// poll yet: when the last of them does, the state file is written at once, not an
+    /// interval later, so a crash soon after start (or after a reload) loses nothing.
+    unpolled: std::collections::HashSet<TargetKey>,
+    /// Whether the state file is to be written at the next chance (see `unpolled`).
+    write_soon: bool,
     /// Told once every target of the plan has been polled (`--once`).
     every_target_polled: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -343,6 +349,8 @@ impl Poller {
             persistence,
             unsaved: false,
             last_write: None,
+            unpolled: Default::default(),
+            write_soon: false,
             every_target_polled: None,
         };
         poller.apply_plan(plan);
@@ -379,6 +387,13 @@ impl Poller {
         );
         let added = self.schedule.set_targets(self.targets.keys(), now);
         self.states.retain(|k, _| self.targets.contains_key(k));
+        self.unpolled.retain(|k| self.targets.contains_key(k));
+        self.unpolled.extend(
+            self.targets
+                .keys()
+                .filter(|k| !before.contains_key(*k))
+                .cloned(),
+        );
         if added > 0 && self.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
         }
@@ -562,6 +577,10 @@ impl Poller {
         }
         state.renewed = false;
         state.last_duration = Some(took);
+        if self.unpolled.remove(&key) && self.unpolled.is_empty() {
+            // The last new target has its first result: keep it at once.
+            self.write_soon = true;
+        }
         self.polls += 1;
         self.durations.push(took);
         self.dirty = true;

@@ -886,3 +886,43 @@ async fn the_demo_keeps_its_state_across_restarts_although_its_api_moves_port() 
         second.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_pass_is_written_at_once_so_sigkill_soon_after_start_loses_nothing() {
+    let down = Arc::new(AtomicBool::new(false));
+    let api = api(down.clone()).await;
+    let ids: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (_dir, config, state) = kept_fleet(&api, &customers(&ids), "state.jsonl");
+    // Written at most once an hour: only the first pass's own write can keep it all.
+    let args = args(&config, &state, "1h");
+    let exporter = Exporter::start(&args);
+    let first = kept(&exporter.first_cycle().await);
+    assert_eq!(series(&first.join("\n"), "available_user_seats").len(), 24);
+    let deadline = Instant::now() + DEADLINE;
+    while !ids
+        .iter()
+        .all(|id| std::fs::read_to_string(&state).is_ok_and(|t| t.contains(&format!("{id}-t1"))))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the first pass was not written: {:?}",
+            std::fs::read_to_string(&state)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-KILL", &exporter.pid().to_string()])
+        .status()
+        .unwrap();
+    drop(exporter);
+    // The API is gone: what is served is what the file kept.
+    down.store(true, Ordering::SeqCst);
+    let exporter = Exporter::start(&args);
+    let text = exporter
+        .metrics_when("the restored series", |t| {
+            series(t, "available_user_seats").len() == 24
+        })
+        .await;
+    assert_eq!(kept(&text).len(), first.len(), "{text}");
+}

@@ -129,11 +129,16 @@ impl Poller {
     }
 
     /// When to write the state file next: never without a file or news, or while a write
-    /// runs; else at once for the first write, then an interval after the last one began.
+    /// runs; else at once for the first write and when the targets that were new have all
+    /// been polled (the first pass, a reload's or a customer list's new targets), then an
+    /// interval after the last one began.
     pub(super) fn write_at(&self, writing: bool) -> Option<Instant> {
         let p = self.persistence.as_ref()?;
         if writing || !self.unsaved {
             return None;
+        }
+        if self.write_soon {
+            return Some(Instant::now());
         }
         Some(
             self.last_write
@@ -146,6 +151,7 @@ impl Poller {
         let path = self.persistence.as_ref()?.path.clone();
         let saved = self.saved();
         self.unsaved = false;
+        self.write_soon = false;
         self.last_write = Some(Instant::now());
         Some(tokio::task::spawn_blocking(move || {
             persistence::write(&path, &saved)
