@@ -91,7 +91,7 @@ struct Cli {
     #[arg(long = "persistence.file", value_name = "PATH")]
     persistence_file: Option<PathBuf>,
     /// Longest time between two writes of the persistence file while something changed; it
-    /// is also written at clean shutdown.
+    /// is also written as soon as the first pass completes, and at clean shutdown.
     #[arg(long = "persistence.interval", value_name = "DURATION", default_value = "1m", value_parser = parse_timeout)]
     persistence_interval: std::time::Duration,
 }
