@@ -1,6 +1,8 @@
 //! The metric group of the API client (`crate::elements`): requests by endpoint and status,
 //! their latency, and the rate limit the client allows itself.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{Gauge, HistogramTimer, HistogramVec, IntCounterVec, Registry};
 
 use super::{histogram_opts, opts, register};
@@ -10,6 +12,8 @@ pub struct ApiMetrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     rate_limit: Gauge,
+    /// Requests sent, all endpoints and outcomes (for log lines).
+    sent: AtomicU64,
 }
 
 impl ApiMetrics {
@@ -44,6 +48,7 @@ impl ApiMetrics {
                     "Requests per second the API client currently allows itself: the configured limit, lower after the API answered 429; 0 = unlimited.",
                 )),
             )?,
+            sent: AtomicU64::new(0),
         })
     }
 
@@ -51,6 +56,12 @@ impl ApiMetrics {
     /// of error).
     pub fn count_request(&self, endpoint: &'static str, code: &str) {
         self.requests.with_label_values(&[endpoint, code]).inc();
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent since start: every endpoint, retries and failures included.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Times one request to `endpoint`: observed when the timer is dropped or stopped.

@@ -593,7 +593,8 @@ impl Poller {
     /// more, when publishing is costly) after the last publish.
     fn publish_at(&self, idle: bool) -> Option<Instant> {
         if !self.dirty {
-            return None;
+            // Failures waiting for their log line are flushed by a publish.
+            return self.failures.next_due(self.plan.poll.interval);
         }
         let now = Instant::now();
         let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
@@ -634,13 +635,15 @@ impl Poller {
         self.publish_cost = cost_clock.elapsed().max(instant - began);
         self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
         self.utilization(targets, gathered.requests);
-        self.failures.flush(instant, self.plan.poll.interval);
+        self.failures
+            .flush(instant, self.plan.poll.interval, &gathered.down);
         let summary = Summary {
             targets,
             ok: gathered.ok,
             tenants: gathered.tenants,
             series,
             requests: gathered.requests,
+            sent: self.metrics.api().sent(),
             empty: gathered.empty,
         };
         self.announce(summary, gathered.polled, instant);

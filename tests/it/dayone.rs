@@ -238,7 +238,7 @@ async fn failing_targets_are_one_warning_per_cause_with_counts_and_examples() {
     assert!(line.contains("404"), "{line}");
     assert!(line.contains("examples=\"gone"), "{line}");
     let targets: usize = line
-        .split("targets=")
+        .split("failed_polls=")
         .nth(1)
         .and_then(|t| t.split_whitespace().next())
         .and_then(|t| t.parse().ok())
@@ -619,7 +619,7 @@ async fn a_failing_fleet_behind_schedule_is_one_warning_per_cause_per_interval()
     for line in &warnings {
         assert!(line.contains("cause=http_4xx"), "{line}");
         counted += line
-            .split("targets=")
+            .split("failed_polls=")
             .nth(1)
             .and_then(|t| t.split_whitespace().next())
             .and_then(|t| t.parse::<usize>().ok())

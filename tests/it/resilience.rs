@@ -330,8 +330,11 @@ customers:
     // 400 is final (not retried) and shared by everyone who waited for it.
     assert_eq!(api.token_requests().len(), 1);
     assert!(api.tenant_requests().is_empty());
+    // One line for all of them: the ten targets down, counted together.
     let line = exporter.log_line("cannot get an access token").await;
-    assert!(line.contains("targets=10"), "{line}");
+    assert!(line.contains("down=10 failed_polls=10"), "{line}");
+    let summary = exporter.log_line("first pass complete").await;
+    assert!(summary.contains("requests_sent=1 "), "{summary}");
     // A pass in which every target failed is a warning, not news.
     let summary = exporter.log_line("first pass complete").await;
     assert!(

@@ -1,5 +1,6 @@
 //! Failed polls in the log: one line per cause at most once per interval, with how many
-//! targets failed that way, a few examples and the last error. At fleet size (5 000
+//! targets are down that way (`down`), how many polls failed that way since the last line
+//! (`failed_polls`), a few examples and the last error. At fleet size (5 000
 //! unknown customers are 20 000 failing targets) a line per target would bury everything
 //! else; each target's own failure is at debug level, and on the landing page, in
 //! `/api/v1/targets` and in `avepoint_exporter_target_errors_total`.
@@ -12,6 +13,11 @@ use tokio::time::Instant;
 /// How many targets a line names.
 const EXAMPLES: usize = 3;
 
+/// How long a cause's failures are gathered before its first line: the targets that share
+/// a failure (a token endpoint that refuses everyone) fail within moments of each other, and
+/// one line that counts them all says more than a line about the first of them.
+pub(super) const GATHER: Duration = Duration::from_secs(1);
+
 /// Failures not yet logged, by cause.
 #[derive(Debug, Default)]
 pub(super) struct FailureLog {
@@ -21,6 +27,8 @@ pub(super) struct FailureLog {
 
 #[derive(Debug)]
 struct Pending {
+    /// When the first of these failures was noted.
+    since: Instant,
     failures: usize,
     examples: Vec<(String, &'static str)>,
     error: String,
@@ -36,6 +44,7 @@ impl FailureLog {
         error: String,
     ) {
         let p = self.pending.entry(cause).or_insert_with(|| Pending {
+            since: Instant::now(),
             failures: 0,
             examples: Vec::new(),
             error: String::new(),
@@ -47,14 +56,32 @@ impl FailureLog {
         p.error = error;
     }
 
-    /// Logs every cause not logged within `every`; the others wait for their turn, still
-    /// counting.
-    pub(super) fn flush(&mut self, now: Instant, every: Duration) {
+    /// When a cause's line is due: [`GATHER`] after its first pending failure, and not
+    /// within `every` of its last line.
+    fn due_at(&self, cause: &'static str, p: &Pending, every: Duration) -> Instant {
+        let gathered = p.since + GATHER;
+        match self.logged_at.get(cause) {
+            Some(t) => gathered.max(*t + every),
+            None => gathered,
+        }
+    }
+
+    /// When the next line is due, if any failure waits for one.
+    pub(super) fn next_due(&self, every: Duration) -> Option<Instant> {
+        self.pending
+            .iter()
+            .map(|(cause, p)| self.due_at(cause, p, every))
+            .min()
+    }
+
+    /// Logs every cause whose line is due (see [`FailureLog::next_due`]); the others wait
+    /// for their turn, still counting. `down` is how many targets are down now, by cause.
+    pub(super) fn flush(&mut self, now: Instant, every: Duration, down: &HashMap<String, usize>) {
         let due: Vec<&'static str> = self
             .pending
-            .keys()
-            .copied()
-            .filter(|c| self.logged_at.get(c).is_none_or(|t| now - *t >= every))
+            .iter()
+            .filter(|(c, p)| self.due_at(c, p, every) <= now)
+            .map(|(c, _)| *c)
             .collect();
         for cause in due {
             let Some(p) = self.pending.remove(cause) else {
@@ -69,9 +96,11 @@ impl FailureLog {
             let examples: Vec<String> =
                 p.examples.iter().map(|(c, t)| format!("{c}/{t}")).collect();
             let examples = examples.join(", ");
+            // Targets whose last poll failed this way, now (not only since the last line).
+            let down = down.get(cause).copied().unwrap_or(0);
             if cause == super::HELD_EMPTY {
                 tracing::warn!(
-                    targets = p.failures,
+                    polls = p.failures,
                     customer_id,
                     tenant_type,
                     examples,
@@ -81,7 +110,7 @@ impl FailureLog {
                 );
             } else if cause == super::FOREIGN_TYPE {
                 tracing::warn!(
-                    targets = p.failures,
+                    polls = p.failures,
                     customer_id,
                     tenant_type,
                     examples,
@@ -91,7 +120,8 @@ impl FailureLog {
                 );
             } else if cause == "token" {
                 tracing::warn!(
-                    targets = p.failures,
+                    down,
+                    failed_polls = p.failures,
                     cause,
                     examples,
                     error = %p.error,
@@ -99,7 +129,8 @@ impl FailureLog {
                 );
             } else {
                 tracing::warn!(
-                    targets = p.failures,
+                    down,
+                    failed_polls = p.failures,
                     cause,
                     customer_id,
                     tenant_type,
@@ -109,5 +140,33 @@ impl FailureLog {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_causes_first_line_waits_to_gather_the_targets_that_share_it() {
+        let every = Duration::from_secs(60);
+        let down = HashMap::from([("token".to_owned(), 7)]);
+        let mut log = FailureLog::default();
+        let start = Instant::now();
+        log.record("token", "c1", "microsoft_365", "refused".into());
+        assert_eq!(log.next_due(every), Some(start + GATHER));
+        // Too early: nothing is logged, the failure keeps counting.
+        log.flush(start, every, &down);
+        for i in 2..=7 {
+            log.record("token", &format!("c{i}"), "microsoft_365", "refused".into());
+        }
+        assert_eq!(log.pending["token"].failures, 7);
+        tokio::time::advance(GATHER).await;
+        log.flush(Instant::now(), every, &down);
+        assert!(log.pending.is_empty());
+        assert_eq!(log.next_due(every), None);
+        // The next line of the cause comes an interval after the last.
+        log.record("token", "c1", "microsoft_365", "refused".into());
+        assert_eq!(log.next_due(every), Some(start + GATHER + every));
     }
 }

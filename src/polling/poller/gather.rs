@@ -27,6 +27,8 @@ pub(super) struct Gathered {
     pub(super) empty: usize,
     /// Requests per round: an empty target's page counts once every empty interval.
     pub(super) requests: f64,
+    /// Targets whose last poll failed, by cause.
+    pub(super) down: HashMap<String, usize>,
 }
 
 /// Drops the series of targets failing for longer than `stale_after` (counted from their
@@ -51,6 +53,7 @@ pub(super) fn gather(
         tenants: 0,
         empty: 0,
         requests: 0.0,
+        down: HashMap::new(),
     };
     for target in &plan.targets {
         let key = target.key();
@@ -69,6 +72,11 @@ pub(super) fn gather(
             state.seats = Arc::new(SeatSeries::empty());
         }
         g.ok += usize::from(state.up());
+        if let Some(error) = state.last_error.as_deref().filter(|_| !state.up()) {
+            // The summary starts with the cause ("http_4xx (HTTP 403)").
+            let cause = error.split(' ').next().unwrap_or(error);
+            *g.down.entry(cause.to_owned()).or_default() += 1;
+        }
         g.polled += usize::from(state.last_poll.is_some());
         g.tenants += state.seats.tenants();
         if state.empty() {
@@ -96,7 +104,10 @@ pub(super) struct Summary {
     pub(super) ok: usize,
     pub(super) tenants: usize,
     pub(super) series: usize,
+    /// Requests a round needs (an estimate: see `Gathered::requests`).
     pub(super) requests: f64,
+    /// Requests sent to the API since start, token requests and retries included.
+    pub(super) sent: u64,
     /// Targets on the empty cadence.
     pub(super) empty: usize,
 }
@@ -113,7 +124,8 @@ impl Summary {
                 failed,
                 tenants = self.tenants,
                 series = self.series,
-                requests = self.requests.round() as u64,
+                requests_sent = self.sent,
+                requests_per_round = self.requests.round() as u64,
                 empty = self.empty,
                 duration_ms,
                 interval,
@@ -126,7 +138,8 @@ impl Summary {
                 failed,
                 tenants = self.tenants,
                 series = self.series,
-                requests = self.requests.round() as u64,
+                requests_sent = self.sent,
+                requests_per_round = self.requests.round() as u64,
                 empty = self.empty,
                 duration_ms,
                 interval,
