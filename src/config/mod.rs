@@ -433,7 +433,7 @@ impl Config {
                 one_line(&e.to_string())
             )])
         })?;
-        let mut p = Problems::default();
+        let mut p = Problems(Vec::new(), text.to_owned());
         let config = parse_root(&root, env, &mut p);
         match config {
             Some(config) if p.0.is_empty() => Ok(config),

@@ -288,7 +288,8 @@ fn parse_customer(value: &Value, path: &str, p: &mut Problems) -> Option<Custome
     // nothing.
     let number = match s.get("id") {
         Some(Value::Number(n)) => {
-            p.add(&s.path("id"), number_not_text(n));
+            let message = number_not_text(n, p);
+            p.add(&s.path("id"), message);
             true
         }
         _ => false,
@@ -399,11 +400,18 @@ fn parse_license_status(
 
 /// A list of strings at `key`, each checked by `item` (which reports its own problems).
 /// Why a YAML number cannot stand for an id or a pattern.
-fn number_not_text(n: &serde_yaml::Number) -> String {
-    format!(
-        "YAML reads this as the number {n}, which may not be what was written (0x10 reads as 16, \
-         1e3 as 1000.0); quote it, e.g. \"0x10\""
-    )
+/// The error for a number where an id belongs, quoting the value as it was written.
+fn number_not_text(n: &serde_yaml::Number, p: &Problems) -> String {
+    match p.as_written(n) {
+        Some(raw) if raw != n.to_string() => {
+            format!("YAML reads {raw} as the number {n}, not the text {raw}; quote it: \"{raw}\"")
+        }
+        Some(raw) => format!("YAML reads {raw} as a number; quote it: \"{raw}\""),
+        None => format!(
+            "YAML reads this as the number {n}, which may not be what was written (0x10 reads as \
+             16, 1e3 as 1000.0); quote it as written"
+        ),
+    }
 }
 
 fn string_list<T>(
@@ -429,7 +437,8 @@ fn string_list<T>(
         let text = match v {
             Value::String(t) => t.clone(),
             Value::Number(n) => {
-                p.add(&path, number_not_text(n));
+                let message = number_not_text(n, p);
+                p.add(&path, message);
                 ok = false;
                 continue;
             }
@@ -495,9 +504,14 @@ fn parse_discovery(value: &Value, p: &mut Problems) -> Option<DiscoveryConfig> {
 
 fn parse_tenant_types(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<TenantType>> {
     let Value::Sequence(items) = value else {
+        let hint = match value {
+            Value::String(t) => format!("; for one type write [{t}]"),
+            Value::Number(n) => format!("; for one type write [{n}]"),
+            _ => String::new(),
+        };
         p.add(
             path,
-            format!("expected a list of tenant types, got {}", kind(value)),
+            format!("expected a list of tenant types, got {}{hint}", kind(value)),
         );
         return None;
     };
@@ -516,7 +530,11 @@ fn parse_tenant_types(value: &Value, path: &str, p: &mut Problems) -> Option<Vec
             Value::Number(n) => Some(n.to_string()),
             _ => None,
         };
-        match text.as_deref().and_then(TenantType::parse) {
+        // Names in any case (`Google`); the API's numbers as they are.
+        match text
+            .as_deref()
+            .and_then(|t| TenantType::parse(&t.to_lowercase()))
+        {
             Some(t) if types.contains(&t) => {
                 p.add(
                     &format!("{path}[{i}]"),
@@ -526,10 +544,23 @@ fn parse_tenant_types(value: &Value, path: &str, p: &mut Problems) -> Option<Vec
             }
             Some(t) => types.push(t),
             None => {
+                // `Microsoft365`, `dynamics-365`: the name without its separator or case.
+                let squashed = |s: &str| {
+                    s.chars()
+                        .filter(char::is_ascii_alphanumeric)
+                        .collect::<String>()
+                        .to_lowercase()
+                };
+                let near = text.as_deref().and_then(|t| {
+                    TenantType::ALL
+                        .into_iter()
+                        .find(|k| squashed(k.name()) == squashed(t))
+                });
+                let hint = near.map_or_else(String::new, |k| format!("did you mean {k}? "));
                 p.add(
                     &format!("{path}[{i}]"),
                     format!(
-                        "unknown tenant type {}; expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)",
+                        "unknown tenant type {}; {hint}expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)",
                         show(item)
                     ),
                 );

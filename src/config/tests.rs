@@ -429,7 +429,7 @@ fn out_of_range_and_wrong_types() {
         "{joined}"
     );
     assert!(
-        joined.contains("elements.timeout: expected a duration"),
+        joined.contains("elements.timeout: 10 has no unit; a duration is a number and a unit"),
         "{joined}"
     );
     assert!(

@@ -48,13 +48,24 @@ pub(super) fn too_deep(text: &str) -> Option<usize> {
     None
 }
 
-/// Collected problems, each `path: message`.
+/// Collected problems, each `path: message`, and the text they are about (to quote a value
+/// as written where YAML has changed it).
 #[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<String>);
+pub(super) struct Problems(pub(super) Vec<String>, pub(super) String);
 
 impl Problems {
     pub(super) fn add(&mut self, path: &str, message: impl fmt::Display) {
         self.0.push(format!("{path}: {message}"));
+    }
+
+    /// How a number that YAML read as `n` was written (`0x10` for 16), if the text holds
+    /// one token that YAML reads so.
+    pub(super) fn as_written(&self, n: &serde_yaml::Number) -> Option<String> {
+        self.1
+            .split(|c: char| c.is_whitespace() || matches!(c, ':' | ',' | '[' | ']' | '{' | '}'))
+            .filter(|t| !t.is_empty() && !t.starts_with('#'))
+            .find(|t| matches!(serde_yaml::from_str::<Value>(t), Ok(Value::Number(m)) if m == *n))
+            .map(str::to_owned)
     }
 }
 
@@ -226,6 +237,17 @@ impl<'a> Section<'a> {
         let value = self.get(key)?;
         let text = match value {
             Value::String(s) => s.clone(),
+            // `0` alone is a duration (of nothing), whatever limit then applies.
+            Value::Number(n) if n.as_u64() == Some(0) => "0".to_owned(),
+            Value::Number(n) => {
+                p.add(
+                    &self.path(key),
+                    format!(
+                        "{n} has no unit; a duration is a number and a unit, e.g. {n}s or {n}m"
+                    ),
+                );
+                return None;
+            }
             other => {
                 p.add(
                     &self.path(key),

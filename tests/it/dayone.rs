@@ -152,8 +152,11 @@ fn ids_that_yaml_reads_as_numbers_must_be_quoted() {
             format!("elements:\n  client_id: x\n  client_secret: y\ncustomers:\n  - id: {id}\n");
         let (code, out, err) = check_config_of(dir.path(), &yaml);
         assert_eq!(code, 1, "{id}: {out}");
+        // The value as the user wrote it, not a stock example.
         assert!(
-            err.contains("customers[0].id") && err.contains(number) && err.contains("quote it"),
+            err.contains("customers[0].id")
+                && err.contains(number)
+                && err.contains(&format!("quote it: \"{id}\"")),
             "{id}: {err}"
         );
         // Quoted, it is the id as written.
@@ -166,7 +169,49 @@ fn ids_that_yaml_reads_as_numbers_must_be_quoted() {
     let (code, _, err) = check_config_of(dir.path(), yaml);
     assert_eq!(code, 1);
     assert!(
-        err.contains("discovery.exclude_ids[0]") && err.contains("quote it"),
+        err.contains("discovery.exclude_ids[0]") && err.contains("quote it: \"0x10\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn tenant_types_and_durations_are_read_as_people_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |customer: &str, poll: &str| {
+        check_config_of(
+            dir.path(),
+            &format!(
+                "elements:\n  client_id: x\n  client_secret: y\n{poll}customers:\n  - id: c\n{customer}"
+            ),
+        )
+    };
+    // A name in another case is the name.
+    let (code, out, err) = check("    tenant_types: [Google, SALESFORCE]\n", "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("c: google, salesforce"), "{out}");
+    // A near miss says what was meant.
+    let (code, _, err) = check("    tenant_types: [Microsoft365, dynamics-365]\n", "");
+    assert_eq!(code, 1);
+    assert!(err.contains("customers[0].tenant_types[0]: unknown tenant type \"Microsoft365\"; did you mean microsoft_365?"), "{err}");
+    assert!(
+        err.contains(
+            "tenant_types[1]: unknown tenant type \"dynamics-365\"; did you mean dynamics_365?"
+        ),
+        "{err}"
+    );
+    // One type without brackets: how to write it.
+    let (code, _, err) = check("    tenant_types: microsoft_365\n", "");
+    assert_eq!(code, 1);
+    assert!(err.contains("for one type write [microsoft_365]"), "{err}");
+    // 0 is a duration, below the minimum; a number without a unit says so.
+    let (code, _, err) = check("", "poll:\n  interval: 0\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("poll.interval") && err.contains("1s"), "{err}");
+    assert!(!err.contains("expected a duration"), "{err}");
+    let (code, _, err) = check("", "poll:\n  interval: 300\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("300 has no unit") && err.contains("300s"),
         "{err}"
     );
 }
