@@ -429,6 +429,14 @@ async fn bootstrap(
         Some(p) => restore_state(p, &config.elements).await?,
         None => None,
     };
+    if demo.is_some() && restored.is_some() {
+        // The simulated API counts its story in polls of this process.
+        tracing::info!(
+            "demo mode: the restored series are served until the first polls, but the \
+             simulated API starts its story over (its tenants run out of seats again as on a \
+             first start, so the demo's seat alerts may resolve and fire again)"
+        );
+    }
     let web = Arc::new(ArcSwap::from_pointee(load_web(&options).await?));
     let listeners = match listeners {
         Some(listeners) => listeners,

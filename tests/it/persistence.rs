@@ -885,6 +885,10 @@ async fn the_demo_keeps_its_state_across_restarts_although_its_api_moves_port() 
         "{}",
         second.log_text()
     );
+    // ...and says that its simulated API starts its story over.
+    second
+        .log_line("the simulated API starts its story over")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
