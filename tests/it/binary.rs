@@ -206,7 +206,7 @@ customers:
         lines,
         vec![
             format!("{prefix}elements.page_size: 0 is out of range; expected 1..100"),
-            format!("{prefix}poll.interval: expected a duration such as 30s, 5m or 1h30m, got 5"),
+            format!("{prefix}poll.interval: 5 has no unit; a duration is a number and a unit, e.g. 5s or 5m"),
             format!("{prefix}customers[0].tenant_types[0]: unknown tenant type \"office\"; expected one of microsoft_365, salesforce, google, dynamics_365 (or 0..3)"),
         ],
         "{stderr}"
