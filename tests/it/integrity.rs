@@ -14,15 +14,6 @@ const CUSTOMERS_PATH: &str = "/partner/external/v3/general/customers/batch";
 /// The server's page size: whatever is asked, at most this many records a page.
 const SERVER_PAGE: usize = 50;
 
-/// `pageSize` of a recorded request.
-fn page_size(r: &Recorded) -> usize {
-    r.query
-        .split('&')
-        .find_map(|p| p.strip_prefix("pageSize="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-}
-
 /// Page `r` of `all`, clamped to [`SERVER_PAGE`] records and saying so in its metadata.
 fn clamped(r: &Recorded, all: &[serde_json::Value]) -> Reply {
     let size = page_size(r).min(SERVER_PAGE);

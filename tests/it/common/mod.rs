@@ -358,12 +358,7 @@ pub fn current_revision(
         if all.is_empty() {
             return Reply::status(204, "application/json", "");
         }
-        let size: usize = r
-            .query
-            .split('&')
-            .find_map(|p| p.strip_prefix("pageSize="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(50);
+        let size = page_size(r);
         let page = page_index(r).max(1);
         let records: Vec<_> = all
             .iter()
@@ -373,6 +368,15 @@ pub fn current_revision(
             .collect();
         Reply::json(envelope(&records, page, size as u32, all.len()))
     }
+}
+
+/// The `pageSize` of a recorded request (the API's default, 50, when it has none).
+pub fn page_size(r: &Recorded) -> usize {
+    r.query
+        .split('&')
+        .find_map(|p| p.strip_prefix("pageSize="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
 }
 
 /// The `pageIndex` of a recorded request.
