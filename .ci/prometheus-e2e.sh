@@ -196,6 +196,14 @@ for path in files:
             if r.get("status") != "success":
                 failures.append(f"{where}: query failed: {r.get('error')}\n    {expr}")
             elif panel.get("title") in YOUNG_EMPTY:
+                # Empty here, so what it shows with history is checked by promtool, on this
+                # very expression, in the forecast's unit tests.
+                forecast_tests = os.path.join(os.path.dirname(grafana_dir), "deploy", "prometheus",
+                                              "rules_forecast_test.yml")
+                with open(forecast_tests, encoding="utf-8") as f:
+                    if f"count by (tenant_id) ({expr})" not in f.read():
+                        failures.append(f"{where}: its expression is not the one tested in "
+                                        f"{forecast_tests} (update the test)\n    {expr}")
                 if r["data"]["result"]:
                     failures.append(f"{where}: needs days of history, yet shows "
                                     f"{len(r['data']['result'])} series on a fresh demo\n    {expr}")
