@@ -33,7 +33,7 @@ pub struct PollingMetrics {
     labels_cut: IntCounter,
 }
 
-/// One discovered customer's facts, as `avepoint_exporter_customer_info` labels them.
+/// One planned customer's facts, as `avepoint_exporter_customer_info` labels them.
 pub struct CustomerInfo<'a> {
     /// Customer id.
     pub id: &'a str,
@@ -137,7 +137,7 @@ impl PollingMetrics {
                 IntGaugeVec::new(
                     opts(
                         "customer_info",
-                        "Facts of each discovered customer of this shard; always 1.",
+                        "One per customer this shard polls, configured or discovered, from the start: its customer_name (the id when it has none) and, when it is on the customer list, its country and management mode; always 1.",
                     ),
                     &["customer_id", "customer_name", "country_or_region", "management_mode"],
                 ),
@@ -223,7 +223,7 @@ impl PollingMetrics {
     }
 
     /// Sets the discovery facts of a new plan: whether it is on, the customers that pass
-    /// its filters, and one `customer_info` series per listed customer (replacing all).
+    /// its filters, and one `customer_info` series per planned customer (replacing all).
     pub fn set_discovery<'a>(
         &self,
         enabled: bool,

@@ -122,20 +122,33 @@ impl SeatSeries {
     /// The tenants back as the API reported them, one at a time (the persistence file is
     /// written from this without a second copy of the series).
     pub fn iter(&self) -> impl Iterator<Item = TenantSeats> + '_ {
-        (0..self.seats.len()).filter_map(move |i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            let part = self.labels.get(start..self.ends[i] as usize)?;
-            let labels = unescape_tenant_labels(part);
-            // `new` wrote these labels: they always read back.
-            debug_assert!(labels.is_some(), "{part}");
-            let (id, name) = labels?;
-            let (available, assigned) = self.seats[i];
-            Some(TenantSeats {
-                id,
-                name,
-                available,
-                assigned,
-            })
+        (0..self.seats.len()).filter_map(move |i| self.tenant(i))
+    }
+
+    /// (available, assigned) of each tenant, in the order of [`SeatSeries::tenant`]: for
+    /// looking at the numbers of every tenant without unescaping their names.
+    pub fn seats(&self) -> &[(u64, u64)] {
+        &self.seats
+    }
+
+    /// Tenant `i` as the API reported it (`None` past the end).
+    pub fn tenant(&self, i: usize) -> Option<TenantSeats> {
+        let start = if i == 0 {
+            0
+        } else {
+            *self.ends.get(i - 1)? as usize
+        };
+        let part = self.labels.get(start..*self.ends.get(i)? as usize)?;
+        let labels = unescape_tenant_labels(part);
+        // `new` wrote these labels: they always read back.
+        debug_assert!(labels.is_some(), "{part}");
+        let (id, name) = labels?;
+        let (available, assigned) = self.seats[i];
+        Some(TenantSeats {
+            id,
+            name,
+            available,
+            assigned,
         })
     }
 

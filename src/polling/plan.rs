@@ -41,17 +41,18 @@ impl Target {
     }
 }
 
-/// Facts of a customer that is polled by this shard and appears on the customer list
-/// (`avepoint_exporter_customer_info`).
+/// Facts of a customer that is polled by this shard (`avepoint_exporter_customer_info`),
+/// configured or discovered, from the plan on: a customer whose polls never succeed is still
+/// named.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerFacts {
     /// Customer id.
     pub id: String,
     /// The display name the customer is polled under.
     pub name: String,
-    /// `countryOrRegion` from the list.
+    /// `countryOrRegion` from the customer list; empty for a customer not on it.
     pub country_or_region: String,
-    /// `managementMode` from the list.
+    /// `managementMode` from the customer list; empty for a customer not on it.
     pub management_mode: String,
 }
 
@@ -63,7 +64,7 @@ pub struct Planned {
     pub targets: Vec<Target>,
     /// Discovered customers of this shard that pass the filters (listed in the file or not).
     pub discovered: usize,
-    /// One entry per polled customer of this shard that is on the customer list.
+    /// One entry per polled customer of this shard, configured or discovered.
     pub customer_info: Vec<CustomerFacts>,
 }
 
@@ -95,9 +96,9 @@ pub fn plan(
     let mine = |id: &str| shard_of(id, total_shards) == shard;
     let mut customers: Vec<Customer> = config.customers.clone();
     let mut planned = Planned::default();
+    let mut listed: HashMap<&str, &DiscoveredCustomer> = HashMap::new();
     if let (Some(d), Some(found)) = (&config.discovery, discovered) {
-        let listed: HashMap<&str, &DiscoveredCustomer> =
-            found.iter().map(|c| (c.id.as_str(), c)).collect();
+        listed = found.iter().map(|c| (c.id.as_str(), c)).collect();
         for c in customers.iter_mut().filter(|c| c.name.is_empty()) {
             if let Some(l) = listed.get(c.id.as_str()) {
                 c.name = l.organization.clone();
@@ -120,19 +121,22 @@ pub fn plan(
                 tenant_ids: d.tenant_ids.clone(),
             });
         }
-        planned.customer_info = customers
-            .iter()
-            .filter(|c| mine(&c.id))
-            .filter_map(|c| {
-                listed.get(c.id.as_str()).map(|l| CustomerFacts {
-                    id: c.id.clone(),
-                    name: display_name(c).to_owned(),
-                    country_or_region: l.country_or_region.clone(),
-                    management_mode: l.management_mode.clone(),
-                })
-            })
-            .collect();
     }
+    // Every customer of this shard, configured or discovered, whether or not a poll ever
+    // succeeds: alerts and dashboards name a customer from here, not from its seat series.
+    planned.customer_info = customers
+        .iter()
+        .filter(|c| mine(&c.id))
+        .map(|c| {
+            let l = listed.get(c.id.as_str());
+            CustomerFacts {
+                id: c.id.clone(),
+                name: display_name(c).to_owned(),
+                country_or_region: l.map_or_else(String::new, |l| l.country_or_region.clone()),
+                management_mode: l.map_or_else(String::new, |l| l.management_mode.clone()),
+            }
+        })
+        .collect();
     planned.targets = targets_of(&customers, shard, total_shards);
     planned
 }
@@ -253,7 +257,13 @@ mod tests {
             Some(LicenseAssignedStatus::Assigned)
         );
         assert_eq!(p.discovered, 0);
-        assert!(p.customer_info.is_empty());
+        // Named from the start, without discovery: the id stands in for a missing name.
+        let info: Vec<(&str, &str, &str)> = p
+            .customer_info
+            .iter()
+            .map(|f| (f.id.as_str(), f.name.as_str(), f.country_or_region.as_str()))
+            .collect();
+        assert_eq!(info, [("a", "A", ""), ("b", "b", "")]);
     }
 
     #[test]
@@ -269,8 +279,10 @@ mod tests {
             listed("gone", "Acme Gone"),
             listed("other", "Other Corp"),
         ];
-        // Before the first list: only the file's customers.
-        assert_eq!(plan(&c, None, 0, 1).targets.len(), 2);
+        // Before the first list: only the file's customers, named from the start.
+        let before = plan(&c, None, 0, 1);
+        assert_eq!(before.targets.len(), 2);
+        assert_eq!(before.customer_info.len(), 2);
         let p = plan(&c, Some(&list), 0, 1);
         assert_eq!(
             keys(&p),
@@ -316,8 +328,14 @@ mod tests {
         for total in 1..=8u32 {
             let mut seen = HashMap::new();
             let mut discovered = 0;
+            let mut named = 0;
             for shard in 0..total {
                 let p = plan(&c, Some(&list), shard, total);
+                named += p.customer_info.len();
+                assert!(p
+                    .customer_info
+                    .iter()
+                    .all(|f| shard_of(&f.id, total) == shard));
                 // Each shard gets a fair share (within 40 % of even).
                 let even = all.targets.len() / total as usize;
                 assert!(p.targets.len() * 10 >= even * 6 && p.targets.len() * 10 <= even * 14);
@@ -329,6 +347,7 @@ mod tests {
             }
             assert_eq!(seen.len(), all.targets.len(), "every target in a shard");
             assert_eq!(discovered, 200);
+            assert_eq!(named, 500, "every customer named once, by its shard");
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, Tar
 use crate::metrics::{render_snapshot, Metrics, SeatSeries};
 use crate::polling::persistence::{Origin, Persistence, Saved, Written};
 use crate::polling::plan::Target;
+use crate::polling::seat_health::SeatHealth;
 
 mod failures;
 mod gather;
@@ -101,6 +102,8 @@ pub struct Status {
     /// stays ready: a reload or a customer list that adds a slow target does not take a
     /// serving exporter out of its Service.
     pub settled: bool,
+    /// Tenants out of seats and low on seats, from the published series.
+    pub seat_health: SeatHealth,
 }
 
 impl Status {
@@ -116,6 +119,7 @@ impl Status {
             live: false,
             complete: plan.complete,
             settled: false,
+            seat_health: SeatHealth::default(),
         }
     }
 
@@ -615,6 +619,7 @@ impl Poller {
         let gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
         log_dropped(&gathered.dropped, self.plan.poll.stale_after);
         self.metrics.polling().set_empty_targets(gathered.empty);
+        let seat_health = SeatHealth::of(gathered.views.iter().map(|v| (&*v.labels, &*v.seats)));
         let snapshot = render_snapshot(&gathered.views);
         let series = snapshot.series;
         self.metrics.publish(snapshot);
@@ -625,6 +630,7 @@ impl Poller {
             live: true,
             complete: self.plan.complete,
             settled: self.first_pass_done,
+            seat_health,
         }));
         for d in self.durations.drain(..) {
             self.metrics.polling().observe_poll(d);

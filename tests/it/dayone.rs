@@ -674,3 +674,36 @@ async fn a_failing_fleet_behind_schedule_is_one_warning_per_cause_per_interval()
     assert!(counted as f64 <= polls, "{counted} counted, {polls} polls");
     assert!(counted >= 2000, "{counted} counted, {polls} polls");
 }
+
+/// The commonest onboarding mistake (a wrong id, a missing permission): a configured customer
+/// whose every poll fails still has its name on a series from the start, so the target-down
+/// alert and the dashboard's customer picker name it instead of showing a GUID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_customer_that_never_succeeds_is_named_in_customer_info() {
+    const DRIFTWOOD: &str = "44444444-aaaa-4bbb-8ccc-000000000001";
+    const UNNAMED: &str = "55555555-aaaa-4bbb-8ccc-000000000002";
+    let api = FakeApi::with_tokens(|_| {
+        Reply::status(403, "application/json", r#"{"message":"forbidden"}"#)
+    })
+    .await;
+    let (_dir, exporter) = start_on(
+        &api,
+        &format!(
+            "poll:\n  interval: 1h\ncustomers:\n  - id: {DRIFTWOOD}\n    name: Driftwood Cafe\n    \
+             tenant_types: [microsoft_365, google]\n  - id: {UNNAMED}\n    tenant_types: [salesforce]\n"
+        ),
+    );
+    let text = exporter.first_cycle().await;
+    // Every poll failed: no seat series to take a name from.
+    assert_eq!(up(&text, DRIFTWOOD), Some(0.0), "{text}");
+    assert!(errors(&text, DRIFTWOOD, "http_4xx").is_some(), "{text}");
+    assert!(series(&text, "available_user_seats").is_empty(), "{text}");
+    assert_eq!(
+        series(&text, "avepoint_exporter_customer_info"),
+        [
+            format!("avepoint_exporter_customer_info{{country_or_region=\"\",customer_id=\"{DRIFTWOOD}\",customer_name=\"Driftwood Cafe\",management_mode=\"\"}} 1"),
+            // Without a configured name, the id stands in (as in customer_name everywhere).
+            format!("avepoint_exporter_customer_info{{country_or_region=\"\",customer_id=\"{UNNAMED}\",customer_name=\"{UNNAMED}\",management_mode=\"\"}} 1"),
+        ]
+    );
+}

@@ -153,13 +153,18 @@ customers:
         ]
     );
     assert_eq!(
-        series(&text, "avepoint_exporter_customer_info"),
-        vec![
+        series(&text, "avepoint_exporter_customer_info")[1..],
+        [
             "avepoint_exporter_customer_info{country_or_region=\"AU\",customer_id=\"n1\",customer_name=\"Northwind\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"DE\",customer_id=\"c5\",customer_name=\"Cobalt Explicit\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"GB\",customer_id=\"c3\",customer_name=\"Fabrikam\",management_mode=\"Managed\"} 1",
             "avepoint_exporter_customer_info{country_or_region=\"US\",customer_id=\"c1\",customer_name=\"Contoso\",management_mode=\"Managed\"} 1",
         ]
+    );
+    // Every polled customer is named, on the list or not; only the list's facts are missing.
+    assert_eq!(
+        series(&text, "avepoint_exporter_customer_info")[0],
+        "avepoint_exporter_customer_info{country_or_region=\"\",customer_id=\"c6\",customer_name=\"Standalone\",management_mode=\"\"} 1"
     );
     assert!(text.contains("avepoint_exporter_discovered_customers 3"));
     let fetched = counter(

@@ -201,14 +201,25 @@ async fn stale_and_removed_targets_are_not_revived_and_a_renamed_customer_takes_
             "available_user_seats{customer_id=\"keep\",customer_name=\"Renamed\",tenant_type=\"microsoft_365\",tenant_id=\"keep-t1\",tenant_name=\"T 1\"} 5",
         ]
     );
-    // `gone` is no longer configured and `new` was never polled: neither is there. `old` is
-    // stale: back with its result and last success, without its series, and due at once.
+    // `gone` is no longer configured and `new` was never polled: neither has a target series
+    // (`new` is named in customer_info, as every planned customer is from the start). `old`
+    // is stale: back with its result and last success, without its series, and due at once.
+    let targets: String = text
+        .lines()
+        .filter(|l| !l.starts_with("avepoint_exporter_customer_info"))
+        .collect();
     for id in ["gone", "new"] {
         assert!(
-            !text.contains(&format!("customer_id=\"{id}\"")),
+            !targets.contains(&format!("customer_id=\"{id}\"")),
             "{id}: {text}"
         );
     }
+    assert!(!text.contains("customer_id=\"gone\""), "{text}");
+    assert_eq!(
+        series(&text, "avepoint_exporter_customer_info").len(),
+        3,
+        "keep, old, new: {text}"
+    );
     assert!(
         !text.contains("available_user_seats{customer_id=\"old\""),
         "{text}"

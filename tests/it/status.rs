@@ -96,7 +96,7 @@ async fn the_targets_api_and_the_landing_page_at_fleet_shape() {
     assert_eq!(code, 200);
     assert!(page.len() < 256 * 1024, "{} bytes", page.len());
     assert!(
-        page.contains("20000 · <span class=\"down\">12 down</span> · 19988 up"),
+        page.contains("20000 · <b class=\"down\">12 down</b> · 19988 up"),
         "{}",
         &page[..3000]
     );
@@ -160,4 +160,63 @@ fn once_polls_every_target_prints_the_exposition_and_exits_by_the_result() {
     let (code, out, _) = run_binary(&["--once", "--demo"], dir.path());
     assert_eq!(code, 0);
     assert!(series(&out, "available_user_seats").len() > 100);
+}
+
+/// The landing page answers the operator's first question first: which tenants are out of
+/// seats or low, named with their customer. The demo has one already out (Tailspin's
+/// tailspintoys.com), one low from the start (Contoso CRM: 5 of 60 free) and one running out
+/// (Contoso Sales: low within a few polls, then out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_of_the_demo_leads_with_seat_health() {
+    let exporter = Exporter::start(&["--demo", "--config.file", "/nonexistent.yaml"]);
+    let start = std::time::Instant::now();
+    let page = loop {
+        let (code, page) = exporter.get("/").await;
+        assert_eq!(code, 200);
+        let health = page.split("<h2>Summary</h2>").next().unwrap_or("");
+        if health.contains("Contoso Sales") {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Contoso Sales never listed under seat health:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seats = page
+        .find("<h2>Seat health</h2>")
+        .expect("a seat health section");
+    let summary = page.find("<h2>Summary</h2>").unwrap();
+    let targets = page.find("<h2>Targets</h2>").unwrap();
+    assert!(seats < summary && summary < targets, "seat health first");
+    let health = &page[seats..summary];
+    // Counts, with the threshold said.
+    assert!(health.contains("<b class=\"out\">"), "{health}");
+    assert!(health.contains("<b class=\"low\">"), "{health}");
+    assert!(
+        health.contains("at most 10 free and at least 90\u{a0}% assigned"),
+        "{health}"
+    );
+    // Named with their customer, type, free and assigned.
+    assert!(
+        health.contains(">Tailspin Toys</td><td title=\"C01tailspin\">tailspintoys.com</td><td>google</td><td class=\"num\">0</td><td class=\"num\">30</td>"),
+        "{health}"
+    );
+    assert!(
+        health.contains("<tr class=\"low\"><td>low</td><td title=\"f1620000-b9d4-4a0e-a165-97db0000fc15\">Contoso</td><td title=\"00D5g000004XyZ1EAK\">Contoso CRM</td><td>salesforce</td><td class=\"num\">5</td><td class=\"num\">55</td>"),
+        "{health}"
+    );
+    // Out of seats before low.
+    let out = health.find("<tr class=\"out\">").unwrap();
+    let low = health.find("<tr class=\"low\">").unwrap();
+    assert!(out < low, "{health}");
+    // The demo is healthy: nothing down, and "0 down" is not drawn as an alarm.
+    assert!(page.contains(" · 0 down · "), "{}", &page[summary..targets]);
+    assert!(!page.contains("class=\"down\">0 down"));
+    // Both poll times relative; the poll count explained.
+    assert!(
+        page.contains("\u{a0}ago</span>") && page.contains(">in\u{a0}"),
+        "{page}"
+    );
+    assert!(page.contains(" completed since start"), "{page}");
 }
