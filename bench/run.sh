@@ -109,7 +109,7 @@ run_shape() {
   EXP_PORT=$PORT; EXP_PID=$PID
   local line; line=$(grep 'first pass complete' "$dir/exporter.log" | head -1)
   local pass_ms requests series targets
-  pass_ms=$(field "$line" duration_ms); requests=$(field "$line" requests)
+  pass_ms=$(field "$line" duration_ms); requests=$(field "$line" requests_sent)
   series=$(field "$line" series); targets=$(field "$line" targets)
   sleep 2  # let the allocator hand back what the first pass freed
   curl -fsS "http://127.0.0.1:$EXP_PORT/metrics" >"$dir/full.prom"
@@ -234,7 +234,7 @@ start_fake "$tmp/fleet" "$FLEET_CUSTOMERS" 250 20 16 "$tmp/fleet/config.yaml" 4 
 start_exporter "$tmp/fleet"
 FLEET_PID=$PID
 fleet_line=$(grep 'first pass complete' "$tmp/fleet/exporter.log" | head -1)
-fleet_ms=$(field "$fleet_line" duration_ms); fleet_requests=$(field "$fleet_line" requests)
+fleet_ms=$(field "$fleet_line" duration_ms); fleet_requests=$(field "$fleet_line" requests_sent)
 fleet_targets=$(field "$fleet_line" targets); fleet_ok=$(field "$fleet_line" ok)
 fleet_ideal_ms=$(( fleet_requests * 1000 / FLEET_RATE ))
 fleet_rss=$(rss_mib "$FLEET_PID")
