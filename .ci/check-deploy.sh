@@ -372,22 +372,22 @@ ok "kubernetes-validate --strict: the kustomized base, the sharded StatefulSet a
 # ---------------------------------------------------------------- one image name and tag
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 image="avepoint-elements-exporter:$version"
-refs=$(grep -rhoE 'avepoint-elements-exporter:[A-Za-z0-9._-]+' deploy/docker-compose.yml deploy/kubernetes/*.yaml README.md | grep -vE ':9978$' | sort -u || true)
+refs=$(grep -rhoE 'avepoint-elements-exporter:[A-Za-z0-9._-]+' deploy/docker-compose.yml deploy/kubernetes/*.yaml README.md docs/*.md | grep -vE ':9978$' | sort -u || true)
 bad=$(printf '%s\n' "$refs" | grep -vx "$image" | grep -vE 'exporter:[0-9]+$' || true)
 [ -z "$bad" ] || fail "image references other than $image: $bad"
 grep -q "image: $image" deploy/docker-compose.yml || fail "deploy/docker-compose.yml does not use $image"
-grep -q -- "-t $image" README.md || fail "the README's docker build does not tag $image"
+grep -q -- "-t $image" docs/deploy.md || fail "the docker build in docs/deploy.md does not tag $image"
 ok "one image name and tag everywhere: $image"
 
 # ---------------------------------------------------------------- runbooks
 # Every runbook_url is the one base of rules.yml's "# Runbook base:" line (absolute: it is read
 # in a notification, far from this repository) followed by the alert's name in lower case, which
-# is the README heading of its runbook.
+# is the heading of its runbook in docs/runbooks.md.
 python3 - <<'PY'
 import re, sys, yaml
 text = open("deploy/prometheus/rules.yml").read()
 rules = yaml.safe_load(text)
-readme = open("README.md", encoding="utf-8").read()
+readme = open("docs/runbooks.md", encoding="utf-8").read()
 def anchor(title):  # GitHub's heading anchors
     return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
 anchors = {anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", readme, re.M)}
@@ -404,12 +404,12 @@ for group in rules["groups"]:
         if url != base + rule["alert"].lower():
             missing.append(f"{rule['alert']}: runbook_url {url!r} is not {base + rule['alert'].lower()!r}")
         if rule["alert"].lower() not in anchors:
-            missing.append(f"{rule['alert']}: no README heading (runbook) #{rule['alert'].lower()}")
+            missing.append(f"{rule['alert']}: no heading (runbook) in docs/runbooks.md #{rule['alert'].lower()}")
 if missing:
     print("\n".join(missing), file=sys.stderr)
     sys.exit(1)
 PY
-ok "every alert's runbook_url is the rules' runbook base + its README runbook heading"
+ok "every alert's runbook_url is the rules' runbook base + its runbook heading in docs/runbooks.md"
 # The base is configurable in one step: set-runbook-base.sh on a copy rewrites everything
 # (rules, tests, PrometheusRule) and the unit tests still pass.
 mkdir -p "$tmp/rb"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Real Prometheus scrapes the exporter over TLS with a client certificate and basic auth, using
-# examples/web-config.yml and the scrape_config of the README's "Securing the endpoint":
+# examples/web-config.yml and the scrape_config of docs/security.md:
 #   1. makes a server CA, a client CA and their certificates with openssl;
 #   2. starts the exporter (--demo) with examples/web-config.yml (certificates beside it);
-#   3. starts Prometheus with two jobs: "secure" as the README says (https, tls_config with CA,
+#   3. starts Prometheus with two jobs: "secure" as docs/security.md says (https, tls_config with CA,
 #      client certificate and key, basic_auth with password_file) and "no-client-cert" without
 #      the client certificate;
 #   4. passes when "secure" is up with seat series stored and "no-client-cert" is down.

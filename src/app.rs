@@ -827,7 +827,7 @@ mod tests {
             .flat_map(|v| v.split_whitespace())
             .collect();
         assert_eq!(prevented, ["1"]);
-        let readme = include_str!("../README.md");
-        assert!(readme.contains("3 for an internal failure"));
+        let docs = include_str!("../docs/configuration.md");
+        assert!(docs.contains("3 for an internal failure"));
     }
 }

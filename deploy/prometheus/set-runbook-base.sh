@@ -3,7 +3,7 @@
 # runbook_url of deploy/prometheus/rules.yml, the expected runbook_urls of its unit tests, and
 # regenerates deploy/kubernetes/prometheus-operator/prometheusrule.yaml. Each runbook_url is
 # the base followed by the alert's name in lower case, so the base ends where that name starts:
-#   deploy/prometheus/set-runbook-base.sh https://git.msp.example/infra/avepoint-elements-exporter/-/blob/main/README.md#
+#   deploy/prometheus/set-runbook-base.sh https://git.msp.example/infra/avepoint-elements-exporter/-/blob/main/docs/runbooks.md#
 #   deploy/prometheus/set-runbook-base.sh https://wiki.msp.example/runbooks/avepoint/
 # Then rerun the unit tests (promtool test rules ...) and deploy the rules.
 set -euo pipefail

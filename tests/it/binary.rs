@@ -391,7 +391,7 @@ async fn json_logs_one_object_per_line_with_cycle_summary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_poll_only_their_customers() {
-    // The documented contract (README, Sharding), computed here independently: FNV-1a 64 of
+    // The documented contract (docs/polling.md, Sharding), computed here independently: FNV-1a 64 of
     // the customer id, modulo the shard count.
     let shard_of = |id: &str, total: u64| {
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {

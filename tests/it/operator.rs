@@ -91,7 +91,7 @@ async fn sighup_in_demo_mode_is_logged_and_the_demo_keeps_running() {
     assert_eq!(exporter.get("/-/healthy").await.0, 200);
     // Small, known label sets start at 0.
     let (_, text) = exporter.get("/metrics").await;
-    // Every cause the README documents, each at 0 before any list was asked for.
+    // Every cause docs/metrics.md documents, each at 0 before any list was asked for.
     let causes = series(&text, "avepoint_exporter_discovery_errors_total");
     assert_eq!(causes.len(), 10, "{causes:?}");
     assert!(causes.iter().all(|l| l.ends_with("} 0")), "{causes:?}");

@@ -564,7 +564,7 @@ async fn the_example_web_config_and_scrape_config_work_together() {
     write(dir.path(), "prometheus-ca.crt", &prometheus_ca.pem());
     let (client_cert, client_key) = prometheus_ca.issue(&["prometheus"], true);
     let exporter = start_web(&config, &web);
-    // What the README's scrape_config does: https, the CA, a client certificate, basic auth.
+    // What the scrape_config of docs/security.md does: https, the CA, a client certificate, basic auth.
     let client = https_client(&server_ca.pem(), Some((&client_cert, &client_key)));
     let resp = client
         .get(https(&exporter, "/metrics"))
