@@ -194,6 +194,43 @@ impl PollingMetrics {
             .inc_by(n as u64);
     }
 
+    /// Removes every series of the targets `gone` (customer id, tenant type) that left the
+    /// plan: their errors by every cause and their invalid records. A counter of a target
+    /// that is no longer polled would never change again, and with customer churn
+    /// (discovery, reloads, shard changes) the exposition would grow without bound.
+    pub fn forget_targets<'a>(&self, gone: impl IntoIterator<Item = (&'a str, TenantType)>) {
+        let gone: std::collections::HashSet<(&str, &str)> = gone
+            .into_iter()
+            .map(|(id, tenant_type)| (id, tenant_type.name()))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for vec in [&self.target_errors, &self.invalid_records] {
+            // Every label set the counter has, from what it collects: whatever the causes.
+            for family in prometheus::core::Collector::collect(vec) {
+                for metric in family.get_metric() {
+                    let label = |name: &str| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == name)
+                            .map_or("", |l| l.value())
+                    };
+                    if !gone.contains(&(label("customer_id"), label("tenant_type"))) {
+                        continue;
+                    }
+                    let labels: std::collections::HashMap<&str, &str> = metric
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name(), l.value()))
+                        .collect();
+                    let _ = vec.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// Counts `n` valid records not counted for their target, for `reason` (one of
     /// [`SKIP_REASONS`]).
     pub fn records_skipped(&self, reason: &str, n: usize) {
@@ -341,5 +378,22 @@ mod tests {
             "a new plan replaces the customers"
         );
         assert!(m.discovery_enabled());
+        // A target that leaves takes every cause and its invalid records; others stay.
+        m.target_failed("c1", TenantType::Google, "parse");
+        m.target_failed("c1", TenantType::Salesforce, "parse");
+        m.invalid_records("c1", TenantType::Google, 2);
+        m.forget_targets([("c1", TenantType::Google)]);
+        let left: Vec<String> = registry
+            .gather()
+            .iter()
+            .filter(|f| f.name().ends_with("errors_total") || f.name().contains("invalid"))
+            .flat_map(|f| {
+                f.get_metric()
+                    .iter()
+                    .map(|m| format!("{:?}", m.get_label()))
+            })
+            .collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].contains("salesforce"), "{left:?}");
     }
 }

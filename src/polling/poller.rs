@@ -379,6 +379,14 @@ impl Poller {
         );
         let added = self.schedule.set_targets(self.targets.keys(), now);
         self.states.retain(|k, _| self.targets.contains_key(k));
+        // A target that leaves takes its counters with it (its other series leave with its
+        // state, at the publish below).
+        self.metrics.polling().forget_targets(
+            before
+                .keys()
+                .filter(|k| !self.targets.contains_key(*k))
+                .map(|(id, tenant_type)| (&**id, *tenant_type)),
+        );
         if added > 0 && self.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
         }

