@@ -137,3 +137,39 @@ async fn a_reload_that_removes_customers_removes_their_counters() {
     assert_eq!(errors(&text, "z2", "http_5xx"), Some(1.0), "{text}");
     assert!(series(&text, "avepoint_exporter_invalid_records_total").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_at_once_with_the_connection_limit_in_force_and_says_nothing_false() {
+    let api =
+        FakeApi::with_tokens(|_| Reply::json(envelope(&[record("t1", "T", 4, 6)], 1, 100, 1)))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&dir, &api, &targets("1h", &["c"]));
+    // As started, and under 256 open files: room for fewer connections than the default
+    // 512, so the limit in force is clamped and the drain must wait for that many.
+    for launcher in [&[][..], &["prlimit", "--nofile=256:256"][..]] {
+        let mut exporter =
+            Exporter::start_under(launcher, &["--config.file", config.to_str().unwrap()], &[]);
+        exporter.first_poll().await;
+        let clamped = exporter
+            .log_text()
+            .contains("--web.max-connections is above what the open-file limit allows");
+        assert_eq!(clamped, !launcher.is_empty(), "{}", exporter.log_text());
+        // Scrapes done, their keep-alive connection idle, and a connection that never sent
+        // a request: nothing in flight.
+        let _idle = std::net::TcpStream::connect(exporter.addr).unwrap();
+        let start = std::time::Instant::now();
+        let status = exporter.signal_and_wait("TERM", std::time::Duration::from_secs(5));
+        let took = start.elapsed();
+        let log = exporter.log_text();
+        assert_eq!(status.code(), Some(0), "{launcher:?}: {log}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{launcher:?}: SIGTERM took {took:?} with nothing in flight; log:\n{log}"
+        );
+        assert!(
+            !log.contains("connections still open"),
+            "{launcher:?}: {log}"
+        );
+    }
+}
