@@ -287,6 +287,12 @@ impl Metrics {
         self.snapshot.load_full()
     }
 
+    /// Whether a scrape that accepts gzip (`gzip`) is answered gzip-compressed now: only
+    /// while the snapshot's compressed blocks are there (see [`Metrics::scrape`]).
+    pub fn serves_gzip(&self, gzip: bool) -> bool {
+        gzip && self.snapshot.load().deflate.is_some()
+    }
+
     /// The body of one scrape: the shared snapshot, then the freshly rendered self-metrics.
     ///
     /// With `gzip` (and a compressed snapshot; see [`Snapshot::deflate`]) the body is one gzip

@@ -173,3 +173,47 @@ async fn sigterm_drains_at_once_with_the_connection_limit_in_force_and_says_noth
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn head_is_not_a_scrape_and_sends_no_body() {
+    let api =
+        FakeApi::with_tokens(|_| Reply::json(envelope(&[record("t1", "T", 4, 6)], 1, 100, 1)))
+            .await;
+    let customers: Vec<String> = (0..500).map(|i| format!("c{i}")).collect();
+    let ids: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let (_dir, exporter) = in_process_on(&api, &targets("1h", &ids)).await;
+    exporter.first_cycle().await;
+    let scrapes = |text: &str| {
+        value(
+            text,
+            "avepoint_exporter_scrapes_total",
+            &["encoding=\"gzip\"", "format=\"text\""],
+        )
+        .unwrap_or(-1.0)
+    };
+    let gzip = [("accept-encoding", "gzip")];
+    let before = scrapes(&exporter.get("/metrics").await.1);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for path in ["/metrics", "/", "/api/v1/targets"] {
+        for _ in 0..3 {
+            let mut request = client.head(exporter.url(path));
+            for (name, value) in gzip {
+                request = request.header(name, value);
+            }
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(!resp.headers().contains_key("content-length"), "{path}");
+            if path == "/metrics" {
+                assert_eq!(resp.headers()["content-encoding"], "gzip");
+            }
+            assert!(resp.bytes().await.unwrap().is_empty(), "{path}");
+        }
+    }
+    // Three HEADs of the exposition asked for gzip: none of them counted (or rendered) as a
+    // scrape (a scrape's self-metrics are rendered before it counts itself).
+    let resp = exporter.get_with("/metrics", &gzip).await;
+    let body = resp.bytes().await.unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text).unwrap();
+    assert_eq!(scrapes(&text), before, "{text}");
+}
