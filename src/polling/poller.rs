@@ -206,7 +206,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let plan = plans.borrow_and_update().clone();
     if !Arc::ptr_eq(&plan, &poller.plan) {
-        poller.apply_plan(plan);
+        poller.apply_plan(plan).await;
     }
     let mut running: JoinSet<Done> = JoinSet::new();
     let mut writing: Option<JoinHandle<std::io::Result<Written>>> = None;
@@ -228,7 +228,7 @@ pub async fn run(
                 match changed {
                     Ok(()) => {
                         let plan = plans.borrow_and_update().clone();
-                        poller.apply_plan(plan);
+                        poller.apply_plan(plan).await;
                     }
                     // The sender is gone: keep the current plan.
                     Err(_) => plans_open = false,
@@ -242,7 +242,7 @@ pub async fn run(
                 Err(e) => poller.crashed(e),
             },
             _ = sleep_until_some(wake) => {}
-            _ = sleep_until_some(publish_at) => poller.publish(),
+            _ = sleep_until_some(publish_at) => poller.publish().await,
             _ = sleep_until_some(write_at) => writing = poller.start_write(),
             written = join_some(&mut writing) => {
                 writing = None;
@@ -312,7 +312,7 @@ impl Poller {
     /// The poller of `plan`, with the targets of `restored` that are still planned and fresh
     /// enough back in place; its first snapshot and status are published before it returns,
     /// so that the first scrape already sees restored series.
-    pub fn new(
+    pub async fn new(
         plan: Arc<Plan>,
         metrics: Arc<Metrics>,
         status: Arc<ArcSwap<Status>>,
@@ -345,10 +345,10 @@ impl Poller {
             last_write: None,
             every_target_polled: None,
         };
-        poller.apply_plan(plan);
+        poller.apply_plan(plan).await;
         if let Some(saved) = restored {
             poller.restore(saved);
-            poller.publish();
+            poller.publish().await;
         }
         poller.unsaved = false;
         poller
@@ -365,7 +365,7 @@ impl Poller {
         self.plan.client.max_concurrency().saturating_mul(2).max(1)
     }
 
-    fn apply_plan(&mut self, plan: Arc<Plan>) {
+    async fn apply_plan(&mut self, plan: Arc<Plan>) {
         let now = Instant::now();
         self.schedule
             .set_intervals(plan.poll.interval, plan.poll.empty_interval);
@@ -417,7 +417,7 @@ impl Poller {
         self.plan = plan;
         self.unsaved = true;
         // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
-        self.publish();
+        self.publish().await;
     }
 
     fn start_due(&mut self, running: &mut JoinSet<Done>) {
@@ -597,13 +597,24 @@ impl Poller {
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
     /// durations: a scrape that sees a poll counted also sees its results. Then the
     /// utilization, the failures' log lines and the pass summaries.
-    fn publish(&mut self) {
+    ///
+    /// The snapshot is rendered and compressed on the blocking pool (tens of megabytes
+    /// deflated at fleet scale would hold up every task of this worker, scrapes included);
+    /// the poll loop waits for it, so the order above holds.
+    async fn publish(&mut self) {
         let began = Instant::now();
         let cost_clock = std::time::Instant::now();
-        let gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
+        let mut gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
         log_dropped(&gathered.dropped, self.plan.poll.stale_after);
         self.metrics.polling().set_empty_targets(gathered.empty);
-        let snapshot = render_snapshot(&gathered.views);
+        let views = std::mem::take(&mut gathered.views);
+        let snapshot = match tokio::task::spawn_blocking(move || render_snapshot(&views)).await {
+            Ok(snapshot) => snapshot,
+            // A panic in rendering is a bug: it ends the poll loop as one here would.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        };
         let series = snapshot.series;
         self.metrics.publish(snapshot);
         let targets = gathered.statuses.len();
