@@ -22,7 +22,7 @@ use crate::domain::label;
 use crate::domain::TargetKey;
 use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
-use crate::metrics::{render_snapshot, Metrics, SeatSeries};
+use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetCounters};
 use crate::polling::persistence::{Origin, Persistence, Saved, Written};
 use crate::polling::plan::Target;
 
@@ -155,6 +155,8 @@ struct TargetState {
     /// they are served until the first answer to the new request replaces them, and dropped
     /// if that poll fails (they are not last-good data of the new request).
     renewed: bool,
+    /// Its errors and invalid records (shared with the snapshots that show them).
+    counters: Arc<TargetCounters>,
 }
 
 impl TargetState {
@@ -378,15 +380,9 @@ impl Poller {
             plan.targets.iter().map(|t| (t.key(), t.clone())).collect(),
         );
         let added = self.schedule.set_targets(self.targets.keys(), now);
+        // A target that leaves takes its state, and so every series (its counters too), at
+        // the publish below.
         self.states.retain(|k, _| self.targets.contains_key(k));
-        // A target that leaves takes its counters with it (its other series leave with its
-        // state, at the publish below).
-        self.metrics.polling().forget_targets(
-            before
-                .keys()
-                .filter(|k| !self.targets.contains_key(*k))
-                .map(|(id, tenant_type)| (&**id, *tenant_type)),
-        );
         if added > 0 && self.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
         }
@@ -549,7 +545,7 @@ impl Poller {
                 );
                 hold_empty(state);
             }
-            Ok(fetched) => record_success(target, state, &self.metrics, fetched),
+            Ok(fetched) => record_success(state, &self.metrics, fetched),
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
@@ -565,7 +561,7 @@ impl Poller {
                     state.last_success = None;
                     state.last_tenant_count = None;
                 }
-                record_failure(target, state, &self.metrics, &e);
+                record_failure(state, &e);
             }
         }
         state.renewed = false;
@@ -740,7 +736,7 @@ fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
     }
 }
 
-fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
+fn record_success(state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
         items: mut tenants,
         invalid,
@@ -752,12 +748,9 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     metrics
         .polling()
         .labels_cut(label::cut_tenants(&mut tenants));
-    let customer_id = &*target.request.customer_id;
     let now = SystemTime::now();
     if !invalid.is_empty() {
-        metrics
-            .polling()
-            .invalid_records(customer_id, target.request.tenant_type, invalid.len());
+        Arc::make_mut(&mut state.counters).invalid(invalid.len());
         tracing::warn!(
             skipped = invalid.len(),
             first = %invalid[..invalid.len().min(3)].join("; "),
@@ -775,12 +768,9 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.requests = Some(pages.max(1));
 }
 
-fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, error: &ApiError) {
-    let customer_id = &*target.request.customer_id;
+fn record_failure(state: &mut TargetState, error: &ApiError) {
     let cause = error.cause();
-    metrics
-        .polling()
-        .target_failed(customer_id, target.request.tenant_type, cause);
+    Arc::make_mut(&mut state.counters).failed(cause);
     tracing::debug!(cause, error = %error, "target poll error");
     // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
     // the row.

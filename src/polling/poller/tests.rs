@@ -219,3 +219,44 @@ async fn a_renewed_target_keeps_its_series_until_the_new_answer_and_loses_them_i
     assert_eq!(available(&metrics, "d"), None);
     assert!(!up_of(&poller, "d"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_targets_counters_are_part_of_the_snapshot_keep_their_values_and_leave_with_it() {
+    let (mut poller, metrics, _) = poller(&["c", "d"]).await;
+    let errors = |metrics: &Metrics, customer: &str| {
+        exposition(metrics)
+            .lines()
+            .find(|l| {
+                l.starts_with("avepoint_exporter_target_errors_total{cause=\"timeout\"")
+                    && l.contains(&format!("customer_id=\"{customer}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+    };
+    // In the pre-rendered snapshot itself (nothing of it is rendered per scrape), counted
+    // on through publishes, stale series and a success.
+    finish(&mut poller, "c", timeout()).await;
+    finish(&mut poller, "d", timeout()).await;
+    assert_eq!(errors(&metrics, "c").as_deref(), Some("1"));
+    tokio::time::advance(Duration::from_secs(600)).await;
+    finish(&mut poller, "c", timeout()).await;
+    finish(&mut poller, "c", seats(5)).await;
+    poller.dirty = true;
+    poller.publish().await;
+    assert_eq!(errors(&metrics, "c").as_deref(), Some("2"));
+    assert_eq!(errors(&metrics, "d").as_deref(), Some("1"));
+    // Not in the registry's self-metrics.
+    let scrape =
+        String::from_utf8(metrics.scrape(false, crate::metrics::Format::Text).concat()).unwrap();
+    assert_eq!(
+        scrape
+            .matches("# TYPE avepoint_exporter_target_errors_total counter")
+            .count(),
+        1
+    );
+    // A plan without d: its counter leaves with it, c's stays.
+    let mut smaller = (*poller.plan).clone();
+    smaller.targets.retain(|t| &*t.request.customer_id == "c");
+    poller.apply_plan(Arc::new(smaller)).await;
+    assert_eq!(errors(&metrics, "c").as_deref(), Some("2"));
+    assert_eq!(errors(&metrics, "d"), None);
+}
