@@ -237,7 +237,14 @@ for _ in $(seq 1 1200); do
 done
 sed -i 's/^  interval: 1s$/  interval: 1h/' "$tmp/msp/config.yaml"
 kill -HUP "$EXP_PID"
-sleep 2
+# Until the last polls are published (a publish deflates the whole text: not a scrape's
+# cost): the poll count unchanged over 10 s.
+polls=-1
+for _ in 1 2 3 4 5 6; do
+  now=$(sample "$EXP_PORT" avepoint_exporter_poll_duration_seconds_count)
+  [ "$now" = "$polls" ] && break
+  polls=$now; sleep 10
+done
 outage_errors=$(curl -fsS "$EXP_URL" | grep -c '^avepoint_exporter_target_errors_total{' || true)
 outage_series=$(curl -fsS "$EXP_URL" | grep -c '_user_seats{' || true)
 cpu_outage=$(cpu_ms_per_scrape "$EXP_PID" "$EXP_URL" "$OUTAGE_SCRAPES")
