@@ -127,7 +127,12 @@ async fn a_reload_that_removes_customers_removes_their_counters() {
     );
     write_config(&dir, &api, &targets("1h", &["z2"]));
     assert_eq!(exporter.post("/-/reload").await.0, 200);
-    let (_, text) = exporter.get("/metrics").await;
+    // The new plan reaches the poller after the reload answers: wait for its publish.
+    let text = exporter
+        .metrics_when("the removed customers gone", |t| {
+            !t.contains("customer_id=\"x0\"") && !t.contains("customer_id=\"y1\"")
+        })
+        .await;
     assert_eq!(
         customer_ids(&text),
         HashSet::from(["z2".to_owned()]),
