@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let plan = rx.borrow().clone();
-    let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None);
+    let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None).await;
     let poller = tokio::spawn(run_poller(poller, rx, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));

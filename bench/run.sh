@@ -14,7 +14,8 @@
 #   - large: LARGE_TENANTS tenants, 100 per customer, one tenant type (few, big customers).
 # Per shape: median scrape times (plain and gzip, curl, new connection each), ratios, RSS after
 # the first pass and series per MiB, and the first pass against its ideal.
-# Then: a 32-scraper wrk run (msp), RSS over CHURN_CYCLES (default 1000) polls of every target
+# Then: a 32-scraper wrk run (msp); a fleet-wide outage (msp: the API gone and every target
+# failed once, its seat series kept): CPU ms per gzip scrape healthy vs outage; RSS over CHURN_CYCLES (default 1000) polls of every target
 # with 20 % tenant churn (bench-churn, in-process), the binary on the msp shape with 20 % churn
 # polling back to back for CHURN_SECONDS (default 60; RSS sampled every 5 s), and a rate-bound
 # fleet: FLEET_CUSTOMERS
@@ -85,7 +86,7 @@ sample() { # port metric
 start_fake() {
   local dir=$1; shift
   "$FAKE" "$@" >"$dir/fake.out" &
-  pids+=($!)
+  FAKE_PID=$!; pids+=($FAKE_PID)
   for _ in $(seq 1 100); do grep -q ready "$dir/fake.out" 2>/dev/null && break; sleep 0.05; done
 }
 # start_exporter DIR [FLAGS...]: the exporter on DIR/config.yaml, once ready; sets PORT, PID.
@@ -105,6 +106,7 @@ run_shape() {
   local name=$1 latency=$2; shift 2
   local dir="$tmp/$name"; mkdir -p "$dir/textfile" "$dir/www" "$dir/nginx/logs"; chmod 755 "$dir" "$dir/www"
   start_fake "$dir" "$@" "$latency" "$CONCURRENCY" "$dir/config.yaml" "${SHAPE_ARGS[@]}"
+  SHAPE_FAKE_PID=$FAKE_PID
   start_exporter "$dir"
   EXP_PORT=$PORT; EXP_PID=$PID
   local line; line=$(grep 'first pass complete' "$dir/exporter.log" | head -1)
@@ -204,6 +206,50 @@ m1=$(echo "$w1" | wrk_median_ms); m32=$(echo "$w32" | wrk_median_ms)
 rps32=$(echo "$w32" | awk '/Requests\/sec/ {print $2}')
 errs=$(echo "$w32" | wrk_errors)
 rss_wrk=$(rss_mib "$EXP_PID")
+
+# 2b. A fleet-wide outage (msp): CPU per gzip scrape while healthy, then once every target
+#     has failed (the API gone; its seat series stay, stale_after is 3h): per-target series
+#     are pre-rendered, so the two should cost about the same.
+# CPU ms the process PID spends per gzip scrape of URL, over N scrapes one after another.
+cpu_ms_per_scrape() { # pid url n
+  local before after
+  before=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  for _ in $(seq 1 "$3"); do curl -fsS -o /dev/null -H 'Accept-Encoding: gzip' "$2"; done
+  after=$(awk '{print $14 + $15}' "/proc/$1/stat")
+  awk -v d="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$3" 'BEGIN {printf "%.2f", d * 1000 / hz / n}'
+}
+EXP_URL="http://127.0.0.1:$EXP_PORT/metrics"
+OUTAGE_SCRAPES=$(( RUNS * 10 ))
+cpu_healthy=$(cpu_ms_per_scrape "$EXP_PID" "$EXP_URL" "$OUTAGE_SCRAPES")
+read -r gz_healthy _ < <(median_max_ms "$EXP_URL" gzip)
+healthy_kib=$(curl -fsS -H 'Accept-Encoding: gzip' "$EXP_URL" | wc -c | awk '{printf "%.0f", $1/1024}')
+kill "$SHAPE_FAKE_PID" 2>/dev/null || true
+msp_targets=$(curl -fsS "$EXP_URL" | grep -c '^avepoint_exporter_target_up{')
+# Every target due within a second (a reload of poll.interval keeps series and counters),
+# until each has failed once; then back to 1h, so that nothing polls while measuring.
+sed -i 's/^  interval: 1h$/  interval: 1s/' "$tmp/msp/config.yaml"
+kill -HUP "$EXP_PID"
+down=0
+for _ in $(seq 1 1200); do
+  down=$(curl -fsS "$EXP_URL" | grep -c '^avepoint_exporter_target_up{.*} 0$' || true)
+  [ "$down" -ge "$msp_targets" ] && break
+  sleep 0.25
+done
+sed -i 's/^  interval: 1s$/  interval: 1h/' "$tmp/msp/config.yaml"
+kill -HUP "$EXP_PID"
+# Until the last polls are published (a publish deflates the whole text: not a scrape's
+# cost): the poll count unchanged over 10 s.
+polls=-1
+for _ in 1 2 3 4 5 6; do
+  now=$(sample "$EXP_PORT" avepoint_exporter_poll_duration_seconds_count)
+  [ "$now" = "$polls" ] && break
+  polls=$now; sleep 10
+done
+outage_errors=$(curl -fsS "$EXP_URL" | grep -c '^avepoint_exporter_target_errors_total{' || true)
+outage_series=$(curl -fsS "$EXP_URL" | grep -c '_user_seats{' || true)
+cpu_outage=$(cpu_ms_per_scrape "$EXP_PID" "$EXP_URL" "$OUTAGE_SCRAPES")
+read -r gz_outage _ < <(median_max_ms "$EXP_URL" gzip)
+outage_kib=$(curl -fsS -H 'Accept-Encoding: gzip' "$EXP_URL" | wc -c | awk '{printf "%.0f", $1/1024}')
 kill "$EXP_PID" 2>/dev/null || true
 
 # 3. Memory over many polls with churning tenants (in-process, see bench/churn.rs).
@@ -308,6 +354,7 @@ echo "| check | figure | target |"
 echo "|---|---|---|"
 echo "| wrk median, 1 scraper -> 32 scrapers (msp) | ${m1} ms -> ${m32} ms = $(ratio "$m32" "$m1")x ($rps32 req/s; RSS after: $rss_wrk MiB) | <= 32x (linear) |"
 echo "| wrk errors with 32 scrapers | $errs | none |"
+echo "| gzip scrape, msp: healthy -> every target failed once ($down of $msp_targets down, $outage_errors error series, $outage_series seat series kept) | CPU ${cpu_healthy} -> ${cpu_outage} ms per scrape ($OUTAGE_SCRAPES scrapes each); median ${gz_healthy} -> ${gz_outage} ms; ${healthy_kib} -> ${outage_kib} KiB | outage <= 5 ms CPU, about healthy |"
 echo "| status views, msp: /api/v1/targets, / (landing page) | median ${api_med} ms (max ${api_max}), ${api_kib} KiB; median ${landing_med} ms (max ${landing_max}), ${landing_kib} KiB | / < 256 KiB |"
 echo "| memory with 20% tenant churn per poll (in-process) | $churn | flat |"
 echo "| binary, msp shape, 20% churn, polling back to back for ${CHURN_SECONDS} s ($churn_polls polls, $churn_series series) | RSS at most $churn_max MiB, last $churn_last MiB | <= 64 MiB |"

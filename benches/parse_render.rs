@@ -65,6 +65,7 @@ fn render(c: &mut Criterion) {
             last_success: Some(1.7e9),
             seats: std::sync::Arc::new(SeatSeries::new(t)),
             last_tenant_count: Some(t.len()),
+            counters: Default::default(),
         })
         .collect();
     let mut g = c.benchmark_group("render");

@@ -274,7 +274,7 @@ pub async fn once(options: Options) -> Result<OncePass, AppError> {
         failures.push("the customer list (discovery) could not be fetched; see the log".into());
     }
     let status = Arc::new(ArcSwap::from_pointee(Status::pending(&plan)));
-    let mut poller = Poller::new(plan.clone(), metrics.clone(), status.clone(), None, None);
+    let mut poller = Poller::new(plan.clone(), metrics.clone(), status.clone(), None, None).await;
     if !plan.targets.is_empty() {
         let (polled_tx, polled_rx) = oneshot::channel();
         poller.when_every_target_polled(polled_tx);
@@ -484,7 +484,8 @@ async fn bootstrap(
         status.clone(),
         options.persistence.clone(),
         restored,
-    );
+    )
+    .await;
     Ok(Booted {
         options,
         build,

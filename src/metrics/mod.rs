@@ -24,7 +24,9 @@ pub use api::ApiMetrics;
 pub use polling::{CustomerInfo, PollingMetrics, SKIP_REASONS};
 
 use snapshot::{deflate_raw, GZIP_HEADER};
-pub use snapshot::{render_snapshot, Scrape, SeatSeries, Snapshot, TargetLabels, TargetView};
+pub use snapshot::{
+    render_snapshot, Scrape, SeatSeries, Snapshot, TargetCounters, TargetLabels, TargetView,
+};
 
 /// Content type of the text exposition format 0.0.4.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -287,6 +289,12 @@ impl Metrics {
         self.snapshot.load_full()
     }
 
+    /// Whether a scrape that accepts gzip (`gzip`) is answered gzip-compressed now: only
+    /// while the snapshot's compressed blocks are there (see [`Metrics::scrape`]).
+    pub fn serves_gzip(&self, gzip: bool) -> bool {
+        gzip && self.snapshot.load().compressed()
+    }
+
     /// The body of one scrape: the shared snapshot, then the freshly rendered self-metrics.
     ///
     /// With `gzip` (and a compressed snapshot; see [`Snapshot::deflate`]) the body is one gzip
@@ -305,9 +313,9 @@ impl Metrics {
             converted.push_str("# EOF\n");
             dynamic = converted.into_bytes();
         }
-        let compressed = match &snapshot.deflate {
-            Some(blocks) if gzip => match deflate_raw(&[&dynamic], Compression::fast(), true) {
-                Ok(tail) => Some((blocks.clone(), tail)),
+        let compressed = match snapshot.gzip_pieces(format) {
+            Some(pieces) if gzip => match deflate_raw(&[&dynamic], Compression::fast(), true) {
+                Ok(tail) => Some((pieces, tail)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot compress a scrape; sending plain text");
                     None
@@ -325,21 +333,26 @@ impl Metrics {
                 },
             ])
             .inc();
-        let Some((blocks, mut tail)) = compressed else {
-            return Scrape::new(false, Some(snapshot), vec![Bytes::from(dynamic)]);
+        let Some((pieces, mut tail)) = compressed else {
+            return Scrape::new(false, format, Some(snapshot), vec![Bytes::from(dynamic)]);
         };
-        let mut crc = crc32fast::Hasher::new_with_initial_len(snapshot.crc, snapshot.len);
+        let mut body = Vec::with_capacity(pieces.len() + 2);
+        body.push(Bytes::from_static(&GZIP_HEADER));
+        let mut crc = crc32fast::Hasher::new();
+        let mut total = 0u64;
+        for (blocks, piece_crc, len) in pieces {
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(piece_crc, len));
+            total += len;
+            body.push(blocks);
+        }
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(&dynamic);
         crc.combine(&tail_crc);
         tail.extend_from_slice(&crc.finalize().to_le_bytes());
-        let total = (snapshot.len + dynamic.len() as u64) as u32; // ISIZE is the length mod 2^32
+        let total = (total + dynamic.len() as u64) as u32; // ISIZE is the length mod 2^32
         tail.extend_from_slice(&total.to_le_bytes());
-        Scrape::new(
-            true,
-            None,
-            vec![Bytes::from_static(&GZIP_HEADER), blocks, Bytes::from(tail)],
-        )
+        body.push(Bytes::from(tail));
+        Scrape::new(true, format, None, body)
     }
 }
 
@@ -391,6 +404,7 @@ mod tests {
             last_success: Some(1.0),
             seats: Arc::new(SeatSeries::new(&tenants)),
             last_tenant_count: Some(tenants.len()),
+            counters: Arc::default(),
         }]);
         let plain = snap.text();
         m.publish(snap);

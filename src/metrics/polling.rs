@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use super::{histogram_opts, opts, register};
-use crate::domain::{unix_seconds, TenantType};
+use crate::domain::unix_seconds;
 
 /// Every value of `skipped_records_total`'s `reason` label (each series exists from the start).
 pub const SKIP_REASONS: [&str; 2] = ["foreign_type", "not_requested"];
@@ -15,8 +15,6 @@ pub const SKIP_REASONS: [&str; 2] = ["foreign_type", "not_requested"];
 pub struct PollingMetrics {
     poll_duration: Histogram,
     utilization: Gauge,
-    target_errors: IntCounterVec,
-    invalid_records: IntCounterVec,
     skipped_records: IntCounterVec,
     overruns: IntCounter,
     empty_targets: IntGauge,
@@ -70,23 +68,6 @@ impl PollingMetrics {
             utilization: gauge(
                 "poll_utilization_ratio",
                 "Time a round over every target needs at the observed request cost (requests per round x the larger of rate-limit spacing and latency / max_concurrency), divided by poll.interval; above 1 the interval cannot be kept.",
-            )?,
-            target_errors: register(
-                registry,
-                IntCounterVec::new(
-                    opts("target_errors_total", "Failed target polls, by cause."),
-                    &["customer_id", "tenant_type", "cause"],
-                ),
-            )?,
-            invalid_records: register(
-                registry,
-                IntCounterVec::new(
-                    opts(
-                        "invalid_records_total",
-                        "Tenant records skipped because a required field was missing or invalid.",
-                    ),
-                    &["customer_id", "tenant_type"],
-                ),
             )?,
             skipped_records: register(
                 registry,
@@ -178,20 +159,6 @@ impl PollingMetrics {
     /// The share of the interval a round needs, as last set.
     pub fn utilization(&self) -> f64 {
         self.utilization.get()
-    }
-
-    /// Counts a failed poll of a target by `cause`.
-    pub fn target_failed(&self, customer_id: &str, tenant_type: TenantType, cause: &str) {
-        self.target_errors
-            .with_label_values(&[customer_id, tenant_type.name(), cause])
-            .inc();
-    }
-
-    /// Counts `n` tenant records of a target skipped as invalid.
-    pub fn invalid_records(&self, customer_id: &str, tenant_type: TenantType, n: usize) {
-        self.invalid_records
-            .with_label_values(&[customer_id, tenant_type.name()])
-            .inc_by(n as u64);
     }
 
     /// Counts `n` valid records not counted for their target, for `reason` (one of
@@ -290,8 +257,6 @@ mod tests {
     fn a_group_is_tested_on_a_registry_of_its_own() {
         let registry = Registry::new();
         let m = PollingMetrics::register(&registry).unwrap();
-        m.target_failed("c1", TenantType::Google, "timeout");
-        m.target_failed("c1", TenantType::Google, "timeout");
         m.set_discovery(
             true,
             1,
@@ -315,24 +280,6 @@ mod tests {
         m.labels_cut(3);
         assert_eq!(cut(&registry), Some(3.0));
         let families = registry.gather();
-        let errors = families
-            .iter()
-            .find(|f| f.name() == "avepoint_exporter_target_errors_total")
-            .unwrap();
-        assert_eq!(errors.get_metric()[0].get_counter().get_value(), 2.0);
-        let labels: Vec<(&str, &str)> = errors.get_metric()[0]
-            .get_label()
-            .iter()
-            .map(|l| (l.name(), l.value()))
-            .collect();
-        assert_eq!(
-            labels,
-            [
-                ("cause", "timeout"),
-                ("customer_id", "c1"),
-                ("tenant_type", "google")
-            ]
-        );
         let info = families
             .iter()
             .find(|f| f.name() == "avepoint_exporter_customer_info");

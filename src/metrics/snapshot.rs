@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
 
+use super::Format;
 use crate::domain::{TenantSeats, TenantType};
 
 /// A gzip member header: deflate, no flags, no mtime, unknown OS.
@@ -214,6 +215,36 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// A target's counters: failed polls by cause and tenant records skipped as invalid. They
+/// live with the target's state, so they keep their values across publishes and leave with
+/// the target, and are rendered with the snapshot: a fleet-wide outage adds one line per
+/// target to the pre-rendered text, nothing to what every scrape renders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetCounters {
+    /// Failed polls by cause, sorted by cause; a cause appears from its first failure.
+    errors: Vec<(&'static str, u64)>,
+    /// Records skipped as invalid.
+    invalid: u64,
+}
+
+impl TargetCounters {
+    /// Counts a failed poll by `cause`.
+    pub fn failed(&mut self, cause: &'static str) {
+        match self.errors.iter_mut().find(|(c, _)| *c == cause) {
+            Some((_, n)) => *n += 1,
+            None => {
+                self.errors.push((cause, 1));
+                self.errors.sort_unstable();
+            }
+        }
+    }
+
+    /// Counts `n` records skipped as invalid.
+    pub fn invalid(&mut self, n: usize) {
+        self.invalid += n as u64;
+    }
+}
+
 /// What the snapshot shows of one target.
 #[derive(Debug, Clone)]
 pub struct TargetView {
@@ -227,30 +258,66 @@ pub struct TargetView {
     pub seats: Arc<SeatSeries>,
     /// Tenants returned by the last successful poll (for `target_tenants`).
     pub last_tenant_count: Option<usize>,
+    /// Its errors and invalid records.
+    pub counters: Arc<TargetCounters>,
 }
 
 /// Every target's series of one publish: what the text is made of (written out as it is
 /// compressed or scraped), and the same text as raw deflate blocks.
+///
+/// The text has three parts that read the same in both formats: the gauge families (seats
+/// and target health), then the samples of each counter family (errors, invalid records).
+/// Before each counter family's samples comes its header, which differs by format
+/// (OpenMetrics names a counter family without `_total`): see [`Snapshot::gzip_pieces`].
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Every target, in order: its seat series and its health.
+    /// Every target, in order: its seat series, its health and its counters.
     targets: Arc<[TargetView]>,
-    /// Total length of the text.
-    pub len: u64,
-    /// The same text as raw deflate blocks, sync-flushed but not final (see
-    /// [`super::Metrics::scrape`]); `None` when compressing failed, and then scrapes that
-    /// accept gzip get the plain text.
-    pub deflate: Option<Bytes>,
-    /// CRC-32 of the text.
-    pub crc: u32,
+    /// Length and CRC-32 of each part.
+    parts: [(u64, u32); PARTS],
+    /// Each part as raw deflate blocks, sync-flushed but not final (see
+    /// [`super::Metrics::scrape`]), and each counter family's header in each format
+    /// (`[text, openmetrics]`); `None` when compressing failed, and then scrapes that accept
+    /// gzip get the plain text.
+    pub(super) deflate: Option<Compressed>,
     /// Number of seat series (two per tenant).
     pub series: usize,
+}
+
+/// A snapshot's text as raw deflate blocks, part by part (see [`Snapshot`]).
+#[derive(Debug, Clone)]
+pub(super) struct Compressed {
+    parts: [Bytes; PARTS],
+    headers: [[Bytes; COUNTER_FAMILIES]; 2],
+}
+
+/// Parts of a snapshot's text: the gauge families, then each counter family's samples.
+const PARTS: usize = 1 + COUNTER_FAMILIES;
+/// The first counter family (families before it are gauges).
+const FIRST_COUNTER: usize = 5;
+const COUNTER_FAMILIES: usize = 2;
+/// Every family.
+const FAMILIES: usize = FIRST_COUNTER + COUNTER_FAMILIES;
+
+/// The families of each part of the text.
+const PART_FAMILIES: [(usize, usize); PARTS] = [
+    (0, FIRST_COUNTER),
+    (FIRST_COUNTER, FIRST_COUNTER + 1),
+    (FIRST_COUNTER + 1, FAMILIES),
+];
+
+fn format_index(format: Format) -> usize {
+    match format {
+        Format::Text => 0,
+        Format::OpenMetrics => 1,
+    }
 }
 
 /// Where writing a snapshot's text has got to.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cursor {
-    /// 0, 1: the seat families; 2, 3, 4: the target health families; 5: done.
+    /// 0, 1: the seat families; 2, 3, 4: the target health families; 5, 6: the target
+    /// counter families; 7: done.
     family: usize,
     /// Whether the family's header is written.
     header: bool,
@@ -267,21 +334,86 @@ const HELP: [&str; 5] = [
     "# HELP avepoint_exporter_target_tenants Tenants returned by the last successful poll of the target.\n# TYPE avepoint_exporter_target_tenants gauge\n",
 ];
 
+/// The `# HELP` and `# TYPE` lines of each counter family, in the text format and in
+/// OpenMetrics (the family named without `_total`; its samples keep it).
+const COUNTER_HELP: [[&str; COUNTER_FAMILIES]; 2] = [
+    [
+        "# HELP avepoint_exporter_target_errors_total Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors_total counter\n",
+        "# HELP avepoint_exporter_invalid_records_total Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records_total counter\n",
+    ],
+    [
+        "# HELP avepoint_exporter_target_errors Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors counter\n",
+        "# HELP avepoint_exporter_invalid_records Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records counter\n",
+    ],
+];
+
+/// The header of `family` in `format`.
+fn header(family: usize, format: Format) -> &'static str {
+    match family.checked_sub(FIRST_COUNTER) {
+        Some(counter) => COUNTER_HELP[format_index(format)][counter],
+        None => HELP[family],
+    }
+}
+
 impl Snapshot {
     pub(super) fn empty() -> Snapshot {
         render_snapshot(&[])
     }
 
-    /// Appends text from `cursor` on until `out` holds at least `limit` bytes or the text
-    /// ends; false once it has ended.
-    fn fill(&self, cursor: &mut Cursor, out: &mut Vec<u8>, limit: usize) -> bool {
+    /// Length of the text in `format`.
+    pub fn len(&self, format: Format) -> u64 {
+        let headers: usize = (FIRST_COUNTER..FAMILIES)
+            .map(|f| header(f, format).len())
+            .sum();
+        self.parts.iter().map(|(len, _)| len).sum::<u64>() + headers as u64
+    }
+
+    /// Whether the compressed text is there (see [`Snapshot::gzip_pieces`]).
+    pub fn compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// The text in `format` as raw deflate blocks (sync-flushed, not final), in pieces to
+    /// send one after another, each with its CRC-32 and length; `None` when compressing
+    /// failed.
+    pub(super) fn gzip_pieces(&self, format: Format) -> Option<Vec<(Bytes, u32, u64)>> {
+        let compressed = self.deflate.as_ref()?;
+        let headers = &compressed.headers[format_index(format)];
+        let mut pieces = Vec::with_capacity(PARTS + COUNTER_FAMILIES);
+        for (i, (blocks, (len, crc))) in compressed.parts.iter().zip(self.parts).enumerate() {
+            if let Some(counter) = i.checked_sub(1) {
+                let text = header(FIRST_COUNTER + counter, format);
+                pieces.push((
+                    headers[counter].clone(),
+                    crc32fast::hash(text.as_bytes()),
+                    text.len() as u64,
+                ));
+            }
+            pieces.push((blocks.clone(), crc, len));
+        }
+        Some(pieces)
+    }
+
+    /// Appends text from `cursor` on until `out` holds at least `limit` bytes or family
+    /// `end` begins; false once it has. Each family begins with its header in `format`,
+    /// or without one (`None`: the header is sent apart).
+    fn fill(
+        &self,
+        cursor: &mut Cursor,
+        out: &mut Vec<u8>,
+        limit: usize,
+        end: usize,
+        format: Option<Format>,
+    ) -> bool {
         while out.len() < limit {
             let family = cursor.family;
-            if family >= HELP.len() {
+            if family >= end {
                 return false;
             }
             if !cursor.header {
-                out.extend_from_slice(HELP[family].as_bytes());
+                if let Some(format) = format {
+                    out.extend_from_slice(header(family, format).as_bytes());
+                }
                 cursor.header = true;
             }
             let Some(t) = self.targets.get(cursor.target) else {
@@ -299,7 +431,8 @@ impl Snapshot {
                     continue;
                 }
                 0 | 1 => {}
-                _ => write_health(t, family, out),
+                2..FIRST_COUNTER => write_health(t, family, out),
+                _ => write_counters(t, family, out),
             }
             cursor.target += 1;
             cursor.tenant = 0;
@@ -310,8 +443,20 @@ impl Snapshot {
     /// The text exposition as one buffer (for tests; scrapes write it piecewise).
     #[cfg(test)]
     pub fn text(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len as usize);
-        self.fill(&mut Cursor::default(), &mut out, usize::MAX);
+        self.text_in(Format::Text)
+    }
+
+    /// The exposition in `format` as one buffer (for tests).
+    #[cfg(test)]
+    pub fn text_in(&self, format: Format) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len(format) as usize);
+        self.fill(
+            &mut Cursor::default(),
+            &mut out,
+            usize::MAX,
+            FAMILIES,
+            Some(format),
+        );
         out
     }
 }
@@ -370,42 +515,93 @@ fn write_health(t: &TargetView, family: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the lines of target counter `family` (5: errors by cause, 6: invalid records)
+/// for `t`: one per cause that has failed, and invalid records once there are any.
+fn write_counters(t: &TargetView, family: usize, out: &mut Vec<u8>) {
+    let labels = t.labels.target_labels.as_bytes();
+    if family == FIRST_COUNTER {
+        for (cause, n) in &t.counters.errors {
+            out.extend_from_slice(b"avepoint_exporter_target_errors_total{cause=\"");
+            out.extend_from_slice(cause.as_bytes());
+            out.extend_from_slice(b"\",");
+            out.extend_from_slice(labels);
+            out.extend_from_slice(b"} ");
+            write_u64(out, *n);
+            out.push(b'\n');
+        }
+    } else if t.counters.invalid > 0 {
+        out.extend_from_slice(b"avepoint_exporter_invalid_records_total{");
+        out.extend_from_slice(labels);
+        out.extend_from_slice(b"} ");
+        write_u64(out, t.counters.invalid);
+        out.push(b'\n');
+    }
+}
+
 /// Takes the targets (their series are shared, not copied) and writes the whole text once, a
-/// piece at a time, to compress it and take its length and CRC.
+/// piece at a time, to compress it part by part and take each part's length and CRC.
 pub fn render_snapshot(targets: &[TargetView]) -> Snapshot {
     let tenants: usize = targets.iter().map(|t| t.seats.tenants()).sum();
     let mut snapshot = Snapshot {
         targets: targets.into(),
-        len: 0,
+        parts: [(0, 0); PARTS],
         deflate: None,
-        crc: 0,
         series: tenants * 2,
     };
-    let mut crc = crc32fast::Hasher::new();
-    let mut deflater = Deflater::new(Compression::new(6));
-    let mut cursor = Cursor::default();
     let mut piece = Vec::with_capacity(SCRAPE_PIECE + 1024);
-    let mut compressed = Ok(());
-    loop {
-        piece.clear();
-        let more = snapshot.fill(&mut cursor, &mut piece, SCRAPE_PIECE);
-        crc.update(&piece);
-        snapshot.len += piece.len() as u64;
-        if compressed.is_ok() {
-            let flush = if more {
-                FlushCompress::None
-            } else {
-                FlushCompress::Sync
-            };
-            compressed = deflater.push(&piece, flush);
+    let mut parts: Vec<Result<Bytes, CompressError>> = Vec::with_capacity(PARTS);
+    for (i, (start, end)) in PART_FAMILIES.into_iter().enumerate() {
+        // The gauge families with their headers (the same in both formats); a counter
+        // family's samples alone.
+        let format = (i == 0).then_some(Format::Text);
+        let mut cursor = Cursor {
+            family: start,
+            ..Cursor::default()
+        };
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0u64;
+        let mut deflater = Deflater::new(Compression::new(6));
+        let mut compressed = Ok(());
+        loop {
+            piece.clear();
+            let more = snapshot.fill(&mut cursor, &mut piece, SCRAPE_PIECE, end, format);
+            crc.update(&piece);
+            len += piece.len() as u64;
+            if compressed.is_ok() {
+                let flush = if more {
+                    FlushCompress::None
+                } else {
+                    FlushCompress::Sync
+                };
+                compressed = deflater.push(&piece, flush);
+            }
+            if !more {
+                break;
+            }
         }
-        if !more {
-            break;
-        }
+        snapshot.parts[i] = (len, crc.finalize());
+        parts.push(compressed.map(|()| Bytes::from(deflater.finish().into_boxed_slice())));
     }
-    snapshot.crc = crc.finalize();
+    let headers = |format: Format| -> Result<[Bytes; COUNTER_FAMILIES], CompressError> {
+        let mut out: [Bytes; COUNTER_FAMILIES] = Default::default();
+        for (counter, slot) in out.iter_mut().enumerate() {
+            let text = header(FIRST_COUNTER + counter, format);
+            *slot = Bytes::from(deflate_raw(&[text.as_bytes()], Compression::new(6), false)?);
+        }
+        Ok(out)
+    };
+    let compressed = (|| {
+        let mut blocks: [Bytes; PARTS] = Default::default();
+        for (slot, part) in blocks.iter_mut().zip(parts) {
+            *slot = part?;
+        }
+        Ok::<_, CompressError>(Compressed {
+            parts: blocks,
+            headers: [headers(Format::Text)?, headers(Format::OpenMetrics)?],
+        })
+    })();
     match compressed {
-        Ok(()) => snapshot.deflate = Some(Bytes::from(deflater.finish().into_boxed_slice())),
+        Ok(c) => snapshot.deflate = Some(c),
         Err(e) => {
             tracing::error!(error = %e, "cannot compress the snapshot; gzip scrapes get plain text")
         }
@@ -481,6 +677,8 @@ pub(super) fn deflate_raw(
 pub struct Scrape {
     /// Whether the body is gzip (the answer's `Content-Encoding`).
     gzip: bool,
+    /// The format the snapshot's text is written in.
+    format: Format,
     snapshot: Option<Arc<Snapshot>>,
     cursor: Cursor,
     pieces: std::collections::VecDeque<Bytes>,
@@ -488,11 +686,17 @@ pub struct Scrape {
 }
 
 impl Scrape {
-    pub(super) fn new(gzip: bool, snapshot: Option<Arc<Snapshot>>, pieces: Vec<Bytes>) -> Scrape {
-        let remaining = snapshot.as_ref().map_or(0, |s| s.len)
+    pub(super) fn new(
+        gzip: bool,
+        format: Format,
+        snapshot: Option<Arc<Snapshot>>,
+        pieces: Vec<Bytes>,
+    ) -> Scrape {
+        let remaining = snapshot.as_ref().map_or(0, |s| s.len(format))
             + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
         Scrape {
             gzip,
+            format,
             snapshot,
             cursor: Cursor::default(),
             pieces: pieces.into(),
@@ -515,7 +719,13 @@ impl Scrape {
         let piece = match self.snapshot.take() {
             Some(snapshot) => {
                 let mut piece = Vec::with_capacity(SCRAPE_PIECE + 1024);
-                if snapshot.fill(&mut self.cursor, &mut piece, SCRAPE_PIECE) {
+                if snapshot.fill(
+                    &mut self.cursor,
+                    &mut piece,
+                    SCRAPE_PIECE,
+                    FAMILIES,
+                    Some(self.format),
+                ) {
                     self.snapshot = Some(snapshot);
                 }
                 if piece.is_empty() {
@@ -593,6 +803,7 @@ mod tests {
             last_success: up.then_some(1700000000.5),
             seats: Arc::new(SeatSeries::new(tenants)),
             last_tenant_count: up.then_some(tenants.len()),
+            counters: Arc::default(),
         }
     }
 
@@ -615,18 +826,72 @@ mod tests {
         ));
         assert!(text.contains("avepoint_exporter_target_last_success_timestamp_seconds{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1700000000.500\n"));
         assert_eq!(snap.series, 2);
-        assert_eq!(snap.len, text.len() as u64);
-        assert_eq!(snap.crc, crc32fast::hash(text.as_bytes()));
-        // The blocks are sync-flushed, not final: a final block from elsewhere may follow.
-        let mut stream = snap.deflate.as_deref().unwrap().to_vec();
-        stream.extend(deflate_raw(&[], Compression::fast(), true).unwrap());
-        let mut back = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::DeflateDecoder::new(&stream[..]),
-            &mut back,
-        )
-        .unwrap();
-        assert_eq!(back, text.as_bytes());
+        assert_eq!(snap.len(Format::Text), text.len() as u64);
+        assert_gzip_pieces_are_the_text(&snap);
+    }
+
+    /// The pieces of each format, with a final block from elsewhere after them (they are
+    /// sync-flushed, not final), inflate to the text, and their CRCs and lengths add up.
+    fn assert_gzip_pieces_are_the_text(snap: &Snapshot) {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let text = snap.text_in(format);
+            assert_eq!(snap.len(format), text.len() as u64);
+            let pieces = snap.gzip_pieces(format).unwrap();
+            let mut crc = crc32fast::Hasher::new();
+            let mut stream = Vec::new();
+            for (blocks, piece_crc, len) in &pieces {
+                crc.combine(&crc32fast::Hasher::new_with_initial_len(*piece_crc, *len));
+                stream.extend_from_slice(blocks);
+            }
+            assert_eq!(crc.finalize(), crc32fast::hash(&text));
+            stream.extend(deflate_raw(&[], Compression::fast(), true).unwrap());
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::DeflateDecoder::new(&stream[..]),
+                &mut back,
+            )
+            .unwrap();
+            assert_eq!(back, text);
+        }
+    }
+
+    #[test]
+    fn counters_are_rendered_per_target_in_each_format() {
+        let mut counters = TargetCounters::default();
+        counters.failed("timeout");
+        counters.failed("http_5xx");
+        counters.failed("timeout");
+        counters.invalid(2);
+        let failing = TargetView {
+            counters: Arc::new(counters),
+            ..view(labels("c\"1", "Contoso"), &[], false)
+        };
+        let snap = render_snapshot(&[failing, view(labels("ok", "Fine"), &[tenant(1)], true)]);
+        let text = String::from_utf8(snap.text()).unwrap();
+        let tail = &text[text
+            .find("# HELP avepoint_exporter_target_errors_total")
+            .unwrap()..];
+        assert_eq!(
+            tail,
+            "# HELP avepoint_exporter_target_errors_total Failed target polls, by cause.\n\
+             # TYPE avepoint_exporter_target_errors_total counter\n\
+             avepoint_exporter_target_errors_total{cause=\"http_5xx\",customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 1\n\
+             avepoint_exporter_target_errors_total{cause=\"timeout\",customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 2\n\
+             # HELP avepoint_exporter_invalid_records_total Tenant records skipped because a required field was missing or invalid.\n\
+             # TYPE avepoint_exporter_invalid_records_total counter\n\
+             avepoint_exporter_invalid_records_total{customer_id=\"c\\\"1\",tenant_type=\"salesforce\"} 2\n"
+        );
+        // OpenMetrics names the counter families without `_total`; the samples keep it.
+        let open = String::from_utf8(snap.text_in(Format::OpenMetrics)).unwrap();
+        assert!(open.contains("# TYPE avepoint_exporter_target_errors counter\n"));
+        assert!(open.contains("# TYPE avepoint_exporter_invalid_records counter\n"));
+        assert_eq!(
+            open.replace("_errors ", "_errors_total ")
+                .replace("_records ", "_records_total "),
+            text
+        );
+        assert_gzip_pieces_are_the_text(&snap);
+        assert_gzip_pieces_are_the_text(&render_snapshot(&[]));
     }
 
     #[test]
@@ -671,9 +936,10 @@ mod tests {
             .collect();
         let snap = Arc::new(render_snapshot(&targets));
         let whole = snap.text();
-        assert_eq!(whole.len() as u64, snap.len);
+        assert_eq!(whole.len() as u64, snap.len(Format::Text));
         let mut scrape = Scrape::new(
             false,
+            Format::Text,
             Some(snap.clone()),
             vec![Bytes::from_static(b"tail\n")],
         );

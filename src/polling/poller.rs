@@ -22,7 +22,7 @@ use crate::domain::label;
 use crate::domain::TargetKey;
 use crate::domain::TenantType;
 use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
-use crate::metrics::{render_snapshot, Metrics, SeatSeries};
+use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetCounters};
 use crate::polling::persistence::{Origin, Persistence, Saved, Written};
 use crate::polling::plan::Target;
 use crate::polling::seat_health::SeatHealth;
@@ -159,6 +159,8 @@ struct TargetState {
     /// they are served until the first answer to the new request replaces them, and dropped
     /// if that poll fails (they are not last-good data of the new request).
     renewed: bool,
+    /// Its errors and invalid records (shared with the snapshots that show them).
+    counters: Arc<TargetCounters>,
 }
 
 impl TargetState {
@@ -210,7 +212,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let plan = plans.borrow_and_update().clone();
     if !Arc::ptr_eq(&plan, &poller.plan) {
-        poller.apply_plan(plan);
+        poller.apply_plan(plan).await;
     }
     let mut running: JoinSet<Done> = JoinSet::new();
     let mut writing: Option<JoinHandle<std::io::Result<Written>>> = None;
@@ -232,7 +234,7 @@ pub async fn run(
                 match changed {
                     Ok(()) => {
                         let plan = plans.borrow_and_update().clone();
-                        poller.apply_plan(plan);
+                        poller.apply_plan(plan).await;
                     }
                     // The sender is gone: keep the current plan.
                     Err(_) => plans_open = false,
@@ -246,7 +248,7 @@ pub async fn run(
                 Err(e) => poller.crashed(e),
             },
             _ = sleep_until_some(wake) => {}
-            _ = sleep_until_some(publish_at) => poller.publish(),
+            _ = sleep_until_some(publish_at) => poller.publish().await,
             _ = sleep_until_some(write_at) => writing = poller.start_write(),
             written = join_some(&mut writing) => {
                 writing = None;
@@ -322,7 +324,7 @@ impl Poller {
     /// The poller of `plan`, with the targets of `restored` that are still planned and fresh
     /// enough back in place; its first snapshot and status are published before it returns,
     /// so that the first scrape already sees restored series.
-    pub fn new(
+    pub async fn new(
         plan: Arc<Plan>,
         metrics: Arc<Metrics>,
         status: Arc<ArcSwap<Status>>,
@@ -357,10 +359,10 @@ impl Poller {
             write_soon: false,
             every_target_polled: None,
         };
-        poller.apply_plan(plan);
+        poller.apply_plan(plan).await;
         if let Some(saved) = restored {
             poller.restore(saved);
-            poller.publish();
+            poller.publish().await;
         }
         poller.unsaved = false;
         poller
@@ -377,7 +379,7 @@ impl Poller {
         self.plan.client.max_concurrency().saturating_mul(2).max(1)
     }
 
-    fn apply_plan(&mut self, plan: Arc<Plan>) {
+    async fn apply_plan(&mut self, plan: Arc<Plan>) {
         let now = Instant::now();
         self.schedule
             .set_intervals(plan.poll.interval, plan.poll.empty_interval);
@@ -390,6 +392,8 @@ impl Poller {
             plan.targets.iter().map(|t| (t.key(), t.clone())).collect(),
         );
         let added = self.schedule.set_targets(self.targets.keys(), now);
+        // A target that leaves takes its state, and so every series (its counters too), at
+        // the publish below.
         self.states.retain(|k, _| self.targets.contains_key(k));
         self.unpolled.retain(|k| self.targets.contains_key(k));
         self.unpolled.extend(
@@ -428,7 +432,7 @@ impl Poller {
         self.plan = plan;
         self.unsaved = true;
         // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
-        self.publish();
+        self.publish().await;
     }
 
     fn start_due(&mut self, running: &mut JoinSet<Done>) {
@@ -560,7 +564,7 @@ impl Poller {
                 );
                 hold_empty(state);
             }
-            Ok(fetched) => record_success(target, state, &self.metrics, fetched),
+            Ok(fetched) => record_success(state, &self.metrics, fetched),
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
@@ -576,7 +580,7 @@ impl Poller {
                     state.last_success = None;
                     state.last_tenant_count = None;
                 }
-                record_failure(target, state, &self.metrics, &e);
+                record_failure(state, &e);
             }
         }
         state.renewed = false;
@@ -613,14 +617,25 @@ impl Poller {
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
     /// durations: a scrape that sees a poll counted also sees its results. Then the
     /// utilization, the failures' log lines and the pass summaries.
-    fn publish(&mut self) {
+    ///
+    /// The snapshot is rendered and compressed on the blocking pool (tens of megabytes
+    /// deflated at fleet scale would hold up every task of this worker, scrapes included);
+    /// the poll loop waits for it, so the order above holds.
+    async fn publish(&mut self) {
         let began = Instant::now();
         let cost_clock = std::time::Instant::now();
-        let gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
+        let mut gathered = gather(&self.plan, &mut self.states, &self.schedule, began);
         log_dropped(&gathered.dropped, self.plan.poll.stale_after);
         self.metrics.polling().set_empty_targets(gathered.empty);
         let seat_health = SeatHealth::of(gathered.views.iter().map(|v| (&*v.labels, &*v.seats)));
-        let snapshot = render_snapshot(&gathered.views);
+        let views = std::mem::take(&mut gathered.views);
+        let snapshot = match tokio::task::spawn_blocking(move || render_snapshot(&views)).await {
+            Ok(snapshot) => snapshot,
+            // A panic in rendering is a bug: it ends the poll loop as one here would.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        };
         let series = snapshot.series;
         self.metrics.publish(snapshot);
         let targets = gathered.statuses.len();
@@ -749,7 +764,7 @@ fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
     }
 }
 
-fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
+fn record_success(state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
     let Fetched {
         items: mut tenants,
         invalid,
@@ -761,12 +776,9 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     metrics
         .polling()
         .labels_cut(label::cut_tenants(&mut tenants));
-    let customer_id = &*target.request.customer_id;
     let now = SystemTime::now();
     if !invalid.is_empty() {
-        metrics
-            .polling()
-            .invalid_records(customer_id, target.request.tenant_type, invalid.len());
+        Arc::make_mut(&mut state.counters).invalid(invalid.len());
         tracing::warn!(
             skipped = invalid.len(),
             first = %invalid[..invalid.len().min(3)].join("; "),
@@ -784,12 +796,9 @@ fn record_success(target: &Target, state: &mut TargetState, metrics: &Metrics, f
     state.requests = Some(pages.max(1));
 }
 
-fn record_failure(target: &Target, state: &mut TargetState, metrics: &Metrics, error: &ApiError) {
-    let customer_id = &*target.request.customer_id;
+fn record_failure(state: &mut TargetState, error: &ApiError) {
     let cause = error.cause();
-    metrics
-        .polling()
-        .target_failed(customer_id, target.request.tenant_type, cause);
+    Arc::make_mut(&mut state.counters).failed(cause);
     tracing::debug!(cause, error = %error, "target poll error");
     // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
     // the row.

@@ -373,7 +373,7 @@ pub async fn serve(
                     }
                     Err(_) => {
                         tracing::debug!(
-                            max = limits.max_connections,
+                            max = max_connections,
                             "connection limit reached and every connection is busy; closing a new connection"
                         );
                         continue;
@@ -392,7 +392,8 @@ pub async fn serve(
     accept_tasks.abort_all();
     let _ = closing.send(true);
     // Every connection holds a permit until it is closed: all permits back = all closed.
-    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    // All of the limit in force: clamped to the open-file limit, fewer than asked for.
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     tokio::select! {
         _ = connections.acquire_many(all) => tracing::debug!("all connections closed"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => {

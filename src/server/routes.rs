@@ -88,6 +88,11 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
     {
         return text(StatusCode::BAD_REQUEST, "missing Host header\n");
     }
+    if *req.method() == Method::HEAD {
+        if let Some(resp) = head(&req, state) {
+            return resp;
+        }
+    }
     let path = req.uri().path();
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
     let resp = if path == state.telemetry_path {
@@ -132,7 +137,8 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
         }
     };
     if *req.method() == Method::HEAD {
-        // The headers a GET would carry, Content-Length included, and no body.
+        // The fixed answers: the headers a GET would carry, Content-Length included, and no
+        // body.
         let (mut parts, body) = resp.into_parts();
         if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
             parts
@@ -143,6 +149,56 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
     }
     resp
 }
+
+/// `HEAD` of an endpoint whose body is generated (the exposition, the landing page, the
+/// targets API): the status and headers a `GET` would carry, without building the body, so
+/// without the `Content-Length` that only the body would tell (RFC 9110, 9.3.2: a field
+/// "determined only while generating the content" may be left out). A `HEAD` is not a scrape.
+/// `None` for the other endpoints, whose answers are small and fixed.
+fn head<B>(req: &Request<B>, state: &AppState) -> Option<Response<Body>> {
+    let path = req.uri().path();
+    let empty = |status: StatusCode| {
+        let mut resp = Response::new(Full::new(Bytes::new()).boxed());
+        *resp.status_mut() = status;
+        resp
+    };
+    if path == state.telemetry_path {
+        let format = negotiate(req.headers().get(hyper::header::ACCEPT));
+        let gzip = state
+            .metrics
+            .serves_gzip(accepts_gzip(req.headers().get(ACCEPT_ENCODING)));
+        return Some(scrape_headers(empty(StatusCode::OK), format, gzip));
+    }
+    match path {
+        "/" => Some(with_type(empty(StatusCode::OK), LANDING_TYPE)),
+        "/api/v1/targets" => {
+            // The status a GET would answer: a bad filter is a 400.
+            let status = match Filter::parse(req.uri().query()) {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::BAD_REQUEST,
+            };
+            Some(with_type(empty(status), TARGETS_TYPE))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bodies of generated answers built on this thread (the tests count them).
+    static BODIES_BUILT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a generated body (tests only).
+fn body_built() {
+    #[cfg(test)]
+    BODIES_BUILT.with(|n| n.set(n.get() + 1));
+}
+
+/// Content type of the landing page.
+const LANDING_TYPE: &str = "text/html; charset=utf-8";
+/// Content type of the targets API.
+const TARGETS_TYPE: &str = "application/json";
 
 /// Whether the client accepts a gzip response (`gzip` listed with a weight above 0).
 pub fn accepts_gzip(header: Option<&HeaderValue>) -> bool {
@@ -252,9 +308,14 @@ pub fn negotiate(accept: Option<&HeaderValue>) -> Format {
 fn metrics<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
     let gzip = accepts_gzip(req.headers().get(ACCEPT_ENCODING));
     let format = negotiate(req.headers().get(hyper::header::ACCEPT));
+    body_built();
     let chunks = state.metrics.scrape(gzip, format);
     let gzip = chunks.is_gzip();
-    let mut resp = Response::new(ScrapeBody(chunks).boxed());
+    scrape_headers(Response::new(ScrapeBody(chunks).boxed()), format, gzip)
+}
+
+/// The headers of a scrape in `format`, gzip-encoded or not.
+fn scrape_headers(mut resp: Response<Body>, format: Format, gzip: bool) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -308,16 +369,18 @@ fn landing_page(query: Option<&str>, state: &AppState) -> Response<Body> {
         Ok(f) => (f, None),
         Err(e) => (Filter::default(), Some(e)),
     };
+    body_built();
     let page = landing::page(state, &filter, error.as_deref());
-    with_type(text(StatusCode::OK, page), "text/html; charset=utf-8")
+    with_type(text(StatusCode::OK, page), LANDING_TYPE)
 }
 
 fn targets_api(query: Option<&str>, state: &AppState) -> Response<Body> {
+    body_built();
     let (status, body) = match Filter::parse(query) {
         Ok(filter) => (StatusCode::OK, targets::json(&state.status.load(), &filter)),
         Err(e) => (StatusCode::BAD_REQUEST, targets::error_json(&e)),
     };
-    with_type(text(status, body), "application/json")
+    with_type(text(status, body), TARGETS_TYPE)
 }
 
 #[cfg(test)]
@@ -436,6 +499,51 @@ mod tests {
         let resp = secured(post("/-/reload").body(()).unwrap(), &state).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(body(resp).await.contains("customers[0].id: missing"));
+    }
+
+    #[tokio::test]
+    async fn head_answers_the_headers_of_get_without_building_a_body() {
+        let (state, _) = state(WebSettings::default(), false);
+        let built = || BODIES_BUILT.with(|n| n.get());
+        let request = |method: Method, path: &str, headers: &[(&str, &str)]| {
+            let mut r = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, "exporter");
+            for (name, value) in headers {
+                r = r.header(*name, *value);
+            }
+            r.body(()).unwrap()
+        };
+        let cases: [(&str, &[(&str, &str)]); 6] = [
+            ("/seats", &[]),
+            ("/seats", &[("accept-encoding", "gzip")]),
+            ("/seats", &[("accept", "application/openmetrics-text")]),
+            ("/", &[]),
+            ("/api/v1/targets?health=down", &[]),
+            ("/api/v1/targets?health=sick", &[]),
+        ];
+        for (path, headers) in cases {
+            let before = built();
+            let head = secured(request(Method::HEAD, path, headers), &state).await;
+            assert_eq!(built(), before, "HEAD {path} built a body");
+            let get = secured(request(Method::GET, path, headers), &state).await;
+            assert_eq!(built(), before + 1, "GET {path}");
+            assert_eq!(head.status(), get.status(), "{path}");
+            for name in [CONTENT_TYPE, CONTENT_ENCODING, VARY] {
+                assert_eq!(
+                    head.headers().get(&name),
+                    get.headers().get(&name),
+                    "{path} {name}"
+                );
+            }
+            // Only the body would tell the length.
+            assert!(!head.headers().contains_key(hyper::header::CONTENT_LENGTH));
+            assert!(body(head).await.is_empty());
+        }
+        // The fixed answers still carry their length.
+        let resp = secured(request(Method::HEAD, "/-/healthy", &[]), &state).await;
+        assert_eq!(resp.headers()[hyper::header::CONTENT_LENGTH], "8");
     }
 
     #[test]

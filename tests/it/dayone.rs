@@ -585,8 +585,11 @@ fn help_and_readme_say_the_same_of_the_connection_limit() {
         .and_then(|rest| rest.split(" --").next())
         .unwrap_or_default()
         .to_owned();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
     let row = readme
         .lines()
         .find(|l| l.starts_with("| `--web.max-connections"))

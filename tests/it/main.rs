@@ -16,4 +16,5 @@ mod polling;
 mod resilience;
 mod scheduling;
 mod secure;
+mod serving;
 mod status;

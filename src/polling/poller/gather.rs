@@ -93,6 +93,7 @@ pub(super) fn gather(
             last_success: state.last_success.map(unix_seconds),
             seats: state.seats.clone(),
             last_tenant_count: state.last_tenant_count,
+            counters: state.counters.clone(),
         });
     }
     g

@@ -71,6 +71,8 @@ impl Poller {
                     last_error: t.error,
                     requests: t.pages,
                     last_duration: None,
+                    // Counters start at 0 in a new process.
+                    counters: Arc::default(),
                 },
             );
         }

@@ -482,7 +482,22 @@ impl Exporter {
 
     /// Like [`Exporter::start`], with extra environment variables for the child.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        let mut child = Command::new(binary())
+        Exporter::start_under(&[], args, env)
+    }
+
+    /// Like [`Exporter::start_with_env`], with the binary started by `launcher` (a program
+    /// and its arguments that runs the command after them in its own process, such as
+    /// `prlimit --nofile=256`); an empty launcher starts the binary itself.
+    pub fn start_under(launcher: &[&str], args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let mut command = match launcher.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .args([
