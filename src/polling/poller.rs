@@ -104,6 +104,9 @@ pub struct Status {
     pub settled: bool,
     /// Tenants out of seats and low on seats, from the published series.
     pub seat_health: SeatHealth,
+    /// What the HTTP server renders from this status once and shares between requests
+    /// (empty when published).
+    pub bodies: crate::server::StatusBodies,
 }
 
 impl Status {
@@ -120,6 +123,7 @@ impl Status {
             complete: plan.complete,
             settled: false,
             seat_health: SeatHealth::default(),
+            bodies: Default::default(),
         }
     }
 
@@ -646,6 +650,7 @@ impl Poller {
             complete: self.plan.complete,
             settled: self.first_pass_done,
             seat_health,
+            bodies: Default::default(),
         }));
         for d in self.durations.drain(..) {
             self.metrics.polling().observe_poll(d);

@@ -4,11 +4,11 @@
 //! most [`MAX_ROWS`] rows, filterable like `/api/v1/targets` (which has everything). Served
 //! from the published status and metrics; never a secret, token or stack trace.
 
-use std::collections::HashSet;
+use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use super::targets::{rfc3339, Filter, Health};
+use super::targets::{counts, rfc3339, Counts, Filter, Health};
 use super::AppState;
 use crate::polling::poller::TargetStatus;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
@@ -113,21 +113,51 @@ fn count_of(n: usize, what: &str, class: &str) -> String {
     }
 }
 
+/// The first [`MAX_ROWS`] targets that pass `filter`, failing first (longest failing first),
+/// then not polled yet, then up, each group in plan order; and how many pass. Kept in a heap
+/// of [`MAX_ROWS`]: a request holds the rows it shows, not the fleet.
+fn first_rows<'a>(targets: &'a [TargetStatus], filter: &Filter) -> (Vec<&'a TargetStatus>, usize) {
+    let mut heap = BinaryHeap::with_capacity(MAX_ROWS + 1);
+    let mut matching = 0;
+    for (i, t) in targets.iter().enumerate() {
+        if !filter.keeps(t) {
+            continue;
+        }
+        matching += 1;
+        let key = match Health::of(t) {
+            Health::Down => (0u8, t.failing_since, i),
+            Health::Unknown => (1, None, i),
+            Health::Up => (2, None, i),
+        };
+        heap.push(key);
+        if heap.len() > MAX_ROWS {
+            heap.pop();
+        }
+    }
+    let rows = heap
+        .into_sorted_vec()
+        .into_iter()
+        .filter_map(|(_, _, i)| targets.get(i))
+        .collect();
+    (rows, matching)
+}
+
 /// The page for `filter`.
 pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> String {
     let status = state.status.load();
     let now = SystemTime::now();
     let metrics = &state.metrics;
     let path = html(&state.telemetry_path);
-    let count = |h: Health| status.targets.iter().filter(|t| Health::of(t) == h).count();
-    let (up, down, unknown) = (
-        count(Health::Up),
-        count(Health::Down),
-        count(Health::Unknown),
-    );
-    let customers: HashSet<&str> = status.targets.iter().map(|t| &*t.customer_id).collect();
-    let tenants: usize = status.targets.iter().map(|t| t.tenants).sum();
-    let empty = status.targets.iter().filter(|t| t.empty).count();
+    // Counted once per status; nothing here grows with the fleet but the page's rows, which
+    // are capped.
+    let Counts {
+        up,
+        down,
+        unknown,
+        empty,
+        customers,
+        tenants,
+    } = counts(&status);
     let list = if !metrics.polling().discovery_enabled() {
         "off (customers from the config file)".to_owned()
     } else {
@@ -165,7 +195,7 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
 <tr><td>Customer list</td><td>{list}</td></tr></table>\n",
         status.targets.len(),
         count_of(down, "down", "down"),
-        customers.len(),
+        customers,
         metrics.snapshot().series,
         metrics.polling().utilization(),
         status.polls,
@@ -191,15 +221,7 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
     if let Some(e) = filter_error {
         let _ = writeln!(page, "<p class=\"down\">{}</p>", html(e));
     }
-    // Failing first (longest failing first), then not polled yet, then up.
-    let mut shown: Vec<&TargetStatus> = status.targets.iter().filter(|t| filter.keeps(t)).collect();
-    let matching = shown.len();
-    shown.sort_by_key(|t| match Health::of(t) {
-        Health::Down => (0, t.failing_since),
-        Health::Unknown => (1, None),
-        Health::Up => (2, None),
-    });
-    shown.truncate(MAX_ROWS);
+    let (shown, matching) = first_rows(&status.targets, filter);
     let _ = writeln!(
         page,
         "<p>{matching} matching targets{}.</p>\n<table><tr><th>health</th><th>customer</th><th>customer id</th><th>tenant type</th><th>cause</th><th>failing since</th><th>last poll</th><th>last success</th><th class=\"num\">tenants</th><th>next poll</th></tr>",
@@ -324,6 +346,49 @@ mod tests {
         let mut page = String::new();
         seat_health(&mut page, &SeatHealth::default());
         assert!(page.contains("No seat data yet"), "{page}");
+    }
+
+    #[test]
+    fn the_rows_are_the_first_by_health_then_failing_since_then_plan_order() {
+        let at = |s| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let targets: Vec<TargetStatus> = (0..1000u64)
+            .map(|i| TargetStatus {
+                customer_id: Arc::from(format!("c{i}")),
+                customer_name: Arc::from(format!("Org {i}")),
+                tenant_type: TenantType::Google,
+                last_poll: if i % 5 == 0 { None } else { at(1000) },
+                last_error: (i % 3 == 0 && i % 5 != 0).then(|| "boom".to_owned()),
+                last_success: None,
+                tenants: 1,
+                last_duration: None,
+                next_poll: None,
+                failing_since: if i % 3 == 0 && i % 5 != 0 {
+                    at(1000 - i % 7)
+                } else {
+                    None
+                },
+                empty: false,
+            })
+            .collect();
+        for filter in [
+            Filter::default(),
+            Filter::parse(Some("customer=org 1")).unwrap(),
+        ] {
+            // What a stable sort of every matching target gives.
+            let mut all: Vec<&TargetStatus> = targets.iter().filter(|t| filter.keeps(t)).collect();
+            let matching = all.len();
+            all.sort_by_key(|t| match Health::of(t) {
+                Health::Down => (0, t.failing_since),
+                Health::Unknown => (1, None),
+                Health::Up => (2, None),
+            });
+            all.truncate(MAX_ROWS);
+            let (rows, n) = first_rows(&targets, &filter);
+            assert_eq!(n, matching);
+            let ids =
+                |v: &[&TargetStatus]| v.iter().map(|t| t.customer_id.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(&rows), ids(&all));
+        }
     }
 
     #[test]

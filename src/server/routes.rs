@@ -104,7 +104,7 @@ async fn handle<B>(req: Request<B>, state: &AppState) -> Response<Body> {
     } else {
         match path {
             "/" if read => landing_page(req.uri().query(), state),
-            "/api/v1/targets" if read => targets_api(req.uri().query(), state),
+            "/api/v1/targets" if read => targets_api(req.uri().query(), state).await,
             "/-/healthy" if read => text(StatusCode::OK, "Healthy\n"),
             "/-/ready" if read => {
                 let status = state.status.load();
@@ -173,11 +173,20 @@ fn head<B>(req: &Request<B>, state: &AppState) -> Option<Response<Body>> {
         "/" => Some(with_type(empty(StatusCode::OK), LANDING_TYPE)),
         "/api/v1/targets" => {
             // The status a GET would answer: a bad filter is a 400.
-            let status = match Filter::parse(req.uri().query()) {
-                Ok(_) => StatusCode::OK,
-                Err(_) => StatusCode::BAD_REQUEST,
+            let (status, length) = match Filter::parse(req.uri().query()) {
+                // The shared answer tells its length once it has been rendered.
+                Ok(filter) if filter == Filter::default() => {
+                    (StatusCode::OK, targets::shared_len(&state.status.load()))
+                }
+                Ok(_) => (StatusCode::OK, None),
+                Err(_) => (StatusCode::BAD_REQUEST, None),
             };
-            Some(with_type(empty(status), TARGETS_TYPE))
+            let mut resp = with_type(empty(status), TARGETS_TYPE);
+            if let Some(length) = length {
+                resp.headers_mut()
+                    .insert(hyper::header::CONTENT_LENGTH, length.into());
+            }
+            Some(resp)
         }
         _ => None,
     }
@@ -374,13 +383,29 @@ fn landing_page(query: Option<&str>, state: &AppState) -> Response<Body> {
     with_type(text(StatusCode::OK, page), LANDING_TYPE)
 }
 
-fn targets_api(query: Option<&str>, state: &AppState) -> Response<Body> {
-    body_built();
-    let (status, body) = match Filter::parse(query) {
-        Ok(filter) => (StatusCode::OK, targets::json(&state.status.load(), &filter)),
-        Err(e) => (StatusCode::BAD_REQUEST, targets::error_json(&e)),
+/// The unfiltered answer is the status's shared body (sent with its length); a filtered one
+/// is streamed as the client reads (see [`targets`]).
+async fn targets_api(query: Option<&str>, state: &AppState) -> Response<Body> {
+    let filter = match Filter::parse(query) {
+        Ok(filter) => filter,
+        Err(e) => {
+            body_built();
+            return with_type(
+                text(StatusCode::BAD_REQUEST, targets::error_json(&e)),
+                TARGETS_TYPE,
+            );
+        }
     };
-    with_type(text(status, body), TARGETS_TYPE)
+    let status = state.status.load_full();
+    if filter == Filter::default() {
+        let body = targets::shared_json(&status).await;
+        return with_type(text(StatusCode::OK, body), TARGETS_TYPE);
+    }
+    body_built();
+    with_type(
+        Response::new(targets::TargetsBody::new(status, filter).boxed()),
+        TARGETS_TYPE,
+    )
 }
 
 #[cfg(test)]

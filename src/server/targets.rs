@@ -2,10 +2,22 @@
 //! Prometheus' targets API, and the filter it shares with the landing page (`health=`,
 //! `customer=`). Everything comes from the status the poller publishes; nothing touches the
 //! API.
+//!
+//! Memory follows the published status, not the requests: the unfiltered answer is rendered
+//! once per status (on the blocking pool, on its first request) and every request of that
+//! status sends the same [`Bytes`]; a filtered answer is streamed, [`CHUNK_TARGETS`] targets
+//! at a time, as the client reads, so a client that does not read holds one chunk.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use hyper::body::Frame;
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::polling::poller::{Status, TargetStatus};
 
@@ -127,24 +139,9 @@ struct TargetJson<'a> {
     next_poll: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Data<'a> {
-    targets: Vec<TargetJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct Answer<'a> {
-    status: &'static str,
-    data: Data<'a>,
-}
-
-/// The body of `/api/v1/targets` for `status`, filtered.
-pub fn json(status: &Status, filter: &Filter) -> String {
-    let targets = status
-        .targets
-        .iter()
-        .filter(|t| filter.keeps(t))
-        .map(|t| TargetJson {
+impl<'a> TargetJson<'a> {
+    fn of(t: &'a TargetStatus) -> TargetJson<'a> {
+        TargetJson {
             customer_id: &t.customer_id,
             customer_name: &t.customer_name,
             tenant_type: t.tenant_type.name(),
@@ -157,13 +154,197 @@ pub fn json(status: &Status, filter: &Filter) -> String {
             last_error: t.last_error.as_deref().unwrap_or(""),
             failing_since: t.failing_since.map(rfc3339),
             next_poll: t.next_poll.map(rfc3339),
+        }
+    }
+}
+
+/// What opens the answer, before the first target.
+const HEAD: &[u8] = br#"{"status":"success","data":{"targets":["#;
+/// What closes it, after the last.
+const TAIL: &[u8] = b"]}}";
+
+/// Targets rendered per piece of a streamed answer (about 350 bytes each: a piece is about
+/// 90 KB).
+pub const CHUNK_TARGETS: usize = 256;
+
+/// Where a rendering of the answer is: the next target to look at, and whether one was
+/// written (a comma goes before the next).
+#[derive(Debug, Default)]
+struct Cursor {
+    next: usize,
+    wrote: bool,
+    done: bool,
+}
+
+/// Appends the answer's next piece to `buf`: the opening on the first call, then up to
+/// [`CHUNK_TARGETS`] targets that pass `filter`, and the closing once the targets end.
+fn render_piece(status: &Status, filter: &Filter, cursor: &mut Cursor, buf: &mut Vec<u8>) {
+    if cursor.done {
+        return;
+    }
+    if cursor.next == 0 && !cursor.wrote {
+        buf.extend_from_slice(HEAD);
+    }
+    let mut rendered = 0;
+    while rendered < CHUNK_TARGETS {
+        let Some(t) = status.targets.get(cursor.next) else {
+            buf.extend_from_slice(TAIL);
+            cursor.done = true;
+            return;
+        };
+        cursor.next += 1;
+        if !filter.keeps(t) {
+            continue;
+        }
+        let mark = buf.len();
+        if cursor.wrote {
+            buf.push(b',');
+        }
+        // Writing plain fields to a Vec cannot fail; were it to, the target is left out
+        // rather than half written.
+        if serde_json::to_writer(&mut *buf, &TargetJson::of(t)).is_ok() {
+            cursor.wrote = true;
+            rendered += 1;
+        } else {
+            buf.truncate(mark);
+        }
+    }
+}
+
+/// The body of `/api/v1/targets` for `status`, filtered, whole.
+pub fn json(status: &Status, filter: &Filter) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut cursor = Cursor::default();
+    while !cursor.done {
+        render_piece(status, filter, &mut cursor, &mut buf);
+    }
+    buf
+}
+
+/// What the server derives from one published [`Status`], made on first need and shared by
+/// every request of that status; it goes with the status.
+#[derive(Debug, Default)]
+pub struct StatusBodies {
+    /// The unfiltered `/api/v1/targets` answer.
+    targets: OnceCell<Bytes>,
+    /// The landing page's summary counts.
+    counts: std::sync::OnceLock<Counts>,
+}
+
+/// The counts the landing page summarises a status with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Targets up.
+    pub up: usize,
+    /// Targets down.
+    pub down: usize,
+    /// Targets not polled yet.
+    pub unknown: usize,
+    /// Up targets whose last poll found no tenants.
+    pub empty: usize,
+    /// Distinct customers.
+    pub customers: usize,
+    /// Tenants published, over all targets.
+    pub tenants: usize,
+}
+
+/// The counts of `status`, counted by the first request that needs them.
+pub fn counts(status: &Status) -> Counts {
+    *status.bodies.counts.get_or_init(|| {
+        let mut c = Counts::default();
+        let mut customers = std::collections::HashSet::new();
+        for t in &status.targets {
+            match Health::of(t) {
+                Health::Up => c.up += 1,
+                Health::Down => c.down += 1,
+                Health::Unknown => c.unknown += 1,
+            }
+            c.empty += usize::from(t.empty);
+            c.tenants += t.tenants;
+            customers.insert(&*t.customer_id);
+        }
+        c.customers = customers.len();
+        c
+    })
+}
+
+/// The unfiltered answer of `status`, rendered on the blocking pool by its first request (a
+/// few megabytes at fleet scale would hold up the worker's other tasks) and shared by the
+/// others, which wait for it.
+pub async fn shared_json(status: &Arc<Status>) -> Bytes {
+    status
+        .bodies
+        .targets
+        .get_or_init(|| async {
+            counted_render();
+            let mine = status.clone();
+            match tokio::task::spawn_blocking(move || json(&mine, &Filter::default())).await {
+                Ok(body) => Bytes::from(body),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled (the runtime is shutting down): render here.
+                Err(_) => Bytes::from(json(status, &Filter::default())),
+            }
         })
-        .collect();
-    let answer = Answer {
-        status: "success",
-        data: Data { targets },
-    };
-    serde_json::to_string(&answer).unwrap_or_else(|e| error_json(&e.to_string()))
+        .await
+        .clone()
+}
+
+/// The length of the unfiltered answer of `status`, if it has been rendered.
+pub fn shared_len(status: &Status) -> Option<usize> {
+    status.bodies.targets.get().map(Bytes::len)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Shared answers rendered by requests on this thread (the tests count them).
+    static SHARED_RENDERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a shared rendering (tests only).
+fn counted_render() {
+    #[cfg(test)]
+    SHARED_RENDERS.with(|n| n.set(n.get() + 1));
+}
+
+/// A filtered answer, rendered a piece at a time as the connection asks for the next: what
+/// a connection holds is the status (shared) and one piece.
+pub struct TargetsBody {
+    status: Arc<Status>,
+    filter: Filter,
+    cursor: Cursor,
+}
+
+impl TargetsBody {
+    /// The answer of `status` through `filter`.
+    pub fn new(status: Arc<Status>, filter: Filter) -> TargetsBody {
+        TargetsBody {
+            status,
+            filter,
+            cursor: Cursor::default(),
+        }
+    }
+}
+
+impl hyper::body::Body for TargetsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.cursor.done {
+            return Poll::Ready(None);
+        }
+        let mut buf = Vec::with_capacity(CHUNK_TARGETS * 400);
+        render_piece(&this.status, &this.filter, &mut this.cursor, &mut buf);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.cursor.done
+    }
 }
 
 /// A Prometheus-style error answer.
@@ -205,7 +386,7 @@ mod tests {
         };
         let ids = |query: &str| -> Vec<String> {
             let filter = Filter::parse(Some(query)).unwrap();
-            let v: serde_json::Value = serde_json::from_str(&json(&status, &filter)).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&json(&status, &filter)).unwrap();
             v["data"]["targets"]
                 .as_array()
                 .unwrap()
@@ -236,7 +417,7 @@ mod tests {
             ..Status::default()
         };
         let v: serde_json::Value =
-            serde_json::from_str(&json(&status, &Filter::default())).unwrap();
+            serde_json::from_slice(&json(&status, &Filter::default())).unwrap();
         assert_eq!(v["status"], "success");
         let down = &v["data"]["targets"][0];
         assert_eq!(down["health"], "down");
@@ -250,6 +431,74 @@ mod tests {
         assert_eq!(unknown["health"], "unknown");
         assert_eq!(unknown["lastPoll"], serde_json::Value::Null);
         assert_eq!(unknown["lastError"], "");
+    }
+
+    fn fleet(n: usize) -> Status {
+        Status {
+            targets: (0..n)
+                .map(|i| {
+                    let error = (i % 3 == 0).then_some("HTTP 500 (http_5xx)");
+                    target(&format!("c{i:05}"), &format!("Org {i}"), i % 7 != 0, error)
+                })
+                .collect(),
+            ..Status::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_unfiltered_answer_is_rendered_once_per_status_and_shared() {
+        let renders = || SHARED_RENDERS.with(|n| n.get());
+        let before = renders();
+        let status = Arc::new(fleet(1000));
+        let (a, b) = tokio::join!(shared_json(&status), shared_json(&status));
+        let c = shared_json(&status).await;
+        assert_eq!(renders(), before + 1, "one render for three requests");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(a.as_ptr(), c.as_ptr());
+        assert_eq!(shared_len(&status), Some(a.len()));
+        assert_eq!(&a[..], &json(&status, &Filter::default())[..]);
+        let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(v["data"]["targets"].as_array().unwrap().len(), 1000);
+        // A new status is a new body.
+        let next = Arc::new(fleet(10));
+        assert_eq!(shared_len(&next), None, "not rendered before a request");
+        let d = shared_json(&next).await;
+        assert_eq!(renders(), before + 2);
+        assert_ne!(d.as_ptr(), a.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn a_filtered_answer_streams_in_bounded_pieces_equal_to_the_whole() {
+        use http_body_util::BodyExt as _;
+        let status = Arc::new(fleet(2000));
+        for query in [
+            "health=down",
+            "customer=org",
+            "customer=c00042",
+            "health=unknown&customer=zz",
+        ] {
+            let filter = Filter::parse(Some(query)).unwrap();
+            let mut body = TargetsBody::new(status.clone(), filter.clone());
+            let mut whole = Vec::new();
+            let mut pieces = 0;
+            while let Some(frame) = body.frame().await {
+                let piece = frame.unwrap().into_data().unwrap();
+                // At most CHUNK_TARGETS targets (of ~300 bytes) and the frame around them.
+                assert!(
+                    piece.len() <= CHUNK_TARGETS * 400,
+                    "{query}: {}",
+                    piece.len()
+                );
+                whole.extend_from_slice(&piece);
+                pieces += 1;
+            }
+            assert!(hyper::body::Body::is_end_stream(&body));
+            assert_eq!(whole, json(&status, &filter), "{query}");
+            let v: serde_json::Value = serde_json::from_slice(&whole).unwrap();
+            let n = v["data"]["targets"].as_array().unwrap().len();
+            // Full pieces, then one that ends the answer.
+            assert_eq!(pieces, n / CHUNK_TARGETS + 1, "{query}: {n}");
+        }
     }
 
     #[test]
@@ -277,7 +526,7 @@ mod tests {
         status.targets[0].last_success = Some(far);
         status.targets[0].next_poll = Some(far);
         let v: serde_json::Value =
-            serde_json::from_str(&json(&status, &Filter::default())).unwrap();
+            serde_json::from_slice(&json(&status, &Filter::default())).unwrap();
         assert_eq!(
             v["data"]["targets"][0]["lastSuccess"],
             "9999-12-31T23:59:59Z"
