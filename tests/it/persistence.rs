@@ -792,17 +792,6 @@ async fn through_the_binary_times_in_the_future_neither_crash_the_pages_nor_come
     assert_eq!(exporter.get("/").await.0, 200);
 }
 
-/// The peak resident memory of a process (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib / 1024
-}
-
 #[tokio::test]
 async fn through_the_binary_a_huge_file_or_line_is_refused_after_a_bounded_read() {
     let api = api(Arc::default()).await;

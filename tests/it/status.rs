@@ -119,6 +119,83 @@ async fn the_targets_api_and_the_landing_page_at_fleet_shape() {
     assert!(page.contains("expected up, down or unknown"));
 }
 
+/// Opens a connection that sends `GET path` and never reads the answer.
+async fn slow_reader(exporter: &Exporter, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(exporter.addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: exporter\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_that_do_not_read_the_targets_api_cost_one_answer_not_fifty() {
+    // 20 000 targets (5 000 customers x 4 types), every one failed: the largest answer.
+    let api = FakeApi::with_tokens(|_| Reply::status(500, "text/plain", "boom")).await;
+    let (_dir, exporter) = start_with_limits(
+        &api,
+        "  timeout: 5s\n  retries: 0\n  max_requests_per_second: 0\n  max_concurrency: 32\n",
+        &fleet_yaml(5000, "0, 1, 2, 3"),
+    );
+    let start = std::time::Instant::now();
+    while exporter.get("/-/ready").await.0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no first pass");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, body) = exporter.get("/api/v1/targets").await;
+    assert_eq!(code, 200);
+    assert!(body.len() > 5 << 20, "{} bytes", body.len());
+    drop(body);
+    let before = peak_rss_mib(exporter.pid());
+
+    // 50 that ask for everything, 50 with a filter every target passes; none reads.
+    let mut slow = Vec::new();
+    for path in ["/api/v1/targets", "/api/v1/targets?customer=k"] {
+        for _ in 0..50 {
+            slow.push(slow_reader(&exporter, path).await);
+        }
+    }
+    // Each has been answered once its first bytes arrive (peeked at, not read).
+    for stream in &slow {
+        let mut byte = [0u8; 1];
+        let peeked = tokio::time::timeout(Duration::from_secs(60), stream.peek(&mut byte)).await;
+        assert!(matches!(peeked, Ok(Ok(1))), "not answered: {peeked:?}");
+    }
+    // A client that reads gets the whole answer meanwhile, and a filtered one.
+    let (code, body) = exporter.get("/api/v1/targets").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let all = v["data"]["targets"].as_array().unwrap();
+    assert_eq!(all.len(), 20_000);
+    assert!(all.iter().all(|t| t["health"] == "down"));
+    assert_eq!(all[4 * 4999]["customerId"], "k04999");
+    let (_, filtered) = exporter.get("/api/v1/targets?customer=k&health=down").await;
+    let f: serde_json::Value = serde_json::from_str(&filtered).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        let targets = v["data"]["targets"].as_array().unwrap();
+        targets
+            .iter()
+            .map(|t| format!("{}/{}", t["customerId"], t["tenantType"]))
+            .collect()
+    };
+    assert_eq!(
+        ids(&f),
+        ids(&v),
+        "a filter every target passes keeps every target"
+    );
+    drop((body, filtered, v, f));
+
+    let peak = peak_rss_mib(exporter.pid());
+    eprintln!("peak RSS at 20 000 targets: {before} MiB, {peak} MiB with 100 slow readers");
+    assert!(
+        peak <= 128,
+        "peak RSS {peak} MiB, above the 128 MiB container"
+    );
+    drop(slow);
+}
+
 #[test]
 fn once_polls_every_target_prints_the_exposition_and_exits_by_the_result() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
