@@ -571,6 +571,30 @@ mod tests {
         assert_eq!(resp.headers()[hyper::header::CONTENT_LENGTH], "8");
     }
 
+    #[tokio::test]
+    async fn head_of_the_shared_targets_answer_tells_its_length_once_rendered() {
+        let (state, _) = state(WebSettings::default(), false);
+        let head = || {
+            Request::head("/api/v1/targets")
+                .header(hyper::header::HOST, "exporter")
+                .body(())
+                .unwrap()
+        };
+        let before = secured(head(), &state).await;
+        assert!(!before.headers().contains_key(hyper::header::CONTENT_LENGTH));
+        let get = secured(get("/api/v1/targets").body(()).unwrap(), &state).await;
+        let exact = hyper::body::Body::size_hint(get.body()).exact();
+        let sent = body(get).await;
+        assert_eq!(exact, Some(sent.len() as u64), "sent with its length");
+        assert_eq!(sent, r#"{"status":"success","data":{"targets":[]}}"#);
+        let after = secured(head(), &state).await;
+        assert_eq!(
+            after.headers()[hyper::header::CONTENT_LENGTH],
+            sent.len().to_string()
+        );
+        assert!(body(after).await.is_empty());
+    }
+
     #[test]
     fn format_negotiation() {
         let f = |s: &'static str| negotiate(Some(&HeaderValue::from_static(s)));
