@@ -258,6 +258,34 @@ impl<T: Record> Merged<T> {
     fn distinct(&self) -> u64 {
         (self.seen.len() + self.fetched.invalid.len()) as u64
     }
+
+    /// Adds page `index` of a list still short of the `total` it announced. `Ok(true)`: the
+    /// page is empty and ends the list, every record announced having arrived counting
+    /// duplicates (a total that counts a tenant listed twice). An error: the pages ran out
+    /// first, or the page holds nothing new (a server that ignores `pageIndex`).
+    fn take(&mut self, page: Page<T>, index: u32, total: u64) -> Result<bool, ApiError> {
+        if page.is_empty() {
+            return if self.received() >= total {
+                Ok(true)
+            } else {
+                Err(self.incomplete(total, index, "an empty page"))
+            };
+        }
+        if self.absorb(page) == 0 {
+            return Err(self.incomplete(total, index, "a page that repeats records already seen"));
+        }
+        Ok(false)
+    }
+
+    /// The error of a list whose pages ended at `page`, for `why`, short of `total`.
+    fn incomplete(&self, total: u64, page: u32, why: &'static str) -> ApiError {
+        ApiError::Incomplete {
+            received: self.distinct(),
+            total,
+            page,
+            why,
+        }
+    }
 }
 
 /// How the requests of one list (a target's pages, the customer list) are sent.
@@ -501,23 +529,8 @@ where
     if merged.distinct() >= total {
         return Ok(());
     }
-    let incomplete = |merged: &Merged<T>, page: u32, why: &'static str| ApiError::Incomplete {
-        received: merged.distinct(),
-        total,
-        page,
-        why,
-    };
-    // An empty page ends the list: complete only if every record announced has arrived,
-    // counting duplicates (a server whose total counts a tenant listed twice).
-    let ran_out = |merged: &Merged<T>, page: u32| {
-        if merged.received() >= total {
-            Ok(())
-        } else {
-            Err(incomplete(merged, page, "an empty page"))
-        }
-    };
     if per_page == 0 {
-        return Err(incomplete(merged, 1, "an empty first page"));
+        return Err(merged.incomplete(total, 1, "an empty first page"));
     }
     let pages = total.div_ceil(per_page as u64);
     if pages > u64::from(MAX_PAGES) {
@@ -538,17 +551,8 @@ where
         if merged.distinct() >= total {
             // Surplus (the first page was shorter than the rest): kept, never judged.
             merged.absorb(page);
-            continue;
-        }
-        if page.is_empty() {
-            return ran_out(merged, index);
-        }
-        if merged.absorb(page) == 0 {
-            return Err(incomplete(
-                merged,
-                index,
-                "a page that repeats records already seen",
-            ));
+        } else if merged.take(page, index, total)? {
+            return Ok(());
         }
     }
     // Still short (pages shorter than the first, or records that moved between pages while
@@ -557,23 +561,12 @@ where
     let mut index = pages.saturating_add(1);
     while merged.distinct() < total {
         if index > MAX_PAGES || u64::from(index) > total.saturating_add(1) {
-            return Err(incomplete(
-                merged,
-                index.saturating_sub(1),
-                "the paging guard",
-            ));
+            return Err(merged.incomplete(total, index.saturating_sub(1), "the paging guard"));
         }
         let page = fetch(index).await?;
         merged.fetched.pages = index;
-        if page.is_empty() {
-            return ran_out(merged, index);
-        }
-        if merged.absorb(page) == 0 {
-            return Err(incomplete(
-                merged,
-                index,
-                "a page that repeats records already seen",
-            ));
+        if merged.take(page, index, total)? {
+            return Ok(());
         }
         index += 1;
     }
