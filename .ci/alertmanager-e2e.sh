@@ -186,15 +186,7 @@ scrape_configs:
         regex: '127\.0\.0\.1:$a_port;$tailspin'
         action: drop
 EOF
-prometheus_port=$(free_port)
-"$prometheus_bin" \
-  --config.file="$tmp/prometheus.yml" \
-  --storage.tsdb.path="$tmp/data" \
-  --web.listen-address="127.0.0.1:$prometheus_port" \
-  --log.level=warn >"$tmp/prometheus.log" 2>&1 &
-prometheus_pid=$!
-pids="$pids $prometheus_pid"
-wait_for "http://127.0.0.1:$prometheus_port/-/ready" 60 "$prometheus_pid"
+start_prometheus
 echo "$CI_NAME: exporters, Alertmanager and Prometheus up after $((SECONDS - start)) s (for: $FOR, group_wait/group_interval: $GROUP)"
 
 # ---------------------------------------------------------------- 4. what a person gets

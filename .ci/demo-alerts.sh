@@ -53,16 +53,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$exporter_port"]
 EOF
-prometheus_port=$(free_port)
-"$prometheus_bin" \
-  --config.file="$tmp/prometheus.yml" \
-  --storage.tsdb.path="$tmp/data" \
-  --web.listen-address="127.0.0.1:$prometheus_port" \
-  --log.level=warn >"$tmp/prometheus.log" 2>&1 &
-prometheus_pid=$!
-pids="$pids $prometheus_pid"
-prom="http://127.0.0.1:$prometheus_port"
-wait_for "$prom/-/ready" 60 "$prometheus_pid"
+start_prometheus
 echo "demo-alerts: exporter and Prometheus up after $((SECONDS - start)) s; rules.yml with $cut_lines for: lines cut to $FOR"
 
 PROM="$prom" FOR="$FOR" OBSERVE="$OBSERVE" DEADLINE="$DEADLINE" MAX_FORECAST="$MAX_FORECAST" \

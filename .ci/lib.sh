@@ -7,6 +7,9 @@
 #   free_port         a free TCP port on 127.0.0.1.
 #   wait_for URL SECONDS PID
 #                     polls until URL answers 200, the process dies, or the deadline passes.
+#   start_prometheus  starts Prometheus on a free loopback port with $tmp/prometheus.yml and
+#                     storage in $tmp/data, logging to $tmp/prometheus.log; sets
+#                     $prometheus_port, $prometheus_pid and $prom, and waits until it is ready.
 
 ci_init() {
   bin=${1:-target/debug/avepoint-elements-exporter}
@@ -44,4 +47,17 @@ wait_for() {
     [ "$SECONDS" -lt "$deadline" ] || { echo "$CI_NAME: timed out waiting for $url" >&2; return 1; }
     sleep 0.2
   done
+}
+
+start_prometheus() {
+  prometheus_port=$(free_port)
+  "$prometheus_bin" \
+    --config.file="$tmp/prometheus.yml" \
+    --storage.tsdb.path="$tmp/data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" \
+    --log.level=warn >"$tmp/prometheus.log" 2>&1 &
+  prometheus_pid=$!
+  pids="$pids $prometheus_pid"
+  prom="http://127.0.0.1:$prometheus_port"
+  wait_for "$prom/-/ready" 60 "$prometheus_pid"
 }

@@ -72,16 +72,7 @@ scrape_configs:
       - targets: ["127.0.0.1:$exporter_port"]
 EOF
 
-prometheus_port=$(free_port)
-"$prometheus_bin" \
-  --config.file="$tmp/prometheus.yml" \
-  --storage.tsdb.path="$tmp/data" \
-  --web.listen-address="127.0.0.1:$prometheus_port" \
-  --log.level=warn >"$tmp/prometheus.log" 2>&1 &
-prometheus_pid=$!
-pids="$pids $prometheus_pid"
-prom="http://127.0.0.1:$prometheus_port"
-wait_for "$prom/-/ready" 60 "$prometheus_pid"
+start_prometheus
 
 # Wait (polling) until Prometheus holds at least 15 scrapes of every seat series (about 15 s at
 # 1 s, which spans three demo polls) so that rate(), deriv() and predict_linear() have data.

@@ -68,11 +68,7 @@ scrape_configs:
     static_configs:
       - targets: ["127.0.0.1:$exporter_port"]
 YML
-prometheus_port=$(free_port)
-"$prometheus_bin" --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
-  --web.listen-address="127.0.0.1:$prometheus_port" --log.level=warn >"$tmp/prometheus.log" 2>&1 &
-pids="$pids $!"
-prom="http://127.0.0.1:$prometheus_port"
+start_prometheus
 
 query() {
   curl -fsS "$prom/api/v1/query" --data-urlencode "query=$1" 2>/dev/null |
