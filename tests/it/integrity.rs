@@ -33,6 +33,13 @@ fn tenants(prefix: &str, n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Customer-list records `{prefix}0`.. (`Org 0`..), `n` of them.
+fn listed(prefix: &str, n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("{prefix}{i}"), "organization": format!("Org {i}")}))
+        .collect()
+}
+
 /// Seat series of `customer` in `text`.
 fn seat_series(text: &str, customer: &str) -> usize {
     series(text, "available_user_seats")
@@ -105,9 +112,7 @@ customers:
 
 #[tokio::test(start_paused = true)]
 async fn discovery_reads_a_clamped_customer_list_to_the_last_customer() {
-    let list: Vec<_> = (0..120)
-        .map(|i| json!({"id": format!("cust{i:03}"), "organization": format!("Org {i}")}))
-        .collect();
+    let list = listed("cust", 120);
     let api = FakeApi::with_tokens(move |r| {
         if r.path == CUSTOMERS_PATH {
             return clamped(r, &list);
@@ -140,10 +145,7 @@ discovery:
 
 #[tokio::test(start_paused = true)]
 async fn a_collapsed_customer_list_is_held_until_the_next_refresh_confirms_it() {
-    let ten: Vec<_> = (0..10)
-        .map(|i| json!({"id": format!("c{i}"), "organization": format!("Org {i}")}))
-        .collect();
-    let list = Arc::new(Mutex::new(ten));
+    let list = Arc::new(Mutex::new(listed("c", 10)));
     let l = list.clone();
     let lists = Arc::new(AtomicUsize::new(0));
     let n = lists.clone();
@@ -181,9 +183,7 @@ discovery:
     exporter.log_line("the customer list collapsed").await;
     // The list comes back before a second refresh confirms the collapse: nothing was lost.
     let held_at = lists.load(Ordering::SeqCst);
-    list.lock().unwrap().extend(
-        (0..10).map(|i| json!({"id": format!("c{i}"), "organization": format!("Org {i}")})),
-    );
+    *list.lock().unwrap() = listed("c", 10);
     let text = exporter
         .metrics_when("a refresh after the held one", |_| {
             lists.load(Ordering::SeqCst) > held_at
