@@ -228,6 +228,12 @@ pub async fn run(
             .next_wake()
             .filter(|_| running.len() < poller.window());
         let publish_at = poller.publish_at(running.is_empty());
+        // With nothing to publish, failures waiting for their line are logged on their own
+        // (a publish would flush them too, but renders the whole fleet).
+        let log_at = publish_at
+            .is_none()
+            .then(|| poller.failures.next_due(poller.plan.poll.interval))
+            .flatten();
         let write_at = poller.write_at(writing.is_some());
         tokio::select! {
             _ = &mut shutdown => {
@@ -253,6 +259,7 @@ pub async fn run(
             },
             _ = sleep_until_some(wake) => {}
             _ = sleep_until_some(publish_at) => poller.publish().await,
+            _ = sleep_until_some(log_at) => poller.log_failures(),
             _ = sleep_until_some(write_at) => writing = poller.start_write(),
             written = join_some(&mut writing) => {
                 writing = None;
@@ -309,6 +316,8 @@ pub struct Poller {
     /// last logged.
     /// Failed polls waiting for their line in the log.
     failures: failures::FailureLog,
+    /// Targets down by cause at the last publish (what the failures' lines say is down).
+    down: HashMap<String, usize>,
     /// Where the state is kept across restarts, if anywhere.
     persistence: Option<Persistence>,
     /// Whether anything changed since the last write of the state file began.
@@ -356,6 +365,7 @@ impl Poller {
             last_summary: None,
             behind: false,
             failures: failures::FailureLog::default(),
+            down: HashMap::new(),
             persistence,
             unsaved: false,
             last_write: None,
@@ -599,14 +609,20 @@ impl Poller {
         self.unsaved = true;
     }
 
+    /// Logs the failures whose line is due (see `failures::FailureLog::next_due`), with the
+    /// targets down as of the last publish.
+    fn log_failures(&mut self) {
+        self.failures
+            .flush(Instant::now(), self.plan.poll.interval, &self.down);
+    }
+
     /// When to publish next: never without news; when idle, as soon as the last publish's
     /// cost allows (publishing stays under 1/[`PUBLISH_SHARE`] of a core even when every poll
     /// leaves the poller idle: a fast API, slots spread over the interval); else a second (or
     /// more, when publishing is costly) after the last publish.
     fn publish_at(&self, idle: bool) -> Option<Instant> {
         if !self.dirty {
-            // Failures waiting for their log line are flushed by a publish.
-            return self.failures.next_due(self.plan.poll.interval);
+            return None;
         }
         let now = Instant::now();
         let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
@@ -661,8 +677,9 @@ impl Poller {
         self.publish_cost = cost_clock.elapsed().max(instant - began);
         self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
         self.utilization(targets, gathered.requests);
+        self.down = std::mem::take(&mut gathered.down);
         self.failures
-            .flush(instant, self.plan.poll.interval, &gathered.down);
+            .flush(instant, self.plan.poll.interval, &self.down);
         let summary = Summary {
             targets,
             ok: gathered.ok,

@@ -75,7 +75,13 @@ pub(super) fn gather(
         if let Some(error) = state.last_error.as_deref().filter(|_| !state.up()) {
             // The summary starts with the cause ("http_4xx (HTTP 403)").
             let cause = error.split(' ').next().unwrap_or(error);
-            *g.down.entry(cause.to_owned()).or_default() += 1;
+            // One allocation per cause, not per failing target.
+            match g.down.get_mut(cause) {
+                Some(n) => *n += 1,
+                None => {
+                    g.down.insert(cause.to_owned(), 1);
+                }
+            }
         }
         g.polled += usize::from(state.last_poll.is_some());
         g.tenants += state.seats.tenants();
