@@ -14,17 +14,25 @@
 #   - large: LARGE_TENANTS tenants, 100 per customer, one tenant type (few, big customers).
 # Per shape: median scrape times (plain and gzip, curl, new connection each), ratios, RSS after
 # the first pass and series per MiB, and the first pass against its ideal.
-# Then: a 32-scraper wrk run (msp); a fleet-wide outage (msp: the API gone and every target
-# failed once, its seat series kept): CPU ms per gzip scrape healthy vs outage; RSS over CHURN_CYCLES (default 1000) polls of every target
+# Per shape also the Prometheus path (what Prometheus asks for: OpenMetrics, gzip) against
+# nginx's gzip_static.
+# Then: a 32-scraper wrk run (msp); the status views, and RSS while 50 clients that never
+# read hold /api/v1/targets; a fleet-wide outage (msp: the API gone and every target
+# failed once, its seat series kept): CPU ms per gzip scrape healthy vs outage, the
+# Prometheus path against nginx serving the outage's text, the slow readers again; RSS over
+# CHURN_CYCLES (default 1000) polls of every target
 # with 20 % tenant churn (bench-churn, in-process), the binary on the msp shape with 20 % churn
-# polling back to back for CHURN_SECONDS (default 60; RSS sampled every 5 s), and a rate-bound
+# polling back to back for CHURN_SECONDS (default 60; RSS sampled every 5 s) and the p99
+# of Prometheus-path scrapes while it publishes a snapshot after snapshot, and a rate-bound
 # fleet: FLEET_CUSTOMERS
 # (default 500) customers x 4 types, one in ten with 250 tenants per type (3 pages), at
 # max_requests_per_second 100: its first pass against requests / rate. Last, persistence at
 # the msp shape: the state file's size and write time, a restart with the API gone (process
 # start to a complete /metrics) and gzip scrapes while the file is written every second. And
 # poll what exists: requests per hour of a typical MSP mix with and without the empty cadence
-# (bench-cadence, in-process on a paused clock).
+# (bench-cadence, in-process on a paused clock). Last, the plain scrape per byte against
+# nginx at 25 000, 100 000 and 400 000 series (the large shape at PLAIN_TENANTS, default
+# "12500 50000 200000" tenants).
 # Needs: Debian packages prometheus-node-exporter, nginx-light, wrk, curl; pip prometheus_client
 # (installed when missing).
 set -euo pipefail
@@ -35,6 +43,10 @@ RUNS=${RUNS:-30}
 CHURN_CYCLES=${CHURN_CYCLES:-1000}
 FLEET_CUSTOMERS=${FLEET_CUSTOMERS:-500}
 CHURN_SECONDS=${CHURN_SECONDS:-60}
+PLAIN_TENANTS=${PLAIN_TENANTS:-12500 50000 200000}
+SLOW_READERS=50
+# What Prometheus (2.x and 3.x) sends when it scrapes.
+PROM_ACCEPT='application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1'
 FLEET_RATE=100
 CONCURRENCY=16
 
@@ -63,18 +75,26 @@ wait_http() { # url
 }
 rss_mib() { awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$1/status"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# The curl headers of a scrape: plain (none), gzip, or prom (what Prometheus sends).
+scrape_headers() { # [gzip|prom]
+  case "${1:-}" in
+    gzip) hdr=(-H 'Accept-Encoding: gzip') ;;
+    prom) hdr=(-H 'Accept-Encoding: gzip' -H "Accept: $PROM_ACCEPT") ;;
+    *) hdr=() ;;
+  esac
+}
 # Median scrape time in ms (curl, a new connection each time, body read in full).
-median_ms() { # url [gzip]
-  local url=$1 hdr=() t=()
-  [ "${2:-}" = gzip ] && hdr=(-H 'Accept-Encoding: gzip')
+median_ms() { # url [gzip|prom]
+  local url=$1 hdr t=()
+  scrape_headers "${2:-}"
   for _ in 1 2 3; do curl -fsS -o /dev/null "${hdr[@]}" "$url"; done
   for _ in $(seq 1 "$RUNS"); do t+=("$(curl -fsS -o /dev/null -w '%{time_total}' "${hdr[@]}" "$url")"); done
   printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]*1000}'
 }
 # Median and largest scrape time in ms, as "MEDIAN MAX" (like median_ms).
-median_max_ms() { # url [gzip]
-  local url=$1 hdr=() t=()
-  [ "${2:-}" = gzip ] && hdr=(-H 'Accept-Encoding: gzip')
+median_max_ms() { # url [gzip|prom]
+  local url=$1 hdr t=()
+  scrape_headers "${2:-}"
   for _ in $(seq 1 "$RUNS"); do t+=("$(curl -fsS -o /dev/null -w '%{time_total}' "${hdr[@]}" "$url")"); sleep 0.1; done
   printf '%s\n' "${t[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.2f %.2f\n", a[int((NR+1)/2)]*1000, a[NR]*1000}'
 }
@@ -99,6 +119,32 @@ start_exporter() {
 }
 # The value of a key=value field in a logfmt line.
 field() { sed -n "s/.* $2=\([0-9]*\).*/\1/p" <<<"$1"; }
+
+# start_nginx DIR PORT: nginx serving DIR/www/metrics (and its .gz, gzip_static) on PORT.
+start_nginx() {
+  local dir=$1 nginx_port=$2
+  mkdir -p "$dir/nginx/logs"
+  cat >"$dir/nginx/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on;
+  client_body_temp_path $dir/nginx; proxy_temp_path $dir/nginx; fastcgi_temp_path $dir/nginx;
+  uwsgi_temp_path $dir/nginx; scgi_temp_path $dir/nginx;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    root $dir/www;
+    location = /metrics { default_type "text/plain; version=0.0.4"; gzip_static on; }
+  }
+}
+CONF
+  nginx -c "$dir/nginx/nginx.conf" -p "$dir/nginx" &
+  pids+=($!)
+}
 
 # run_shape NAME LATENCY_MS FAKE_ARGS...: polls the shape once, serves it from every server,
 # and appends its rows to $tmp/rows. Leaves the exporter running as $EXP_PORT / $EXP_PID.
@@ -126,38 +172,21 @@ run_shape() {
   pids+=($!)
   python3 bench/python_exporter.py "$dir/textfile/seats.prom" "$py_port" >"$dir/py.out" 2>&1 &
   pids+=($!)
-  cat >"$dir/nginx/nginx.conf" <<CONF
-daemon off;
-worker_processes 1;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/error.log;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on;
-  client_body_temp_path $dir/nginx; proxy_temp_path $dir/nginx; fastcgi_temp_path $dir/nginx;
-  uwsgi_temp_path $dir/nginx; scgi_temp_path $dir/nginx;
-  server {
-    listen 127.0.0.1:$nginx_port;
-    root $dir/www;
-    location = /metrics { default_type "text/plain; version=0.0.4"; gzip_static on; }
-  }
-}
-CONF
-  nginx -c "$dir/nginx/nginx.conf" -p "$dir/nginx" &
-  pids+=($!)
+  start_nginx "$dir" "$nginx_port"
   wait_http "http://127.0.0.1:$node_port/metrics"
   wait_http "http://127.0.0.1:$nginx_port/metrics"
   for _ in $(seq 1 1800); do grep -q ready "$dir/py.out" 2>/dev/null && break; sleep 0.1; done
   wait_http "http://127.0.0.1:$py_port/metrics"
   local rss; rss=$(rss_mib "$EXP_PID")
-  declare -A plain gz
+  declare -A plain gz prom
   local names=(exporter nginx node_textfile python_client)
   local urls=("http://127.0.0.1:$EXP_PORT/metrics" "http://127.0.0.1:$nginx_port/metrics" "http://127.0.0.1:$node_port/metrics" "http://127.0.0.1:$py_port/metrics")
   for i in "${!names[@]}"; do
     plain[${names[$i]}]=$(median_ms "${urls[$i]}")
     gz[${names[$i]}]=$(median_ms "${urls[$i]}" gzip)
   done
+  prom[exporter]=$(median_ms "${urls[0]}" prom)
+  NGINX_PORT=$nginx_port
   local rss_after; rss_after=$(rss_mib "$EXP_PID")
   local kib gz_kib
   kib=$(wc -c <"$dir/full.prom" | awk '{printf "%.0f", $1/1024}')
@@ -175,6 +204,7 @@ CONF
     echo "|---|---|---|"
     echo "| exporter plain / nginx plain | $(ratio "${plain[exporter]}" "${plain[nginx]}")x | <= 2x |"
     echo "| exporter gzip / nginx gzip | $(ratio "${gz[exporter]}" "${gz[nginx]}")x | <= 2x |"
+    echo "| exporter Prometheus path (OpenMetrics, gzip) / nginx gzip | ${prom[exporter]} ms / ${gz[nginx]} ms = $(ratio "${prom[exporter]}" "${gz[nginx]}")x | <= 1.5x |"
     echo "| node_exporter textfile / exporter (plain) | $(ratio "${plain[node_textfile]}" "${plain[exporter]}")x slower | |"
     echo "| python prometheus_client / exporter (plain) | $(ratio "${plain[python_client]}" "${plain[exporter]}")x slower | |"
     echo "| exporter RSS after the first pass | $rss MiB = $(awk -v s="$series" -v r="$rss" 'BEGIN{printf "%.0f", s / r}') series per MiB (after $((RUNS * 2 + 6)) more scrapes: $rss_after MiB) | <= 64 MiB |"
@@ -194,6 +224,28 @@ run_shape msp 10 "$MSP_CUSTOMERS" 150
 wrk_run() { # connections
   wrk -t"$(( $1 < 2 ? 1 : 2 ))" -c"$1" -d5s --latency "http://127.0.0.1:$EXP_PORT/metrics" 2>&1
 }
+# One scraper on the Prometheus path for SECONDS: wrk's output (latency percentiles).
+wrk_prom() { # url seconds
+  wrk -t1 -c1 -d"$2"s --latency -H 'Accept-Encoding: gzip' -H "Accept: $PROM_ACCEPT" "$1" 2>&1
+}
+# A percentile (50%, 99%, ...) of wrk's latency distribution, in ms.
+wrk_pct_ms() { # percentile
+  awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'
+}
+# Peak RSS in MiB of PID while SLOW_READERS clients hold PATH without reading it for 10 s
+# (sampled every 0.5 s once every client has its answer's first bytes).
+slow_readers_rss() { # pid port path
+  local out="$tmp/slow.out" max=0
+  python3 bench/slow_readers.py "$2" "$3" "$SLOW_READERS" 10 >"$out" &
+  local reader=$!
+  for _ in $(seq 1 1200); do grep -q held "$out" 2>/dev/null && break; kill -0 "$reader" 2>/dev/null || break; sleep 0.1; done
+  while kill -0 "$reader" 2>/dev/null; do
+    max=$(awk -v a="$max" -v b="$(rss_mib "$1")" 'BEGIN{print (b > a ? b : a)}')
+    sleep 0.5
+  done
+  wait "$reader" || { echo "slow readers failed" >&2; return 1; }
+  echo "$max"
+}
 # The status views of the msp shape: the targets API (everything) and the landing page.
 read -r api_med api_max < <(median_max_ms "http://127.0.0.1:$EXP_PORT/api/v1/targets")
 api_kib=$(curl -fsS "http://127.0.0.1:$EXP_PORT/api/v1/targets" | wc -c | awk '{printf "%.0f", $1/1024}')
@@ -203,9 +255,16 @@ w1=$(wrk_run 1); w32=$(wrk_run 32)
 wrk_median_ms() { awk '$1=="50%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }
 wrk_errors() { awk '/Socket errors|Non-2xx/ {e=1; print} END {if (!e) print "none"}'; }
 m1=$(echo "$w1" | wrk_median_ms); m32=$(echo "$w32" | wrk_median_ms)
+# The Prometheus path with nothing being published: the reference for the p99 of step 4.
+wp=$(wrk_prom "http://127.0.0.1:$EXP_PORT/metrics" 10)
+idle_p50=$(echo "$wp" | wrk_pct_ms 50%); idle_p99=$(echo "$wp" | wrk_pct_ms 99%)
 rps32=$(echo "$w32" | awk '/Requests\/sec/ {print $2}')
 errs=$(echo "$w32" | wrk_errors)
 rss_wrk=$(rss_mib "$EXP_PID")
+# 50 clients that never read the targets API (everything): the answer is shared, not built
+# per client.
+slow_before=$(rss_mib "$EXP_PID")
+slow_healthy=$(slow_readers_rss "$EXP_PID" "$EXP_PORT" /api/v1/targets)
 
 # 2b. A fleet-wide outage (msp): CPU per gzip scrape while healthy, then once every target
 #     has failed (the API gone; its seat series stay, stale_after is 3h): per-target series
@@ -250,6 +309,19 @@ outage_series=$(curl -fsS "$EXP_URL" | grep -c '_user_seats{' || true)
 cpu_outage=$(cpu_ms_per_scrape "$EXP_PID" "$EXP_URL" "$OUTAGE_SCRAPES")
 read -r gz_outage _ < <(median_max_ms "$EXP_URL" gzip)
 outage_kib=$(curl -fsS -H 'Accept-Encoding: gzip' "$EXP_URL" | wc -c | awk '{printf "%.0f", $1/1024}')
+# nginx serves the outage's text (the same bytes, error series included) beside it: healthy
+# and outage, the Prometheus path against gzip_static.
+NGINX_URL="http://127.0.0.1:$NGINX_PORT/metrics"
+read -r prom_healthy _ < <(median_max_ms "$EXP_URL" prom)
+healthy_nginx_gz=$(median_ms "$NGINX_URL" gzip)
+curl -fsS "$EXP_URL" >"$tmp/msp/outage.prom"
+cp "$tmp/msp/outage.prom" "$tmp/msp/www/metrics.new" && mv "$tmp/msp/www/metrics.new" "$tmp/msp/www/metrics"
+gzip -6 -c "$tmp/msp/outage.prom" >"$tmp/msp/www/metrics.gz.new" && mv "$tmp/msp/www/metrics.gz.new" "$tmp/msp/www/metrics.gz"
+read -r prom_outage _ < <(median_max_ms "$EXP_URL" prom)
+outage_nginx_gz=$(median_ms "$NGINX_URL" gzip)
+outage_plain=$(median_ms "$EXP_URL"); outage_nginx_plain=$(median_ms "$NGINX_URL")
+slow_outage=$(slow_readers_rss "$EXP_PID" "$EXP_PORT" /api/v1/targets)
+outage_api_kib=$(curl -fsS "http://127.0.0.1:$EXP_PORT/api/v1/targets" | wc -c | awk '{printf "%.0f", $1/1024}')
 kill "$EXP_PID" 2>/dev/null || true
 
 # 3. Memory over many polls with churning tenants (in-process, see bench/churn.rs).
@@ -269,6 +341,16 @@ for _ in $(seq 1 $(( (CHURN_SECONDS + 4) / 5 ))); do
   churn_max=$(awk -v a="$churn_max" -v b="$(rss_mib "$CHURN_PID")" 'BEGIN{print (b > a ? b : a)}')
 done
 read -r churn_gz_med churn_gz_max < <(median_max_ms "http://127.0.0.1:$CHURN_PORT/metrics" gzip)
+# The Prometheus path for 10 s while snapshots are published one after another: p99 next
+# to the median (rendering and compressing run off the async workers). Publishes are
+# counted as the distinct poll counts a second scraper sees, sampled every 0.25 s.
+( for _ in $(seq 1 40); do sample "$CHURN_PORT" avepoint_exporter_poll_duration_seconds_count; sleep 0.25; done ) >"$tmp/churn/polls" &
+counter=$!
+wp=$(wrk_prom "http://127.0.0.1:$CHURN_PORT/metrics" 10)
+wait "$counter" || true
+pub_p50=$(echo "$wp" | wrk_pct_ms 50%); pub_p99=$(echo "$wp" | wrk_pct_ms 99%)
+pub_scrapes=$(echo "$wp" | awk '/requests in/ {print $1}')
+publishes=$(( $(sort -un "$tmp/churn/polls" | wc -l) - 1 ))
 churn_polls=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | awk '/^avepoint_exporter_poll_duration_seconds_count /{print $2}')
 churn_series=$(curl -fsS "http://127.0.0.1:$CHURN_PORT/metrics" | grep -c '_user_seats{' || true)
 churn_last=$(rss_mib "$CHURN_PID")
@@ -344,6 +426,24 @@ kill "$PC_PID" 2>/dev/null || true
 #    (in-process, paused clock: see bench/cadence.rs).
 cadence=$(target/release/examples/bench-cadence "$MSP_CUSTOMERS" | tail -1 | sed 's/^cadence: //')
 
+# 8. The plain scrape per byte against nginx (sendfile) as the text grows: the large shape
+#    at each of PLAIN_TENANTS tenants (two series each); the very same bytes from both.
+plain_rows=()
+for tenants in $PLAIN_TENANTS; do
+  dir="$tmp/plain-$tenants"; mkdir -p "$dir/www"; chmod 755 "$dir" "$dir/www"
+  start_fake "$dir" "$(( (tenants + 99) / 100 ))" 100 5 "$CONCURRENCY" "$dir/config.yaml"
+  start_exporter "$dir" --log.level warn
+  sleep 2
+  curl -fsS "http://127.0.0.1:$PORT/metrics" >"$dir/www/metrics"
+  np=$(free_port); start_nginx "$dir" "$np"
+  wait_http "http://127.0.0.1:$np/metrics"
+  e=$(median_ms "http://127.0.0.1:$PORT/metrics"); n=$(median_ms "http://127.0.0.1:$np/metrics")
+  mb=$(stat -c %s "$dir/www/metrics" | awk '{printf "%.1f", $1/1048576}')
+  series=$(grep -c '_user_seats{' "$dir/www/metrics" || true)
+  plain_rows+=("| $series | $mb | $e ms ($(awk -v t="$e" -v m="$mb" 'BEGIN{printf "%.2f", t/m}') ms/MiB) | $n ms ($(awk -v t="$n" -v m="$mb" 'BEGIN{printf "%.2f", t/m}') ms/MiB) | $(ratio "$e" "$n")x | $(rss_mib "$PID") MiB |")
+  kill "$PID" "$FAKE_PID" 2>/dev/null || true
+done
+
 echo
 echo "## Benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m))"
 echo
@@ -354,6 +454,10 @@ echo "| check | figure | target |"
 echo "|---|---|---|"
 echo "| wrk median, 1 scraper -> 32 scrapers (msp) | ${m1} ms -> ${m32} ms = $(ratio "$m32" "$m1")x ($rps32 req/s; RSS after: $rss_wrk MiB) | <= 32x (linear) |"
 echo "| wrk errors with 32 scrapers | $errs | none |"
+echo "| Prometheus path (OpenMetrics, gzip) vs nginx gzip_static, msp: healthy; every target failed once | ${prom_healthy} / ${healthy_nginx_gz} ms = $(ratio "$prom_healthy" "$healthy_nginx_gz")x; ${prom_outage} / ${outage_nginx_gz} ms = $(ratio "$prom_outage" "$outage_nginx_gz")x | <= 1.5x both |"
+echo "| plain scrape vs nginx, msp, every target failed once | ${outage_plain} / ${outage_nginx_plain} ms = $(ratio "$outage_plain" "$outage_nginx_plain")x | <= 2x |"
+echo "| RSS with $SLOW_READERS clients holding /api/v1/targets unread, msp: healthy; outage (${outage_api_kib} KiB answer) | ${slow_before} MiB before -> at most ${slow_healthy} MiB; at most ${slow_outage} MiB | <= 128 MiB (the container) |"
+echo "| Prometheus-path scrape latency (wrk, 1 scraper, 10 s), msp: idle -> polling back to back with 20% churn ($publishes snapshots published, $pub_scrapes scrapes) | p50 ${idle_p50} -> ${pub_p50} ms, p99 ${idle_p99} -> ${pub_p99} ms | p99 close to p50 |"
 echo "| gzip scrape, msp: healthy -> every target failed once ($down of $msp_targets down, $outage_errors error series, $outage_series seat series kept) | CPU ${cpu_healthy} -> ${cpu_outage} ms per scrape ($OUTAGE_SCRAPES scrapes each); median ${gz_healthy} -> ${gz_outage} ms; ${healthy_kib} -> ${outage_kib} KiB | outage <= 5 ms CPU, about healthy |"
 echo "| status views, msp: /api/v1/targets, / (landing page) | median ${api_med} ms (max ${api_max}), ${api_kib} KiB; median ${landing_med} ms (max ${landing_max}), ${landing_kib} KiB | / < 256 KiB |"
 echo "| memory with 20% tenant churn per poll (in-process) | $churn | flat |"
@@ -363,3 +467,9 @@ echo "| restart with the API gone: process start -> /metrics with all $p_series 
 echo "| gzip scrapes while polling back to back (msp, 20% churn): without -> with a write every second | median ${churn_gz_med} -> ${pchurn_gz_med} ms, max ${churn_gz_max} -> ${pchurn_gz_max} ms (last write $pchurn_writes_ms ms, $pchurn_failures failures; RSS at most $pchurn_max MiB) | no visible step, <= 64 MiB |"
 echo "| poll what exists: typical MSP fleet, interval 5m, empty_interval 5m -> 1h | $cadence | >= 2.5x fewer |"
 echo "| first pass of a rate-bound fleet ($fleet_targets targets, $fleet_ok up, $fleet_requests requests at $FLEET_RATE/s) | ${fleet_ms} ms vs requests / rate ${fleet_ideal_ms} ms = $(ratio "$fleet_ms" "$fleet_ideal_ms")x (RSS $fleet_rss MiB) | <= 1.15x |"
+echo
+echo "### plain scrape per byte as the text grows (large shape, curl, median of $RUNS)"
+echo
+echo "| seat series | MiB | exporter | nginx (sendfile) | exporter / nginx (<= 2x) | exporter RSS (<= 64 MiB at 100 000) |"
+echo "|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${plain_rows[@]}"
