@@ -17,167 +17,26 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::config::PollConfig;
-use crate::domain::label;
 use crate::domain::TargetKey;
-use crate::domain::TenantType;
-use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
-use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetCounters};
-use crate::polling::persistence::{Origin, Persistence, Saved, Written};
-use crate::polling::plan::Target;
+use crate::elements::client::{ApiError, Fetched, TargetRequest};
+use crate::elements::slots::Priority;
+use crate::metrics::{render_snapshot, Metrics, SeatSeries};
+use crate::polling::persistence::{Persistence, Saved, Written};
+use crate::polling::plan::{Plan, Target};
+use crate::polling::schedule::{Cadence, Schedule};
 use crate::polling::seat_health::SeatHealth;
+use crate::polling::status::Status;
 
 mod failures;
 mod gather;
 mod saving;
+mod state;
 #[cfg(test)]
 mod tests;
 
-use crate::elements::slots::Priority;
-use crate::polling::schedule::{Cadence, Schedule};
+use failures::{FOREIGN_TYPE, HELD_EMPTY};
 use gather::{gather, log_dropped, Summary};
-
-/// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
-#[derive(Clone)]
-pub struct Plan {
-    /// Targets of this shard.
-    pub targets: Vec<Target>,
-    /// The API client.
-    pub client: Arc<Client>,
-    /// Scheduling.
-    pub poll: PollConfig,
-    /// False while discovery is on and no customer list has arrived yet: the targets are
-    /// not all known, so the exporter is not ready.
-    pub complete: bool,
-    /// The last good customer list the targets were planned from (kept in the persistence
-    /// file, so that a discovered fleet comes back while the list cannot be fetched).
-    pub discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
-    /// Order of planning: a plan never replaces one planned after it (a discovery refresh
-    /// planned from the old config cannot undo a reload's plan).
-    pub version: u64,
-    /// The API and client the targets are polled from, recorded in the persistence file.
-    pub origin: Arc<Origin>,
-}
-
-/// The last known state of a target, as shown on the landing page.
-#[derive(Debug, Clone)]
-pub struct TargetStatus {
-    /// Customer id.
-    pub customer_id: Arc<str>,
-    /// Customer display name.
-    pub customer_name: Arc<str>,
-    /// Tenant type.
-    pub tenant_type: TenantType,
-    /// When the last poll finished, if it ran.
-    pub last_poll: Option<SystemTime>,
-    /// What failed in the last poll, if it failed: the cause and HTTP status (no bodies).
-    pub last_error: Option<String>,
-    /// When the last successful poll finished.
-    pub last_success: Option<SystemTime>,
-    /// Tenants currently published for the target.
-    pub tenants: usize,
-    /// How long the last poll took, all pages and retries.
-    pub last_duration: Option<Duration>,
-    /// When the target is due next (`None` while it runs, or before the poll loop).
-    pub next_poll: Option<SystemTime>,
-    /// Since when it has been failing (the end of its first failed poll after the last
-    /// success).
-    pub failing_since: Option<SystemTime>,
-    /// Up, and its last poll found no tenants: polled every `poll.empty_interval`.
-    pub empty: bool,
-}
-
-/// What the poller publishes for the HTTP server besides the metrics.
-#[derive(Debug, Default)]
-pub struct Status {
-    /// One entry per target of the current plan.
-    pub targets: Vec<TargetStatus>,
-    /// Target polls completed since start.
-    pub polls: u64,
-    /// Whether the poll loop has published this status (false before it starts).
-    pub live: bool,
-    /// Whether every target is known (see [`Plan::complete`]).
-    pub complete: bool,
-    /// Whether the first pass over every target has completed. From then on the exporter
-    /// stays ready: a reload or a customer list that adds a slow target does not take a
-    /// serving exporter out of its Service.
-    pub settled: bool,
-    /// Tenants out of seats and low on seats, from the published series.
-    pub seat_health: SeatHealth,
-    /// What the HTTP server renders from this status once and shares between requests
-    /// (empty when published).
-    pub bodies: crate::server::StatusBodies,
-}
-
-impl Status {
-    /// The status before any poll: every target listed, none polled.
-    pub fn pending(plan: &Plan) -> Status {
-        Status {
-            targets: plan
-                .targets
-                .iter()
-                .map(|t| target_status(t, None, None, Clocks::now()))
-                .collect(),
-            polls: 0,
-            live: false,
-            complete: plan.complete,
-            settled: false,
-            seat_health: SeatHealth::default(),
-            bodies: Default::default(),
-        }
-    }
-
-    /// True once the poll loop runs, every target is known and has been polled at least once;
-    /// stays true after that (see [`Status::settled`]).
-    pub fn ready(&self) -> bool {
-        self.live
-            && (self.settled || self.complete && self.targets.iter().all(|t| t.last_poll.is_some()))
-    }
-}
-
-#[derive(Default)]
-struct TargetState {
-    /// The series of the last successful poll (the only copy of the seat data).
-    seats: Arc<SeatSeries>,
-    last_tenant_count: Option<usize>,
-    last_poll: Option<SystemTime>,
-    last_success: Option<SystemTime>,
-    /// When the first failed poll after the last success ended (`None` while the last poll
-    /// succeeded): late is not down, so a target is failing from when a poll says so. Staleness counts from here, not from the last success: a target that is
-    /// only waiting for its turn (a round longer than `stale_after`) never loses its series.
-    /// On the monotonic clock, so a step of the wall clock (NTP, a VM resumed) neither drops
-    /// nor keeps series wrongly.
-    failing_since: Option<Instant>,
-    /// Restored from the persistence file while up: nobody polled it since this instant (the
-    /// last write before the restart), so a first failure counts as failing from here.
-    unknown_since: Option<Instant>,
-    last_error: Option<String>,
-    /// Requests the last poll needed (its pages), for the utilization estimate.
-    requests: Option<u32>,
-    /// How long the last poll took.
-    last_duration: Option<Duration>,
-    /// The last poll answered no tenants while series were published: they are kept (and
-    /// the target stays on `interval`) until a second empty answer in a row confirms it.
-    empty_unconfirmed: bool,
-    /// What the target fetches changed (filter, API, client) since its series were polled:
-    /// they are served until the first answer to the new request replaces them, and dropped
-    /// if that poll fails (they are not last-good data of the new request).
-    renewed: bool,
-    /// Its errors and invalid records (shared with the snapshots that show them).
-    counters: Arc<TargetCounters>,
-}
-
-impl TargetState {
-    /// Polled at least once, and the last poll succeeded.
-    fn up(&self) -> bool {
-        self.last_poll.is_some() && self.last_error.is_none()
-    }
-
-    /// Up, and its last poll found no tenants: on the empty cadence.
-    fn empty(&self) -> bool {
-        self.up() && self.last_tenant_count == Some(0)
-    }
-}
+use state::TargetState;
 
 /// One finished poll.
 struct Done {
@@ -199,10 +58,6 @@ const PUBLISH_SHARE: u32 = 20;
 /// Utilization above which the exporter warns, and below which it says it keeps up again.
 const BEHIND: f64 = 1.0;
 const CAUGHT_UP: f64 = 0.9;
-
-/// How long a clean shutdown waits for the last write of the persistence file (the
-/// daemon's whole shutdown budget is 5 s).
-const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(3);
 
 /// Runs the poll loop of `poller` until `shutdown` completes, then writes the persistence
 /// file a last time. A new plan on `plans` (config reload, discovery refresh) applies at
@@ -576,9 +431,9 @@ impl Poller {
                         state.seats.tenants()
                     ),
                 );
-                hold_empty(state);
+                state.hold_empty();
             }
-            Ok(fetched) => record_success(state, &self.metrics, fetched),
+            Ok(fetched) => state.succeeded(&self.metrics, fetched),
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
@@ -594,7 +449,7 @@ impl Poller {
                     state.last_success = None;
                     state.last_tenant_count = None;
                 }
-                record_failure(state, &e);
+                state.failed(&e);
             }
         }
         state.renewed = false;
@@ -751,23 +606,6 @@ impl Poller {
     }
 }
 
-/// The warning causes (besides failures) in the failure log: a target that had tenants and
-/// answered none, and records of another tenant type.
-const HELD_EMPTY: &str = "held_empty";
-const FOREIGN_TYPE: &str = "foreign_type";
-
-/// A poll that found no tenants where series are published: the series stay, and the next
-/// empty answer confirms it. The target's health is left as it was: an up target stays up, a
-/// failing one stays down (its stale clock runs on: held data is last-good data).
-fn hold_empty(state: &mut TargetState) {
-    state.empty_unconfirmed = true;
-    state.requests = Some(1);
-    if state.up() {
-        state.last_poll = Some(SystemTime::now());
-        state.unknown_since = None;
-    }
-}
-
 /// Counts the valid records a poll did not count for its target.
 fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
     if fetched.foreign.count > 0 {
@@ -783,97 +621,5 @@ fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
             skipped = fetched.unrequested,
             "skipped tenants outside tenant_ids (the API did not apply the filter)"
         );
-    }
-}
-
-fn record_success(state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
-    let Fetched {
-        items: mut tenants,
-        invalid,
-        pages,
-        ..
-    } = fetched;
-    state.empty_unconfirmed = false;
-    // Label values are bounded before anything keeps them (series, status, state file).
-    metrics
-        .polling()
-        .labels_cut(label::cut_tenants(&mut tenants));
-    let now = SystemTime::now();
-    if !invalid.is_empty() {
-        Arc::make_mut(&mut state.counters).invalid(invalid.len());
-        tracing::warn!(
-            skipped = invalid.len(),
-            first = %invalid[..invalid.len().min(3)].join("; "),
-            "skipped invalid tenant records"
-        );
-    }
-    tracing::debug!(tenants = tenants.len(), pages, "target polled");
-    state.last_poll = Some(now);
-    state.last_tenant_count = Some(tenants.len());
-    state.seats = Arc::new(SeatSeries::new(&tenants));
-    state.last_success = Some(now);
-    state.failing_since = None;
-    state.unknown_since = None;
-    state.last_error = None;
-    state.requests = Some(pages.max(1));
-}
-
-fn record_failure(state: &mut TargetState, error: &ApiError) {
-    let cause = error.cause();
-    Arc::make_mut(&mut state.counters).failed(cause);
-    tracing::debug!(cause, error = %error, "target poll error");
-    // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
-    // the row.
-    state.empty_unconfirmed = false;
-    state.last_poll = Some(SystemTime::now());
-    state.last_error = Some(error.summary());
-    let since = state.unknown_since.take().unwrap_or_else(Instant::now);
-    state.failing_since.get_or_insert(since);
-}
-
-/// Monotonic instants of the poll loop as wall-clock times, from one moment on both clocks.
-#[derive(Clone, Copy)]
-struct Clocks {
-    now: Instant,
-    wall: SystemTime,
-}
-
-impl Clocks {
-    fn now() -> Clocks {
-        Clocks {
-            now: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    fn wall(self, t: Instant) -> SystemTime {
-        if t >= self.now {
-            self.wall + (t - self.now)
-        } else {
-            self.wall
-                .checked_sub(self.now - t)
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        }
-    }
-}
-
-fn target_status(
-    target: &Target,
-    state: Option<&TargetState>,
-    next_poll: Option<SystemTime>,
-    clocks: Clocks,
-) -> TargetStatus {
-    TargetStatus {
-        customer_id: target.labels.customer_id.clone(),
-        customer_name: target.labels.customer_name.clone(),
-        tenant_type: target.labels.tenant_type,
-        last_poll: state.and_then(|s| s.last_poll),
-        last_error: state.and_then(|s| s.last_error.clone()),
-        last_success: state.and_then(|s| s.last_success),
-        tenants: state.map_or(0, |s| s.seats.tenants()),
-        last_duration: state.and_then(|s| s.last_duration),
-        next_poll,
-        failing_since: state.and_then(|s| s.failing_since).map(|t| clocks.wall(t)),
-        empty: state.is_some_and(TargetState::empty),
     }
 }

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 
 use super::targets::{counts, rfc3339, Counts, Filter, Health};
 use super::AppState;
-use crate::polling::poller::TargetStatus;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
+use crate::polling::status::TargetStatus;
 
 /// Rows of the target table at most (the page stays far below 256 KiB).
 pub const MAX_ROWS: usize = 300;

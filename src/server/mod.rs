@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{BuildInfo, Metrics};
-use crate::polling::poller::Status;
+use crate::polling::status::Status;
 use web_config::WebSettings;
 
 mod basic_auth;

@@ -19,7 +19,7 @@ use hyper::body::Frame;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::polling::poller::{Status, TargetStatus};
+use crate::polling::status::{Status, TargetStatus};
 
 /// A target's health, as Prometheus' targets API names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// The warning causes (besides failures) in the failure log: a target that had tenants and
+/// answered none, and records of another tenant type.
+pub(super) const HELD_EMPTY: &str = "held_empty";
+pub(super) const FOREIGN_TYPE: &str = "foreign_type";
+
 /// How many targets a line names.
 const EXAMPLES: usize = 3;
 
@@ -98,7 +103,7 @@ impl FailureLog {
             let examples = examples.join(", ");
             // Targets whose last poll failed this way, now (not only since the last line).
             let down = down.get(cause).copied().unwrap_or(0);
-            if cause == super::HELD_EMPTY {
+            if cause == HELD_EMPTY {
                 tracing::warn!(
                     polls = p.failures,
                     customer_id,
@@ -108,7 +113,7 @@ impl FailureLog {
                     "targets that had tenants answered with none; their series are kept until a \
                      second empty answer in a row confirms it"
                 );
-            } else if cause == super::FOREIGN_TYPE {
+            } else if cause == FOREIGN_TYPE {
                 tracing::warn!(
                     polls = p.failures,
                     customer_id,

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{target_status, Clocks, Plan, TargetState, TargetStatus};
+use super::state::{Clocks, TargetState};
 use crate::domain::{unix_seconds, TargetKey};
 use crate::metrics::{SeatSeries, TargetView};
-use crate::polling::plan::Target;
+use crate::polling::plan::{Plan, Target};
 use crate::polling::schedule::Schedule;
+use crate::polling::status::TargetStatus;
 
 /// What one publish gathers from the targets' states, in plan order.
 pub(super) struct Gathered {
@@ -60,7 +61,7 @@ pub(super) fn gather(
         let Some(state) = states.get_mut(&key) else {
             // Not polled yet: listed (for readiness), but no series.
             g.statuses
-                .push(target_status(target, None, next_poll(&key), clocks));
+                .push(TargetStatus::unpolled(target, next_poll(&key)));
             g.requests += 1.0;
             continue;
         };
@@ -92,7 +93,7 @@ pub(super) fn gather(
             g.requests += f64::from(state.requests.unwrap_or(1));
         }
         g.statuses
-            .push(target_status(target, Some(state), next_poll(&key), clocks));
+            .push(state.status(target, next_poll(&key), clocks));
         g.views.push(TargetView {
             labels: target.labels.clone(),
             up: state.up(),

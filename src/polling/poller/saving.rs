@@ -7,9 +7,14 @@ use std::time::{Duration, SystemTime};
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::{Clocks, Poller, TargetState, FINAL_WRITE_BUDGET};
+use super::state::{Clocks, TargetState};
+use super::Poller;
 use crate::polling::persistence::{self, Saved, SavedTarget, Written};
 use crate::polling::schedule::Cadence;
+
+/// How long a clean shutdown waits for the last write of the persistence file (the
+/// daemon's whole shutdown budget is 5 s).
+const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(3);
 
 /// The earliest instant the monotonic clock can stand for, at least a day before `now` when
 /// the platform allows (a bound for times saved before a reboot).

@@ -2,8 +2,9 @@
 //! on paused time.
 
 use super::*;
-use crate::domain::TenantSeats;
+use crate::domain::{TenantSeats, TenantType};
 use crate::elements::transport::TransportError;
+use crate::polling::persistence::Origin;
 
 /// A poller for `customers` (Microsoft 365 each) polled every minute, series stale after
 /// 3 minutes of failing.

@@ -1,0 +1,105 @@
+//! What the HTTP server sees of polling: the [`Status`] the poller publishes after every
+//! batch of results (and at once for a new plan), one [`TargetStatus`] per planned target.
+//! The server reads nothing else of polling.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::domain::TenantType;
+use crate::polling::plan::{Plan, Target};
+use crate::polling::seat_health::SeatHealth;
+
+/// The last known state of a target, as shown on the landing page.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    /// Customer id.
+    pub customer_id: Arc<str>,
+    /// Customer display name.
+    pub customer_name: Arc<str>,
+    /// Tenant type.
+    pub tenant_type: TenantType,
+    /// When the last poll finished, if it ran.
+    pub last_poll: Option<SystemTime>,
+    /// What failed in the last poll, if it failed: the cause and HTTP status (no bodies).
+    pub last_error: Option<String>,
+    /// When the last successful poll finished.
+    pub last_success: Option<SystemTime>,
+    /// Tenants currently published for the target.
+    pub tenants: usize,
+    /// How long the last poll took, all pages and retries.
+    pub last_duration: Option<Duration>,
+    /// When the target is due next (`None` while it runs, or before the poll loop).
+    pub next_poll: Option<SystemTime>,
+    /// Since when it has been failing (the end of its first failed poll after the last
+    /// success).
+    pub failing_since: Option<SystemTime>,
+    /// Up, and its last poll found no tenants: polled every `poll.empty_interval`.
+    pub empty: bool,
+}
+
+/// What the poller publishes for the HTTP server besides the metrics.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// One entry per target of the current plan.
+    pub targets: Vec<TargetStatus>,
+    /// Target polls completed since start.
+    pub polls: u64,
+    /// Whether the poll loop has published this status (false before it starts).
+    pub live: bool,
+    /// Whether every target is known (see [`Plan::complete`]).
+    pub complete: bool,
+    /// Whether the first pass over every target has completed. From then on the exporter
+    /// stays ready: a reload or a customer list that adds a slow target does not take a
+    /// serving exporter out of its Service.
+    pub settled: bool,
+    /// Tenants out of seats and low on seats, from the published series.
+    pub seat_health: SeatHealth,
+    /// What the HTTP server renders from this status once and shares between requests
+    /// (empty when published).
+    pub bodies: crate::server::StatusBodies,
+}
+
+impl Status {
+    /// The status before any poll: every target listed, none polled.
+    pub fn pending(plan: &Plan) -> Status {
+        Status {
+            targets: plan
+                .targets
+                .iter()
+                .map(|t| TargetStatus::unpolled(t, None))
+                .collect(),
+            polls: 0,
+            live: false,
+            complete: plan.complete,
+            settled: false,
+            seat_health: SeatHealth::default(),
+            bodies: Default::default(),
+        }
+    }
+
+    /// True once the poll loop runs, every target is known and has been polled at least once;
+    /// stays true after that (see [`Status::settled`]).
+    pub fn ready(&self) -> bool {
+        self.live
+            && (self.settled || self.complete && self.targets.iter().all(|t| t.last_poll.is_some()))
+    }
+}
+
+impl TargetStatus {
+    /// A target not polled yet (or whose poll state is gone): listed, due at `next_poll`.
+    pub fn unpolled(target: &Target, next_poll: Option<SystemTime>) -> TargetStatus {
+        TargetStatus {
+            customer_id: target.labels.customer_id.clone(),
+            customer_name: target.labels.customer_name.clone(),
+            tenant_type: target.labels.tenant_type,
+            last_poll: None,
+            last_error: None,
+            last_success: None,
+            tenants: 0,
+            last_duration: None,
+            next_poll,
+            failing_since: None,
+            empty: false,
+        }
+    }
+}
