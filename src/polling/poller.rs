@@ -34,8 +34,9 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use failures::{FOREIGN_TYPE, HELD_EMPTY};
+use failures::{FailureLog, FOREIGN_TYPE, HELD_EMPTY};
 use gather::{gather, log_dropped, Summary};
+use saving::{restore, saved, Saving};
 use state::TargetState;
 
 /// One finished poll.
@@ -89,7 +90,7 @@ pub async fn run(
             .is_none()
             .then(|| poller.failures.next_due(poller.plan.poll.interval))
             .flatten();
-        let write_at = poller.write_at(writing.is_some());
+        let write_at = poller.saving.write_at(writing.is_some());
         tokio::select! {
             _ = &mut shutdown => {
                 poller.final_write(writing.take()).await;
@@ -107,7 +108,7 @@ pub async fn run(
             }
             Some(joined) = running.join_next_with_id() => match joined {
                 Ok((id, done)) => {
-                    poller.tasks.remove(&id);
+                    poller.tasks.running.remove(&id);
                     poller.finished(done);
                 }
                 Err(e) => poller.crashed(e),
@@ -118,7 +119,7 @@ pub async fn run(
             _ = sleep_until_some(write_at) => writing = poller.start_write(),
             written = join_some(&mut writing) => {
                 writing = None;
-                poller.written(written);
+                poller.saving.written(written, &poller.metrics);
             }
         }
     }
@@ -147,43 +148,47 @@ pub struct Poller {
     states: HashMap<TargetKey, TargetState>,
     metrics: Arc<Metrics>,
     status: Arc<ArcSwap<Status>>,
+    tasks: Tasks,
+    /// Target polls completed since start.
+    polls: u64,
+    pacing: Pacing,
+    progress: Progress,
+    /// Failed polls waiting for their line in the log.
+    failures: FailureLog,
+    saving: Saving,
+}
+
+/// The running poll tasks.
+#[derive(Default)]
+struct Tasks {
     /// Targets started so far: the priority of the next one.
     started: u64,
     /// The target and start of every running poll task, to account for one that panics.
-    tasks: HashMap<tokio::task::Id, (TargetKey, Instant)>,
-    polls: u64,
+    running: HashMap<tokio::task::Id, (TargetKey, Instant)>,
+}
+
+/// When results are published: batched while polls keep finishing, at a bounded share of a
+/// core (see [`Poller::publish_at`]).
+struct Pacing {
     /// Results not yet published, and the durations to observe once they are.
     dirty: bool,
     durations: Vec<Duration>,
-    last_publish: Option<Instant>,
+    last: Option<Instant>,
     /// Time between publishes while polls keep finishing (see [`PUBLISH_SHARE`]).
-    publish_every: Duration,
+    every: Duration,
     /// What the last publish cost, on the real clock (a share of a core is real time, even
     /// when tests and benchmarks pause tokio's clock).
-    publish_cost: Duration,
+    cost: Duration,
+}
+
+/// What the log and `--once` have been told of the poll loop's progress.
+struct Progress {
     /// Whether the first pass over every target has been announced.
     first_pass_done: bool,
     started_at: Instant,
     last_summary: Option<Instant>,
     /// Whether the last utilization warning said the interval cannot be kept.
     behind: bool,
-    /// Token failures since the last publish (they are logged together), and when that was
-    /// last logged.
-    /// Failed polls waiting for their line in the log.
-    failures: failures::FailureLog,
-    /// Targets down by cause at the last publish (what the failures' lines say is down).
-    down: HashMap<String, usize>,
-    /// Where the state is kept across restarts, if anywhere.
-    persistence: Option<Persistence>,
-    /// Whether anything changed since the last write of the state file began.
-    unsaved: bool,
-    last_write: Option<Instant>,
-    /// Targets added (at start, by a reload or a customer list) that have not finished a
-    /// poll yet: when the last of them does, the state file is written at once, not an
-    /// interval later, so a crash soon after start (or after a reload) loses nothing.
-    unpolled: std::collections::HashSet<TargetKey>,
-    /// Whether the state file is to be written at the next chance (see `unpolled`).
-    write_soon: bool,
     /// Told once every target of the plan has been polled (`--once`).
     every_target_polled: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -207,40 +212,64 @@ impl Poller {
             states: HashMap::new(),
             metrics,
             status,
-            started: 0,
-            tasks: HashMap::new(),
+            tasks: Tasks::default(),
             polls: 0,
-            dirty: false,
-            durations: Vec::new(),
-            last_publish: None,
-            publish_every: PUBLISH_EVERY,
-            publish_cost: Duration::ZERO,
-            first_pass_done: false,
-            started_at: now,
-            last_summary: None,
-            behind: false,
-            failures: failures::FailureLog::default(),
-            down: HashMap::new(),
-            persistence,
-            unsaved: false,
-            last_write: None,
-            unpolled: Default::default(),
-            write_soon: false,
-            every_target_polled: None,
+            pacing: Pacing {
+                dirty: false,
+                durations: Vec::new(),
+                last: None,
+                every: PUBLISH_EVERY,
+                cost: Duration::ZERO,
+            },
+            progress: Progress {
+                first_pass_done: false,
+                started_at: now,
+                last_summary: None,
+                behind: false,
+                every_target_polled: None,
+            },
+            failures: FailureLog::default(),
+            saving: Saving::new(persistence),
         };
         poller.apply_plan(plan).await;
         if let Some(saved) = restored {
-            poller.restore(saved);
+            let now = Instant::now();
+            let p = &mut poller;
+            if restore(
+                saved,
+                &p.plan,
+                &p.targets,
+                &mut p.schedule,
+                &mut p.states,
+                &p.metrics,
+            ) {
+                p.progress.first_pass_done = true;
+                p.progress.last_summary = Some(now);
+            }
             poller.publish().await;
         }
-        poller.unsaved = false;
+        poller.saving.in_file();
         poller
     }
 
     /// Tells `tx` once every target of the plan has been polled, successfully or not (at the
     /// publish that shows it).
     pub fn when_every_target_polled(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
-        self.every_target_polled = Some(tx);
+        self.progress.every_target_polled = Some(tx);
+    }
+
+    /// Starts writing the state file on a blocking thread (when there is one).
+    fn start_write(&mut self) -> Option<JoinHandle<std::io::Result<Written>>> {
+        let (plan, states, schedule) = (&self.plan, &self.states, &self.schedule);
+        self.saving.start_write(|| saved(plan, states, schedule))
+    }
+
+    /// At shutdown: writes the state file a last time, within the shutdown budget.
+    async fn final_write(&mut self, in_flight: Option<JoinHandle<std::io::Result<Written>>>) {
+        let (plan, states, schedule) = (&self.plan, &self.states, &self.schedule);
+        self.saving
+            .final_write(in_flight, &self.metrics, || saved(plan, states, schedule))
+            .await;
     }
 
     /// Targets polled at once at most.
@@ -264,14 +293,8 @@ impl Poller {
         // A target that leaves takes its state, and so every series (its counters too), at
         // the publish below.
         self.states.retain(|k, _| self.targets.contains_key(k));
-        self.unpolled.retain(|k| self.targets.contains_key(k));
-        self.unpolled.extend(
-            self.targets
-                .keys()
-                .filter(|k| !before.contains_key(*k))
-                .cloned(),
-        );
-        if added > 0 && self.first_pass_done {
+        self.saving.planned(&self.targets, &before);
+        if added > 0 && self.progress.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
         }
         // A target is what it fetches: one whose request or source (API, client) changed is
@@ -299,7 +322,6 @@ impl Poller {
             );
         }
         self.plan = plan;
-        self.unsaved = true;
         // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
         self.publish().await;
     }
@@ -316,8 +338,8 @@ impl Poller {
             if start.overrun {
                 self.metrics.polling().overrun();
             }
-            self.started += 1;
-            let priority = Priority(self.started);
+            self.tasks.started += 1;
+            let priority = Priority(self.tasks.started);
             let client = self.plan.client.clone();
             let key = target.key();
             let span = target.span();
@@ -334,14 +356,14 @@ impl Poller {
                 }
             };
             let handle = running.spawn(tracing::Instrument::instrument(poll, span));
-            self.tasks.insert(handle.id(), (key, now));
+            self.tasks.running.insert(handle.id(), (key, now));
         }
     }
 
     /// A poll task panicked: a bug. The target is marked down with a message that says so, and
     /// is scheduled again as if its poll had failed.
     fn crashed(&mut self, error: tokio::task::JoinError) {
-        let Some((key, started)) = self.tasks.remove(&error.id()) else {
+        let Some((key, started)) = self.tasks.running.remove(&error.id()) else {
             return;
         };
         tracing::error!(
@@ -359,8 +381,8 @@ impl Poller {
             let since = state.unknown_since.take().unwrap_or(now);
             state.failing_since.get_or_insert(since);
             self.polls += 1;
-            self.dirty = true;
-            self.unsaved = true;
+            self.pacing.dirty = true;
+            self.saving.changed();
         }
     }
 
@@ -454,21 +476,16 @@ impl Poller {
         }
         state.renewed = false;
         state.last_duration = Some(took);
-        if self.unpolled.remove(&key) && self.unpolled.is_empty() {
-            // The last new target has its first result: keep it at once.
-            self.write_soon = true;
-        }
+        self.saving.polled(&key);
         self.polls += 1;
-        self.durations.push(took);
-        self.dirty = true;
-        self.unsaved = true;
+        self.pacing.durations.push(took);
+        self.pacing.dirty = true;
     }
 
     /// Logs the failures whose line is due (see `failures::FailureLog::next_due`), with the
     /// targets down as of the last publish.
     fn log_failures(&mut self) {
-        self.failures
-            .flush(Instant::now(), self.plan.poll.interval, &self.down);
+        self.failures.flush(Instant::now(), self.plan.poll.interval);
     }
 
     /// When to publish next: never without news; when idle, as soon as the last publish's
@@ -476,17 +493,17 @@ impl Poller {
     /// leaves the poller idle: a fast API, slots spread over the interval); else a second (or
     /// more, when publishing is costly) after the last publish.
     fn publish_at(&self, idle: bool) -> Option<Instant> {
-        if !self.dirty {
+        if !self.pacing.dirty {
             return None;
         }
         let now = Instant::now();
         let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
         let every = if idle && nothing_due {
-            self.publish_cost * PUBLISH_SHARE
+            self.pacing.cost * PUBLISH_SHARE
         } else {
-            self.publish_every
+            self.pacing.every
         };
-        Some(self.last_publish.map_or(now, |t| t + every))
+        Some(self.pacing.last.map_or(now, |t| t + every))
     }
 
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
@@ -519,22 +536,21 @@ impl Poller {
             polls: self.polls,
             live: true,
             complete: self.plan.complete,
-            settled: self.first_pass_done,
+            settled: self.progress.first_pass_done,
             seat_health,
             bodies: Default::default(),
         }));
-        for d in self.durations.drain(..) {
+        for d in self.pacing.durations.drain(..) {
             self.metrics.polling().observe_poll(d);
         }
-        self.dirty = false;
+        self.pacing.dirty = false;
         let instant = Instant::now();
-        self.last_publish = Some(instant);
-        self.publish_cost = cost_clock.elapsed().max(instant - began);
-        self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
+        self.pacing.last = Some(instant);
+        self.pacing.cost = cost_clock.elapsed().max(instant - began);
+        self.pacing.every = PUBLISH_EVERY.max(self.pacing.cost * PUBLISH_SHARE);
         self.utilization(targets, gathered.requests);
-        self.down = std::mem::take(&mut gathered.down);
-        self.failures
-            .flush(instant, self.plan.poll.interval, &self.down);
+        self.failures.set_down(std::mem::take(&mut gathered.down));
+        self.failures.flush(instant, self.plan.poll.interval);
         let summary = Summary {
             targets,
             ok: gathered.ok,
@@ -552,24 +568,25 @@ impl Poller {
     fn announce(&mut self, summary: Summary, polled: usize, instant: Instant) {
         let targets = summary.targets;
         if polled == targets {
-            if let Some(tx) = self.every_target_polled.take() {
+            if let Some(tx) = self.progress.every_target_polled.take() {
                 let _ = tx.send(());
             }
         }
-        if !self.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
-            self.first_pass_done = true;
-            self.last_summary = Some(instant);
+        let progress = &mut self.progress;
+        if !progress.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
+            progress.first_pass_done = true;
+            progress.last_summary = Some(instant);
             summary.log(
                 "first pass complete",
-                Some(instant - self.started_at),
+                Some(instant - progress.started_at),
                 self.plan.poll.interval,
             );
-        } else if self.first_pass_done
-            && self
+        } else if progress.first_pass_done
+            && progress
                 .last_summary
                 .is_none_or(|t| instant - t >= self.plan.poll.interval)
         {
-            self.last_summary = Some(instant);
+            progress.last_summary = Some(instant);
             summary.log("poll summary", None, self.plan.poll.interval);
         }
     }
@@ -582,8 +599,8 @@ impl Poller {
         let needed = cost.as_secs_f64() * requests;
         let ratio = needed / interval.as_secs_f64();
         self.metrics.polling().set_utilization(ratio);
-        if ratio > BEHIND && !self.behind {
-            self.behind = true;
+        if ratio > BEHIND && !self.progress.behind {
+            self.progress.behind = true;
             tracing::warn!(
                 targets,
                 requests_per_round = requests.round() as u64,
@@ -596,8 +613,8 @@ impl Poller {
                  data first. Raise elements.max_requests_per_second (or max_concurrency when the \
                  API is slow), lengthen poll.interval, or shard (--total-shards)"
             );
-        } else if ratio < CAUGHT_UP && self.behind {
-            self.behind = false;
+        } else if ratio < CAUGHT_UP && self.progress.behind {
+            self.progress.behind = false;
             tracing::info!(
                 utilization = format!("{ratio:.2}"),
                 "polling keeps poll.interval again"

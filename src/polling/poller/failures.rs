@@ -28,6 +28,8 @@ pub(super) const GATHER: Duration = Duration::from_secs(1);
 pub(super) struct FailureLog {
     pending: BTreeMap<&'static str, Pending>,
     logged_at: HashMap<&'static str, Instant>,
+    /// Targets down by cause at the last publish (what the lines say is down).
+    down: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -79,9 +81,14 @@ impl FailureLog {
             .min()
     }
 
+    /// How many targets are down now, by cause (as of a publish).
+    pub(super) fn set_down(&mut self, down: HashMap<String, usize>) {
+        self.down = down;
+    }
+
     /// Logs every cause whose line is due (see [`FailureLog::next_due`]); the others wait
-    /// for their turn, still counting. `down` is how many targets are down now, by cause.
-    pub(super) fn flush(&mut self, now: Instant, every: Duration, down: &HashMap<String, usize>) {
+    /// for their turn, still counting.
+    pub(super) fn flush(&mut self, now: Instant, every: Duration) {
         let due: Vec<&'static str> = self
             .pending
             .iter()
@@ -102,7 +109,7 @@ impl FailureLog {
                 p.examples.iter().map(|(c, t)| format!("{c}/{t}")).collect();
             let examples = examples.join(", ");
             // Targets whose last poll failed this way, now (not only since the last line).
-            let down = down.get(cause).copied().unwrap_or(0);
+            let down = self.down.get(cause).copied().unwrap_or(0);
             if cause == HELD_EMPTY {
                 tracing::warn!(
                     polls = p.failures,
@@ -157,17 +164,18 @@ mod tests {
         let every = Duration::from_secs(60);
         let down = HashMap::from([("token".to_owned(), 7)]);
         let mut log = FailureLog::default();
+        log.set_down(down);
         let start = Instant::now();
         log.record("token", "c1", "microsoft_365", "refused".into());
         assert_eq!(log.next_due(every), Some(start + GATHER));
         // Too early: nothing is logged, the failure keeps counting.
-        log.flush(start, every, &down);
+        log.flush(start, every);
         for i in 2..=7 {
             log.record("token", &format!("c{i}"), "microsoft_365", "refused".into());
         }
         assert_eq!(log.pending["token"].failures, 7);
         tokio::time::advance(GATHER).await;
-        log.flush(Instant::now(), every, &down);
+        log.flush(Instant::now(), every);
         assert!(log.pending.is_empty());
         assert_eq!(log.next_due(every), None);
         // The next line of the cause comes an interval after the last.

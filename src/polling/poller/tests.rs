@@ -130,7 +130,7 @@ async fn a_slow_round_keeps_the_series_and_only_failing_past_stale_after_drops_t
     finish(&mut poller, "c1", seats(5)).await;
     // No poll for ten times stale_after (a round slower than the interval): kept.
     tokio::time::advance(Duration::from_secs(30 * 60)).await;
-    poller.dirty = true;
+    poller.pacing.dirty = true;
     poller.publish().await;
     assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
     // Failing: kept for stale_after from the first failure ...
@@ -241,7 +241,7 @@ async fn a_targets_counters_are_part_of_the_snapshot_keep_their_values_and_leave
     tokio::time::advance(Duration::from_secs(600)).await;
     finish(&mut poller, "c", timeout()).await;
     finish(&mut poller, "c", seats(5)).await;
-    poller.dirty = true;
+    poller.pacing.dirty = true;
     poller.publish().await;
     assert_eq!(errors(&metrics, "c").as_deref(), Some("2"));
     assert_eq!(errors(&metrics, "d").as_deref(), Some("1"));
