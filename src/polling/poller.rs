@@ -367,8 +367,8 @@ impl Poller {
             return;
         };
         tracing::error!(
-            customer_id = &*key.0,
-            tenant_type = key.1.name(),
+            customer_id = &*key.customer_id,
+            tenant_type = key.tenant_type.name(),
             error = %error,
             "a target poll panicked; this is a bug, please report it"
         );

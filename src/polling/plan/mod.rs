@@ -30,7 +30,7 @@ pub struct Target {
 impl Target {
     /// The target's identity across plans.
     pub fn key(&self) -> TargetKey {
-        (self.request.customer_id.clone(), self.request.tenant_type)
+        TargetKey::new(self.request.customer_id.clone(), self.request.tenant_type)
     }
 
     /// The span of one poll of the target: every log line inside it (each request, retry and

@@ -213,7 +213,7 @@ pub(super) fn restore(
     let age = wall.duration_since(saved.written_at).unwrap_or_default();
     let (mut revived, mut stale, mut removed) = (0usize, 0usize, 0usize);
     for t in saved.targets {
-        let key = (t.customer_id.clone(), t.tenant_type);
+        let key = TargetKey::new(t.customer_id.clone(), t.tenant_type);
         if !targets.contains_key(&key) {
             removed += 1;
             continue;
@@ -288,8 +288,8 @@ pub(super) fn saved(
             let s = states.get(&key)?;
             Some(SavedTarget {
                 next_due: schedule.due_of(&key).map(|d| clocks.wall(d)),
-                customer_id: key.0,
-                tenant_type: key.1,
+                customer_id: key.customer_id,
+                tenant_type: key.tenant_type,
                 seats: s.seats.clone(),
                 tenants: s.last_tenant_count,
                 last_poll: s.last_poll,

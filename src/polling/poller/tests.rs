@@ -30,7 +30,7 @@ async fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status
 }
 
 fn key(customer: &str) -> TargetKey {
-    (customer.into(), TenantType::Microsoft365)
+    TargetKey::new(customer, TenantType::Microsoft365)
 }
 
 fn seats(available: u64) -> Result<Fetched, ApiError> {
