@@ -4,12 +4,15 @@
 //! config, signed into assertions by the token source), and the bound on label values taken
 //! from the API (`label`).
 
+pub(crate) mod cause;
 pub(crate) mod certificate;
 pub(crate) mod label;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+pub use cause::Cause;
 
 /// What identifies a target across plans: its customer id and tenant type. A target whose
 /// name or filter changes keeps its key (and so its state and schedule). Ordered by

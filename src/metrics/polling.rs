@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use super::{histogram_opts, opts, register};
-use crate::domain::unix_seconds;
+use crate::domain::{unix_seconds, Cause};
 
 /// Every value of `skipped_records_total`'s `reason` label (each series exists from the start).
 pub const SKIP_REASONS: [&str; 2] = ["foreign_type", "not_requested"];
@@ -223,13 +223,15 @@ impl PollingMetrics {
     }
 
     /// Counts a failed customer list fetch by `cause`.
-    pub fn discovery_failed(&self, cause: &str) {
-        self.discovery_errors.with_label_values(&[cause]).inc();
+    pub fn discovery_failed(&self, cause: Cause) {
+        self.discovery_errors
+            .with_label_values(&[cause.as_str()])
+            .inc();
     }
 
     /// Shows `cause` at 0 before any failure (so that rates work from the start).
-    pub fn discovery_cause(&self, cause: &str) {
-        self.discovery_errors.with_label_values(&[cause]);
+    pub fn discovery_cause(&self, cause: Cause) {
+        self.discovery_errors.with_label_values(&[cause.as_str()]);
     }
 
     /// Targets restored from the persistence file at start.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
 
 use super::Format;
-use crate::domain::{TenantSeats, TenantType};
+use crate::domain::{Cause, TenantSeats, TenantType};
 
 /// A gzip member header: deflate, no flags, no mtime, unknown OS.
 pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -222,14 +222,14 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetCounters {
     /// Failed polls by cause, sorted by cause; a cause appears from its first failure.
-    errors: Vec<(&'static str, u64)>,
+    errors: Vec<(Cause, u64)>,
     /// Records skipped as invalid.
     invalid: u64,
 }
 
 impl TargetCounters {
     /// Counts a failed poll by `cause`.
-    pub fn failed(&mut self, cause: &'static str) {
+    pub fn failed(&mut self, cause: Cause) {
         match self.errors.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, n)) => *n += 1,
             None => {
@@ -522,7 +522,7 @@ fn write_counters(t: &TargetView, family: usize, out: &mut Vec<u8>) {
     if family == FIRST_COUNTER {
         for (cause, n) in &t.counters.errors {
             out.extend_from_slice(b"avepoint_exporter_target_errors_total{cause=\"");
-            out.extend_from_slice(cause.as_bytes());
+            out.extend_from_slice(cause.as_str().as_bytes());
             out.extend_from_slice(b"\",");
             out.extend_from_slice(labels);
             out.extend_from_slice(b"} ");
@@ -858,9 +858,9 @@ mod tests {
     #[test]
     fn counters_are_rendered_per_target_in_each_format() {
         let mut counters = TargetCounters::default();
-        counters.failed("timeout");
-        counters.failed("http_5xx");
-        counters.failed("timeout");
+        counters.failed(Cause::Timeout);
+        counters.failed(Cause::Http5xx);
+        counters.failed(Cause::Timeout);
         counters.invalid(2);
         let failing = TargetView {
             counters: Arc::new(counters),

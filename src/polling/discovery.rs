@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
 
-use crate::domain::label;
+use crate::domain::{label, Cause};
 use crate::elements::client::{ApiError, DiscoveredCustomer, Fetched};
 use crate::polling::plan::planner::{Planner, Taken};
 
 /// The `cause` counted on `discovery_errors_total` when a customer list is held.
-pub const SHRUNK: &str = "shrunk";
+pub const SHRUNK: Cause = Cause::Shrunk;
 
 /// Refreshes the customer list every `discovery.interval` of the current config (at once
 /// after a config change) until `shutdown`. `first` is told when the first attempt is over,
@@ -126,7 +126,7 @@ fn take_list(
                 Taken::Held { before, now } => {
                     planner.metrics().polling().discovery_failed(SHRUNK);
                     tracing::warn!(
-                        cause = SHRUNK,
+                        cause = SHRUNK.as_str(),
                         before,
                         now,
                         "the customer list collapsed (empty, or fewer than half the customers); \
@@ -140,13 +140,13 @@ fn take_list(
             planner.metrics().polling().discovery_failed(e.cause());
             if planner.has_list() {
                 tracing::warn!(
-                    cause = e.cause(),
+                    cause = e.cause().as_str(),
                     error = %e,
                     "cannot fetch the customer list; keeping the last one"
                 );
             } else {
                 tracing::warn!(
-                    cause = e.cause(),
+                    cause = e.cause().as_str(),
                     error = %e,
                     retry_in = %crate::config::format_duration(first_list_retry(failures, interval)),
                     "cannot fetch the first customer list; not ready until it arrives"

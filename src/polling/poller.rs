@@ -34,7 +34,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use failures::{FailureLog, FOREIGN_TYPE, HELD_EMPTY};
+use failures::{FailureLog, Topic};
 use gather::{gather, log_dropped, Summary};
 use saving::{restore, saved, Saving};
 use state::TargetState;
@@ -431,7 +431,7 @@ impl Poller {
             count_skipped(&self.metrics, fetched);
             if fetched.foreign.count > 0 {
                 self.failures.record(
-                    FOREIGN_TYPE,
+                    Topic::ForeignType,
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     format!(
@@ -445,7 +445,7 @@ impl Poller {
         match result {
             Ok(_) if hold => {
                 self.failures.record(
-                    HELD_EMPTY,
+                    Topic::HeldEmpty,
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     format!(
@@ -459,7 +459,7 @@ impl Poller {
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
-                    e.cause(),
+                    Topic::Failed(e.cause()),
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     e.to_string(),

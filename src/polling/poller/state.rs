@@ -127,7 +127,7 @@ impl TargetState {
     pub(super) fn failed(&mut self, error: &ApiError) {
         let cause = error.cause();
         Arc::make_mut(&mut self.counters).failed(cause);
-        tracing::debug!(cause, error = %error, "target poll error");
+        tracing::debug!(cause = cause.as_str(), error = %error, "target poll error");
         // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
         // the row.
         self.empty_unconfirmed = false;
