@@ -156,11 +156,6 @@ impl PollingMetrics {
         self.utilization.set(ratio);
     }
 
-    /// The share of the interval a round needs, as last set.
-    pub fn utilization(&self) -> f64 {
-        self.utilization.get()
-    }
-
     /// Counts `n` valid records not counted for their target, for `reason` (one of
     /// [`SKIP_REASONS`]).
     pub fn records_skipped(&self, reason: &str, n: usize) {
@@ -208,6 +203,7 @@ impl PollingMetrics {
     }
 
     /// Whether discovery is on, as last set.
+    #[cfg(test)]
     pub fn discovery_enabled(&self) -> bool {
         self.discovery_enabled.get() != 0
     }
@@ -215,11 +211,6 @@ impl PollingMetrics {
     /// A customer list arrived at `at`.
     pub fn discovery_succeeded(&self, at: SystemTime) {
         self.discovery_last_success.set(unix_seconds(at));
-    }
-
-    /// Unix time of the last customer list, 0 before the first.
-    pub fn discovery_last_success(&self) -> f64 {
-        self.discovery_last_success.get()
     }
 
     /// Counts a failed customer list fetch by `cause`.

@@ -119,10 +119,7 @@ fn take_list(
                 "customer list fetched"
             );
             match planner.apply_discovered(generation, list.items) {
-                Taken::Accepted => planner
-                    .metrics()
-                    .polling()
-                    .discovery_succeeded(SystemTime::now()),
+                Taken::Accepted => planner.list_fetched(SystemTime::now()),
                 Taken::Held { before, now } => {
                     planner.metrics().polling().discovery_failed(SHRUNK);
                     tracing::warn!(

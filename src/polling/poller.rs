@@ -531,6 +531,7 @@ impl Poller {
         let series = snapshot.series;
         self.metrics.publish(snapshot);
         let targets = gathered.statuses.len();
+        let utilization = self.utilization(targets, gathered.requests);
         self.status.store(Arc::new(Status {
             targets: gathered.statuses,
             polls: self.polls,
@@ -538,6 +539,9 @@ impl Poller {
             complete: self.plan.complete,
             settled: self.progress.first_pass_done,
             seat_health,
+            series,
+            utilization,
+            discovery: self.plan.discovery.clone(),
             bodies: Default::default(),
         }));
         for d in self.pacing.durations.drain(..) {
@@ -548,7 +552,6 @@ impl Poller {
         self.pacing.last = Some(instant);
         self.pacing.cost = cost_clock.elapsed().max(instant - began);
         self.pacing.every = PUBLISH_EVERY.max(self.pacing.cost * PUBLISH_SHARE);
-        self.utilization(targets, gathered.requests);
         self.failures.set_down(std::mem::take(&mut gathered.down));
         self.failures.flush(instant, self.plan.poll.interval);
         let summary = Summary {
@@ -592,8 +595,8 @@ impl Poller {
     }
 
     /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept;
-    /// `requests` per round count an empty target at its own cadence.
-    fn utilization(&mut self, targets: usize, requests: f64) {
+    /// `requests` per round count an empty target at its own cadence. Returns the ratio.
+    fn utilization(&mut self, targets: usize, requests: f64) -> f64 {
         let cost = self.plan.client.request_cost();
         let interval = self.plan.poll.interval;
         let needed = cost.as_secs_f64() * requests;
@@ -620,6 +623,7 @@ impl Poller {
                 "polling keeps poll.interval again"
             );
         }
+        ratio
     }
 }
 

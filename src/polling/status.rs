@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::domain::TenantType;
-use crate::polling::plan::{Plan, Target};
+use crate::polling::plan::{ListFetched, Plan, Target};
 use crate::polling::seat_health::SeatHealth;
 
 /// The last known state of a target, as shown on the landing page.
@@ -54,6 +54,13 @@ pub struct Status {
     pub settled: bool,
     /// Tenants out of seats and low on seats, from the published series.
     pub seat_health: SeatHealth,
+    /// Seat series in the snapshot published with this status (two per tenant).
+    pub series: usize,
+    /// The share of the interval a round over every target needs (as
+    /// `poll_utilization_ratio`); above 1 the interval cannot be kept.
+    pub utilization: f64,
+    /// When customer discovery last fetched the list; `None` while discovery is off.
+    pub discovery: Option<Arc<ListFetched>>,
     /// What the HTTP server renders from this status once and shares between requests
     /// (empty when published).
     pub bodies: crate::server::StatusBodies,
@@ -73,6 +80,9 @@ impl Status {
             complete: plan.complete,
             settled: false,
             seat_health: SeatHealth::default(),
+            series: 0,
+            utilization: 0.0,
+            discovery: plan.discovery.clone(),
             bodies: Default::default(),
         }
     }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::targets::{counts, rfc3339, Counts, Filter, Health};
 use super::AppState;
+use crate::polling::plan::ListFetched;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
 use crate::polling::status::TargetStatus;
 
@@ -146,7 +147,6 @@ fn first_rows<'a>(targets: &'a [TargetStatus], filter: &Filter) -> (Vec<&'a Targ
 pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> String {
     let status = state.status.load();
     let now = SystemTime::now();
-    let metrics = &state.metrics;
     let path = html(&state.telemetry_path);
     // Counted once per status; nothing here grows with the fleet but the page's rows, which
     // are capped.
@@ -158,18 +158,10 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         customers,
         tenants,
     } = counts(&status);
-    let list = if !metrics.polling().discovery_enabled() {
-        "off (customers from the config file)".to_owned()
-    } else {
-        match metrics.polling().discovery_last_success() {
-            t if t > 0.0 => when(
-                std::time::Duration::try_from_secs_f64(t)
-                    .ok()
-                    .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d)),
-                now,
-            ),
-            _ => "<b class=\"down\">never fetched</b> (see avepoint_exporter_discovery_errors_total and the log)".to_owned(),
-        }
+    let list = match status.discovery.as_deref().map(ListFetched::get) {
+        None => "off (customers from the config file)".to_owned(),
+        Some(Some(t)) => when(Some(t), now),
+        Some(None) => "<b class=\"down\">never fetched</b> (see avepoint_exporter_discovery_errors_total and the log)".to_owned(),
     };
     let mut page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>AvePoint Elements Exporter</title>\
@@ -196,8 +188,8 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         status.targets.len(),
         count_of(down, "down", "down"),
         customers,
-        metrics.snapshot().series,
-        metrics.polling().utilization(),
+        status.series,
+        status.utilization,
         status.polls,
     );
     let selected = |h: Option<Health>| {

@@ -8,7 +8,8 @@
 //! the discovery filters; only the customers whose id hashes to this shard are kept.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::config::{Config, Customer, PollConfig};
 use crate::domain::{fnv1a, TargetKey};
@@ -92,6 +93,26 @@ pub struct Plan {
     pub version: u64,
     /// The API and client the targets are polled from, recorded in the persistence file.
     pub origin: Arc<Origin>,
+    /// When customer discovery last fetched the list; `None` while discovery is off.
+    pub discovery: Option<Arc<ListFetched>>,
+}
+
+/// When the customer list was last fetched successfully (`None` before the first time):
+/// set by discovery, shown on the landing page. Shared, not copied into each plan: a list
+/// that changes no target publishes no plan.
+#[derive(Debug, Default)]
+pub struct ListFetched(Mutex<Option<SystemTime>>);
+
+impl ListFetched {
+    /// A list was fetched at `at`.
+    pub fn set(&self, at: SystemTime) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// When the last list was fetched, if ever.
+    pub fn get(&self) -> Option<SystemTime> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A stable shard number for a customer: FNV-1a (64-bit) of the id's UTF-8 bytes, modulo

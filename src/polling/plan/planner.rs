@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::elements::client::{Client, DiscoveredCustomer};
 use crate::metrics::{CustomerInfo, Metrics};
 use crate::polling::persistence::Origin;
-use crate::polling::plan::{self, Plan};
+use crate::polling::plan::{self, ListFetched, Plan};
 
 /// Builds and publishes poll plans.
 pub struct Planner {
@@ -31,6 +32,8 @@ pub struct Planner {
 struct State {
     config: Arc<Config>,
     client: Arc<Client>,
+    /// When discovery last fetched a list (every plan made while it is on shares it).
+    fetched: Arc<ListFetched>,
     /// The last good customer list (`None` until one was fetched).
     discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
     /// The ids (sorted) of a shrunken list that was held rather than accepted: the next
@@ -60,6 +63,7 @@ impl Planner {
         let mut state = State {
             config: Arc::new(config),
             client,
+            fetched: Arc::default(),
             discovered,
             held: None,
             new_source: false,
@@ -220,6 +224,13 @@ impl Planner {
         self.generations.subscribe()
     }
 
+    /// A customer list was fetched at `at` (and taken, or dropped for a config that changed
+    /// since).
+    pub fn list_fetched(&self, at: SystemTime) {
+        self.metrics.polling().discovery_succeeded(at);
+        self.lock().fetched.set(at);
+    }
+
     /// Whether a customer list has ever arrived.
     pub fn has_list(&self) -> bool {
         self.lock().discovered.is_some()
@@ -292,6 +303,11 @@ fn plan_of(state: &mut State, shard: u32, total_shards: u32, metrics: &Metrics) 
             .filter(|_| state.config.discovery.is_some()),
         version: state.planned,
         origin: Arc::new(Origin::of(&state.config.elements)),
+        discovery: state
+            .config
+            .discovery
+            .is_some()
+            .then(|| state.fetched.clone()),
     }
 }
 

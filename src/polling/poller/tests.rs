@@ -23,6 +23,7 @@ async fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status
         discovered: None,
         version: 1,
         origin: Arc::new(Origin::of(&config.elements)),
+        discovery: None,
     });
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None).await;
