@@ -2,8 +2,12 @@
 //! batch of results (and at once for a new plan), one [`TargetStatus`] per planned target.
 //! The server reads nothing else of polling.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
 
 use crate::domain::TenantType;
 use crate::polling::plan::{ListFetched, Plan, Target};
@@ -63,7 +67,7 @@ pub struct Status {
     pub discovery: Option<Arc<ListFetched>>,
     /// What the HTTP server renders from this status once and shares between requests
     /// (empty when published).
-    pub bodies: crate::server::StatusBodies,
+    pub bodies: Bodies,
 }
 
 impl Status {
@@ -85,6 +89,27 @@ impl Status {
             discovery: plan.discovery.clone(),
             bodies: Default::default(),
         }
+    }
+
+    /// The counts the landing page summarises this status with, counted by the first
+    /// request that needs them.
+    pub fn counts(&self) -> Counts {
+        *self.bodies.counts.get_or_init(|| {
+            let mut c = Counts::default();
+            let mut customers = HashSet::new();
+            for t in &self.targets {
+                match Health::of(t) {
+                    Health::Up => c.up += 1,
+                    Health::Down => c.down += 1,
+                    Health::Unknown => c.unknown += 1,
+                }
+                c.empty += usize::from(t.empty);
+                c.tenants += t.tenants;
+                customers.insert(&*t.customer_id);
+            }
+            c.customers = customers.len();
+            c
+        })
     }
 
     /// True once the poll loop runs, every target is known and has been polled at least once;
@@ -112,4 +137,62 @@ impl TargetStatus {
             empty: false,
         }
     }
+}
+
+/// A target's health, as Prometheus' targets API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The last poll succeeded.
+    Up,
+    /// The last poll failed.
+    Down,
+    /// Not polled yet.
+    Unknown,
+}
+
+impl Health {
+    /// The health of `t`.
+    pub fn of(t: &TargetStatus) -> Health {
+        match (&t.last_poll, &t.last_error) {
+            (None, _) => Health::Unknown,
+            (Some(_), None) => Health::Up,
+            (Some(_), Some(_)) => Health::Down,
+        }
+    }
+
+    /// `up`, `down` or `unknown`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Down => "down",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the server derives from one published [`Status`], made on first need and shared by
+/// every request of that status; it goes with the status.
+#[derive(Debug, Default)]
+pub struct Bodies {
+    /// The unfiltered `/api/v1/targets` answer.
+    pub targets: OnceCell<Bytes>,
+    /// The landing page's summary counts (see [`Status::counts`]).
+    counts: OnceLock<Counts>,
+}
+
+/// The counts the landing page summarises a status with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Targets up.
+    pub up: usize,
+    /// Targets down.
+    pub down: usize,
+    /// Targets not polled yet.
+    pub unknown: usize,
+    /// Up targets whose last poll found no tenants.
+    pub empty: usize,
+    /// Distinct customers.
+    pub customers: usize,
+    /// Tenants published, over all targets.
+    pub tenants: usize,
 }

@@ -12,11 +12,11 @@ use std::fmt::Display;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use super::targets::{counts, rfc3339, Counts, Filter, Health};
+use super::targets::{rfc3339, Filter};
 use super::AppState;
 use crate::polling::plan::ListFetched;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
-use crate::polling::status::TargetStatus;
+use crate::polling::status::{Counts, Health, TargetStatus};
 
 /// Rows of the target table at most (the page stays far below 256 KiB).
 pub const MAX_ROWS: usize = 300;
@@ -234,7 +234,7 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         empty,
         customers,
         tenants,
-    } = counts(&status);
+    } = status.counts();
     let customer_list = match status.discovery.as_deref().map(ListFetched::get) {
         None => part("discovery_off").to_owned(),
         Some(Some(t)) => when(Some(t), now),

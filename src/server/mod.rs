@@ -26,8 +26,6 @@ mod targets;
 mod tls;
 pub mod web_config;
 
-pub use targets::StatusBodies;
-
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
