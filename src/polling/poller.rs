@@ -42,8 +42,8 @@ use state::TargetState;
 /// One finished poll.
 struct Done {
     key: TargetKey,
-    /// What was asked, and of whom ([`Client::source`]): a result for another request or
-    /// source than the target's current one is not its data.
+    /// What was asked, and of whom ([`crate::elements::client::Client::source`]): a result
+    /// for another request or source than the target's current one is not its data.
     request: TargetRequest,
     source: String,
     started: Instant,

@@ -3,10 +3,10 @@
 //! and the last good customer list, so that a restart serves everything at once and polls
 //! nothing early.
 //!
-//! - Writing ([`write`]) streams the state a line at a time ([`format`]) into a temporary file
-//!   in the same directory, syncs it, renames it over the old one and syncs the directory: a
-//!   crash at any moment leaves the old file or the new one, never a torn one. Mode 0600. No
-//!   secret, token or credential is part of the state.
+//! - Writing ([`write()`]) streams the state a line at a time ([`mod@format`]) into a
+//!   temporary file in the same directory, syncs it, renames it over the old one and syncs
+//!   the directory: a crash at any moment leaves the old file or the new one, never a torn
+//!   one. Mode 0600. No secret, token or credential is part of the state.
 //! - Reading ([`load`]) opens without blocking (a FIFO cannot hang start-up), accepts only a
 //!   regular file under [`MAX_STATE_BYTES`], reads it a bounded line at a time (the header
 //!   within [`format::MAX_HEADER_BYTES`], any line within [`format::MAX_LINE_BYTES`]), and
