@@ -460,4 +460,51 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
     }
+
+    #[test]
+    fn the_template_fills_every_placeholder_and_escapes_text_once() {
+        use crate::metrics::{BuildInfo, Metrics};
+        use crate::polling::status::Status;
+        let target = TargetStatus {
+            customer_id: Arc::from("c1"),
+            customer_name: Arc::from("A & B <Ltd>"),
+            tenant_type: TenantType::Google,
+            last_poll: Some(SystemTime::now()),
+            last_error: Some("http_4xx (HTTP 403)".into()),
+            last_success: None,
+            tenants: 0,
+            last_duration: None,
+            next_poll: None,
+            failing_since: Some(SystemTime::now()),
+            empty: false,
+        };
+        let state = AppState {
+            metrics: Arc::new(Metrics::new(&BuildInfo::current()).unwrap()),
+            status: Arc::new(arc_swap::ArcSwap::from_pointee(Status {
+                targets: vec![target],
+                discovery: Some(Arc::default()),
+                ..Status::default()
+            })),
+            telemetry_path: "/metrics".into(),
+            reload: None,
+            build: BuildInfo::current(),
+            demo: true,
+            web: Default::default(),
+        };
+        let filter = Filter::parse(Some("health=down")).unwrap();
+        let page = page(&state, &filter, Some("a <bad> filter"));
+        assert!(!page.contains("{{") && !page.contains("<!--=="), "{page}");
+        assert!(page.starts_with("<!DOCTYPE html>\n") && page.ends_with("</body></html>\n"));
+        assert!(page.contains("<td>A &amp; B &lt;Ltd&gt;</td>"), "{page}");
+        assert!(
+            page.contains("<p class=\"down\">a &lt;bad&gt; filter</p>"),
+            "{page}"
+        );
+        assert!(page.contains("<option value=\"down\" selected>"), "{page}");
+        assert!(
+            page.contains("<b class=\"down\">never fetched</b>"),
+            "{page}"
+        );
+        assert!(page.contains("<b>Demo mode</b>"), "{page}");
+    }
 }
