@@ -69,6 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         discovered: None,
         version: 1,
         origin: Arc::new(Origin::of(&config.elements)),
+        discovery: None,
     };
     // Far below the 1s a config allows: this drives polls back to back.
     plan.poll.interval = Duration::from_millis(1);

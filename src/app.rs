@@ -16,9 +16,11 @@ use crate::demo::DemoApi;
 use crate::elements::build_client;
 use crate::elements::transport::TransportError;
 use crate::metrics::{BuildInfo, Metrics};
-use crate::polling::discovery::{self, Planner};
+use crate::polling::discovery;
 use crate::polling::persistence::{self, Loaded, Origin, Persistence, PersistenceError, Saved};
-use crate::polling::poller::{self, Poller, Status};
+use crate::polling::plan::{planner::Planner, Plan};
+use crate::polling::poller::{self, Poller};
+use crate::polling::status::Status;
 use crate::server::web_config::{WebConfigError, WebSettings};
 use crate::server::{self, AppState, ReloadRequest, ServeLimits, ServerError};
 
@@ -407,7 +409,7 @@ struct Booted {
     web: Arc<ArcSwap<WebSettings>>,
     listeners: Vec<tokio::net::TcpListener>,
     planner: Arc<Planner>,
-    plans: watch::Receiver<Arc<poller::Plan>>,
+    plans: watch::Receiver<Arc<Plan>>,
     status: Arc<ArcSwap<Status>>,
     poller: Poller,
 }
@@ -505,7 +507,7 @@ struct Running {
     tasks: Tasks,
     /// Not started yet: with discovery on, it waits for the first customer list.
     poller: Option<Poller>,
-    plans: watch::Receiver<Arc<poller::Plan>>,
+    plans: watch::Receiver<Arc<Plan>>,
     /// Told when the first customer list fetch is over, successful or not.
     first_list: oneshot::Receiver<()>,
     _demo: Option<DemoApi>,

@@ -8,5 +8,6 @@ pub use crate::elements::build_client;
 pub use crate::elements::client::parse_page;
 pub use crate::metrics::{render_snapshot, Format, Metrics, SeatSeries, TargetLabels, TargetView};
 pub use crate::polling::persistence::Origin;
-pub use crate::polling::plan::targets_of;
-pub use crate::polling::poller::{run as run_poller, Plan, Poller, Status};
+pub use crate::polling::plan::{targets_of, Plan};
+pub use crate::polling::poller::{run as run_poller, Poller};
+pub use crate::polling::status::Status;

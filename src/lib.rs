@@ -4,9 +4,10 @@
 //! One home per concern; everything but `app` (and `bench`, behind its feature) is
 //! crate-private.
 //! - `domain/`: the Elements vocabulary every other module shares: tenant types, the license
-//!   filter, a tenant's seats, a target's key and the stable hash, timestamps, and the
-//!   checked client certificate (`certificate`: loaded with the config, signed into
-//!   assertions by the token source).
+//!   filter, a tenant's seats, a target's key and the stable hash, timestamps, why a poll
+//!   failed (`cause`: the one spelling of each `cause` label), and the checked client
+//!   certificate (`certificate`: loaded with the config, signed into assertions by the
+//!   token source).
 //! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
 //!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
 //!   files), `summary` (`--check-config` and warnings).
@@ -17,17 +18,22 @@
 //!   `slots` (request slots by priority: a started target finishes first), `ratelimit` (the
 //!   shared, adaptive request rate), `redact` (secrets and tokens cut out of what servers
 //!   send back).
-//! - `polling/`: what is polled and when, through `elements` only: `plan` (a pure function
-//!   of config, customer list and shard), `discovery` (customer auto-discovery and the
-//!   planner that publishes versioned plans), `schedule` (when each target is due),
-//!   `poller` (the poll loop: starts due targets, records results, publishes snapshots and
-//!   the status view), `persistence` (the state file that carries series, results and due
-//!   times across restarts).
+//! - `polling/`: what is polled and when, through `elements` only, as a pipeline: `plan/`
+//!   (`mod`: the pure plan of config, customer list and shard, and the `Plan` it yields;
+//!   `planner`: the planner that publishes versioned plans), `discovery` (fetches the
+//!   customer list for the planner), `schedule` (when each target is due), `poller/` (the
+//!   poll loop: starts due targets, records results, publishes snapshots and the status;
+//!   `state`: each target's results and what a poll does to them, `gather`: what a publish
+//!   collects, `failures`: failure log lines by cause, `saving`: the loop's side of the state
+//!   file), `status` (the `Status` the poller publishes: all the server sees of polling,
+//!   with its `seat_health`), `persistence` (the state file that carries series, results and
+//!   due times across restarts).
 //! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
 //!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
-//!   seat snapshot with its exposition (`snapshot`).
+//!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
-//!   `web_config`, `tls`, `basic_auth`.
+//!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
+//!   template), the targets API (`targets`), `web_config`, `tls`, `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
 //! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).

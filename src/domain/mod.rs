@@ -4,6 +4,7 @@
 //! config, signed into assertions by the token source), and the bound on label values taken
 //! from the API (`label`).
 
+pub(crate) mod cause;
 pub(crate) mod certificate;
 pub(crate) mod label;
 
@@ -11,9 +12,28 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use cause::Cause;
+
 /// What identifies a target across plans: its customer id and tenant type. A target whose
-/// name or filter changes keeps its key (and so its state and schedule).
-pub type TargetKey = (Arc<str>, TenantType);
+/// name or filter changes keeps its key (and so its state and schedule). Ordered by
+/// customer id, then tenant type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    /// The customer's id, in its canonical form (see [`canonical_customer_id`]).
+    pub customer_id: Arc<str>,
+    /// The tenant type polled.
+    pub tenant_type: TenantType,
+}
+
+impl TargetKey {
+    /// The key of `customer_id`'s tenants of `tenant_type`.
+    pub fn new(customer_id: impl Into<Arc<str>>, tenant_type: TenantType) -> TargetKey {
+        TargetKey {
+            customer_id: customer_id.into(),
+            tenant_type,
+        }
+    }
+}
 
 /// FNV-1a, 64-bit: the stable hash behind shards and schedule offsets. Fixed by its
 /// definition, so the same on every version and platform.

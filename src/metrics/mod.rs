@@ -284,7 +284,8 @@ impl Metrics {
         self.snapshot.store(Arc::new(snapshot));
     }
 
-    /// The current seat snapshot.
+    /// The current seat snapshot (tests and benchmarks look into it).
+    #[cfg(any(test, feature = "bench"))]
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use super::{histogram_opts, opts, register};
-use crate::domain::unix_seconds;
+use crate::domain::{unix_seconds, Cause};
 
 /// Every value of `skipped_records_total`'s `reason` label (each series exists from the start).
 pub const SKIP_REASONS: [&str; 2] = ["foreign_type", "not_requested"];
@@ -156,11 +156,6 @@ impl PollingMetrics {
         self.utilization.set(ratio);
     }
 
-    /// The share of the interval a round needs, as last set.
-    pub fn utilization(&self) -> f64 {
-        self.utilization.get()
-    }
-
     /// Counts `n` valid records not counted for their target, for `reason` (one of
     /// [`SKIP_REASONS`]).
     pub fn records_skipped(&self, reason: &str, n: usize) {
@@ -208,6 +203,7 @@ impl PollingMetrics {
     }
 
     /// Whether discovery is on, as last set.
+    #[cfg(test)]
     pub fn discovery_enabled(&self) -> bool {
         self.discovery_enabled.get() != 0
     }
@@ -217,19 +213,16 @@ impl PollingMetrics {
         self.discovery_last_success.set(unix_seconds(at));
     }
 
-    /// Unix time of the last customer list, 0 before the first.
-    pub fn discovery_last_success(&self) -> f64 {
-        self.discovery_last_success.get()
-    }
-
     /// Counts a failed customer list fetch by `cause`.
-    pub fn discovery_failed(&self, cause: &str) {
-        self.discovery_errors.with_label_values(&[cause]).inc();
+    pub fn discovery_failed(&self, cause: Cause) {
+        self.discovery_errors
+            .with_label_values(&[cause.as_str()])
+            .inc();
     }
 
     /// Shows `cause` at 0 before any failure (so that rates work from the start).
-    pub fn discovery_cause(&self, cause: &str) {
-        self.discovery_errors.with_label_values(&[cause]);
+    pub fn discovery_cause(&self, cause: Cause) {
+        self.discovery_errors.with_label_values(&[cause.as_str()]);
     }
 
     /// Targets restored from the persistence file at start.

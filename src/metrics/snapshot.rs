@@ -19,7 +19,7 @@ use bytes::Bytes;
 use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
 
 use super::Format;
-use crate::domain::{TenantSeats, TenantType};
+use crate::domain::{Cause, TenantSeats, TenantType};
 
 /// A gzip member header: deflate, no flags, no mtime, unknown OS.
 pub(super) const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -153,12 +153,13 @@ impl SeatSeries {
         })
     }
 
-    /// Appends the line of tenant `i` of `family` (0: available, 1: assigned).
-    fn write_line(&self, prefix: &str, family: usize, i: usize, out: &mut Vec<u8>) {
+    /// Appends the line of tenant `i` of seat family `family` ([`Family::Available`] or
+    /// [`Family::Assigned`]).
+    fn write_line(&self, prefix: &str, family: Family, i: usize, out: &mut Vec<u8>) {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         let end = self.ends[i] as usize;
         let (name, value) = match family {
-            0 => (AVAILABLE, self.seats[i].0),
+            Family::Available => (AVAILABLE, self.seats[i].0),
             _ => (ASSIGNED, self.seats[i].1),
         };
         out.extend_from_slice(name.as_bytes());
@@ -222,14 +223,14 @@ fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetCounters {
     /// Failed polls by cause, sorted by cause; a cause appears from its first failure.
-    errors: Vec<(&'static str, u64)>,
+    errors: Vec<(Cause, u64)>,
     /// Records skipped as invalid.
     invalid: u64,
 }
 
 impl TargetCounters {
     /// Counts a failed poll by `cause`.
-    pub fn failed(&mut self, cause: &'static str) {
+    pub fn failed(&mut self, cause: Cause) {
         match self.errors.iter_mut().find(|(c, _)| *c == cause) {
             Some((_, n)) => *n += 1,
             None => {
@@ -291,20 +292,68 @@ pub(super) struct Compressed {
     headers: [[Bytes; COUNTER_FAMILIES]; 2],
 }
 
+/// The metric families of a snapshot, in the order of its text: the seat gauges, the target
+/// health gauges, then the target counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `available_user_seats`: one line per tenant.
+    Available,
+    /// `assigned_user_seats`: one line per tenant.
+    Assigned,
+    /// `avepoint_exporter_target_up`: one line per target.
+    TargetUp,
+    /// `avepoint_exporter_target_last_success_timestamp_seconds`: targets that succeeded.
+    TargetLastSuccess,
+    /// `avepoint_exporter_target_tenants`: targets that succeeded.
+    TargetTenants,
+    /// `avepoint_exporter_target_errors_total`: one line per cause a target failed with.
+    TargetErrors,
+    /// `avepoint_exporter_invalid_records_total`: targets that skipped invalid records.
+    InvalidRecords,
+}
+
+impl Family {
+    /// The counter families, whose headers differ by format.
+    const COUNTERS: [Family; COUNTER_FAMILIES] = [Family::TargetErrors, Family::InvalidRecords];
+
+    /// The family after this one in the text, `None` after the last.
+    fn next(self) -> Option<Family> {
+        match self {
+            Family::Available => Some(Family::Assigned),
+            Family::Assigned => Some(Family::TargetUp),
+            Family::TargetUp => Some(Family::TargetLastSuccess),
+            Family::TargetLastSuccess => Some(Family::TargetTenants),
+            Family::TargetTenants => Some(Family::TargetErrors),
+            Family::TargetErrors => Some(Family::InvalidRecords),
+            Family::InvalidRecords => None,
+        }
+    }
+
+    /// The family's `# HELP` and `# TYPE` lines in `format`: a gauge's are the same in both,
+    /// OpenMetrics names a counter family without `_total` (its samples keep it).
+    fn header(self, format: Format) -> &'static str {
+        let open = format == Format::OpenMetrics;
+        match self {
+            Family::Available => "# HELP available_user_seats Available (unassigned) user seats of the tenant, from the last successful poll.\n# TYPE available_user_seats gauge\n",
+            Family::Assigned => "# HELP assigned_user_seats Assigned user seats of the tenant, from the last successful poll.\n# TYPE assigned_user_seats gauge\n",
+            Family::TargetUp => "# HELP avepoint_exporter_target_up 1 if the last poll of the target (customer, tenant type) succeeded, else 0.\n# TYPE avepoint_exporter_target_up gauge\n",
+            Family::TargetLastSuccess => "# HELP avepoint_exporter_target_last_success_timestamp_seconds Unix time of the last successful poll of the target.\n# TYPE avepoint_exporter_target_last_success_timestamp_seconds gauge\n",
+            Family::TargetTenants => "# HELP avepoint_exporter_target_tenants Tenants returned by the last successful poll of the target.\n# TYPE avepoint_exporter_target_tenants gauge\n",
+            Family::TargetErrors if open => "# HELP avepoint_exporter_target_errors Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors counter\n",
+            Family::TargetErrors => "# HELP avepoint_exporter_target_errors_total Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors_total counter\n",
+            Family::InvalidRecords if open => "# HELP avepoint_exporter_invalid_records Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records counter\n",
+            Family::InvalidRecords => "# HELP avepoint_exporter_invalid_records_total Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records_total counter\n",
+        }
+    }
+}
+
+const COUNTER_FAMILIES: usize = 2;
 /// Parts of a snapshot's text: the gauge families, then each counter family's samples.
 const PARTS: usize = 1 + COUNTER_FAMILIES;
-/// The first counter family (families before it are gauges).
-const FIRST_COUNTER: usize = 5;
-const COUNTER_FAMILIES: usize = 2;
-/// Every family.
-const FAMILIES: usize = FIRST_COUNTER + COUNTER_FAMILIES;
 
-/// The families of each part of the text.
-const PART_FAMILIES: [(usize, usize); PARTS] = [
-    (0, FIRST_COUNTER),
-    (FIRST_COUNTER, FIRST_COUNTER + 1),
-    (FIRST_COUNTER + 1, FAMILIES),
-];
+/// The first family of each part of the text; a part runs up to the next part's first
+/// family (the last to the end).
+const PART_STARTS: [Family; PARTS] = [Family::Available, Family::COUNTERS[0], Family::COUNTERS[1]];
 
 fn format_index(format: Format) -> usize {
     match format {
@@ -314,44 +363,32 @@ fn format_index(format: Format) -> usize {
 }
 
 /// Where writing a snapshot's text has got to.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Cursor {
-    /// 0, 1: the seat families; 2, 3, 4: the target health families; 5, 6: the target
-    /// counter families; 7: done.
-    family: usize,
+    /// The family being written; `None` once the text is done.
+    family: Option<Family>,
     /// Whether the family's header is written.
     header: bool,
     target: usize,
     tenant: usize,
 }
 
-/// The `# HELP` and `# TYPE` lines of each family, in the order of the text.
-const HELP: [&str; 5] = [
-    "# HELP available_user_seats Available (unassigned) user seats of the tenant, from the last successful poll.\n# TYPE available_user_seats gauge\n",
-    "# HELP assigned_user_seats Assigned user seats of the tenant, from the last successful poll.\n# TYPE assigned_user_seats gauge\n",
-    "# HELP avepoint_exporter_target_up 1 if the last poll of the target (customer, tenant type) succeeded, else 0.\n# TYPE avepoint_exporter_target_up gauge\n",
-    "# HELP avepoint_exporter_target_last_success_timestamp_seconds Unix time of the last successful poll of the target.\n# TYPE avepoint_exporter_target_last_success_timestamp_seconds gauge\n",
-    "# HELP avepoint_exporter_target_tenants Tenants returned by the last successful poll of the target.\n# TYPE avepoint_exporter_target_tenants gauge\n",
-];
+impl Default for Cursor {
+    /// At the start of the text.
+    fn default() -> Cursor {
+        Cursor::at(Family::Available)
+    }
+}
 
-/// The `# HELP` and `# TYPE` lines of each counter family, in the text format and in
-/// OpenMetrics (the family named without `_total`; its samples keep it).
-const COUNTER_HELP: [[&str; COUNTER_FAMILIES]; 2] = [
-    [
-        "# HELP avepoint_exporter_target_errors_total Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors_total counter\n",
-        "# HELP avepoint_exporter_invalid_records_total Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records_total counter\n",
-    ],
-    [
-        "# HELP avepoint_exporter_target_errors Failed target polls, by cause.\n# TYPE avepoint_exporter_target_errors counter\n",
-        "# HELP avepoint_exporter_invalid_records Tenant records skipped because a required field was missing or invalid.\n# TYPE avepoint_exporter_invalid_records counter\n",
-    ],
-];
-
-/// The header of `family` in `format`.
-fn header(family: usize, format: Format) -> &'static str {
-    match family.checked_sub(FIRST_COUNTER) {
-        Some(counter) => COUNTER_HELP[format_index(format)][counter],
-        None => HELP[family],
+impl Cursor {
+    /// At the start of `family`.
+    fn at(family: Family) -> Cursor {
+        Cursor {
+            family: Some(family),
+            header: false,
+            target: 0,
+            tenant: 0,
+        }
     }
 }
 
@@ -362,8 +399,9 @@ impl Snapshot {
 
     /// Length of the text in `format`.
     pub fn len(&self, format: Format) -> u64 {
-        let headers: usize = (FIRST_COUNTER..FAMILIES)
-            .map(|f| header(f, format).len())
+        let headers: usize = Family::COUNTERS
+            .iter()
+            .map(|f| f.header(format).len())
             .sum();
         self.parts.iter().map(|(len, _)| len).sum::<u64>() + headers as u64
     }
@@ -382,7 +420,7 @@ impl Snapshot {
         let mut pieces = Vec::with_capacity(PARTS + COUNTER_FAMILIES);
         for (i, (blocks, (len, crc))) in compressed.parts.iter().zip(self.parts).enumerate() {
             if let Some(counter) = i.checked_sub(1) {
-                let text = header(FIRST_COUNTER + counter, format);
+                let text = Family::COUNTERS[counter].header(format);
                 pieces.push((
                     headers[counter].clone(),
                     crc32fast::hash(text.as_bytes()),
@@ -395,44 +433,45 @@ impl Snapshot {
     }
 
     /// Appends text from `cursor` on until `out` holds at least `limit` bytes or family
-    /// `end` begins; false once it has. Each family begins with its header in `format`,
-    /// or without one (`None`: the header is sent apart).
+    /// `end` begins (`None`: the text ends); false once it has. Each family begins with its
+    /// header in `format`, or without one (`None`: the header is sent apart).
     fn fill(
         &self,
         cursor: &mut Cursor,
         out: &mut Vec<u8>,
         limit: usize,
-        end: usize,
+        end: Option<Family>,
         format: Option<Format>,
     ) -> bool {
         while out.len() < limit {
-            let family = cursor.family;
-            if family >= end {
+            let Some(family) = cursor.family.filter(|f| Some(*f) != end) else {
                 return false;
-            }
+            };
             if !cursor.header {
                 if let Some(format) = format {
-                    out.extend_from_slice(header(family, format).as_bytes());
+                    out.extend_from_slice(family.header(format).as_bytes());
                 }
                 cursor.header = true;
             }
             let Some(t) = self.targets.get(cursor.target) else {
                 *cursor = Cursor {
-                    family: family + 1,
+                    family: family.next(),
                     ..Cursor::default()
                 };
                 continue;
             };
             match family {
-                0 | 1 if cursor.tenant < t.seats.tenants() => {
+                Family::Available | Family::Assigned if cursor.tenant < t.seats.tenants() => {
                     t.seats
                         .write_line(&t.labels.seat_prefix, family, cursor.tenant, out);
                     cursor.tenant += 1;
                     continue;
                 }
-                0 | 1 => {}
-                2..FIRST_COUNTER => write_health(t, family, out),
-                _ => write_counters(t, family, out),
+                Family::Available | Family::Assigned => {}
+                Family::TargetUp | Family::TargetLastSuccess | Family::TargetTenants => {
+                    write_health(t, family, out)
+                }
+                Family::TargetErrors | Family::InvalidRecords => write_counters(t, family, out),
             }
             cursor.target += 1;
             cursor.tenant = 0;
@@ -454,7 +493,7 @@ impl Snapshot {
             &mut Cursor::default(),
             &mut out,
             usize::MAX,
-            FAMILIES,
+            None,
             Some(format),
         );
         out
@@ -483,12 +522,12 @@ impl std::fmt::Display for Escaped<'_> {
     }
 }
 
-/// Appends the line of target health `family` (2: up, 3: last success, 4: tenants) for `t`,
-/// if it has one.
-fn write_health(t: &TargetView, family: usize, out: &mut Vec<u8>) {
+/// Appends the line of target health `family` (up, last success, tenants) for `t`, if it
+/// has one.
+fn write_health(t: &TargetView, family: Family, out: &mut Vec<u8>) {
     let name = match family {
-        2 => "target_up",
-        3 => "target_last_success_timestamp_seconds",
+        Family::TargetUp => "target_up",
+        Family::TargetLastSuccess => "target_last_success_timestamp_seconds",
         _ => "target_tenants",
     };
     let mut line = |value: &dyn std::fmt::Display| {
@@ -501,8 +540,8 @@ fn write_health(t: &TargetView, family: usize, out: &mut Vec<u8>) {
         );
     };
     match family {
-        2 => line(&u8::from(t.up)),
-        3 => {
+        Family::TargetUp => line(&u8::from(t.up)),
+        Family::TargetLastSuccess => {
             if let Some(ts) = t.last_success {
                 line(&format_args!("{ts:.3}"));
             }
@@ -515,14 +554,14 @@ fn write_health(t: &TargetView, family: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends the lines of target counter `family` (5: errors by cause, 6: invalid records)
-/// for `t`: one per cause that has failed, and invalid records once there are any.
-fn write_counters(t: &TargetView, family: usize, out: &mut Vec<u8>) {
+/// Appends the lines of target counter `family` (errors by cause, invalid records) for `t`:
+/// one per cause that has failed, and invalid records once there are any.
+fn write_counters(t: &TargetView, family: Family, out: &mut Vec<u8>) {
     let labels = t.labels.target_labels.as_bytes();
-    if family == FIRST_COUNTER {
+    if family == Family::TargetErrors {
         for (cause, n) in &t.counters.errors {
             out.extend_from_slice(b"avepoint_exporter_target_errors_total{cause=\"");
-            out.extend_from_slice(cause.as_bytes());
+            out.extend_from_slice(cause.as_str().as_bytes());
             out.extend_from_slice(b"\",");
             out.extend_from_slice(labels);
             out.extend_from_slice(b"} ");
@@ -550,14 +589,12 @@ pub fn render_snapshot(targets: &[TargetView]) -> Snapshot {
     };
     let mut piece = Vec::with_capacity(SCRAPE_PIECE + 1024);
     let mut parts: Vec<Result<Bytes, CompressError>> = Vec::with_capacity(PARTS);
-    for (i, (start, end)) in PART_FAMILIES.into_iter().enumerate() {
+    for (i, start) in PART_STARTS.into_iter().enumerate() {
+        let end = PART_STARTS.get(i + 1).copied();
         // The gauge families with their headers (the same in both formats); a counter
         // family's samples alone.
         let format = (i == 0).then_some(Format::Text);
-        let mut cursor = Cursor {
-            family: start,
-            ..Cursor::default()
-        };
+        let mut cursor = Cursor::at(start);
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
         let mut deflater = Deflater::new(Compression::new(6));
@@ -584,8 +621,8 @@ pub fn render_snapshot(targets: &[TargetView]) -> Snapshot {
     }
     let headers = |format: Format| -> Result<[Bytes; COUNTER_FAMILIES], CompressError> {
         let mut out: [Bytes; COUNTER_FAMILIES] = Default::default();
-        for (counter, slot) in out.iter_mut().enumerate() {
-            let text = header(FIRST_COUNTER + counter, format);
+        for (family, slot) in Family::COUNTERS.into_iter().zip(out.iter_mut()) {
+            let text = family.header(format);
             *slot = Bytes::from(deflate_raw(&[text.as_bytes()], Compression::new(6), false)?);
         }
         Ok(out)
@@ -723,7 +760,7 @@ impl Scrape {
                     &mut self.cursor,
                     &mut piece,
                     SCRAPE_PIECE,
-                    FAMILIES,
+                    None,
                     Some(self.format),
                 ) {
                     self.snapshot = Some(snapshot);
@@ -858,9 +895,9 @@ mod tests {
     #[test]
     fn counters_are_rendered_per_target_in_each_format() {
         let mut counters = TargetCounters::default();
-        counters.failed("timeout");
-        counters.failed("http_5xx");
-        counters.failed("timeout");
+        counters.failed(Cause::Timeout);
+        counters.failed(Cause::Http5xx);
+        counters.failed(Cause::Timeout);
         counters.invalid(2);
         let failing = TargetView {
             counters: Arc::new(counters),

@@ -1,7 +1,9 @@
-//! Which targets are polled, and when: the plan (a pure function of config, customer list
-//! and shard: `plan`), discovery and the planner that publishes plans (`discovery`), due
-//! times (`schedule`), the poll loop with its status view (`poller`) and the seat health it
-//! carries (`seat_health`), and what survives a restart (`persistence`). It asks the API through [`crate::elements`] only.
+//! Which targets are polled, and when, as a pipeline: planning (`plan`: the pure plan of
+//! config, customer list and shard, and the planner that publishes it), customer discovery
+//! (`discovery`: fetches the list the planner plans from), due times (`schedule`), the poll
+//! loop (`poller`: runs the plan, records results, publishes snapshots) and the status it
+//! publishes for the server (`status`, with the seat health it carries: `seat_health`), and
+//! what survives a restart (`persistence`). It asks the API through [`crate::elements`] only.
 
 pub(crate) mod discovery;
 pub(crate) mod persistence;
@@ -9,3 +11,4 @@ pub(crate) mod plan;
 pub(crate) mod poller;
 pub(crate) mod schedule;
 pub(crate) mod seat_health;
+pub(crate) mod status;

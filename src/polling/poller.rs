@@ -17,173 +17,33 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::config::PollConfig;
-use crate::domain::label;
 use crate::domain::TargetKey;
-use crate::domain::TenantType;
-use crate::elements::client::{ApiError, Client, DiscoveredCustomer, Fetched, TargetRequest};
-use crate::metrics::{render_snapshot, Metrics, SeatSeries, TargetCounters};
-use crate::polling::persistence::{Origin, Persistence, Saved, Written};
-use crate::polling::plan::Target;
+use crate::elements::client::{ApiError, Fetched, TargetRequest};
+use crate::elements::slots::Priority;
+use crate::metrics::{render_snapshot, Metrics, SeatSeries};
+use crate::polling::persistence::{Persistence, Saved, Written};
+use crate::polling::plan::{Plan, Target};
+use crate::polling::schedule::{Cadence, Schedule};
 use crate::polling::seat_health::SeatHealth;
+use crate::polling::status::Status;
 
 mod failures;
 mod gather;
 mod saving;
+mod state;
 #[cfg(test)]
 mod tests;
 
-use crate::elements::slots::Priority;
-use crate::polling::schedule::{Cadence, Schedule};
+use failures::{FailureLog, Topic};
 use gather::{gather, log_dropped, Summary};
-
-/// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
-#[derive(Clone)]
-pub struct Plan {
-    /// Targets of this shard.
-    pub targets: Vec<Target>,
-    /// The API client.
-    pub client: Arc<Client>,
-    /// Scheduling.
-    pub poll: PollConfig,
-    /// False while discovery is on and no customer list has arrived yet: the targets are
-    /// not all known, so the exporter is not ready.
-    pub complete: bool,
-    /// The last good customer list the targets were planned from (kept in the persistence
-    /// file, so that a discovered fleet comes back while the list cannot be fetched).
-    pub discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
-    /// Order of planning: a plan never replaces one planned after it (a discovery refresh
-    /// planned from the old config cannot undo a reload's plan).
-    pub version: u64,
-    /// The API and client the targets are polled from, recorded in the persistence file.
-    pub origin: Arc<Origin>,
-}
-
-/// The last known state of a target, as shown on the landing page.
-#[derive(Debug, Clone)]
-pub struct TargetStatus {
-    /// Customer id.
-    pub customer_id: Arc<str>,
-    /// Customer display name.
-    pub customer_name: Arc<str>,
-    /// Tenant type.
-    pub tenant_type: TenantType,
-    /// When the last poll finished, if it ran.
-    pub last_poll: Option<SystemTime>,
-    /// What failed in the last poll, if it failed: the cause and HTTP status (no bodies).
-    pub last_error: Option<String>,
-    /// When the last successful poll finished.
-    pub last_success: Option<SystemTime>,
-    /// Tenants currently published for the target.
-    pub tenants: usize,
-    /// How long the last poll took, all pages and retries.
-    pub last_duration: Option<Duration>,
-    /// When the target is due next (`None` while it runs, or before the poll loop).
-    pub next_poll: Option<SystemTime>,
-    /// Since when it has been failing (the end of its first failed poll after the last
-    /// success).
-    pub failing_since: Option<SystemTime>,
-    /// Up, and its last poll found no tenants: polled every `poll.empty_interval`.
-    pub empty: bool,
-}
-
-/// What the poller publishes for the HTTP server besides the metrics.
-#[derive(Debug, Default)]
-pub struct Status {
-    /// One entry per target of the current plan.
-    pub targets: Vec<TargetStatus>,
-    /// Target polls completed since start.
-    pub polls: u64,
-    /// Whether the poll loop has published this status (false before it starts).
-    pub live: bool,
-    /// Whether every target is known (see [`Plan::complete`]).
-    pub complete: bool,
-    /// Whether the first pass over every target has completed. From then on the exporter
-    /// stays ready: a reload or a customer list that adds a slow target does not take a
-    /// serving exporter out of its Service.
-    pub settled: bool,
-    /// Tenants out of seats and low on seats, from the published series.
-    pub seat_health: SeatHealth,
-    /// What the HTTP server renders from this status once and shares between requests
-    /// (empty when published).
-    pub bodies: crate::server::StatusBodies,
-}
-
-impl Status {
-    /// The status before any poll: every target listed, none polled.
-    pub fn pending(plan: &Plan) -> Status {
-        Status {
-            targets: plan
-                .targets
-                .iter()
-                .map(|t| target_status(t, None, None, Clocks::now()))
-                .collect(),
-            polls: 0,
-            live: false,
-            complete: plan.complete,
-            settled: false,
-            seat_health: SeatHealth::default(),
-            bodies: Default::default(),
-        }
-    }
-
-    /// True once the poll loop runs, every target is known and has been polled at least once;
-    /// stays true after that (see [`Status::settled`]).
-    pub fn ready(&self) -> bool {
-        self.live
-            && (self.settled || self.complete && self.targets.iter().all(|t| t.last_poll.is_some()))
-    }
-}
-
-#[derive(Default)]
-struct TargetState {
-    /// The series of the last successful poll (the only copy of the seat data).
-    seats: Arc<SeatSeries>,
-    last_tenant_count: Option<usize>,
-    last_poll: Option<SystemTime>,
-    last_success: Option<SystemTime>,
-    /// When the first failed poll after the last success ended (`None` while the last poll
-    /// succeeded): late is not down, so a target is failing from when a poll says so. Staleness counts from here, not from the last success: a target that is
-    /// only waiting for its turn (a round longer than `stale_after`) never loses its series.
-    /// On the monotonic clock, so a step of the wall clock (NTP, a VM resumed) neither drops
-    /// nor keeps series wrongly.
-    failing_since: Option<Instant>,
-    /// Restored from the persistence file while up: nobody polled it since this instant (the
-    /// last write before the restart), so a first failure counts as failing from here.
-    unknown_since: Option<Instant>,
-    last_error: Option<String>,
-    /// Requests the last poll needed (its pages), for the utilization estimate.
-    requests: Option<u32>,
-    /// How long the last poll took.
-    last_duration: Option<Duration>,
-    /// The last poll answered no tenants while series were published: they are kept (and
-    /// the target stays on `interval`) until a second empty answer in a row confirms it.
-    empty_unconfirmed: bool,
-    /// What the target fetches changed (filter, API, client) since its series were polled:
-    /// they are served until the first answer to the new request replaces them, and dropped
-    /// if that poll fails (they are not last-good data of the new request).
-    renewed: bool,
-    /// Its errors and invalid records (shared with the snapshots that show them).
-    counters: Arc<TargetCounters>,
-}
-
-impl TargetState {
-    /// Polled at least once, and the last poll succeeded.
-    fn up(&self) -> bool {
-        self.last_poll.is_some() && self.last_error.is_none()
-    }
-
-    /// Up, and its last poll found no tenants: on the empty cadence.
-    fn empty(&self) -> bool {
-        self.up() && self.last_tenant_count == Some(0)
-    }
-}
+use saving::{restore, saved, Saving};
+use state::TargetState;
 
 /// One finished poll.
 struct Done {
     key: TargetKey,
-    /// What was asked, and of whom ([`Client::source`]): a result for another request or
-    /// source than the target's current one is not its data.
+    /// What was asked, and of whom ([`crate::elements::client::Client::source`]): a result
+    /// for another request or source than the target's current one is not its data.
     request: TargetRequest,
     source: String,
     started: Instant,
@@ -199,10 +59,6 @@ const PUBLISH_SHARE: u32 = 20;
 /// Utilization above which the exporter warns, and below which it says it keeps up again.
 const BEHIND: f64 = 1.0;
 const CAUGHT_UP: f64 = 0.9;
-
-/// How long a clean shutdown waits for the last write of the persistence file (the
-/// daemon's whole shutdown budget is 5 s).
-const FINAL_WRITE_BUDGET: Duration = Duration::from_secs(3);
 
 /// Runs the poll loop of `poller` until `shutdown` completes, then writes the persistence
 /// file a last time. A new plan on `plans` (config reload, discovery refresh) applies at
@@ -234,7 +90,7 @@ pub async fn run(
             .is_none()
             .then(|| poller.failures.next_due(poller.plan.poll.interval))
             .flatten();
-        let write_at = poller.write_at(writing.is_some());
+        let write_at = poller.saving.write_at(writing.is_some());
         tokio::select! {
             _ = &mut shutdown => {
                 poller.final_write(writing.take()).await;
@@ -252,7 +108,7 @@ pub async fn run(
             }
             Some(joined) = running.join_next_with_id() => match joined {
                 Ok((id, done)) => {
-                    poller.tasks.remove(&id);
+                    poller.tasks.running.remove(&id);
                     poller.finished(done);
                 }
                 Err(e) => poller.crashed(e),
@@ -263,7 +119,7 @@ pub async fn run(
             _ = sleep_until_some(write_at) => writing = poller.start_write(),
             written = join_some(&mut writing) => {
                 writing = None;
-                poller.written(written);
+                poller.saving.written(written, &poller.metrics);
             }
         }
     }
@@ -292,43 +148,47 @@ pub struct Poller {
     states: HashMap<TargetKey, TargetState>,
     metrics: Arc<Metrics>,
     status: Arc<ArcSwap<Status>>,
+    tasks: Tasks,
+    /// Target polls completed since start.
+    polls: u64,
+    pacing: Pacing,
+    progress: Progress,
+    /// Failed polls waiting for their line in the log.
+    failures: FailureLog,
+    saving: Saving,
+}
+
+/// The running poll tasks.
+#[derive(Default)]
+struct Tasks {
     /// Targets started so far: the priority of the next one.
     started: u64,
     /// The target and start of every running poll task, to account for one that panics.
-    tasks: HashMap<tokio::task::Id, (TargetKey, Instant)>,
-    polls: u64,
+    running: HashMap<tokio::task::Id, (TargetKey, Instant)>,
+}
+
+/// When results are published: batched while polls keep finishing, at a bounded share of a
+/// core (see [`Poller::publish_at`]).
+struct Pacing {
     /// Results not yet published, and the durations to observe once they are.
     dirty: bool,
     durations: Vec<Duration>,
-    last_publish: Option<Instant>,
+    last: Option<Instant>,
     /// Time between publishes while polls keep finishing (see [`PUBLISH_SHARE`]).
-    publish_every: Duration,
+    every: Duration,
     /// What the last publish cost, on the real clock (a share of a core is real time, even
     /// when tests and benchmarks pause tokio's clock).
-    publish_cost: Duration,
+    cost: Duration,
+}
+
+/// What the log and `--once` have been told of the poll loop's progress.
+struct Progress {
     /// Whether the first pass over every target has been announced.
     first_pass_done: bool,
     started_at: Instant,
     last_summary: Option<Instant>,
     /// Whether the last utilization warning said the interval cannot be kept.
     behind: bool,
-    /// Token failures since the last publish (they are logged together), and when that was
-    /// last logged.
-    /// Failed polls waiting for their line in the log.
-    failures: failures::FailureLog,
-    /// Targets down by cause at the last publish (what the failures' lines say is down).
-    down: HashMap<String, usize>,
-    /// Where the state is kept across restarts, if anywhere.
-    persistence: Option<Persistence>,
-    /// Whether anything changed since the last write of the state file began.
-    unsaved: bool,
-    last_write: Option<Instant>,
-    /// Targets added (at start, by a reload or a customer list) that have not finished a
-    /// poll yet: when the last of them does, the state file is written at once, not an
-    /// interval later, so a crash soon after start (or after a reload) loses nothing.
-    unpolled: std::collections::HashSet<TargetKey>,
-    /// Whether the state file is to be written at the next chance (see `unpolled`).
-    write_soon: bool,
     /// Told once every target of the plan has been polled (`--once`).
     every_target_polled: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -352,40 +212,64 @@ impl Poller {
             states: HashMap::new(),
             metrics,
             status,
-            started: 0,
-            tasks: HashMap::new(),
+            tasks: Tasks::default(),
             polls: 0,
-            dirty: false,
-            durations: Vec::new(),
-            last_publish: None,
-            publish_every: PUBLISH_EVERY,
-            publish_cost: Duration::ZERO,
-            first_pass_done: false,
-            started_at: now,
-            last_summary: None,
-            behind: false,
-            failures: failures::FailureLog::default(),
-            down: HashMap::new(),
-            persistence,
-            unsaved: false,
-            last_write: None,
-            unpolled: Default::default(),
-            write_soon: false,
-            every_target_polled: None,
+            pacing: Pacing {
+                dirty: false,
+                durations: Vec::new(),
+                last: None,
+                every: PUBLISH_EVERY,
+                cost: Duration::ZERO,
+            },
+            progress: Progress {
+                first_pass_done: false,
+                started_at: now,
+                last_summary: None,
+                behind: false,
+                every_target_polled: None,
+            },
+            failures: FailureLog::default(),
+            saving: Saving::new(persistence),
         };
         poller.apply_plan(plan).await;
         if let Some(saved) = restored {
-            poller.restore(saved);
+            let now = Instant::now();
+            let p = &mut poller;
+            if restore(
+                saved,
+                &p.plan,
+                &p.targets,
+                &mut p.schedule,
+                &mut p.states,
+                &p.metrics,
+            ) {
+                p.progress.first_pass_done = true;
+                p.progress.last_summary = Some(now);
+            }
             poller.publish().await;
         }
-        poller.unsaved = false;
+        poller.saving.in_file();
         poller
     }
 
     /// Tells `tx` once every target of the plan has been polled, successfully or not (at the
     /// publish that shows it).
     pub fn when_every_target_polled(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
-        self.every_target_polled = Some(tx);
+        self.progress.every_target_polled = Some(tx);
+    }
+
+    /// Starts writing the state file on a blocking thread (when there is one).
+    fn start_write(&mut self) -> Option<JoinHandle<std::io::Result<Written>>> {
+        let (plan, states, schedule) = (&self.plan, &self.states, &self.schedule);
+        self.saving.start_write(|| saved(plan, states, schedule))
+    }
+
+    /// At shutdown: writes the state file a last time, within the shutdown budget.
+    async fn final_write(&mut self, in_flight: Option<JoinHandle<std::io::Result<Written>>>) {
+        let (plan, states, schedule) = (&self.plan, &self.states, &self.schedule);
+        self.saving
+            .final_write(in_flight, &self.metrics, || saved(plan, states, schedule))
+            .await;
     }
 
     /// Targets polled at once at most.
@@ -409,14 +293,8 @@ impl Poller {
         // A target that leaves takes its state, and so every series (its counters too), at
         // the publish below.
         self.states.retain(|k, _| self.targets.contains_key(k));
-        self.unpolled.retain(|k| self.targets.contains_key(k));
-        self.unpolled.extend(
-            self.targets
-                .keys()
-                .filter(|k| !before.contains_key(*k))
-                .cloned(),
-        );
-        if added > 0 && self.first_pass_done {
+        self.saving.planned(&self.targets, &before);
+        if added > 0 && self.progress.first_pass_done {
             tracing::info!(targets = added, "polling new targets at once");
         }
         // A target is what it fetches: one whose request or source (API, client) changed is
@@ -444,7 +322,6 @@ impl Poller {
             );
         }
         self.plan = plan;
-        self.unsaved = true;
         // Show the new targets (not yet polled) in readiness at once, and drop removed ones.
         self.publish().await;
     }
@@ -461,8 +338,8 @@ impl Poller {
             if start.overrun {
                 self.metrics.polling().overrun();
             }
-            self.started += 1;
-            let priority = Priority(self.started);
+            self.tasks.started += 1;
+            let priority = Priority(self.tasks.started);
             let client = self.plan.client.clone();
             let key = target.key();
             let span = target.span();
@@ -479,19 +356,19 @@ impl Poller {
                 }
             };
             let handle = running.spawn(tracing::Instrument::instrument(poll, span));
-            self.tasks.insert(handle.id(), (key, now));
+            self.tasks.running.insert(handle.id(), (key, now));
         }
     }
 
     /// A poll task panicked: a bug. The target is marked down with a message that says so, and
     /// is scheduled again as if its poll had failed.
     fn crashed(&mut self, error: tokio::task::JoinError) {
-        let Some((key, started)) = self.tasks.remove(&error.id()) else {
+        let Some((key, started)) = self.tasks.running.remove(&error.id()) else {
             return;
         };
         tracing::error!(
-            customer_id = &*key.0,
-            tenant_type = key.1.name(),
+            customer_id = &*key.customer_id,
+            tenant_type = key.tenant_type.name(),
             error = %error,
             "a target poll panicked; this is a bug, please report it"
         );
@@ -504,8 +381,8 @@ impl Poller {
             let since = state.unknown_since.take().unwrap_or(now);
             state.failing_since.get_or_insert(since);
             self.polls += 1;
-            self.dirty = true;
-            self.unsaved = true;
+            self.pacing.dirty = true;
+            self.saving.changed();
         }
     }
 
@@ -554,7 +431,7 @@ impl Poller {
             count_skipped(&self.metrics, fetched);
             if fetched.foreign.count > 0 {
                 self.failures.record(
-                    FOREIGN_TYPE,
+                    Topic::ForeignType,
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     format!(
@@ -568,7 +445,7 @@ impl Poller {
         match result {
             Ok(_) if hold => {
                 self.failures.record(
-                    HELD_EMPTY,
+                    Topic::HeldEmpty,
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     format!(
@@ -576,13 +453,13 @@ impl Poller {
                         state.seats.tenants()
                     ),
                 );
-                hold_empty(state);
+                state.hold_empty();
             }
-            Ok(fetched) => record_success(state, &self.metrics, fetched),
+            Ok(fetched) => state.succeeded(&self.metrics, fetched),
             Err(e) => {
                 // Logged by cause, together, at the next publish.
                 self.failures.record(
-                    e.cause(),
+                    Topic::Failed(e.cause()),
                     &target.request.customer_id,
                     target.request.tenant_type.name(),
                     e.to_string(),
@@ -594,26 +471,21 @@ impl Poller {
                     state.last_success = None;
                     state.last_tenant_count = None;
                 }
-                record_failure(state, &e);
+                state.failed(&e);
             }
         }
         state.renewed = false;
         state.last_duration = Some(took);
-        if self.unpolled.remove(&key) && self.unpolled.is_empty() {
-            // The last new target has its first result: keep it at once.
-            self.write_soon = true;
-        }
+        self.saving.polled(&key);
         self.polls += 1;
-        self.durations.push(took);
-        self.dirty = true;
-        self.unsaved = true;
+        self.pacing.durations.push(took);
+        self.pacing.dirty = true;
     }
 
     /// Logs the failures whose line is due (see `failures::FailureLog::next_due`), with the
     /// targets down as of the last publish.
     fn log_failures(&mut self) {
-        self.failures
-            .flush(Instant::now(), self.plan.poll.interval, &self.down);
+        self.failures.flush(Instant::now(), self.plan.poll.interval);
     }
 
     /// When to publish next: never without news; when idle, as soon as the last publish's
@@ -621,17 +493,17 @@ impl Poller {
     /// leaves the poller idle: a fast API, slots spread over the interval); else a second (or
     /// more, when publishing is costly) after the last publish.
     fn publish_at(&self, idle: bool) -> Option<Instant> {
-        if !self.dirty {
+        if !self.pacing.dirty {
             return None;
         }
         let now = Instant::now();
         let nothing_due = self.schedule.next_wake().is_none_or(|t| t > now);
         let every = if idle && nothing_due {
-            self.publish_cost * PUBLISH_SHARE
+            self.pacing.cost * PUBLISH_SHARE
         } else {
-            self.publish_every
+            self.pacing.every
         };
-        Some(self.last_publish.map_or(now, |t| t + every))
+        Some(self.pacing.last.map_or(now, |t| t + every))
     }
 
     /// Drops stale series, renders the snapshot, then the status, then observes the polls'
@@ -659,27 +531,29 @@ impl Poller {
         let series = snapshot.series;
         self.metrics.publish(snapshot);
         let targets = gathered.statuses.len();
+        let utilization = self.utilization(targets, gathered.requests);
         self.status.store(Arc::new(Status {
             targets: gathered.statuses,
             polls: self.polls,
             live: true,
             complete: self.plan.complete,
-            settled: self.first_pass_done,
+            settled: self.progress.first_pass_done,
             seat_health,
+            series,
+            utilization,
+            discovery: self.plan.discovery.clone(),
             bodies: Default::default(),
         }));
-        for d in self.durations.drain(..) {
+        for d in self.pacing.durations.drain(..) {
             self.metrics.polling().observe_poll(d);
         }
-        self.dirty = false;
+        self.pacing.dirty = false;
         let instant = Instant::now();
-        self.last_publish = Some(instant);
-        self.publish_cost = cost_clock.elapsed().max(instant - began);
-        self.publish_every = PUBLISH_EVERY.max(self.publish_cost * PUBLISH_SHARE);
-        self.utilization(targets, gathered.requests);
-        self.down = std::mem::take(&mut gathered.down);
-        self.failures
-            .flush(instant, self.plan.poll.interval, &self.down);
+        self.pacing.last = Some(instant);
+        self.pacing.cost = cost_clock.elapsed().max(instant - began);
+        self.pacing.every = PUBLISH_EVERY.max(self.pacing.cost * PUBLISH_SHARE);
+        self.failures.set_down(std::mem::take(&mut gathered.down));
+        self.failures.flush(instant, self.plan.poll.interval);
         let summary = Summary {
             targets,
             ok: gathered.ok,
@@ -697,38 +571,39 @@ impl Poller {
     fn announce(&mut self, summary: Summary, polled: usize, instant: Instant) {
         let targets = summary.targets;
         if polled == targets {
-            if let Some(tx) = self.every_target_polled.take() {
+            if let Some(tx) = self.progress.every_target_polled.take() {
                 let _ = tx.send(());
             }
         }
-        if !self.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
-            self.first_pass_done = true;
-            self.last_summary = Some(instant);
+        let progress = &mut self.progress;
+        if !progress.first_pass_done && polled == targets && targets > 0 && self.plan.complete {
+            progress.first_pass_done = true;
+            progress.last_summary = Some(instant);
             summary.log(
                 "first pass complete",
-                Some(instant - self.started_at),
+                Some(instant - progress.started_at),
                 self.plan.poll.interval,
             );
-        } else if self.first_pass_done
-            && self
+        } else if progress.first_pass_done
+            && progress
                 .last_summary
                 .is_none_or(|t| instant - t >= self.plan.poll.interval)
         {
-            self.last_summary = Some(instant);
+            progress.last_summary = Some(instant);
             summary.log("poll summary", None, self.plan.poll.interval);
         }
     }
 
     /// Sets `poll_utilization_ratio` and warns once when the interval cannot be kept;
-    /// `requests` per round count an empty target at its own cadence.
-    fn utilization(&mut self, targets: usize, requests: f64) {
+    /// `requests` per round count an empty target at its own cadence. Returns the ratio.
+    fn utilization(&mut self, targets: usize, requests: f64) -> f64 {
         let cost = self.plan.client.request_cost();
         let interval = self.plan.poll.interval;
         let needed = cost.as_secs_f64() * requests;
         let ratio = needed / interval.as_secs_f64();
         self.metrics.polling().set_utilization(ratio);
-        if ratio > BEHIND && !self.behind {
-            self.behind = true;
+        if ratio > BEHIND && !self.progress.behind {
+            self.progress.behind = true;
             tracing::warn!(
                 targets,
                 requests_per_round = requests.round() as u64,
@@ -741,30 +616,14 @@ impl Poller {
                  data first. Raise elements.max_requests_per_second (or max_concurrency when the \
                  API is slow), lengthen poll.interval, or shard (--total-shards)"
             );
-        } else if ratio < CAUGHT_UP && self.behind {
-            self.behind = false;
+        } else if ratio < CAUGHT_UP && self.progress.behind {
+            self.progress.behind = false;
             tracing::info!(
                 utilization = format!("{ratio:.2}"),
                 "polling keeps poll.interval again"
             );
         }
-    }
-}
-
-/// The warning causes (besides failures) in the failure log: a target that had tenants and
-/// answered none, and records of another tenant type.
-const HELD_EMPTY: &str = "held_empty";
-const FOREIGN_TYPE: &str = "foreign_type";
-
-/// A poll that found no tenants where series are published: the series stay, and the next
-/// empty answer confirms it. The target's health is left as it was: an up target stays up, a
-/// failing one stays down (its stale clock runs on: held data is last-good data).
-fn hold_empty(state: &mut TargetState) {
-    state.empty_unconfirmed = true;
-    state.requests = Some(1);
-    if state.up() {
-        state.last_poll = Some(SystemTime::now());
-        state.unknown_since = None;
+        ratio
     }
 }
 
@@ -783,97 +642,5 @@ fn count_skipped(metrics: &Metrics, fetched: &Fetched) {
             skipped = fetched.unrequested,
             "skipped tenants outside tenant_ids (the API did not apply the filter)"
         );
-    }
-}
-
-fn record_success(state: &mut TargetState, metrics: &Metrics, fetched: Fetched) {
-    let Fetched {
-        items: mut tenants,
-        invalid,
-        pages,
-        ..
-    } = fetched;
-    state.empty_unconfirmed = false;
-    // Label values are bounded before anything keeps them (series, status, state file).
-    metrics
-        .polling()
-        .labels_cut(label::cut_tenants(&mut tenants));
-    let now = SystemTime::now();
-    if !invalid.is_empty() {
-        Arc::make_mut(&mut state.counters).invalid(invalid.len());
-        tracing::warn!(
-            skipped = invalid.len(),
-            first = %invalid[..invalid.len().min(3)].join("; "),
-            "skipped invalid tenant records"
-        );
-    }
-    tracing::debug!(tenants = tenants.len(), pages, "target polled");
-    state.last_poll = Some(now);
-    state.last_tenant_count = Some(tenants.len());
-    state.seats = Arc::new(SeatSeries::new(&tenants));
-    state.last_success = Some(now);
-    state.failing_since = None;
-    state.unknown_since = None;
-    state.last_error = None;
-    state.requests = Some(pages.max(1));
-}
-
-fn record_failure(state: &mut TargetState, error: &ApiError) {
-    let cause = error.cause();
-    Arc::make_mut(&mut state.counters).failed(cause);
-    tracing::debug!(cause, error = %error, "target poll error");
-    // Two empty answers in a row confirm a drop to nothing; a failure between them breaks
-    // the row.
-    state.empty_unconfirmed = false;
-    state.last_poll = Some(SystemTime::now());
-    state.last_error = Some(error.summary());
-    let since = state.unknown_since.take().unwrap_or_else(Instant::now);
-    state.failing_since.get_or_insert(since);
-}
-
-/// Monotonic instants of the poll loop as wall-clock times, from one moment on both clocks.
-#[derive(Clone, Copy)]
-struct Clocks {
-    now: Instant,
-    wall: SystemTime,
-}
-
-impl Clocks {
-    fn now() -> Clocks {
-        Clocks {
-            now: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    fn wall(self, t: Instant) -> SystemTime {
-        if t >= self.now {
-            self.wall + (t - self.now)
-        } else {
-            self.wall
-                .checked_sub(self.now - t)
-                .unwrap_or(SystemTime::UNIX_EPOCH)
-        }
-    }
-}
-
-fn target_status(
-    target: &Target,
-    state: Option<&TargetState>,
-    next_poll: Option<SystemTime>,
-    clocks: Clocks,
-) -> TargetStatus {
-    TargetStatus {
-        customer_id: target.labels.customer_id.clone(),
-        customer_name: target.labels.customer_name.clone(),
-        tenant_type: target.labels.tenant_type,
-        last_poll: state.and_then(|s| s.last_poll),
-        last_error: state.and_then(|s| s.last_error.clone()),
-        last_success: state.and_then(|s| s.last_success),
-        tenants: state.map_or(0, |s| s.seats.tenants()),
-        last_duration: state.and_then(|s| s.last_duration),
-        next_poll,
-        failing_since: state.and_then(|s| s.failing_since).map(|t| clocks.wall(t)),
-        empty: state.is_some_and(TargetState::empty),
     }
 }

@@ -104,7 +104,8 @@ impl Schedule {
 
     /// The offset of a target's slots inside the interval: a hash of the target.
     pub fn offset_of(key: &TargetKey, interval: Duration) -> Duration {
-        let mut h = fnv1a(key.0.as_bytes()) ^ (key.1.api_number() as u64).wrapping_add(1);
+        let mut h = fnv1a(key.customer_id.as_bytes())
+            ^ (key.tenant_type.api_number() as u64).wrapping_add(1);
         // splitmix64's finalizer: nearby ids land far apart.
         h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -2,22 +2,82 @@
 //! are out of seats or low, and the worst of them by name), then a summary of the targets,
 //! then the targets that are not up (with their cause and since when), then the others, at
 //! most [`MAX_ROWS`] rows, filterable like `/api/v1/targets` (which has everything). Served
-//! from the published status and metrics; never a secret, token or stack trace.
+//! from the published status alone; never a secret, token or stack trace.
+//!
+//! The HTML is `landing.html`: the page and its parts, each with `{{name}}` placeholders
+//! that [`fill`] replaces, escaping text there and only there.
 
-use std::collections::BinaryHeap;
-use std::fmt::Write as _;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Display;
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use super::targets::{counts, rfc3339, Counts, Filter, Health};
+use super::targets::{rfc3339, Filter};
 use super::AppState;
-use crate::polling::poller::TargetStatus;
+use crate::polling::plan::ListFetched;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
+use crate::polling::status::{Counts, Health, TargetStatus};
 
 /// Rows of the target table at most (the page stays far below 256 KiB).
 pub const MAX_ROWS: usize = 300;
 
-/// Escapes text for HTML.
-pub fn html(s: &str) -> String {
+/// The page and its parts (see the comment at its top for how a part is marked).
+const TEMPLATE: &str = include_str!("landing.html");
+
+/// The part of the template called `name`.
+fn part(name: &str) -> &'static str {
+    static PARTS: LazyLock<HashMap<&'static str, &'static str>> = LazyLock::new(|| {
+        let template = TEMPLATE.strip_suffix('\n').unwrap_or(TEMPLATE);
+        template
+            .split("\n<!--== ")
+            .skip(1)
+            .filter_map(|p| p.split_once(" ==-->\n"))
+            .collect()
+    });
+    let found = PARTS.get(name).copied();
+    debug_assert!(found.is_some(), "landing.html has no part {name:?}");
+    found.unwrap_or_default()
+}
+
+/// What fills a placeholder.
+enum Slot<'a> {
+    /// Text: escaped as it goes in.
+    Text(&'a dyn Display),
+    /// Markup made of the template's parts: taken as it is.
+    Html(&'a str),
+}
+
+use Slot::{Html, Text};
+
+/// Part `name` of the template with each `{{placeholder}}` replaced by its slot, appended
+/// to `out`.
+fn fill_into(out: &mut String, name: &str, slots: &[(&str, Slot<'_>)]) {
+    let mut rest = part(name);
+    while let Some((before, after)) = rest.split_once("{{") {
+        out.push_str(before);
+        let Some((placeholder, after)) = after.split_once("}}") else {
+            rest = after;
+            break;
+        };
+        match slots.iter().find(|(n, _)| *n == placeholder) {
+            Some((_, Text(value))) => out.push_str(&html(&value.to_string())),
+            Some((_, Html(markup))) => out.push_str(markup),
+            None => debug_assert!(false, "no value for {{{{{placeholder}}}}} in {name}"),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+}
+
+/// Part `name` of the template, filled (see [`fill_into`]).
+fn fill(name: &str, slots: &[(&str, Slot<'_>)]) -> String {
+    let mut out = String::with_capacity(part(name).len());
+    fill_into(&mut out, name, slots);
+    out
+}
+
+/// Escapes text for HTML: the page's only escaping, applied by [`fill_into`].
+fn html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -47,70 +107,89 @@ fn relative(t: SystemTime, now: SystemTime) -> String {
 /// A past or future time as [`relative`] says it, with the exact time as its title.
 fn when(t: Option<SystemTime>, now: SystemTime) -> String {
     match t {
-        Some(t) => format!("<span title=\"{}\">{}</span>", rfc3339(t), relative(t, now)),
-        None => "never".into(),
+        Some(t) => fill(
+            "when",
+            &[
+                ("time", Text(&rfc3339(t))),
+                ("relative", Text(&relative(t, now))),
+            ],
+        ),
+        None => part("never").to_owned(),
     }
 }
 
 /// The seat health section: counts, then the worst tenants by name.
 fn seat_health(page: &mut String, health: &SeatHealth) {
-    let _ = write!(
-        page,
-        "<h2>Seat health</h2>\n<p class=\"seats\">{} · {} · of {} tenants</p>\n\
-<p class=\"note\">Out of seats: 0 free with seats assigned (the <code>AvePointTenantOutOfSeats</code> alert's condition). \
-Low on seats: at most {LOW_MAX_FREE} free and at least {}\u{a0}% assigned (the <code>AvePointTenantLowOnSeats</code> alert's threshold).</p>\n",
-        count_of(health.out, "out of seats", "out"),
-        count_of(health.low, "low on seats", "low"),
-        health.tenants,
-        (LOW_MIN_UTILISATION * 100.0).round(),
-    );
-    if health.tenants == 0 {
-        page.push_str("<p>No seat data yet: no target has been polled successfully.</p>\n");
-        return;
-    }
-    if health.listed.is_empty() {
-        page.push_str("<p class=\"ok\">Every tenant has free seats.</p>\n");
-        return;
-    }
-    let at_risk = health.out + health.low;
-    if at_risk > health.listed.len() {
-        let _ = writeln!(
-            page,
-            "<p>The first {} of {at_risk} shown (out of seats first, then the fewest free); \
-             all of them are in <code>available_user_seats</code>.</p>",
-            health.listed.len()
-        );
-    }
-    page.push_str("<table><tr><th>seats</th><th>customer</th><th>tenant</th><th>tenant type</th><th class=\"num\">free</th><th class=\"num\">assigned</th></tr>\n");
-    for t in &health.listed {
-        let _ = writeln!(
-            page,
-            "<tr class=\"{s}\"><td>{}</td><td title=\"{}\">{}</td><td title=\"{}\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            match t.state {
+    let at_risk = if health.tenants == 0 {
+        part("no_seat_data").to_owned()
+    } else if health.listed.is_empty() {
+        part("all_free").to_owned()
+    } else {
+        let at_risk = health.out + health.low;
+        let only_first = if at_risk > health.listed.len() {
+            fill(
+                "at_risk_only_first",
+                &[
+                    ("shown", Text(&health.listed.len())),
+                    ("at_risk", Text(&at_risk)),
+                ],
+            )
+        } else {
+            String::new()
+        };
+        let mut rows = String::new();
+        for t in &health.listed {
+            let state = match t.state {
                 SeatState::Out => "out of seats",
                 SeatState::Low => "low",
-            },
-            html(&t.customer_id),
-            html(&t.customer_name),
-            html(&t.tenant_id),
-            html(&t.tenant_name),
-            t.tenant_type,
-            t.available,
-            t.assigned,
-            s = t.state.name(),
-        );
-    }
-    page.push_str("</table>\n");
+            };
+            fill_into(
+                &mut rows,
+                "seat_row",
+                &[
+                    ("class", Text(&t.state.name())),
+                    ("state", Text(&state)),
+                    ("customer_id", Text(&t.customer_id)),
+                    ("customer_name", Text(&t.customer_name)),
+                    ("tenant_id", Text(&t.tenant_id)),
+                    ("tenant_name", Text(&t.tenant_name)),
+                    ("tenant_type", Text(&t.tenant_type)),
+                    ("available", Text(&t.available)),
+                    ("assigned", Text(&t.assigned)),
+                ],
+            );
+        }
+        fill(
+            "at_risk",
+            &[("only_first", Html(&only_first)), ("rows", Html(&rows))],
+        )
+    };
+    fill_into(
+        page,
+        "seat_health",
+        &[
+            ("out", Html(&count_of(health.out, "out of seats", "out"))),
+            ("low", Html(&count_of(health.low, "low on seats", "low"))),
+            ("tenants", Text(&health.tenants)),
+            ("low_max_free", Text(&LOW_MAX_FREE)),
+            (
+                "low_min_percent",
+                Text(&(LOW_MIN_UTILISATION * 100.0).round()),
+            ),
+            ("tenants_at_risk", Html(&at_risk)),
+        ],
+    );
 }
 
 /// "3 down" in `class` when there are any, plain "0 down" when there are none (red only
 /// when something is wrong).
 fn count_of(n: usize, what: &str, class: &str) -> String {
-    if n > 0 {
-        format!("<b class=\"{class}\">{n} {what}</b>")
-    } else {
-        format!("{n} {what}")
-    }
+    let slots = [
+        ("n", Text(&n)),
+        ("what", Text(&what)),
+        ("class", Text(&class)),
+    ];
+    fill(if n > 0 { "count_marked" } else { "count" }, &slots)
 }
 
 /// The first [`MAX_ROWS`] targets that pass `filter`, failing first (longest failing first),
@@ -146,8 +225,6 @@ fn first_rows<'a>(targets: &'a [TargetStatus], filter: &Filter) -> (Vec<&'a Targ
 pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> String {
     let status = state.status.load();
     let now = SystemTime::now();
-    let metrics = &state.metrics;
-    let path = html(&state.telemetry_path);
     // Counted once per status; nothing here grows with the fleet but the page's rows, which
     // are capped.
     let Counts {
@@ -157,103 +234,88 @@ pub fn page(state: &AppState, filter: &Filter, filter_error: Option<&str>) -> St
         empty,
         customers,
         tenants,
-    } = counts(&status);
-    let list = if !metrics.polling().discovery_enabled() {
-        "off (customers from the config file)".to_owned()
-    } else {
-        match metrics.polling().discovery_last_success() {
-            t if t > 0.0 => when(
-                std::time::Duration::try_from_secs_f64(t)
-                    .ok()
-                    .and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d)),
-                now,
-            ),
-            _ => "<b class=\"down\">never fetched</b> (see avepoint_exporter_discovery_errors_total and the log)".to_owned(),
-        }
+    } = status.counts();
+    let customer_list = match status.discovery.as_deref().map(ListFetched::get) {
+        None => part("discovery_off").to_owned(),
+        Some(Some(t)) => when(Some(t), now),
+        Some(None) => part("discovery_never").to_owned(),
     };
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>AvePoint Elements Exporter</title>\
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;vertical-align:top}}th{{background:#f4f4f4}}\
-.demo{{background:#fff3cd;border:1px solid #e0c060;padding:.4em .8em}}.down,.out{{color:#b00}}.low{{color:#a55a00}}.ok{{color:#17692a}}.note{{color:#555;font-size:.9em}}.seats{{font-size:1.15em}}.unknown{{color:#777}}.num{{text-align:right}}form{{margin:.8em 0}}input,select,button{{font:inherit}}.summary td:first-child{{font-weight:bold}}</style></head>\n\
-<body><h1>AvePoint Elements Exporter</h1>\n<p>Version {} (revision {}) · <a href=\"{path}\">Metrics</a> · <a href=\"/api/v1/targets\">Targets (JSON)</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n",
-        html(state.build.version),
-        html(state.build.revision),
-    );
-    if state.demo {
-        page.push_str(
-            "<p class=\"demo\"><b>Demo mode</b>: these seats come from the built-in simulated \
-             Elements API, not from an account. Run with <code>--config.file</code> for your own.</p>\n",
-        );
-    }
-    seat_health(&mut page, &status.seat_health);
-    let _ = write!(
-        page,
-        "<h2>Summary</h2>\n<table class=\"summary\">\
-<tr><td>Targets</td><td>{} · {} · {up} up ({empty} of them empty, polled every poll.empty_interval) · <span class=\"unknown\">{unknown} not polled yet</span></td></tr>\
-<tr><td>Customers</td><td>{}</td></tr><tr><td>Tenants</td><td>{tenants}</td></tr><tr><td>Seat series</td><td>{}</td></tr>\
-<tr><td>Polling utilization</td><td>{:.2} (above 1 the interval cannot be kept)</td></tr><tr><td>Target polls</td><td>{} completed since start (one poll fetches one customer's tenants of one type, all pages)</td></tr>\
-<tr><td>Customer list</td><td>{list}</td></tr></table>\n",
-        status.targets.len(),
-        count_of(down, "down", "down"),
-        customers,
-        metrics.snapshot().series,
-        metrics.polling().utilization(),
-        status.polls,
-    );
+    let mut seats = String::new();
+    seat_health(&mut seats, &status.seat_health);
     let selected = |h: Option<Health>| {
         if filter.health == h {
-            " selected"
+            part("selected")
         } else {
             ""
         }
     };
-    let _ = write!(
-        page,
-        "<h2>Targets</h2>\n<form method=\"get\" action=\"/\"><label>Customer (id or part of the name) <input name=\"customer\" value=\"{}\"></label> \
-<label>Health <select name=\"health\"><option value=\"\"{}>any</option><option value=\"down\"{}>down</option><option value=\"unknown\"{}>not polled yet</option><option value=\"up\"{}>up</option></select></label> \
-<button type=\"submit\">Filter</button></form>\n",
-        html(filter.customer.as_deref().unwrap_or("")),
-        selected(None),
-        selected(Some(Health::Down)),
-        selected(Some(Health::Unknown)),
-        selected(Some(Health::Up)),
-    );
-    if let Some(e) = filter_error {
-        let _ = writeln!(page, "<p class=\"down\">{}</p>", html(e));
-    }
+    let filter_error = filter_error.map_or_else(String::new, |e| {
+        fill("filter_error", &[("error", Text(&e))])
+    });
     let (shown, matching) = first_rows(&status.targets, filter);
-    let _ = writeln!(
-        page,
-        "<p>{matching} matching targets{}.</p>\n<table><tr><th>health</th><th>customer</th><th>customer id</th><th>tenant type</th><th>cause</th><th>failing since</th><th>last poll</th><th>last success</th><th class=\"num\">tenants</th><th>next poll</th></tr>",
-        if matching > shown.len() {
-            format!(
-                ", the first {} shown (failing first): filter, or see <a href=\"/api/v1/targets\">all of them as JSON</a>",
-                shown.len()
-            )
-        } else {
-            String::new()
-        }
-    );
+    let only_first = if matching > shown.len() {
+        fill("only_first", &[("shown", Text(&shown.len()))])
+    } else {
+        String::new()
+    };
+    let mut rows = String::new();
     for t in shown {
-        let health = Health::of(t);
-        let _ = writeln!(
-            page,
-            "<tr class=\"{h}\"><td>{h}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            if t.empty { " (empty)" } else { "" },
-            html(&t.customer_name),
-            html(&t.customer_id),
-            t.tenant_type,
-            html(t.last_error.as_deref().unwrap_or("")),
-            t.failing_since.map_or(String::new(), |f| when(Some(f), now)),
-            when(t.last_poll, now),
-            when(t.last_success, now),
-            t.tenants,
-            t.next_poll.map_or(String::new(), |n| when(Some(n), now)),
-            h = health.name(),
+        let failing_since = t
+            .failing_since
+            .map_or(String::new(), |f| when(Some(f), now));
+        let next_poll = t.next_poll.map_or(String::new(), |n| when(Some(n), now));
+        fill_into(
+            &mut rows,
+            "target_row",
+            &[
+                ("health", Text(&Health::of(t).name())),
+                ("empty", Html(if t.empty { part("empty_mark") } else { "" })),
+                ("customer_name", Text(&t.customer_name)),
+                ("customer_id", Text(&t.customer_id)),
+                ("tenant_type", Text(&t.tenant_type)),
+                ("cause", Text(&t.last_error.as_deref().unwrap_or(""))),
+                ("failing_since", Html(&failing_since)),
+                ("last_poll", Html(&when(t.last_poll, now))),
+                ("last_success", Html(&when(t.last_success, now))),
+                ("tenants", Text(&t.tenants)),
+                ("next_poll", Html(&next_poll)),
+            ],
         );
     }
-    page.push_str("</table>\n</body></html>\n");
-    page
+    let demo = if state.demo { part("demo") } else { "" };
+    fill(
+        "page",
+        &[
+            ("version", Text(&state.build.version)),
+            ("revision", Text(&state.build.revision)),
+            ("metrics_path", Text(&state.telemetry_path)),
+            ("demo", Html(demo)),
+            ("seat_health", Html(&seats)),
+            ("targets", Text(&status.targets.len())),
+            ("down", Html(&count_of(down, "down", "down"))),
+            ("up", Text(&up)),
+            ("empty", Text(&empty)),
+            ("unknown", Text(&unknown)),
+            ("customers", Text(&customers)),
+            ("tenants", Text(&tenants)),
+            ("series", Text(&status.series)),
+            (
+                "utilization",
+                Text(&format_args!("{:.2}", status.utilization)),
+            ),
+            ("polls", Text(&status.polls)),
+            ("customer_list", Html(&customer_list)),
+            ("customer", Text(&filter.customer.as_deref().unwrap_or(""))),
+            ("any", Html(selected(None))),
+            ("health_down", Html(selected(Some(Health::Down)))),
+            ("health_unknown", Html(selected(Some(Health::Unknown)))),
+            ("health_up", Html(selected(Some(Health::Up)))),
+            ("filter_error", Html(&filter_error)),
+            ("matching", Text(&matching)),
+            ("only_first", Html(&only_first)),
+            ("rows", Html(&rows)),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -397,5 +459,52 @@ mod tests {
             html("<a href=\"x\">&</a>"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn the_template_fills_every_placeholder_and_escapes_text_once() {
+        use crate::metrics::{BuildInfo, Metrics};
+        use crate::polling::status::Status;
+        let target = TargetStatus {
+            customer_id: Arc::from("c1"),
+            customer_name: Arc::from("A & B <Ltd>"),
+            tenant_type: TenantType::Google,
+            last_poll: Some(SystemTime::now()),
+            last_error: Some("http_4xx (HTTP 403)".into()),
+            last_success: None,
+            tenants: 0,
+            last_duration: None,
+            next_poll: None,
+            failing_since: Some(SystemTime::now()),
+            empty: false,
+        };
+        let state = AppState {
+            metrics: Arc::new(Metrics::new(&BuildInfo::current()).unwrap()),
+            status: Arc::new(arc_swap::ArcSwap::from_pointee(Status {
+                targets: vec![target],
+                discovery: Some(Arc::default()),
+                ..Status::default()
+            })),
+            telemetry_path: "/metrics".into(),
+            reload: None,
+            build: BuildInfo::current(),
+            demo: true,
+            web: Default::default(),
+        };
+        let filter = Filter::parse(Some("health=down")).unwrap();
+        let page = page(&state, &filter, Some("a <bad> filter"));
+        assert!(!page.contains("{{") && !page.contains("<!--=="), "{page}");
+        assert!(page.starts_with("<!DOCTYPE html>\n") && page.ends_with("</body></html>\n"));
+        assert!(page.contains("<td>A &amp; B &lt;Ltd&gt;</td>"), "{page}");
+        assert!(
+            page.contains("<p class=\"down\">a &lt;bad&gt; filter</p>"),
+            "{page}"
+        );
+        assert!(page.contains("<option value=\"down\" selected>"), "{page}");
+        assert!(
+            page.contains("<b class=\"down\">never fetched</b>"),
+            "{page}"
+        );
+        assert!(page.contains("<b>Demo mode</b>"), "{page}");
     }
 }

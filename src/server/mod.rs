@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{BuildInfo, Metrics};
-use crate::polling::poller::Status;
+use crate::polling::status::Status;
 use web_config::WebSettings;
 
 mod basic_auth;
@@ -25,8 +25,6 @@ mod stall;
 mod targets;
 mod tls;
 pub mod web_config;
-
-pub use targets::StatusBodies;
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);

@@ -14,43 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use crate::polling::status::{Health, Status, TargetStatus};
 use bytes::Bytes;
 use hyper::body::Frame;
 use serde::Serialize;
-use tokio::sync::OnceCell;
-
-use crate::polling::poller::{Status, TargetStatus};
-
-/// A target's health, as Prometheus' targets API names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    /// The last poll succeeded.
-    Up,
-    /// The last poll failed.
-    Down,
-    /// Not polled yet.
-    Unknown,
-}
-
-impl Health {
-    /// The health of `t`.
-    pub fn of(t: &TargetStatus) -> Health {
-        match (&t.last_poll, &t.last_error) {
-            (None, _) => Health::Unknown,
-            (Some(_), None) => Health::Up,
-            (Some(_), Some(_)) => Health::Down,
-        }
-    }
-
-    /// `up`, `down` or `unknown`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Health::Up => "up",
-            Health::Down => "down",
-            Health::Unknown => "unknown",
-        }
-    }
-}
 
 /// Which targets a view shows: `?health=up|down|unknown&customer=…` (an id, or a part of the
 /// name, both without regard to case).
@@ -219,53 +186,6 @@ pub fn json(status: &Status, filter: &Filter) -> Vec<u8> {
         render_piece(status, filter, &mut cursor, &mut buf);
     }
     buf
-}
-
-/// What the server derives from one published [`Status`], made on first need and shared by
-/// every request of that status; it goes with the status.
-#[derive(Debug, Default)]
-pub struct StatusBodies {
-    /// The unfiltered `/api/v1/targets` answer.
-    targets: OnceCell<Bytes>,
-    /// The landing page's summary counts.
-    counts: std::sync::OnceLock<Counts>,
-}
-
-/// The counts the landing page summarises a status with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Targets up.
-    pub up: usize,
-    /// Targets down.
-    pub down: usize,
-    /// Targets not polled yet.
-    pub unknown: usize,
-    /// Up targets whose last poll found no tenants.
-    pub empty: usize,
-    /// Distinct customers.
-    pub customers: usize,
-    /// Tenants published, over all targets.
-    pub tenants: usize,
-}
-
-/// The counts of `status`, counted by the first request that needs them.
-pub fn counts(status: &Status) -> Counts {
-    *status.bodies.counts.get_or_init(|| {
-        let mut c = Counts::default();
-        let mut customers = std::collections::HashSet::new();
-        for t in &status.targets {
-            match Health::of(t) {
-                Health::Up => c.up += 1,
-                Health::Down => c.down += 1,
-                Health::Unknown => c.unknown += 1,
-            }
-            c.empty += usize::from(t.empty);
-            c.tenants += t.tenants;
-            customers.insert(&*t.customer_id);
-        }
-        c.customers = customers.len();
-        c
-    })
 }
 
 /// The unfiltered answer of `status`, rendered on the blocking pool by its first request (a

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use reqwest::{StatusCode, Url};
 
-use crate::domain::{LicenseAssignedStatus, TenantSeats, TenantType};
+use crate::domain::{Cause, LicenseAssignedStatus, TenantSeats, TenantType};
 use crate::elements::slots::Priority;
 use crate::elements::tokens::{AuthError, TokenSource};
 use crate::elements::transport::{
@@ -90,40 +90,40 @@ pub enum ApiError {
     },
 }
 
-/// Every value of the `cause` label, for counters that start at 0.
-pub const CAUSES: [&str; 9] = [
-    "timeout",
-    "connect",
-    "http_4xx",
-    "http_5xx",
-    "rate_limited",
-    "parse",
-    "token",
-    "too_large",
-    "incomplete",
+/// Every cause an [`ApiError`] can have, for counters that start at 0.
+pub const CAUSES: [Cause; 9] = [
+    Cause::Timeout,
+    Cause::Connect,
+    Cause::Http4xx,
+    Cause::Http5xx,
+    Cause::RateLimited,
+    Cause::Parse,
+    Cause::Token,
+    Cause::TooLarge,
+    Cause::Incomplete,
 ];
 
 impl ApiError {
     /// The `cause` label of `avepoint_exporter_target_errors_total` (one of [`CAUSES`]).
-    pub fn cause(&self) -> &'static str {
+    pub fn cause(&self) -> Cause {
         match self {
-            ApiError::Token(_) => "token",
-            ApiError::Transport(TransportError::Timeout(_)) => "timeout",
+            ApiError::Token(_) => Cause::Token,
+            ApiError::Transport(TransportError::Timeout(_)) => Cause::Timeout,
             ApiError::Transport(
                 TransportError::Connect(_)
                 | TransportError::Other(_)
                 | TransportError::Build(_)
                 | TransportError::Redirect { .. },
-            ) => "connect",
-            ApiError::Transport(TransportError::TooLarge { .. }) => "too_large",
-            ApiError::Transport(TransportError::Truncated { .. }) => "parse",
+            ) => Cause::Connect,
+            ApiError::Transport(TransportError::TooLarge { .. }) => Cause::TooLarge,
+            ApiError::Transport(TransportError::Truncated { .. }) => Cause::Parse,
             ApiError::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                "rate_limited"
+                Cause::RateLimited
             }
-            ApiError::Status { status, .. } if status.is_server_error() => "http_5xx",
-            ApiError::Status { .. } => "http_4xx",
-            ApiError::Parse { .. } | ApiError::Paging(_) => "parse",
-            ApiError::Incomplete { .. } => "incomplete",
+            ApiError::Status { status, .. } if status.is_server_error() => Cause::Http5xx,
+            ApiError::Status { .. } => Cause::Http4xx,
+            ApiError::Parse { .. } | ApiError::Paging(_) => Cause::Parse,
+            ApiError::Incomplete { .. } => Cause::Incomplete,
         }
     }
 }
@@ -142,7 +142,7 @@ impl ApiError {
         };
         match status {
             Some(status) => format!("{} (HTTP {status})", self.cause()),
-            None => self.cause().to_owned(),
+            None => self.cause().as_str().to_owned(),
         }
     }
 }

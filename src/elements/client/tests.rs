@@ -183,7 +183,7 @@ async fn pages_that_run_out_before_total_count_fail_the_list() {
         p
     };
     let e = server.fetch(100).await.unwrap_err();
-    assert_eq!(e.cause(), "incomplete");
+    assert_eq!(e.cause().as_str(), "incomplete");
     assert!(e.to_string().contains("100 of the 250"), "{e}");
     // A server that ignores pageIndex: the same 50 records on every page.
     let mut server = Server::new(250, 50);
@@ -210,7 +210,10 @@ async fn pages_that_run_out_before_total_count_fail_the_list() {
         p.items.clear();
         p
     };
-    assert_eq!(server.fetch(100).await.unwrap_err().cause(), "incomplete");
+    assert_eq!(
+        server.fetch(100).await.unwrap_err().cause().as_str(),
+        "incomplete"
+    );
 }
 
 #[tokio::test]
@@ -330,19 +333,25 @@ fn error_causes() {
         status: StatusCode::from_u16(s).unwrap(),
         detail: String::new(),
     };
-    assert_eq!(status(429).cause(), "rate_limited");
-    assert_eq!(status(503).cause(), "http_5xx");
-    assert_eq!(status(403).cause(), "http_4xx");
+    assert_eq!(status(429).cause().as_str(), "rate_limited");
+    assert_eq!(status(503).cause().as_str(), "http_5xx");
+    assert_eq!(status(403).cause().as_str(), "http_4xx");
     assert_eq!(
-        ApiError::Transport(TransportError::TooLarge { limit: 1 }).cause(),
+        ApiError::Transport(TransportError::TooLarge { limit: 1 })
+            .cause()
+            .as_str(),
         "too_large"
     );
     assert_eq!(
-        ApiError::Transport(TransportError::Timeout(std::time::Duration::from_secs(1))).cause(),
+        ApiError::Transport(TransportError::Timeout(std::time::Duration::from_secs(1)))
+            .cause()
+            .as_str(),
         "timeout"
     );
     assert_eq!(
-        ApiError::Token(AuthError::Parse(String::new())).cause(),
+        ApiError::Token(AuthError::Parse(String::new()))
+            .cause()
+            .as_str(),
         "token"
     );
 }

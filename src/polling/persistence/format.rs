@@ -22,18 +22,50 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{
-    Origin, Refused, Saved, SavedTarget, MAX_CLOCK_AHEAD, MAX_HEADER_BYTES, MAX_LINE_BYTES,
-};
+use super::saved::{Origin, Saved, SavedTarget};
 use crate::domain::label::cut_label_value;
 use crate::domain::{canonical_customer_id, unix_seconds, TenantSeats, TenantType};
 use crate::elements::client::DiscoveredCustomer;
 use crate::metrics::SeatSeries;
+
+/// The header line must be whole within the file's first this many bytes (it is some
+/// 300 bytes; a file that does not start with one is refused without reading further).
+pub const MAX_HEADER_BYTES: usize = 1024;
+
+/// The longest line read: one target's series (some 30 000 tenants at the longest label
+/// values, or about 800 000 at typical ones). A longer line refuses the file after reading
+/// this much, so no file makes start-up hold more than one such line.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// How far the file's time may be ahead of the clock at start (a clock stepped back a
+/// little by NTP); the file's times are then clamped to now. Further ahead, the file is
+/// refused: its times cannot be trusted (a clock that was far ahead, or an edited file).
+pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
+
+/// Why a file is not used.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// Written for another API or client: what differs.
+    Foreign(String),
+    /// Not usable: why, and where the file now is (to move it aside), if anywhere.
+    Bad { why: String, at: Option<PathBuf> },
+}
+
+impl Refused {
+    /// A bad file, now at `at`.
+    pub(super) fn bad(why: impl Into<String>, at: &Path) -> Refused {
+        Refused::Bad {
+            why: why.into(),
+            at: Some(at.to_owned()),
+        }
+    }
+}
 
 /// What the header's `format` says.
 const FORMAT: &str = "avepoint-elements-exporter state";

@@ -3,15 +3,16 @@
 //! and the last good customer list, so that a restart serves everything at once and polls
 //! nothing early.
 //!
-//! - Writing ([`write`]) streams the state a line at a time ([`format`]) into a temporary file
-//!   in the same directory, syncs it, renames it over the old one and syncs the directory: a
-//!   crash at any moment leaves the old file or the new one, never a torn one. Mode 0600. No
-//!   secret, token or credential is part of the state.
+//! - Writing ([`write()`]) streams the state a line at a time ([`mod@format`]) into a
+//!   temporary file in the same directory, syncs it, renames it over the old one and syncs
+//!   the directory: a crash at any moment leaves the old file or the new one, never a torn
+//!   one. Mode 0600. No secret, token or credential is part of the state.
 //! - Reading ([`load`]) opens without blocking (a FIFO cannot hang start-up), accepts only a
 //!   regular file under [`MAX_STATE_BYTES`], reads it a bounded line at a time (the header
-//!   within [`MAX_HEADER_BYTES`], any line within [`MAX_LINE_BYTES`]), and refuses a file that
-//!   is not whole, was written for another API or client ([`Origin`]), or was written in the
-//!   future (beyond [`MAX_CLOCK_AHEAD`]); times of targets later than the write are clamped.
+//!   within [`format::MAX_HEADER_BYTES`], any line within [`format::MAX_LINE_BYTES`]), and
+//!   refuses a file that is not whole, was written for another API or client ([`Origin`]), or
+//!   was written in the future (beyond [`format::MAX_CLOCK_AHEAD`]); times of targets later
+//!   than the write are clamped.
 //! - The file is moved aside to `PATH.reading` before it is parsed and put back only once it
 //!   has been read: a start that crashes or is killed while reading leaves `PATH.reading`,
 //!   which the next start moves to `PATH.bad` unread, so no file can make start-up loop. A
@@ -21,114 +22,23 @@
 //!   exporter was not running counts as failing time.
 //!
 //! The poller owns the live state; it hands [`Saved`] views (series shared, not copied) to a
-//! blocking task that writes them, and takes [`Saved`] back at start.
+//! blocking task that writes them, and takes [`Saved`] back at start. What is kept is
+//! `saved` ([`Saved`], [`Origin`]); how it is written and read line by line is `format`.
 
 mod format;
+mod saved;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Credential, ElementsConfig};
-use crate::domain::TenantType;
-use crate::elements::client::DiscoveredCustomer;
-use crate::metrics::SeatSeries;
+use format::Refused;
+pub use saved::{Origin, Saved, SavedTarget};
 
 /// The largest state file read at start (about 40 times a 20 000-target fleet's file).
 pub const MAX_STATE_BYTES: u64 = 1 << 30;
-
-/// The header line must be whole within the file's first this many bytes (it is some
-/// 300 bytes; a file that does not start with one is refused without reading further).
-pub const MAX_HEADER_BYTES: usize = 1024;
-
-/// The longest line read: one target's series (some 30 000 tenants at the longest label
-/// values, or about 800 000 at typical ones). A longer line refuses the file after reading
-/// this much, so no file makes start-up hold more than one such line.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
-
-/// How far the file's time may be ahead of the clock at start (a clock stepped back a
-/// little by NTP); the file's times are then clamped to now. Further ahead, the file is
-/// refused: its times cannot be trusted (a clock that was far ahead, or an edited file).
-pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
-
-/// Which API and client a state was written for: a state read for another one is not used
-/// (its series are another account's seats). Never a secret: the client id and the
-/// certificate are kept as SHA-256 fingerprints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// `elements.base_url` (a fingerprint when longer than [`Origin::LONGEST_URL`], so the
-    /// header stays short).
-    pub base_url: String,
-    /// `sha256:` and the hex SHA-256 of `elements.client_id`.
-    pub client: String,
-    /// The hex SHA-256 fingerprint of the client certificate, with certificate
-    /// authentication.
-    pub certificate: Option<String>,
-}
-
-impl Origin {
-    /// The longest `base_url` kept as it is.
-    pub const LONGEST_URL: usize = 256;
-
-    /// The origin of a state polled with `elements`.
-    pub fn of(elements: &ElementsConfig) -> Origin {
-        let url = elements
-            .stable_origin
-            .unwrap_or_else(|| elements.base_url.as_str());
-        Origin {
-            base_url: if url.len() <= Self::LONGEST_URL {
-                url.to_owned()
-            } else {
-                sha256(url)
-            },
-            client: sha256(&elements.client_id),
-            certificate: match &elements.credential {
-                Credential::Certificate { certificate, .. } => {
-                    Some(certificate.sha256_fingerprint().to_owned())
-                }
-                Credential::Secret { .. } => None,
-            },
-        }
-    }
-
-    /// What differs between the origin of a file (`self`) and `now`'s, for a log line; `None`
-    /// when they are the same. Names the base URLs, never the client id.
-    pub fn differs(&self, now: &Origin) -> Option<String> {
-        let mut what = Vec::new();
-        if self.base_url != now.base_url {
-            what.push(format!(
-                "base_url {} in the file, {} in the config",
-                self.base_url, now.base_url
-            ));
-        }
-        if self.client != now.client {
-            what.push("another client_id".to_owned());
-        }
-        match (&self.certificate, &now.certificate) {
-            (Some(a), Some(b)) if a != b => what.push(format!(
-                "client certificate SHA-256 {a} in the file, {b} in the config"
-            )),
-            (None, Some(_)) => {
-                what.push("a client secret in the file, a certificate in the config".to_owned())
-            }
-            (Some(_), None) => {
-                what.push("a certificate in the file, a client secret in the config".to_owned())
-            }
-            _ => {}
-        }
-        (!what.is_empty()).then(|| what.join("; "))
-    }
-}
-
-/// `sha256:` and the hex SHA-256 of `text`.
-fn sha256(text: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
 
 /// Where and how often the state is written (`--persistence.file`, `--persistence.interval`).
 #[derive(Debug, Clone)]
@@ -164,45 +74,6 @@ pub enum PersistenceError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Everything kept across a restart.
-#[derive(Debug, Clone)]
-pub struct Saved {
-    /// When the state was taken.
-    pub written_at: SystemTime,
-    /// The API and client it was polled from (`None` in a file of an earlier version, which
-    /// did not record them).
-    pub origin: Option<Arc<Origin>>,
-    /// Every target of the plan that has been polled, in plan order.
-    pub targets: Vec<SavedTarget>,
-    /// The last good customer list (discovery on and a list fetched).
-    pub customers: Option<Arc<Vec<DiscoveredCustomer>>>,
-}
-
-/// What is kept of one target.
-#[derive(Debug, Clone)]
-pub struct SavedTarget {
-    /// Customer id (canonical).
-    pub customer_id: Arc<str>,
-    /// Tenant type.
-    pub tenant_type: TenantType,
-    /// The series of the last successful poll.
-    pub seats: Arc<SeatSeries>,
-    /// Tenants returned by the last successful poll (`target_tenants`).
-    pub tenants: Option<usize>,
-    /// When the last poll ended.
-    pub last_poll: Option<SystemTime>,
-    /// When the last successful poll ended.
-    pub last_success: Option<SystemTime>,
-    /// When the first failed poll after the last success ended, while failing.
-    pub failing_since: Option<SystemTime>,
-    /// The cause of the last poll's failure, if it failed.
-    pub error: Option<String>,
-    /// Requests (pages) the last poll needed.
-    pub pages: Option<u32>,
-    /// When the target was next due.
-    pub next_due: Option<SystemTime>,
 }
 
 /// What reading the state file at start found.
@@ -328,24 +199,6 @@ pub fn load(path: &Path, origin: &Origin, now: SystemTime) -> Reading {
         loaded,
         moved_to,
         interrupted,
-    }
-}
-
-/// Why a file is not used.
-#[derive(Debug)]
-pub(super) enum Refused {
-    /// Written for another API or client: what differs.
-    Foreign(String),
-    /// Not usable: why, and where the file now is (to move it aside), if anywhere.
-    Bad { why: String, at: Option<PathBuf> },
-}
-
-impl Refused {
-    fn bad(why: impl Into<String>, at: &Path) -> Refused {
-        Refused::Bad {
-            why: why.into(),
-            at: Some(at.to_owned()),
-        }
     }
 }
 

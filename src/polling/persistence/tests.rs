@@ -1,7 +1,11 @@
 //! The state file's format (round trip, versions, damage) and the revival arithmetic.
 
 use super::*;
-use crate::domain::TenantSeats;
+use std::sync::Arc;
+
+use crate::domain::{TenantSeats, TenantType};
+use crate::elements::client::DiscoveredCustomer;
+use crate::metrics::SeatSeries;
 
 fn at(seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)

@@ -5,10 +5,49 @@
 //! else; each target's own failure is at debug level, and on the landing page, in
 //! `/api/v1/targets` and in `avepoint_exporter_target_errors_total`.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::domain::Cause;
+
+/// What a line of the log is about: polls that failed with one cause, or one of the two
+/// warnings gathered the same way (a target that had tenants and answered none, records of
+/// another tenant type). Lines due together come in the order of [`Topic::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Topic {
+    /// Polls that failed with this cause.
+    Failed(Cause),
+    /// Targets that had tenants answered none (held until a second answer confirms it).
+    HeldEmpty,
+    /// The API answered records of another tenant type than the one asked for.
+    ForeignType,
+}
+
+impl Topic {
+    /// The name the topic is ordered by: its cause, or the warning's.
+    fn name(self) -> &'static str {
+        match self {
+            Topic::Failed(cause) => cause.as_str(),
+            Topic::HeldEmpty => "held_empty",
+            Topic::ForeignType => "foreign_type",
+        }
+    }
+}
+
+impl Ord for Topic {
+    fn cmp(&self, other: &Topic) -> Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for Topic {
+    fn partial_cmp(&self, other: &Topic) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// How many targets a line names.
 const EXAMPLES: usize = 3;
@@ -21,8 +60,10 @@ pub(super) const GATHER: Duration = Duration::from_secs(1);
 /// Failures not yet logged, by cause.
 #[derive(Debug, Default)]
 pub(super) struct FailureLog {
-    pending: BTreeMap<&'static str, Pending>,
-    logged_at: HashMap<&'static str, Instant>,
+    pending: BTreeMap<Topic, Pending>,
+    logged_at: HashMap<Topic, Instant>,
+    /// Targets down by cause at the last publish (what the lines say is down).
+    down: HashMap<Cause, usize>,
 }
 
 #[derive(Debug)]
@@ -35,15 +76,15 @@ struct Pending {
 }
 
 impl FailureLog {
-    /// Notes a failed poll of `customer_id`/`tenant_type` with `cause`.
+    /// Notes a poll of `customer_id`/`tenant_type` that failed or warns about `topic`.
     pub(super) fn record(
         &mut self,
-        cause: &'static str,
+        topic: Topic,
         customer_id: &str,
         tenant_type: &'static str,
         error: String,
     ) {
-        let p = self.pending.entry(cause).or_insert_with(|| Pending {
+        let p = self.pending.entry(topic).or_insert_with(|| Pending {
             since: Instant::now(),
             failures: 0,
             examples: Vec::new(),
@@ -58,9 +99,9 @@ impl FailureLog {
 
     /// When a cause's line is due: [`GATHER`] after its first pending failure, and not
     /// within `every` of its last line.
-    fn due_at(&self, cause: &'static str, p: &Pending, every: Duration) -> Instant {
+    fn due_at(&self, topic: Topic, p: &Pending, every: Duration) -> Instant {
         let gathered = p.since + GATHER;
-        match self.logged_at.get(cause) {
+        match self.logged_at.get(&topic) {
             Some(t) => gathered.max(*t + every),
             None => gathered,
         }
@@ -70,24 +111,29 @@ impl FailureLog {
     pub(super) fn next_due(&self, every: Duration) -> Option<Instant> {
         self.pending
             .iter()
-            .map(|(cause, p)| self.due_at(cause, p, every))
+            .map(|(topic, p)| self.due_at(*topic, p, every))
             .min()
     }
 
+    /// How many targets are down now, by cause (as of a publish).
+    pub(super) fn set_down(&mut self, down: HashMap<Cause, usize>) {
+        self.down = down;
+    }
+
     /// Logs every cause whose line is due (see [`FailureLog::next_due`]); the others wait
-    /// for their turn, still counting. `down` is how many targets are down now, by cause.
-    pub(super) fn flush(&mut self, now: Instant, every: Duration, down: &HashMap<String, usize>) {
-        let due: Vec<&'static str> = self
+    /// for their turn, still counting.
+    pub(super) fn flush(&mut self, now: Instant, every: Duration) {
+        let due: Vec<Topic> = self
             .pending
             .iter()
-            .filter(|(c, p)| self.due_at(c, p, every) <= now)
-            .map(|(c, _)| *c)
+            .filter(|(t, p)| self.due_at(**t, p, every) <= now)
+            .map(|(t, _)| *t)
             .collect();
-        for cause in due {
-            let Some(p) = self.pending.remove(cause) else {
+        for topic in due {
+            let Some(p) = self.pending.remove(&topic) else {
                 continue;
             };
-            self.logged_at.insert(cause, now);
+            self.logged_at.insert(topic, now);
             let (customer_id, tenant_type) = p
                 .examples
                 .first()
@@ -97,9 +143,9 @@ impl FailureLog {
                 p.examples.iter().map(|(c, t)| format!("{c}/{t}")).collect();
             let examples = examples.join(", ");
             // Targets whose last poll failed this way, now (not only since the last line).
-            let down = down.get(cause).copied().unwrap_or(0);
-            if cause == super::HELD_EMPTY {
-                tracing::warn!(
+            let down = |cause: Cause| self.down.get(&cause).copied().unwrap_or(0);
+            match topic {
+                Topic::HeldEmpty => tracing::warn!(
                     polls = p.failures,
                     customer_id,
                     tenant_type,
@@ -107,9 +153,8 @@ impl FailureLog {
                     error = %p.error,
                     "targets that had tenants answered with none; their series are kept until a \
                      second empty answer in a row confirms it"
-                );
-            } else if cause == super::FOREIGN_TYPE {
-                tracing::warn!(
+                ),
+                Topic::ForeignType => tracing::warn!(
                     polls = p.failures,
                     customer_id,
                     tenant_type,
@@ -117,27 +162,25 @@ impl FailureLog {
                     error = %p.error,
                     "the API answered records of another tenant type than the one asked for; \
                      they are skipped (avepoint_exporter_skipped_records_total)"
-                );
-            } else if cause == "token" {
-                tracing::warn!(
-                    down,
+                ),
+                Topic::Failed(cause @ Cause::Token) => tracing::warn!(
+                    down = down(cause),
                     failed_polls = p.failures,
-                    cause,
+                    cause = cause.as_str(),
                     examples,
                     error = %p.error,
                     "cannot get an access token; targets that needed one are down"
-                );
-            } else {
-                tracing::warn!(
-                    down,
+                ),
+                Topic::Failed(cause) => tracing::warn!(
+                    down = down(cause),
                     failed_polls = p.failures,
-                    cause,
+                    cause = cause.as_str(),
                     customer_id,
                     tenant_type,
                     examples,
                     error = %p.error,
                     "target poll failed"
-                );
+                ),
             }
         }
     }
@@ -150,23 +193,25 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_causes_first_line_waits_to_gather_the_targets_that_share_it() {
         let every = Duration::from_secs(60);
-        let down = HashMap::from([("token".to_owned(), 7)]);
+        let down = HashMap::from([(Cause::Token, 7)]);
+        let token = Topic::Failed(Cause::Token);
         let mut log = FailureLog::default();
+        log.set_down(down);
         let start = Instant::now();
-        log.record("token", "c1", "microsoft_365", "refused".into());
+        log.record(token, "c1", "microsoft_365", "refused".into());
         assert_eq!(log.next_due(every), Some(start + GATHER));
         // Too early: nothing is logged, the failure keeps counting.
-        log.flush(start, every, &down);
+        log.flush(start, every);
         for i in 2..=7 {
-            log.record("token", &format!("c{i}"), "microsoft_365", "refused".into());
+            log.record(token, &format!("c{i}"), "microsoft_365", "refused".into());
         }
-        assert_eq!(log.pending["token"].failures, 7);
+        assert_eq!(log.pending[&token].failures, 7);
         tokio::time::advance(GATHER).await;
-        log.flush(Instant::now(), every, &down);
+        log.flush(Instant::now(), every);
         assert!(log.pending.is_empty());
         assert_eq!(log.next_due(every), None);
         // The next line of the cause comes an interval after the last.
-        log.record("token", "c1", "microsoft_365", "refused".into());
+        log.record(token, "c1", "microsoft_365", "refused".into());
         assert_eq!(log.next_due(every), Some(start + GATHER + every));
     }
 }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{target_status, Clocks, Plan, TargetState, TargetStatus};
-use crate::domain::{unix_seconds, TargetKey};
+use super::state::{Clocks, TargetState};
+use crate::domain::{unix_seconds, Cause, TargetKey};
 use crate::metrics::{SeatSeries, TargetView};
-use crate::polling::plan::Target;
+use crate::polling::plan::{Plan, Target};
 use crate::polling::schedule::Schedule;
+use crate::polling::status::TargetStatus;
 
 /// What one publish gathers from the targets' states, in plan order.
 pub(super) struct Gathered {
@@ -28,7 +29,7 @@ pub(super) struct Gathered {
     /// Requests per round: an empty target's page counts once every empty interval.
     pub(super) requests: f64,
     /// Targets whose last poll failed, by cause.
-    pub(super) down: HashMap<String, usize>,
+    pub(super) down: HashMap<Cause, usize>,
 }
 
 /// Drops the series of targets failing for longer than `stale_after` (counted from their
@@ -60,7 +61,7 @@ pub(super) fn gather(
         let Some(state) = states.get_mut(&key) else {
             // Not polled yet: listed (for readiness), but no series.
             g.statuses
-                .push(target_status(target, None, next_poll(&key), clocks));
+                .push(TargetStatus::unpolled(target, next_poll(&key)));
             g.requests += 1.0;
             continue;
         };
@@ -73,14 +74,11 @@ pub(super) fn gather(
         }
         g.ok += usize::from(state.up());
         if let Some(error) = state.last_error.as_deref().filter(|_| !state.up()) {
-            // The summary starts with the cause ("http_4xx (HTTP 403)").
-            let cause = error.split(' ').next().unwrap_or(error);
-            // One allocation per cause, not per failing target.
-            match g.down.get_mut(cause) {
-                Some(n) => *n += 1,
-                None => {
-                    g.down.insert(cause.to_owned(), 1);
-                }
+            // The summary starts with the cause ("http_4xx (HTTP 403)"); a panicked poll's
+            // has none.
+            let cause = error.split(' ').next().and_then(Cause::parse);
+            if let Some(cause) = cause {
+                *g.down.entry(cause).or_default() += 1;
             }
         }
         g.polled += usize::from(state.last_poll.is_some());
@@ -92,7 +90,7 @@ pub(super) fn gather(
             g.requests += f64::from(state.requests.unwrap_or(1));
         }
         g.statuses
-            .push(target_status(target, Some(state), next_poll(&key), clocks));
+            .push(state.status(target, next_poll(&key), clocks));
         g.views.push(TargetView {
             labels: target.labels.clone(),
             up: state.up(),

@@ -2,8 +2,9 @@
 //! on paused time.
 
 use super::*;
-use crate::domain::TenantSeats;
+use crate::domain::{TenantSeats, TenantType};
 use crate::elements::transport::TransportError;
+use crate::polling::persistence::Origin;
 
 /// A poller for `customers` (Microsoft 365 each) polled every minute, series stale after
 /// 3 minutes of failing.
@@ -22,6 +23,7 @@ async fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status
         discovered: None,
         version: 1,
         origin: Arc::new(Origin::of(&config.elements)),
+        discovery: None,
     });
     let status = Arc::new(ArcSwap::from_pointee(Status::default()));
     let poller = Poller::new(plan, metrics.clone(), status.clone(), None, None).await;
@@ -29,7 +31,7 @@ async fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status
 }
 
 fn key(customer: &str) -> TargetKey {
-    (customer.into(), TenantType::Microsoft365)
+    TargetKey::new(customer, TenantType::Microsoft365)
 }
 
 fn seats(available: u64) -> Result<Fetched, ApiError> {
@@ -129,7 +131,7 @@ async fn a_slow_round_keeps_the_series_and_only_failing_past_stale_after_drops_t
     finish(&mut poller, "c1", seats(5)).await;
     // No poll for ten times stale_after (a round slower than the interval): kept.
     tokio::time::advance(Duration::from_secs(30 * 60)).await;
-    poller.dirty = true;
+    poller.pacing.dirty = true;
     poller.publish().await;
     assert_eq!(available(&metrics, "c1").as_deref(), Some("5"));
     // Failing: kept for stale_after from the first failure ...
@@ -240,7 +242,7 @@ async fn a_targets_counters_are_part_of_the_snapshot_keep_their_values_and_leave
     tokio::time::advance(Duration::from_secs(600)).await;
     finish(&mut poller, "c", timeout()).await;
     finish(&mut poller, "c", seats(5)).await;
-    poller.dirty = true;
+    poller.pacing.dirty = true;
     poller.publish().await;
     assert_eq!(errors(&metrics, "c").as_deref(), Some("2"));
     assert_eq!(errors(&metrics, "d").as_deref(), Some("1"));

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 fn key(i: usize) -> TargetKey {
-    (
-        format!("{i:08x}-b9d4-4000-a165-97db0000fc15").into(),
+    TargetKey::new(
+        format!("{i:08x}-b9d4-4000-a165-97db0000fc15"),
         TenantType::ALL[i % 4],
     )
 }
@@ -150,7 +150,7 @@ fn empty_targets_come_round_every_empty_interval_and_back_at_once_when_tenants_a
     // gets a tenant, a full one loses its last.
     let ks = keys(10_000);
     s.set_targets(&ks, start);
-    let index = |k: &TargetKey| usize::from_str_radix(&k.0[..8], 16).unwrap();
+    let index = |k: &TargetKey| usize::from_str_radix(&k.customer_id[..8], 16).unwrap();
     let turn = start + Duration::from_secs(7200);
     let has_tenants = |k: &TargetKey, at: Instant| {
         let i = index(k);
@@ -326,7 +326,7 @@ async fn a_started_target_finishes_first_and_the_first_pass_runs_at_the_limit() 
     schedule.set_targets(&ks, start);
     // One in ten targets has 5 pages, the rest one.
     let pages_of = |k: &TargetKey| {
-        if k.0.starts_with('0') && k.0.as_bytes()[7] == b'0' {
+        if k.customer_id.starts_with('0') && k.customer_id.as_bytes()[7] == b'0' {
             5
         } else {
             1

@@ -1,18 +1,23 @@
-//! Which targets this instance polls: a pure function of the configuration, the last good
-//! customer list and the shard. No locks, no metrics, no I/O: the planner in
-//! [`crate::polling::discovery`] calls it and publishes the result.
+//! Planning: which targets this instance polls. [`plan`] is a pure function of the
+//! configuration, the last good customer list and the shard (no locks, no metrics, no I/O);
+//! the [`planner::Planner`] calls it on every config reload and customer list and publishes
+//! the [`Plan`] the poller runs.
 //!
 //! Customers listed in the file come first and override discovered ones with the same id; a
 //! file entry without a name takes the organization from the list; discovered customers pass
 //! the discovery filters; only the customers whose id hashes to this shard are kept.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use crate::config::{Config, Customer};
+use crate::config::{Config, Customer, PollConfig};
 use crate::domain::{fnv1a, TargetKey};
-use crate::elements::client::{DiscoveredCustomer, TargetRequest};
+use crate::elements::client::{Client, DiscoveredCustomer, TargetRequest};
 use crate::metrics::TargetLabels;
+use crate::polling::persistence::Origin;
+
+pub(crate) mod planner;
 
 /// One (customer, tenant type) pair, with its labels escaped once.
 #[derive(Debug, Clone)]
@@ -26,7 +31,7 @@ pub struct Target {
 impl Target {
     /// The target's identity across plans.
     pub fn key(&self) -> TargetKey {
-        (self.request.customer_id.clone(), self.request.tenant_type)
+        TargetKey::new(self.request.customer_id.clone(), self.request.tenant_type)
     }
 
     /// The span of one poll of the target: every log line inside it (each request, retry and
@@ -66,6 +71,48 @@ pub struct Planned {
     pub discovered: usize,
     /// One entry per polled customer of this shard, configured or discovered.
     pub customer_info: Vec<CustomerFacts>,
+}
+
+/// Everything the poll loop needs; replaced as a whole on config reload or discovery refresh.
+#[derive(Clone)]
+pub struct Plan {
+    /// Targets of this shard.
+    pub targets: Vec<Target>,
+    /// The API client.
+    pub client: Arc<Client>,
+    /// Scheduling.
+    pub poll: PollConfig,
+    /// False while discovery is on and no customer list has arrived yet: the targets are
+    /// not all known, so the exporter is not ready.
+    pub complete: bool,
+    /// The last good customer list the targets were planned from (kept in the persistence
+    /// file, so that a discovered fleet comes back while the list cannot be fetched).
+    pub discovered: Option<Arc<Vec<DiscoveredCustomer>>>,
+    /// Order of planning: a plan never replaces one planned after it (a discovery refresh
+    /// planned from the old config cannot undo a reload's plan).
+    pub version: u64,
+    /// The API and client the targets are polled from, recorded in the persistence file.
+    pub origin: Arc<Origin>,
+    /// When customer discovery last fetched the list; `None` while discovery is off.
+    pub discovery: Option<Arc<ListFetched>>,
+}
+
+/// When the customer list was last fetched successfully (`None` before the first time):
+/// set by discovery, shown on the landing page. Shared, not copied into each plan: a list
+/// that changes no target publishes no plan.
+#[derive(Debug, Default)]
+pub struct ListFetched(Mutex<Option<SystemTime>>);
+
+impl ListFetched {
+    /// A list was fetched at `at`.
+    pub fn set(&self, at: SystemTime) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// When the last list was fetched, if ever.
+    pub fn get(&self) -> Option<SystemTime> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A stable shard number for a customer: FNV-1a (64-bit) of the id's UTF-8 bytes, modulo
