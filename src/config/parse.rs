@@ -69,16 +69,6 @@ pub(super) fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) 
     Some(config)
 }
 
-/// `8-4-4-4-12` hex digits.
-pub(super) fn is_guid(id: &str) -> bool {
-    let groups: Vec<&str> = id.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 fn parse_elements(
     value: &Value,
     env: &dyn Environment,

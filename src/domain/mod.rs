@@ -1,6 +1,6 @@
 //! The Elements vocabulary that config, the API client, planning and metrics share: tenant
-//! types, the license filter, a tenant's seats, a target's identity and its stable hash, time
-//! as the exposition writes it, the client certificate (`certificate`: loaded with the
+//! types, the license filter, a tenant's seats, a target's identity and its stable hash, a
+//! customer id's canonical form and its GUID shape, time as the exposition writes it, the client certificate (`certificate`: loaded with the
 //! config, signed into assertions by the token source), and the bound on label values taken
 //! from the API (`label`).
 
@@ -163,6 +163,18 @@ pub fn canonical_customer_id(raw: &str) -> Result<String, String> {
         ));
     }
     Ok(raw.to_lowercase())
+}
+
+/// Whether a customer id has the shape Elements gives its customers' ids, a GUID
+/// (`8-4-4-4-12` hex digits): an id that has not is valid but probably a name typed in its
+/// place, which `--check-config` warns about.
+pub(crate) fn is_guid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Seconds since the Unix epoch, as timestamps are exposed.
