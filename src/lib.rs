@@ -33,7 +33,9 @@
 //!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
-//!   template), the targets API (`targets`), `web_config`, `tls`, `basic_auth`.
+//!   template), the targets API (`targets`), `web_config` (the web config file: its headers,
+//!   and its sections handed to `tls` and `basic_auth`), `tls` (the `tls_server_config`
+//!   section as written and the rustls setup built from it), `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
 //! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
