@@ -5,9 +5,10 @@
 //! crate-private.
 //! - `domain/`: the Elements vocabulary every other module shares: tenant types, the license
 //!   filter, a tenant's seats, a target's key and the stable hash, a customer id's canonical
-//!   form and GUID shape, timestamps, why a poll failed (`cause`: the one spelling of each
-//!   `cause` label), and the checked client certificate (`certificate`: loaded with the
-//!   config, signed into assertions by the token source).
+//!   form and GUID shape, timestamps, durations as Prometheus writes them (`duration`:
+//!   parsed for the config, shown in messages and logs), why a poll failed (`cause`: the
+//!   one spelling of each `cause` label), and the checked client certificate
+//!   (`certificate`: loaded with the config, signed into assertions by the token source).
 //! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
 //!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
 //!   files), `summary` (`--check-config` and warnings).

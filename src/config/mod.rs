@@ -31,10 +31,11 @@ use reqwest::Url;
 use serde_yaml::Value;
 
 use crate::domain::certificate::ClientCertificate;
+pub use crate::domain::duration::{format_duration, parse_duration};
 pub use crate::domain::{LicenseAssignedStatus, TenantType};
 pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
 use parse::parse_root;
-pub use yaml::{format_duration, parse_duration, MAX_NESTING};
+pub use yaml::MAX_NESTING;
 use yaml::{one_line, too_deep, Problems};
 
 /// Default API host (commercial environment).

@@ -1,11 +1,13 @@
 //! The Elements vocabulary that config, the API client, planning and metrics share: tenant
 //! types, the license filter, a tenant's seats, a target's identity and its stable hash, a
-//! customer id's canonical form and its GUID shape, time as the exposition writes it, the client certificate (`certificate`: loaded with the
-//! config, signed into assertions by the token source), and the bound on label values taken
-//! from the API (`label`).
+//! customer id's canonical form and its GUID shape, time as the exposition writes it,
+//! durations as Prometheus writes them (`duration`), the client certificate (`certificate`:
+//! loaded with the config, signed into assertions by the token source), and the bound on
+//! label values taken from the API (`label`).
 
 pub(crate) mod cause;
 pub(crate) mod certificate;
+pub(crate) mod duration;
 pub(crate) mod label;
 
 use std::fmt;
