@@ -9,6 +9,9 @@
 //!   parsed for the config, shown in messages and logs), why a poll failed (`cause`: the
 //!   one spelling of each `cause` label), and the checked client certificate
 //!   (`certificate`: loaded with the config, signed into assertions by the token source).
+//! - `files`: the bounded reads of the files an operator points at (regular files only,
+//!   size-capped, given up after a time bound): the config, secret and certificate files,
+//!   the web config and its TLS files.
 //! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
 //!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
 //!   files), `summary` (`--check-config` and warnings).
@@ -45,7 +48,7 @@
 //! - `bench` (feature `bench`): what the benchmarks drive directly.
 //!
 //! Dependencies run one way: `app` → `server` → `polling` → `elements` → `config` →
-//! `domain`; `metrics` sits beside them, used by all and using only `domain`.
+//! `files` → `domain`; `metrics` sits beside them, used by all and using only `domain`.
 #![warn(missing_docs)]
 
 // The daemon, its options and its errors: what the binary runs.
@@ -57,6 +60,7 @@ pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod domain;
 pub(crate) mod elements;
+pub(crate) mod files;
 pub(crate) mod metrics;
 pub(crate) mod polling;
 pub(crate) mod server;

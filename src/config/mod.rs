@@ -33,7 +33,8 @@ use serde_yaml::Value;
 use crate::domain::certificate::ClientCertificate;
 pub use crate::domain::duration::{format_duration, parse_duration};
 pub use crate::domain::{LicenseAssignedStatus, TenantType};
-pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
+use crate::files;
+pub use environment::{Environment, ProcessEnvironment};
 use parse::parse_root;
 pub use yaml::MAX_NESTING;
 use yaml::{one_line, too_deep, Problems};
@@ -410,9 +411,11 @@ impl Config {
     /// Reads and validates a config file.
     /// Blocking: call it off the async runtime (`spawn_blocking`).
     pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let text = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+        let text = files::read_regular_file(path, files::MAX_FILE_BYTES).map_err(|source| {
+            ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }
         })?;
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,

@@ -94,7 +94,7 @@ fn pem_source(
         (None, Some(f)) => {
             let path = dir.join(&f);
             // As the main config's files: a regular file, capped, never a FIFO or device.
-            match crate::config::read_regular_file(&path, crate::config::MAX_FILE_BYTES) {
+            match crate::files::read_regular_file(&path, crate::files::MAX_FILE_BYTES) {
                 Ok(text) => Some((key, text.into_bytes())),
                 Err(e) => {
                     problems.push(format!("{key}: cannot read {}: {e}", path.display()));

@@ -98,7 +98,7 @@ impl WebSettings {
     /// names are resolved against the file's directory, as exporter-toolkit does.
     pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
         // A regular file, capped, read off a hung mount's reach: as the main config.
-        let text = crate::config::read_regular_file(path, crate::config::MAX_FILE_BYTES).map_err(
+        let text = crate::files::read_regular_file(path, crate::files::MAX_FILE_BYTES).map_err(
             |source| WebConfigError::Read {
                 path: path.to_owned(),
                 source,
