@@ -35,7 +35,8 @@
 //! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
 //!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
 //!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
-//! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
+//! - `server/`: everything HTTP-facing: binding and serving (`mod`), what its parts share
+//!   (`state`: the handlers' `AppState`, the limits, a reload request), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
 //!   template), the targets API (`targets`), `web_config` (the web config file: its headers,
 //!   and its sections handed to `tls` and `basic_auth`), `tls` (the `tls_server_config`
