@@ -32,9 +32,11 @@
 //!   file), `status` (the `Status` the poller publishes: all the server sees of polling,
 //!   with its `seat_health`), `persistence` (the state file that carries series, results and
 //!   due times across restarts).
-//! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
-//!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
-//!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
+//! - `metrics/`: the self-metrics registry and the scrape (`mod`), how a self-metric is
+//!   named and registered (`registry`), the metric groups the layers count through, with
+//!   typed methods (`api` for `elements`, `polling` for `polling`), the exposition formats
+//!   (`format`: text and OpenMetrics), and the seat snapshot with its exposition
+//!   (`snapshot`: its metric families are `Family`).
 //! - `server/`: everything HTTP-facing: binding and serving (`mod`), what its parts share
 //!   (`state`: the handlers' `AppState`, the limits, a reload request), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
