@@ -5,9 +5,9 @@
 //! crate-private.
 //! - `domain/`: the Elements vocabulary every other module shares: tenant types, the license
 //!   filter, a tenant's seats, a target's key and the stable hash, a customer id's canonical
-//!   form and GUID shape, timestamps, durations as Prometheus writes them (`duration`:
-//!   parsed for the config, shown in messages and logs), why a poll failed (`cause`: the
-//!   one spelling of each `cause` label), and the checked client certificate
+//!   form and GUID shape (`customer_id`), timestamps, durations as Prometheus writes them
+//!   (`duration`: parsed for the config, shown in messages and logs), why a poll failed
+//!   (`cause`: the one spelling of each `cause` label), and the checked client certificate
 //!   (`certificate`: loaded with the config, signed into assertions by the token source).
 //! - `files`: the bounded reads of the files an operator points at (regular files only,
 //!   size-capped, given up after a time bound): the config, secret and certificate files,

@@ -271,7 +271,7 @@ impl PollConfig {
 #[derive(Debug, Clone)]
 pub struct Customer {
     /// The Elements customer id in its canonical form (lowercase, see
-    /// [`crate::domain::canonical_customer_id`]), used in the API path and the `customer_id`
+    /// [`crate::domain::customer_id::canonical_customer_id`]), used in the API path and the `customer_id`
     /// label.
     pub id: String,
     /// Display name for the `customer_name` label (empty when not configured).

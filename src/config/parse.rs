@@ -12,7 +12,7 @@ use super::environment::{parse_credential, Environment};
 use super::summary::warnings_of;
 use super::yaml::{kind, one_line, show, Problems, Section};
 use super::*;
-use crate::domain::canonical_customer_id;
+use crate::domain::customer_id::canonical_customer_id;
 
 pub(super) fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<Config> {
     if root.is_null() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::{Config, Credential, LicenseAssignedStatus, SecretSource, SECRET_ENV};
-use crate::domain::is_guid;
+use crate::domain::customer_id::is_guid;
 
 impl Config {
     /// A human summary for `--check-config`; never contains the secret.
