@@ -12,9 +12,10 @@
 //! - `files`: the bounded reads of the files an operator points at (regular files only,
 //!   size-capped, given up after a time bound): the config, secret and certificate files,
 //!   the web config and its TLS files.
-//! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
-//!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
-//!   files), `summary` (`--check-config` and warnings).
+//! - `config/`: the YAML configuration, parsed once into validated types (`mod`): `load` (a
+//!   file or its text into them), `yaml` (the walker: key paths, unknown keys), `parse` (each
+//!   section), `environment` (secrets and certificate files, and the `Credential` they
+//!   yield), `summary` (`--check-config` and warnings).
 //! - `elements/`: everything that talks to the Elements API, behind `build_client` and
 //!   `client::Client`: `client/` (the seat endpoint and the customer list: paging, the
 //!   streamed wire format), `tokens` (OAuth2 client-credentials tokens, shared, fetched

@@ -1,13 +1,99 @@
 //! What lives outside the config file: the process environment, secret files and the
-//! client certificate; and the `elements` credential keys that point at them.
+//! client certificate; the `elements` credential keys that point at them, and the
+//! `Credential` (a `Secret` that never prints, or the certificate) they yield.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::yaml::{Problems, Section};
-use super::{Credential, Secret, SecretSource, SECRET_ENV};
 use crate::domain::certificate::ClientCertificate;
 use crate::files;
+
+/// Environment variable that, when set, supplies the client secret and wins over the file.
+pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
+
+/// A string that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it (the token request).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the client secret was found; shown by `--check-config` instead of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `elements.client_secret` in the file.
+    Inline,
+    /// `elements.client_secret_file`.
+    File,
+    /// The `ELEMENTS_CLIENT_SECRET` environment variable.
+    Environment,
+}
+
+/// How the exporter proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from.
+        source: SecretSource,
+    },
+    /// A certificate and its private key (a signed JWT client assertion, private_key_jwt).
+    Certificate {
+        /// The checked certificate and key.
+        certificate: Arc<ClientCertificate>,
+        /// `client_certificate_file`, for `--check-config`.
+        certificate_file: String,
+        /// `client_private_key_file`, for `--check-config`.
+        key_file: String,
+    },
+}
+
+/// The same credential: the same secret (wherever it came from), or the same certificate
+/// (by thumbprint) from the same files.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credential::Secret { secret: a, .. }, Credential::Secret { secret: b, .. }) => a == b,
+            (
+                Credential::Certificate {
+                    certificate: a,
+                    certificate_file: af,
+                    key_file: ak,
+                },
+                Credential::Certificate {
+                    certificate: b,
+                    certificate_file: bf,
+                    key_file: bk,
+                },
+            ) => af == bf && ak == bk && a.thumbprint() == b.thumbprint(),
+            _ => false,
+        }
+    }
+}
 
 /// Where configuration values that live outside the file come from: the environment and
 /// secret files. Tests pass their own instead of touching the process environment.

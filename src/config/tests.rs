@@ -2,6 +2,7 @@
 
 use super::*;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// A fake environment: variables and files from maps (empty by default: no variables, every
 /// file missing).
