@@ -4,13 +4,18 @@
 //! One home per concern; everything but `app` (and `bench`, behind its feature) is
 //! crate-private.
 //! - `domain/`: the Elements vocabulary every other module shares: tenant types, the license
-//!   filter, a tenant's seats, a target's key and the stable hash, timestamps, why a poll
-//!   failed (`cause`: the one spelling of each `cause` label), and the checked client
-//!   certificate (`certificate`: loaded with the config, signed into assertions by the
-//!   token source).
-//! - `config/`: the YAML configuration, parsed once into validated types: `yaml` (the walker:
-//!   key paths, unknown keys), `parse` (each section), `environment` (secrets and certificate
-//!   files), `summary` (`--check-config` and warnings).
+//!   filter, a tenant's seats, a target's key and the stable hash, a customer id's canonical
+//!   form and GUID shape (`customer_id`), timestamps, durations as Prometheus writes them
+//!   (`duration`: parsed for the config, shown in messages and logs), why a poll failed
+//!   (`cause`: the one spelling of each `cause` label), and the checked client certificate
+//!   (`certificate`: loaded with the config, signed into assertions by the token source).
+//! - `files`: the bounded reads of the files an operator points at (regular files only,
+//!   size-capped, given up after a time bound): the config, secret and certificate files,
+//!   the web config and its TLS files.
+//! - `config/`: the YAML configuration, parsed once into validated types (`mod`): `load` (a
+//!   file or its text into them), `yaml` (the walker: key paths, unknown keys), `parse` (each
+//!   section), `environment` (secrets and certificate files, and the `Credential` they
+//!   yield), `summary` (`--check-config` and warnings).
 //! - `elements/`: everything that talks to the Elements API, behind `build_client` and
 //!   `client::Client`: `client/` (the seat endpoint and the customer list: paging, the
 //!   streamed wire format), `tokens` (OAuth2 client-credentials tokens, shared, fetched
@@ -28,12 +33,17 @@
 //!   file), `status` (the `Status` the poller publishes: all the server sees of polling,
 //!   with its `seat_health`), `persistence` (the state file that carries series, results and
 //!   due times across restarts).
-//! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
-//!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
-//!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
-//! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
+//! - `metrics/`: the self-metrics registry and the scrape (`mod`), how a self-metric is
+//!   named and registered (`registry`), the metric groups the layers count through, with
+//!   typed methods (`api` for `elements`, `polling` for `polling`), the exposition formats
+//!   (`format`: text and OpenMetrics), and the seat snapshot with its exposition
+//!   (`snapshot`: its metric families are `Family`).
+//! - `server/`: everything HTTP-facing: binding and serving (`mod`), what its parts share
+//!   (`state`: the handlers' `AppState`, the limits, a reload request), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
-//!   template), the targets API (`targets`), `web_config`, `tls`, `basic_auth`.
+//!   template), the targets API (`targets`), `web_config` (the web config file: its headers,
+//!   and its sections handed to `tls` and `basic_auth`), `tls` (the `tls_server_config`
+//!   section as written and the rustls setup built from it), `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
 //! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
@@ -42,7 +52,7 @@
 //! - `bench` (feature `bench`): what the benchmarks drive directly.
 //!
 //! Dependencies run one way: `app` → `server` → `polling` → `elements` → `config` →
-//! `domain`; `metrics` sits beside them, used by all and using only `domain`.
+//! `files` → `domain`; `metrics` sits beside them, used by all and using only `domain`.
 #![warn(missing_docs)]
 
 // The daemon, its options and its errors: what the binary runs.
@@ -54,6 +64,7 @@ pub(crate) mod config;
 pub(crate) mod demo;
 pub(crate) mod domain;
 pub(crate) mod elements;
+pub(crate) mod files;
 pub(crate) mod metrics;
 pub(crate) mod polling;
 pub(crate) mod server;

@@ -1,12 +1,99 @@
 //! What lives outside the config file: the process environment, secret files and the
-//! client certificate; and the `elements` credential keys that point at them.
+//! client certificate; the `elements` credential keys that point at them, and the
+//! `Credential` (a `Secret` that never prints, or the certificate) they yield.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::yaml::{Problems, Section};
-use super::{Credential, Secret, SecretSource, SECRET_ENV};
 use crate::domain::certificate::ClientCertificate;
+use crate::files;
+
+/// Environment variable that, when set, supplies the client secret and wins over the file.
+pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
+
+/// A string that must never be printed: `Debug` and `Display` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that sends it (the token request).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the client secret was found; shown by `--check-config` instead of the secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `elements.client_secret` in the file.
+    Inline,
+    /// `elements.client_secret_file`.
+    File,
+    /// The `ELEMENTS_CLIENT_SECRET` environment variable.
+    Environment,
+}
+
+/// How the exporter proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A client secret.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from.
+        source: SecretSource,
+    },
+    /// A certificate and its private key (a signed JWT client assertion, private_key_jwt).
+    Certificate {
+        /// The checked certificate and key.
+        certificate: Arc<ClientCertificate>,
+        /// `client_certificate_file`, for `--check-config`.
+        certificate_file: String,
+        /// `client_private_key_file`, for `--check-config`.
+        key_file: String,
+    },
+}
+
+/// The same credential: the same secret (wherever it came from), or the same certificate
+/// (by thumbprint) from the same files.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Credential::Secret { secret: a, .. }, Credential::Secret { secret: b, .. }) => a == b,
+            (
+                Credential::Certificate {
+                    certificate: a,
+                    certificate_file: af,
+                    key_file: ak,
+                },
+                Credential::Certificate {
+                    certificate: b,
+                    certificate_file: bf,
+                    key_file: bk,
+                },
+            ) => af == bf && ak == bk && a.thumbprint() == b.thumbprint(),
+            _ => false,
+        }
+    }
+}
 
 /// Where configuration values that live outside the file come from: the environment and
 /// secret files. Tests pass their own instead of touching the process environment.
@@ -26,74 +113,8 @@ impl Environment for ProcessEnvironment {
         std::env::var(name).ok().filter(|v| !v.is_empty())
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        read_regular_file(path, MAX_FILE_BYTES)
+        files::read_regular_file(path, files::MAX_FILE_BYTES)
     }
-}
-
-/// Largest config or secret file read.
-pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Longest a config, secret or certificate file may take to read (a hung network or FUSE
-/// mount must not hang a reload, or the shutdown waiting behind it).
-pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Reads a regular file of at most `limit` bytes. Anything else (a FIFO that would block until
-/// someone writes to it, `/dev/zero` that never ends, a directory) is an error that says so.
-/// The check is made on the opened handle (opened without blocking), so a path swapped for
-/// a FIFO after a check cannot block; and the read runs on a thread of its own, given up
-/// after [`READ_TIMEOUT`].
-pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<String> {
-    let owned = path.to_owned();
-    within(READ_TIMEOUT, move || read_now(&owned, limit))
-}
-
-/// Runs `work` on a thread of its own and gives up on it after `limit` (the thread is left
-/// to finish or hang on its own): a blocking read that never returns costs a thread, never
-/// the caller.
-pub(super) fn within<T: Send + 'static>(
-    limit: std::time::Duration,
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("read-file".into())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })?;
-    match rx.recv_timeout(limit) {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!(
-                "reading it took longer than {} (a hung network mount?)",
-                super::format_duration(limit)
-            ),
-        )),
-    }
-}
-
-fn read_now(path: &Path, limit: u64) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read};
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, device or directory)",
-        ));
-    }
-    let mut text = String::new();
-    file.take(limit + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > limit {
-        return Err(Error::new(
-            ErrorKind::InvalidData,
-            format!("larger than {limit} bytes"),
-        ));
-    }
-    Ok(text)
 }
 
 /// The environment of a config file: relative paths in it are relative to its directory (as

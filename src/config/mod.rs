@@ -5,12 +5,15 @@
 //! (`customers[2].tenant_types[0]: unknown tenant type "office"; ...`). After [`Config::parse`]
 //! succeeds, no other module needs to validate anything again.
 //!
-//! Where things are: [`yaml`] walks the tree (key paths, unknown keys, typed values);
-//! `parse` builds each section from it; `environment` reads what lives outside the file
-//! (the secret from the environment or a file, certificate files); `summary` is what
-//! `--check-config` prints and the warnings it and the start log show.
+//! Where things are: the validated types are here; `load` reads a file or its text into
+//! them ([`Config::load`], [`Config::parse`]); [`yaml`] walks the tree (key paths, unknown
+//! keys, typed values); `parse` builds each section from it; `environment` reads what lives
+//! outside the file (the secret from the environment or a file, certificate files) into the
+//! `Credential`; `summary` is what `--check-config` prints and the warnings it and the
+//! start log show.
 
 mod environment;
+mod load;
 mod parse;
 #[cfg(test)]
 mod properties;
@@ -22,20 +25,16 @@ mod yaml;
 use std::collections::HashSet;
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 use reqwest::Url;
-use serde_yaml::Value;
 
-use crate::domain::certificate::ClientCertificate;
+pub use crate::domain::duration::{format_duration, parse_duration};
 pub use crate::domain::{LicenseAssignedStatus, TenantType};
-pub use environment::{read_regular_file, Environment, ProcessEnvironment, MAX_FILE_BYTES};
-use parse::parse_root;
-pub use yaml::{format_duration, parse_duration, MAX_NESTING};
-use yaml::{one_line, too_deep, Problems};
+pub use environment::{Credential, Environment, ProcessEnvironment, SecretSource, SECRET_ENV};
 
 /// Default API host (commercial environment).
 pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
@@ -43,9 +42,6 @@ pub const DEFAULT_BASE_URL: &str = "https://graph.avepointonlineservices.com";
 pub const DEFAULT_SCOPE: &str = "elements.license.read.all";
 /// Default scope when customer discovery is on: the seat and the customer list endpoints.
 pub const DEFAULT_DISCOVERY_SCOPE: &str = "elements.license.read.all elements.customers.read.all";
-/// Environment variable that, when set, supplies the client secret and wins over the file.
-pub const SECRET_ENV: &str = "ELEMENTS_CLIENT_SECRET";
-
 /// A problem found while loading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,44 +70,6 @@ impl ConfigError {
             }
         }
     }
-}
-
-/// A string that must never be printed: `Debug` and `Display` show `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that sends it (the token request).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Where the client secret was found; shown by `--check-config` instead of the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretSource {
-    /// `elements.client_secret` in the file.
-    Inline,
-    /// `elements.client_secret_file`.
-    File,
-    /// The `ELEMENTS_CLIENT_SECRET` environment variable.
-    Environment,
 }
 
 /// The AvePoint Online Services environment; it picks the token service.
@@ -159,50 +117,6 @@ impl ElementsEnvironment {
                 "https://identity-aos2.avepointonlineservices.com/connect/token"
             }
             ElementsEnvironment::Fedramp => "https://identity.online15.net/connect/token",
-        }
-    }
-}
-
-/// How the exporter proves who it is to the token endpoint.
-#[derive(Debug, Clone)]
-pub enum Credential {
-    /// A client secret.
-    Secret {
-        /// The secret.
-        secret: Secret,
-        /// Where it came from.
-        source: SecretSource,
-    },
-    /// A certificate and its private key (a signed JWT client assertion, private_key_jwt).
-    Certificate {
-        /// The checked certificate and key.
-        certificate: Arc<ClientCertificate>,
-        /// `client_certificate_file`, for `--check-config`.
-        certificate_file: String,
-        /// `client_private_key_file`, for `--check-config`.
-        key_file: String,
-    },
-}
-
-/// The same credential: the same secret (wherever it came from), or the same certificate
-/// (by thumbprint) from the same files.
-impl PartialEq for Credential {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Credential::Secret { secret: a, .. }, Credential::Secret { secret: b, .. }) => a == b,
-            (
-                Credential::Certificate {
-                    certificate: a,
-                    certificate_file: af,
-                    key_file: ak,
-                },
-                Credential::Certificate {
-                    certificate: b,
-                    certificate_file: bf,
-                    key_file: bk,
-                },
-            ) => af == bf && ak == bk && a.thumbprint() == b.thumbprint(),
-            _ => false,
         }
     }
 }
@@ -269,7 +183,7 @@ impl PollConfig {
 #[derive(Debug, Clone)]
 pub struct Customer {
     /// The Elements customer id in its canonical form (lowercase, see
-    /// [`crate::domain::canonical_customer_id`]), used in the API path and the `customer_id`
+    /// [`crate::domain::customer_id::canonical_customer_id`]), used in the API path and the `customer_id`
     /// label.
     pub id: String,
     /// Display name for the `customer_name` label (empty when not configured).
@@ -404,41 +318,6 @@ impl Config {
     /// filters or `stale_after` keeps the running client, its token, rate limit and throttle.
     pub fn same_client_as(&self, other: &Config) -> bool {
         self.elements == other.elements && self.poll.interval == other.poll.interval
-    }
-
-    /// Reads and validates a config file.
-    /// Blocking: call it off the async runtime (`spawn_blocking`).
-    pub fn load(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let text = read_regular_file(path, MAX_FILE_BYTES).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        Config::parse(&text, &environment::RelativeTo { dir, inner: env })
-    }
-
-    /// Validates the YAML text of a config file.
-    pub fn parse(text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-        if let Some(line) = too_deep(text) {
-            return Err(ConfigError::Invalid(vec![format!(
-                "line {line}: collections nested deeper than {MAX_NESTING} levels"
-            )]));
-        }
-        let root: Value = serde_yaml::from_str(text).map_err(|e| {
-            ConfigError::Invalid(vec![format!(
-                "not valid YAML: {}",
-                one_line(&e.to_string())
-            )])
-        })?;
-        let mut p = Problems(Vec::new(), text.to_owned());
-        let config = parse_root(&root, env, &mut p);
-        match config {
-            Some(config) if p.0.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid(p.0)),
-        }
     }
 
     /// Number of (customer, tenant type) targets.

@@ -12,7 +12,7 @@ use super::environment::{parse_credential, Environment};
 use super::summary::warnings_of;
 use super::yaml::{kind, one_line, show, Problems, Section};
 use super::*;
-use crate::domain::canonical_customer_id;
+use crate::domain::customer_id::canonical_customer_id;
 
 pub(super) fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) -> Option<Config> {
     if root.is_null() {
@@ -67,16 +67,6 @@ pub(super) fn parse_root(root: &Value, env: &dyn Environment, p: &mut Problems) 
     };
     config.warnings = warnings_of(&config, both_token_sources);
     Some(config)
-}
-
-/// `8-4-4-4-12` hex digits.
-pub(super) fn is_guid(id: &str) -> bool {
-    let groups: Vec<&str> = id.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn parse_elements(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::parse::is_guid;
 use super::{Config, Credential, LicenseAssignedStatus, SecretSource, SECRET_ENV};
+use crate::domain::customer_id::is_guid;
 
 impl Config {
     /// A human summary for `--check-config`; never contains the secret.

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ProcessEnvironment};
-use crate::domain::TenantType;
+use crate::domain::{fnv1a, TenantType};
 #[cfg(any(test, feature = "bench"))]
 pub use synthetic::Scale;
 
@@ -106,7 +106,7 @@ impl DemoTenant {
         let (total, assigned) = match self.kind {
             Curve::Flat => (self.total, self.assigned),
             Curve::Steps => {
-                let h = fnv(&self.id);
+                let h = fnv1a(self.id.as_bytes());
                 let amplitude = (self.total / 50).clamp(1, 3);
                 let period = STEP_POLLS_MIN + h % STEP_POLLS_SPREAD;
                 // A triangle over the tenant's steps: one seat at a time, up and back down.
@@ -131,12 +131,6 @@ impl DemoTenant {
         };
         (total.saturating_sub(assigned), assigned)
     }
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// A simulated customer.
@@ -164,7 +158,7 @@ fn customers() -> Vec<DemoCustomer> {
     let many = |prefix: &str, label: &str, n: usize| -> Vec<DemoTenant> {
         (0..n)
             .map(|i| {
-                let h = fnv(&format!("{prefix}{i}"));
+                let h = fnv1a(format!("{prefix}{i}").as_bytes());
                 let total = 25 + h % 400;
                 DemoTenant {
                     kind: if h.is_multiple_of(3) {

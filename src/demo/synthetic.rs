@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use super::fnv;
-use crate::domain::TenantType;
+use crate::domain::{fnv1a, TenantType};
 
 /// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
 /// `tenant_types` tenant types each, answered after `latency`. Every `big_every`-th customer
@@ -118,7 +117,7 @@ fn tenants(scale: &Scale, customer: &str, tenant_type: TenantType) -> u64 {
         scale.tenants_per_customer as u64
     } else {
         let spread = if scale.big_types < 4 { 3 } else { 5 };
-        1 + fnv(&format!("{customer}/{}", tenant_type.api_number())) % spread
+        1 + fnv1a(format!("{customer}/{}", tenant_type.api_number()).as_bytes()) % spread
     }
 }
 
@@ -143,7 +142,7 @@ impl Scale {
             if j > start {
                 out.push(',');
             }
-            let seats = 10 + fnv(&format!("{customer}{j}")) % 500;
+            let seats = 10 + fnv1a(format!("{customer}{j}").as_bytes()) % 500;
             let assigned = (seats * 7 / 10 + poll % 5).min(seats);
             let _ = write!(
                 out,

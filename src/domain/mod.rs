@@ -1,11 +1,14 @@
 //! The Elements vocabulary that config, the API client, planning and metrics share: tenant
-//! types, the license filter, a tenant's seats, a target's identity and its stable hash, time
-//! as the exposition writes it, the client certificate (`certificate`: loaded with the
-//! config, signed into assertions by the token source), and the bound on label values taken
-//! from the API (`label`).
+//! types, the license filter, a tenant's seats, a target's identity and its stable hash, a
+//! customer id's canonical form and its GUID shape (`customer_id`), time as the exposition
+//! writes it, durations as Prometheus writes them (`duration`), the client certificate
+//! (`certificate`: loaded with the config, signed into assertions by the token source), and
+//! the bound on label values taken from the API (`label`).
 
 pub(crate) mod cause;
 pub(crate) mod certificate;
+pub(crate) mod customer_id;
+pub(crate) mod duration;
 pub(crate) mod label;
 
 use std::fmt;
@@ -19,7 +22,7 @@ pub use cause::Cause;
 /// customer id, then tenant type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
-    /// The customer's id, in its canonical form (see [`canonical_customer_id`]).
+    /// The customer's id, in its canonical form (see [`customer_id::canonical_customer_id`]).
     pub customer_id: Arc<str>,
     /// The tenant type polled.
     pub tenant_type: TenantType,
@@ -128,82 +131,9 @@ pub struct TenantSeats {
     pub assigned: u64,
 }
 
-/// The one form of a customer id that the exporter uses everywhere: in the API path, the
-/// `customer_id` label, plan keys, shards, overrides and `exclude_ids`.
-///
-/// Elements customer ids are GUIDs, which compare without regard to case, and the customer
-/// list, the config file and a user's notes may spell one id in different cases. Every id is
-/// therefore lowercased where it enters (config file, customer list), so that one customer
-/// is one target set with one label value, whichever spelling came first.
-///
-/// The id is also a segment of the request path: an id that could change the path's meaning
-/// (`..`, `.`, separators, query or fragment marks, percent escapes, spaces or control
-/// characters) is refused with the reason, wherever it came from.
-pub fn canonical_customer_id(raw: &str) -> Result<String, String> {
-    if raw.is_empty() {
-        return Err("is empty".into());
-    }
-    if raw.len() > label::MAX_LABEL_VALUE_BYTES {
-        // Not cut: the id addresses the customer in the request path.
-        return Err(format!(
-            "is {} bytes long, more than the {} bytes of a label value",
-            raw.len(),
-            label::MAX_LABEL_VALUE_BYTES
-        ));
-    }
-    if raw == "." || raw == ".." {
-        return Err(format!("{raw:?} would change the request path"));
-    }
-    if let Some(c) = raw
-        .chars()
-        .find(|c| matches!(c, '/' | '\\' | '?' | '#' | '%') || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "{raw:?} may not contain {c:?} (it is part of the request path)"
-        ));
-    }
-    Ok(raw.to_lowercase())
-}
-
 /// Seconds since the Unix epoch, as timestamps are exposed.
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn customer_ids_are_lowercased_and_must_be_one_path_segment() {
-        assert_eq!(
-            canonical_customer_id("F1620000-B9D4-0000-A165-97DB0000FC15").as_deref(),
-            Ok("f1620000-b9d4-0000-a165-97db0000fc15")
-        );
-        assert_eq!(canonical_customer_id("plain").as_deref(), Ok("plain"));
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a/b",
-            "x\\..\\..\\admin",
-            "a?b",
-            "a#b",
-            "a%2fb",
-            "a b",
-            "a\u{7f}",
-        ] {
-            let why = canonical_customer_id(bad).unwrap_err();
-            assert!(!why.is_empty(), "{bad:?}");
-        }
-        // Dots inside an id are harmless.
-        assert_eq!(canonical_customer_id("a..b").as_deref(), Ok("a..b"));
-        // Bounded like a label value, and not echoed when too long.
-        let long = "a".repeat(label::MAX_LABEL_VALUE_BYTES + 1);
-        let why = canonical_customer_id(&long).unwrap_err();
-        assert!(why.contains("1025 bytes") && !why.contains("aaaa"), "{why}");
-        assert!(canonical_customer_id(&long[1..]).is_ok());
-    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{Gauge, HistogramTimer, HistogramVec, IntCounterVec, Registry};
 
-use super::{histogram_opts, opts, register};
+use super::registry::{histogram_opts, opts, register};
 
 /// What the API client counts; each method names its labels.
 pub struct ApiMetrics {

@@ -11,97 +11,24 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flate2::Compression;
-use prometheus::{
-    Encoder, Gauge, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
 
 mod api;
+mod format;
 mod polling;
+mod registry;
 mod snapshot;
 
 pub use api::ApiMetrics;
+use format::text_to_openmetrics;
+pub use format::Format;
 pub use polling::{CustomerInfo, PollingMetrics, SKIP_REASONS};
+use registry::{opts, register};
 
 use snapshot::{deflate_raw, GZIP_HEADER};
 pub use snapshot::{
     render_snapshot, Scrape, SeatSeries, Snapshot, TargetCounters, TargetLabels, TargetView,
 };
-
-/// Content type of the text exposition format 0.0.4.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Content type of OpenMetrics 1.0.0.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The exposition format of one scrape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    Text,
-    /// OpenMetrics 1.0.0.
-    OpenMetrics,
-}
-
-impl Format {
-    /// The `Content-Type` of an answer in this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Text => TEXT_CONTENT_TYPE,
-            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Format::Text => "text",
-            Format::OpenMetrics => "openmetrics",
-        }
-    }
-}
-
-/// Rewrites the text-format exposition of the self-metrics as OpenMetrics: a counter family
-/// is named without its `_total` suffix in `# HELP` and `# TYPE` (its samples keep it), and
-/// `untyped` is `unknown`. Gauges and histograms read the same in both formats, which is why
-/// the seat snapshot is served unchanged.
-pub fn text_to_openmetrics(text: &str) -> String {
-    let counters: std::collections::HashSet<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        let meta = line
-            .strip_prefix("# HELP ")
-            .map(|rest| ("HELP", rest))
-            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("TYPE", rest)));
-        match meta {
-            Some((kind, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let name = if counters.contains(name) {
-                    name.strip_suffix("_total").unwrap_or(name)
-                } else {
-                    name
-                };
-                let tail = if kind == "TYPE" && tail == "untyped" {
-                    "unknown"
-                } else {
-                    tail
-                };
-                out.push_str("# ");
-                out.push_str(kind);
-                out.push(' ');
-                out.push_str(name);
-                out.push(' ');
-                out.push_str(tail);
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
 
 /// Build facts for `avepoint_exporter_build_info` and `--version`.
 #[derive(Debug, Clone)]
@@ -156,26 +83,6 @@ pub struct Metrics {
     /// Unix time of the last good (re)load.
     config_reload_success_timestamp: Gauge,
     shard_info: IntGaugeVec,
-}
-
-/// Options of a metric named `avepoint_exporter_{name}`.
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help).namespace("avepoint_exporter")
-}
-
-/// Options of a histogram named `avepoint_exporter_{name}`.
-fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
-    HistogramOpts::new(name, help).namespace("avepoint_exporter")
-}
-
-/// Creates a metric and registers it, or fails with the registry's error.
-fn register<T: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: prometheus::Result<T>,
-) -> prometheus::Result<T> {
-    let metric = metric?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
 }
 
 impl Metrics {

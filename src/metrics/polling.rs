@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
-use super::{histogram_opts, opts, register};
+use super::registry::{histogram_opts, opts, register};
 use crate::domain::{unix_seconds, Cause};
 
 /// Every value of `skipped_records_total`'s `reason` label (each series exists from the start).

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flate2::{Compress, CompressError, Compression, FlushCompress, Status};
 
-use super::Format;
+use super::format::Format;
 use crate::domain::{Cause, TenantSeats, TenantType};
 
 /// A gzip member header: deflate, no flags, no mtime, unknown OS.

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::routes::{service, Body};
 use super::stall::{WriteStall, WRITE_STALL_TIMEOUT};
-use super::{AppState, ServeLimits, MAX_HEADER_BYTES};
+use super::state::{AppState, ServeLimits, MAX_HEADER_BYTES};
 
 /// Serves one accepted TCP connection until it ends, the server shuts down (`shutdown`
 /// turns true) or the client idles past the header timeout.

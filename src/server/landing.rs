@@ -12,8 +12,8 @@ use std::fmt::Display;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
+use super::state::AppState;
 use super::targets::{rfc3339, Filter};
-use super::AppState;
 use crate::polling::plan::ListFetched;
 use crate::polling::seat_health::{SeatHealth, SeatState, LOW_MAX_FREE, LOW_MIN_UTILISATION};
 use crate::polling::status::{Counts, Health, TargetStatus};

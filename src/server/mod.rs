@@ -2,26 +2,24 @@
 //! (here), one connection's life ([`connection`]), the endpoints ([`routes`]) with the
 //! landing page ([`landing`]) and the targets API ([`targets`]), and the
 //! exporter-toolkit web config with its TLS and basic auth ([`web_config`], `tls`,
-//! `basic_auth`).
+//! `basic_auth`); what they share (the handlers' state, the limits) is [`state`].
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::metrics::{BuildInfo, Metrics};
-use crate::polling::status::Status;
-use web_config::WebSettings;
+pub use state::{AppState, ReloadRequest, ServeLimits};
 
 mod basic_auth;
 mod connection;
 mod landing;
 mod routes;
 mod stall;
+mod state;
 mod targets;
 mod tls;
 pub mod web_config;
@@ -31,9 +29,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long a new connection waits for the idle connection closed to make room for it.
 const EVICT_WAIT: Duration = Duration::from_secs(2);
-
-/// A request to reload the configuration; answered with `Err(reason)` when refused.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,47 +56,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Connection limits and timeouts of the HTTP server.
-#[derive(Debug, Clone, Copy)]
-pub struct ServeLimits {
-    /// Connections open at once; at the limit a newcomer replaces the connection idle
-    /// longest, and is closed only when every connection is busy.
-    pub max_connections: usize,
-    /// Time a connection has to send a request's headers (and, with TLS, to finish the
-    /// handshake) before it is closed; also how long an idle keep-alive connection stays open.
-    pub read_header_timeout: Duration,
-}
-
-impl Default for ServeLimits {
-    fn default() -> Self {
-        ServeLimits {
-            max_connections: 512,
-            read_header_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Largest request head accepted; larger ones get 431 (HTTP/1.1) or a reset (HTTP/2).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// What request handlers read.
-pub struct AppState {
-    /// Metrics and the seat snapshot.
-    pub metrics: Arc<Metrics>,
-    /// Per-target status from the poller.
-    pub status: Arc<ArcSwap<Status>>,
-    /// Path of the metrics endpoint.
-    pub telemetry_path: String,
-    /// Where reload requests go; `None` disables `/-/reload` (demo mode).
-    pub reload: Option<mpsc::Sender<ReloadRequest>>,
-    /// Build facts for the landing page.
-    pub build: BuildInfo,
-    /// Serving the built-in simulated API (`--demo`): the landing page says so.
-    pub demo: bool,
-    /// TLS, headers and basic auth from `--web.config.file`; replaced on reload.
-    pub web: Arc<ArcSwap<WebSettings>>,
 }
 
 /// Binds every listen address (`host:port`, or `:port` for all interfaces: IPv6 and IPv4 on

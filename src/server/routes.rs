@@ -17,8 +17,9 @@ use hyper::header::{
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::landing;
+use super::state::AppState;
 use super::targets::{self, Filter};
-use super::{landing, AppState};
 use crate::metrics::{Format, Scrape};
 
 pub(super) fn service(

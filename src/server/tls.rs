@@ -9,9 +9,61 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 
-use super::web_config::{ClientAuth, RawTls};
+/// The web config's `tls_server_config` section as written, before it is checked: what
+/// [`tls`] builds the endpoint's TLS from. Every key exporter-toolkit knows is here, so that
+/// one this exporter does not implement is refused by name rather than ignored.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    cert: Option<String>,
+    key: Option<String>,
+    client_ca: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    client_auth_type: Option<String>,
+    client_ca_file: Option<String>,
+    client_allowed_sans: Option<Vec<String>>,
+    min_version: Option<String>,
+    max_version: Option<String>,
+    cipher_suites: Option<Vec<String>>,
+    prefer_server_cipher_suites: Option<bool>,
+    curve_preferences: Option<Vec<String>>,
+}
+
+/// The client certificate policies of exporter-toolkit (Go's `tls.ClientAuthType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientAuth {
+    /// No client certificate is asked for.
+    NoClientCert,
+    /// A certificate is asked for, not required, not verified.
+    RequestClientCert,
+    /// A certificate is required, not verified.
+    RequireAnyClientCert,
+    /// A certificate is not required; if given, it must verify against `client_ca_file`.
+    VerifyClientCertIfGiven,
+    /// A certificate is required and must verify against `client_ca_file`.
+    RequireAndVerifyClientCert,
+}
+
+impl ClientAuth {
+    /// Each policy by its Go name, as `client_auth_type` spells it.
+    const ALL: [(&'static str, ClientAuth); 5] = [
+        ("NoClientCert", ClientAuth::NoClientCert),
+        ("RequestClientCert", ClientAuth::RequestClientCert),
+        ("RequireAnyClientCert", ClientAuth::RequireAnyClientCert),
+        (
+            "VerifyClientCertIfGiven",
+            ClientAuth::VerifyClientCertIfGiven,
+        ),
+        (
+            "RequireAndVerifyClientCert",
+            ClientAuth::RequireAndVerifyClientCert,
+        ),
+    ];
+}
 
 /// TLS of the endpoint: the acceptor and the checks rustls does not do itself.
 pub struct Tls {
@@ -42,7 +94,7 @@ fn pem_source(
         (None, Some(f)) => {
             let path = dir.join(&f);
             // As the main config's files: a regular file, capped, never a FIFO or device.
-            match crate::config::read_regular_file(&path, crate::config::MAX_FILE_BYTES) {
+            match crate::files::read_regular_file(&path, crate::files::MAX_FILE_BYTES) {
                 Ok(text) => Some((key, text.into_bytes())),
                 Err(e) => {
                     problems.push(format!("{key}: cannot read {}: {e}", path.display()));

@@ -14,7 +14,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::basic_auth::BasicAuth;
-use super::tls::{tls, Tls};
+use super::tls::{tls, RawTls, Tls};
 
 /// Why a web config cannot be used; the message names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -68,59 +68,11 @@ struct RawWebConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    pub(super) cert: Option<String>,
-    pub(super) key: Option<String>,
-    pub(super) client_ca: Option<String>,
-    pub(super) cert_file: Option<String>,
-    pub(super) key_file: Option<String>,
-    pub(super) client_auth_type: Option<String>,
-    pub(super) client_ca_file: Option<String>,
-    pub(super) client_allowed_sans: Option<Vec<String>>,
-    pub(super) min_version: Option<String>,
-    pub(super) max_version: Option<String>,
-    pub(super) cipher_suites: Option<Vec<String>>,
-    pub(super) prefer_server_cipher_suites: Option<bool>,
-    pub(super) curve_preferences: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawHttp {
     http2: Option<bool>,
     headers: Option<BTreeMap<String, String>>,
 }
 
-/// The client certificate policies of exporter-toolkit (Go's `tls.ClientAuthType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// No client certificate is asked for.
-    NoClientCert,
-    /// A certificate is asked for, not required, not verified.
-    RequestClientCert,
-    /// A certificate is required, not verified.
-    RequireAnyClientCert,
-    /// A certificate is not required; if given, it must verify against `client_ca_file`.
-    VerifyClientCertIfGiven,
-    /// A certificate is required and must verify against `client_ca_file`.
-    RequireAndVerifyClientCert,
-}
-
-impl ClientAuth {
-    pub(super) const ALL: [(&'static str, ClientAuth); 5] = [
-        ("NoClientCert", ClientAuth::NoClientCert),
-        ("RequestClientCert", ClientAuth::RequestClientCert),
-        ("RequireAnyClientCert", ClientAuth::RequireAnyClientCert),
-        (
-            "VerifyClientCertIfGiven",
-            ClientAuth::VerifyClientCertIfGiven,
-        ),
-        (
-            "RequireAndVerifyClientCert",
-            ClientAuth::RequireAndVerifyClientCert,
-        ),
-    ];
-}
 /// Everything the web config decides, built once per (re)load.
 #[derive(Default)]
 pub struct WebSettings {
@@ -146,7 +98,7 @@ impl WebSettings {
     /// names are resolved against the file's directory, as exporter-toolkit does.
     pub fn load(path: &Path) -> Result<WebSettings, WebConfigError> {
         // A regular file, capped, read off a hung mount's reach: as the main config.
-        let text = crate::config::read_regular_file(path, crate::config::MAX_FILE_BYTES).map_err(
+        let text = crate::files::read_regular_file(path, crate::files::MAX_FILE_BYTES).map_err(
             |source| WebConfigError::Read {
                 path: path.to_owned(),
                 source,

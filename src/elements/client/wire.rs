@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::domain::{canonical_customer_id, TenantSeats, TenantType};
+use crate::domain::customer_id::canonical_customer_id;
+use crate::domain::{TenantSeats, TenantType};
 
 /// Records one list (a target's tenants, the customer list) may have over all its pages: the
 /// paging guard's 1000 pages of 100. A server that sends larger pages than asked is held to it

@@ -29,8 +29,9 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::saved::{Origin, Saved, SavedTarget};
+use crate::domain::customer_id::canonical_customer_id;
 use crate::domain::label::cut_label_value;
-use crate::domain::{canonical_customer_id, unix_seconds, TenantSeats, TenantType};
+use crate::domain::{unix_seconds, TenantSeats, TenantType};
 use crate::elements::client::DiscoveredCustomer;
 use crate::metrics::SeatSeries;
 
