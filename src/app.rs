@@ -255,7 +255,7 @@ pub async fn once(options: Options) -> Result<OncePass, AppError> {
         config,
         ..
     } = setup(&options).await?;
-    let client = build_client(&config, &metrics).map_err(AppError::Client)?;
+    let client = build_client(&config.elements, &metrics).map_err(AppError::Client)?;
     let (planner, plan_rx) = Planner::new(
         config,
         client,
@@ -452,7 +452,7 @@ async fn bootstrap(
     for addr in listeners.iter().filter_map(|l| l.local_addr().ok()) {
         tracing::info!(address = %addr, scheme, "listening");
     }
-    let client = build_client(&config, &metrics).map_err(AppError::Client)?;
+    let client = build_client(&config.elements, &metrics).map_err(AppError::Client)?;
     tracing::info!(
         version = build.version,
         revision = build.revision,
@@ -711,7 +711,7 @@ async fn reloader(
                 // 429 throttle carry over, and polls still in flight share them.
                 let client = match planner.client_for(&config) {
                     Some(client) => client,
-                    None => build_client(&config, &metrics)
+                    None => build_client(&config.elements, &metrics)
                         .map_err(|e| format!("cannot build the HTTP client: {e}"))?,
                 };
                 let settings = web_settings.map_err(|e| e.to_string())?;
