@@ -37,8 +37,11 @@
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
 //! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
-//! - [`app`]: wires the above into the running daemon: start-up, the supervised tasks,
-//!   config reload.
+//! - [`app`]: wires the above into the running daemon and `--once`: `wiring` (what both
+//!   are built from: setup, then the polling pipeline of planner, discovery and poller),
+//!   `daemon` (start-up), `tasks` (the supervised tasks and their stop), `reload` (config
+//!   reload and SIGHUP), `restore` (the state file at start), `options` and `error` (the
+//!   public `Options` and `AppError`).
 //! - `bench` (feature `bench`): what the benchmarks drive directly.
 //!
 //! Dependencies run one way: `app` → `server` → `polling` → `elements` → `config` →
