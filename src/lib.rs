@@ -37,7 +37,9 @@
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
 //! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
-//! - [`app`]: wires the above into the running daemon and `--once`: `wiring` (what both
+//! - [`app`]: the command line (`cli`: the flags, their checks and the `Options` they give;
+//!   `check`: `--check-config`), and the above wired into the running daemon and `--once`
+//!   (`main.rs` only wires the process to it): `wiring` (what both
 //!   are built from: setup, then the polling pipeline of planner, discovery and poller),
 //!   `daemon` (start-up), `tasks` (the supervised tasks and their stop), `reload` (config
 //!   reload and SIGHUP), `restore` (the state file at start), `options` and `error` (the

@@ -1,5 +1,7 @@
 //! Why the daemon could not start or stopped, and the process's exit status for it.
 
+use std::path::Path;
+
 use crate::config::ConfigError;
 use crate::elements::transport::TransportError;
 use crate::polling::persistence::PersistenceError;
@@ -61,5 +63,30 @@ impl AppError {
             | AppError::Demo(_)
             | AppError::Persistence(_) => 1,
         }
+    }
+
+    /// How to get going, when the exporter was started without a config to read at
+    /// `config_file`: no `--config.file` given and no `config.yaml` here.
+    pub fn hint(&self, config_file: &Path) -> Option<String> {
+        match self {
+            AppError::Config(e) => super::cli::start_hint(e, config_file),
+            _ => None,
+        }
+    }
+
+    /// The error and its causes on one line, `outer: inner: ...`; a cause whose text the
+    /// message already carries is not repeated.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
     }
 }

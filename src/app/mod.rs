@@ -1,6 +1,8 @@
 //! The running daemon: builds the poll plan from a configuration, starts the poller and the
 //! HTTP server, and applies config reloads (SIGHUP or `POST /-/reload`); and `--once`.
 //!
+//! - `cli`: the command line: its flags ([`Cli`]), what they ask for ([`Mode`]), their checks
+//!   and the [`Options`] they give; `check`: `--check-config` ([`check_config`]).
 //! - `options`: what the command line decides ([`Options`]).
 //! - `error`: why the daemon could not start or stopped, with the exit status ([`AppError`]).
 //! - `wiring`: what the daemon and `--once` are both built from: the self-metrics, the demo
@@ -11,6 +13,8 @@
 //! - `tasks`: the supervised tasks, their stop signal and the supervision loop.
 //! - `reload`: the reloader and the `SIGHUP` listener.
 
+mod check;
+mod cli;
 mod daemon;
 mod error;
 mod options;
@@ -26,6 +30,8 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
+pub use check::{check_config, check_demo_config, Checked};
+pub use cli::{Cli, Mode};
 pub use error::AppError;
 pub use options::Options;
 
