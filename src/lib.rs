@@ -14,7 +14,8 @@
 //! - `elements/`: everything that talks to the Elements API, behind `build_client` and
 //!   `client::Client`: `client/` (the seat endpoint and the customer list: paging, the
 //!   streamed wire format), `tokens` (OAuth2 client-credentials tokens, shared, fetched
-//!   within a deadline), `transport` (retries with backoff, body limits, request metrics),
+//!   within a deadline), `transport` (retries with backoff, body limits, request metrics;
+//!   `transport/response`: a complete response and how log lines show it),
 //!   `slots` (request slots by priority: a started target finishes first), `ratelimit` (the
 //!   shared, adaptive request rate), `redact` (secrets and tokens cut out of what servers
 //!   send back).
@@ -30,12 +31,15 @@
 //!   due times across restarts).
 //! - `metrics/`: the self-metrics registry (`mod`), the metric groups the layers count
 //!   through, with typed methods (`api` for `elements`, `polling` for `polling`), and the
-//!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`).
+//!   seat snapshot with its exposition (`snapshot`: its metric families are `Family`;
+//!   `snapshot/series`: a target's escaped labels, compact seat series and counters;
+//!   `snapshot/deflate`: the raw deflate that gzip scrapes are sent from).
 //! - `server/`: everything HTTP-facing: binding and limits (`mod`), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
 //!   template), the targets API (`targets`), `web_config`, `tls`, `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
-//! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
+//! - `demo/`: the simulated Elements API behind `--demo` (`fleet`: its customers and their
+//!   seat curves); `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
 //! - [`app`]: the command line (`cli`: the flags, their checks and the `Options` they give;
 //!   `check`: `--check-config`), and the above wired into the running daemon and `--once`

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::fnv;
+use super::fleet::fnv;
 use crate::domain::TenantType;
 
 /// A synthetic dataset for benchmarks: `customers` customers (`bench-00000`, ...) with
