@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new(&BuildInfo::current())?);
     let mut plan = Plan {
         targets: targets_of(&config.customers, 0, 1),
-        client: build_client(&config, &metrics)?,
+        client: build_client(&config.elements, &metrics)?,
         poll: config.poll,
         complete: true,
         discovered: None,

@@ -19,7 +19,8 @@
 //! - `elements/`: everything that talks to the Elements API, behind `build_client` and
 //!   `client::Client`: `client/` (the seat endpoint and the customer list: paging, the
 //!   streamed wire format), `tokens` (OAuth2 client-credentials tokens, shared, fetched
-//!   within a deadline), `transport` (retries with backoff, body limits, request metrics),
+//!   within a deadline), `transport` (retries with backoff, body limits, request metrics;
+//!   `transport/response`: a complete response and how log lines show it),
 //!   `slots` (request slots by priority: a started target finishes first), `ratelimit` (the
 //!   shared, adaptive request rate), `redact` (secrets and tokens cut out of what servers
 //!   send back).
@@ -37,7 +38,9 @@
 //!   named and registered (`registry`), the metric groups the layers count through, with
 //!   typed methods (`api` for `elements`, `polling` for `polling`), the exposition formats
 //!   (`format`: text and OpenMetrics), and the seat snapshot with its exposition
-//!   (`snapshot`: its metric families are `Family`).
+//!   (`snapshot`: its metric families are `Family`; `snapshot/series`: a target's escaped
+//!   labels, compact seat series and counters; `snapshot/deflate`: the raw deflate that gzip
+//!   scrapes are sent from).
 //! - `server/`: everything HTTP-facing: binding and serving (`mod`), what its parts share
 //!   (`state`: the handlers' `AppState`, the limits, a reload request), `routes`, `connection`,
 //!   the landing page (`landing`, rendered from the `Status` through the `landing.html`
@@ -45,10 +48,16 @@
 //!   and its sections handed to `tls` and `basic_auth`), `tls` (the `tls_server_config`
 //!   section as written and the rustls setup built from it), `basic_auth`.
 //! - `telemetry`: log lines in the exporters' logfmt and flat JSON formats.
-//! - `demo/`: the simulated Elements API behind `--demo`; `synthetic` is the benchmarks'
+//! - `demo/`: the simulated Elements API behind `--demo` (`fleet`: its customers and their
+//!   seat curves); `synthetic` is the benchmarks'
 //!   dataset (tests and the `bench` feature only).
-//! - [`app`]: wires the above into the running daemon: start-up, the supervised tasks,
-//!   config reload.
+//! - [`app`]: the command line (`cli`: the flags, their checks and the `Options` they give;
+//!   `check`: `--check-config`), and the above wired into the running daemon and `--once`
+//!   (`main.rs` only wires the process to it): `wiring` (what both
+//!   are built from: setup, then the polling pipeline of planner, discovery and poller),
+//!   `daemon` (start-up), `tasks` (the supervised tasks and their stop), `reload` (config
+//!   reload and SIGHUP), `restore` (the state file at start), `options` and `error` (the
+//!   public `Options` and `AppError`).
 //! - `bench` (feature `bench`): what the benchmarks drive directly.
 //!
 //! Dependencies run one way: `app` → `server` → `polling` → `elements` → `config` →

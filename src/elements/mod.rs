@@ -16,19 +16,26 @@ pub(crate) mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Credential};
+use crate::config::{Credential, ElementsConfig};
 use crate::metrics::Metrics;
 use client::Client;
 use redact::Redactor;
 use tokens::TokenSource;
 use transport::{Transport, TransportError, TransportOptions};
 
-/// Builds the API client (transport, limits, token source) of a configuration.
+/// The bound on waits between attempts (and on a 429's `Retry-After` pause) of a new client
+/// until its owner sets its own with [`Client::cap_waits`]: the default `poll.interval`. The
+/// planner sets the running config's `poll.interval` before the client sends anything.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Builds the API client (transport, limits, token source) of the `elements` section, and of
+/// nothing else: two configs with equal `elements` sections build the same client, so a
+/// reload that changes only the rest (timing, customers, discovery) keeps the running one.
 pub fn build_client(
-    config: &Config,
+    elements: &ElementsConfig,
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<Client>, TransportError> {
-    let e = &config.elements;
+    let e = elements;
     let secret = match &e.credential {
         Credential::Secret { secret, .. } => secret.expose(),
         Credential::Certificate { .. } => "",
@@ -40,7 +47,7 @@ pub fn build_client(
             max_requests_per_second: e.max_requests_per_second,
             retries: e.retries,
             backoff_base: Duration::from_millis(500),
-            max_backoff: config.poll.interval,
+            max_backoff: DEFAULT_MAX_WAIT,
         },
         metrics.clone(),
         Redactor::new(secret),

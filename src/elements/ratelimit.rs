@@ -30,14 +30,14 @@ const CUT_SPACING: Duration = Duration::from_secs(1);
 pub struct RateLimiter {
     /// The configured limit (requests per second), if any.
     limit: Option<f64>,
-    /// Longest pause a `Retry-After` may impose.
-    max_pause: Duration,
     state: Mutex<State>,
     /// Shows the current rate (0 while unpaced).
     gauge: Gauge,
 }
 
 struct State {
+    /// Longest pause a `Retry-After` may impose (see [`RateLimiter::set_max_pause`]).
+    max_pause: Duration,
     /// Current rate; `None` while unpaced.
     rate: Option<f64>,
     /// What the rate climbs back to: the limit, or the rate seen at the first 429.
@@ -60,8 +60,8 @@ impl RateLimiter {
         let now = Instant::now();
         RateLimiter {
             limit,
-            max_pause,
             state: Mutex::new(State {
+                max_pause,
                 rate: limit,
                 ceiling: limit,
                 next: now,
@@ -71,6 +71,11 @@ impl RateLimiter {
             }),
             gauge,
         }
+    }
+
+    /// Caps later pauses at `max_pause`; a pause already under way runs its course.
+    pub fn set_max_pause(&self, max_pause: Duration) {
+        self.lock().max_pause = max_pause;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,7 +120,7 @@ impl RateLimiter {
         let mut s = self.lock();
         let now = Instant::now();
         if let Some(wait) = retry_after {
-            let until = now + wait.min(self.max_pause);
+            let until = now + wait.min(s.max_pause);
             if until > s.paused_until {
                 s.paused_until = until;
                 // Requests scheduled before the pause start after it, still spaced.
@@ -142,7 +147,7 @@ impl RateLimiter {
         self.gauge.set(rate);
         tracing::warn!(
             requests_per_second = rate,
-            pause_ms = retry_after.map(|d| d.min(self.max_pause).as_millis() as u64),
+            pause_ms = retry_after.map(|d| d.min(s.max_pause).as_millis() as u64),
             "API is throttling (429); slowing every request down"
         );
     }

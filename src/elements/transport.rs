@@ -7,10 +7,14 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use tokio::time::Instant;
+
+mod response;
+
+pub use response::{describe, HttpResponse};
 
 use crate::elements::ratelimit::RateLimiter;
 use crate::elements::redact::Redactor;
@@ -46,60 +50,6 @@ impl Endpoint {
             Endpoint::Customers => "customers",
         }
     }
-}
-
-/// A complete HTTP response (any status).
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: StatusCode,
-    /// `Content-Type` header, or empty.
-    pub content_type: String,
-    /// The whole body.
-    pub body: Bytes,
-    /// Cuts credentials out of what is shown of the body.
-    pub redactor: Arc<Redactor>,
-}
-
-impl HttpResponse {
-    /// Status, content type and the first 200 bytes of the body, credentials cut out, for log
-    /// lines.
-    pub fn describe(&self) -> String {
-        describe(self.status, &self.content_type, &self.body, &self.redactor)
-    }
-
-    /// `text` (taken from this response) with credentials cut out.
-    pub fn redact(&self, text: &str) -> String {
-        self.redactor.apply(text)
-    }
-
-    /// Status, content type and body length, for responses whose body may hold a secret.
-    pub fn describe_without_body(&self) -> String {
-        format!(
-            "status {}, content type {:?}, {} bytes",
-            self.status.as_u16(),
-            self.content_type,
-            self.body.len()
-        )
-    }
-}
-
-/// Formats status, content type and the first 200 characters of a body, credentials cut
-/// out first (so that no secret is cut in half and escapes), for log lines.
-pub fn describe(
-    status: StatusCode,
-    content_type: &str,
-    body: &[u8],
-    redactor: &Redactor,
-) -> String {
-    let head = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
-    let excerpt = redactor.excerpt(&head, 200);
-    format!(
-        "status {}, content type {:?}, body starts {:?}",
-        status.as_u16(),
-        content_type,
-        excerpt
-    )
 }
 
 /// Why a request produced no complete response.
@@ -157,7 +107,8 @@ pub struct TransportOptions {
     pub retries: u32,
     /// First backoff delay; doubled each attempt, with full jitter.
     pub backoff_base: Duration,
-    /// Upper bound of any wait between attempts (including `Retry-After`).
+    /// Upper bound of any wait between attempts (including `Retry-After`) until
+    /// [`Transport::set_max_backoff`] sets another.
     pub max_backoff: Duration,
 }
 
@@ -223,6 +174,9 @@ pub struct Transport {
     latency: std::sync::Mutex<Option<f64>>,
     redactor: Arc<Redactor>,
     options: TransportOptions,
+    /// The bound on waits in force, in nanoseconds: `options.max_backoff` at first, then
+    /// whatever [`Transport::set_max_backoff`] set.
+    max_backoff: std::sync::atomic::AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -272,9 +226,26 @@ impl Transport {
             limiter,
             latency: std::sync::Mutex::new(None),
             redactor: Arc::new(redactor),
+            max_backoff: std::sync::atomic::AtomicU64::new(nanos(options.max_backoff)),
             options,
             metrics,
         })
+    }
+
+    /// Bounds every later wait between attempts, and every later `Retry-After` pause of the
+    /// rate limit, by `max`. Waits already under way run their course. The bound is a setting
+    /// of the running transport, not part of what it is: changing it keeps the connections,
+    /// the rate limit and any throttle.
+    pub fn set_max_backoff(&self, max: Duration) {
+        use std::sync::atomic::Ordering;
+        self.max_backoff.store(nanos(max), Ordering::Relaxed);
+        self.limiter.set_max_pause(max);
+    }
+
+    /// The bound on waits in force.
+    fn max_backoff(&self) -> Duration {
+        use std::sync::atomic::Ordering;
+        Duration::from_nanos(self.max_backoff.load(Ordering::Relaxed))
     }
 
     /// Requests in flight at most.
@@ -354,7 +325,7 @@ impl Transport {
             };
             match wait {
                 Some(wait) if attempt < self.options.retries => {
-                    let mut wait = wait.min(self.options.max_backoff);
+                    let mut wait = wait.min(self.max_backoff());
                     if endpoint == Endpoint::Token {
                         // Every poll waits for the token: a sick token endpoint asking for an
                         // hour is asked again within seconds, not after the hour.
@@ -380,7 +351,7 @@ impl Transport {
             .options
             .backoff_base
             .saturating_mul(1 << attempt.min(16))
-            .min(self.options.max_backoff);
+            .min(self.max_backoff());
         cap.mul_f64(fastrand::f64())
     }
 
@@ -553,6 +524,11 @@ impl Transport {
             TransportError::Other(Arc::new(e))
         }
     }
+}
+
+/// A duration in whole nanoseconds, saturating at `u64::MAX` (over 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// 5xx and 429 are worth another attempt; other statuses are final.

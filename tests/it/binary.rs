@@ -320,6 +320,52 @@ customers:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_only_timing_keeps_the_client_its_token_and_throttle() {
+    // The first seat request is throttled: the client halves its rate (8 → 4 requests per
+    // second, then up a little per success) and holds one token.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let api = FakeApi::with_tokens(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::too_many("1")
+        } else {
+            Reply::json(envelope(&[record("t1", "T1", 4, 6)], 1, 100, 1))
+        }
+    })
+    .await;
+    let limits = "  timeout: 5s\n  retries: 1\n  max_requests_per_second: 8\n";
+    let (dir, exporter) = start_with_limits(&api, limits, &one_target("1h"));
+    let rate = |t: &str| {
+        counter(t, "avepoint_exporter_api_rate_limit_requests_per_second").expect("the rate gauge")
+    };
+    let text = exporter.polls(1).await;
+    assert!(text.contains("available_user_seats{"), "{text}");
+    assert!(rate(&text) < 8.0, "throttled: {text}");
+    assert_eq!(api.token_requests().len(), 1);
+    // Every timing key changes, nothing else: the running client stays. The shorter interval
+    // makes the target due within seconds, so the next poll shows which client it used.
+    write_config_with(
+        &dir,
+        &api.base_url(),
+        &api.base_url(),
+        limits,
+        "poll:\n  interval: 2s\n  stale_after: 10m\n  empty_interval: 30m\ncustomers:\n  - id: c\n    tenant_types: [0]\n",
+    );
+    let (status, body) = exporter.post("/-/reload").await;
+    assert_eq!(status, 200, "{body}");
+    let text = exporter.polls(2).await;
+    assert!(
+        rate(&text) < 8.0,
+        "the 429 throttle carried over the reload: {text}"
+    );
+    assert_eq!(
+        api.token_requests().len(),
+        1,
+        "the cached token carried over the reload; log:\n{}",
+        exporter.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_metrics_within_2s() {
     let start = Instant::now();
     let exporter = Exporter::start(&["--demo", "--config.file", "/nonexistent.yaml"]);

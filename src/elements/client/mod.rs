@@ -370,6 +370,12 @@ impl Client {
         self.transport.max_concurrency()
     }
 
+    /// Bounds this client's later waits, between attempts and under a 429's `Retry-After`,
+    /// by `max` (see [`Transport::set_max_backoff`]); its token and throttle stay.
+    pub fn cap_waits(&self, max: std::time::Duration) {
+        self.transport.set_max_backoff(max);
+    }
+
     /// What one request costs at the limits and the observed latency (see
     /// [`Transport::request_cost`]).
     pub fn request_cost(&self) -> std::time::Duration {

@@ -59,6 +59,7 @@ impl Planner {
         metrics: Arc<Metrics>,
         restored: Option<Arc<Vec<DiscoveredCustomer>>>,
     ) -> (Arc<Planner>, watch::Receiver<Arc<Plan>>) {
+        client.cap_waits(config.poll.interval);
         let discovered = restored.filter(|_| config.discovery.is_some());
         let mut state = State {
             config: Arc::new(config),
@@ -95,22 +96,23 @@ impl Planner {
         self.plans.borrow().clone()
     }
 
-    /// The running client, if `config` would build the same one (see
-    /// [`Config::same_client_as`]).
+    /// The running client, if `config` would build the same one: the client is built from
+    /// the `elements` section alone ([`crate::elements::build_client`]), so only that section
+    /// is compared. A reload that changes timing, customers or discovery keeps the client,
+    /// its token, its rate limit and any 429 throttle.
     pub fn client_for(&self, config: &Config) -> Option<Arc<Client>> {
         let state = self.lock();
-        state
-            .config
-            .same_client_as(config)
-            .then(|| state.client.clone())
+        (state.config.elements == config.elements).then(|| state.client.clone())
     }
 
     /// Applies a reloaded config with its client: publishes a plan at once (the poller polls
     /// new targets at once). The last discovered list is kept and filtered by the new config.
     ///
     /// The customer list is fetched again only when discovery's settings or the client
-    /// changed: a reload that changes nothing sends no request.
+    /// changed: a reload that changes nothing sends no request. The client's waits are
+    /// bounded by the new `poll.interval` from now on, whether it is new or kept.
     pub fn apply_config(&self, config: Config, client: Arc<Client>) {
+        client.cap_waits(config.poll.interval);
         let mut state = self.lock();
         let refetch =
             state.config.discovery != config.discovery || !Arc::ptr_eq(&state.client, &client);
@@ -342,7 +344,7 @@ mod tests {
     async fn a_refresh_planned_before_a_reload_never_replaces_the_reloads_plan() {
         let metrics = Arc::new(Metrics::new(&crate::metrics::BuildInfo::current()).unwrap());
         let before = config("discovery:\n  tenant_types: [0]\n");
-        let client = crate::elements::build_client(&before, &metrics).unwrap();
+        let client = crate::elements::build_client(&before.elements, &metrics).unwrap();
         let (planner, plans) = Planner::new(before, client.clone(), 0, 1, metrics, None);
         let (generation, _, _) = planner.current();
         // A refresh plans from the old config (its fetch raced a reload) ...

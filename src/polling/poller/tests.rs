@@ -17,7 +17,7 @@ async fn poller(customers: &[&str]) -> (Poller, Arc<Metrics>, Arc<ArcSwap<Status
     let metrics = Arc::new(Metrics::new(&crate::metrics::BuildInfo::current()).unwrap());
     let plan = Arc::new(Plan {
         targets: crate::polling::plan::targets_of(&config.customers, 0, 1),
-        client: crate::elements::build_client(&config, &metrics).unwrap(),
+        client: crate::elements::build_client(&config.elements, &metrics).unwrap(),
         poll: config.poll,
         complete: true,
         discovered: None,
