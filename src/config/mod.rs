@@ -313,11 +313,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether `other` would build the same API client (connection, credentials, limits and
-    /// the poll interval that caps waits): a reload that only changes customers, discovery
-    /// filters or `stale_after` keeps the running client, its token, rate limit and throttle.
+    /// Whether `other` would build the same API client (the `elements` section: connection,
+    /// credentials, limits): a reload that only changes customers, discovery filters or poll
+    /// timing keeps the running client, its token, rate limit and throttle (the client's
+    /// waits follow `poll.interval` in place).
     pub fn same_client_as(&self, other: &Config) -> bool {
-        self.elements == other.elements && self.poll.interval == other.poll.interval
+        self.elements == other.elements
     }
 
     /// Number of (customer, tenant type) targets.

@@ -204,6 +204,8 @@ fn a_reload_keeps_the_client_unless_an_api_setting_changed() {
     let same = [
         format!("{base}customers:\n  - id: c2\n    name: Other\n"),
         format!("{base}poll:\n  stale_after: 1h\ncustomers:\n  - id: c1\n"),
+        // Timing only: the client's waits follow the interval in place.
+        format!("{base}poll:\n  interval: 1m\n  empty_interval: 2h\ncustomers:\n  - id: c1\n"),
     ];
     for text in &same {
         assert!(old.same_client_as(&parse(text)), "{text}");
@@ -214,7 +216,6 @@ fn a_reload_keeps_the_client_unless_an_api_setting_changed() {
         "elements:\n  client_id: a\n  client_secret: b\n  retries: 1\ncustomers:\n  - id: c1\n",
         "elements:\n  client_id: a\n  client_secret: b\n  max_requests_per_second: 3\ncustomers:\n  - id: c1\n",
         "elements:\n  client_id: a\n  client_secret: b\n  environment: gov\ncustomers:\n  - id: c1\n",
-        "elements:\n  client_id: a\n  client_secret: b\npoll:\n  interval: 1m\ncustomers:\n  - id: c1\n",
         // Discovery widens the default scope.
         "elements:\n  client_id: a\n  client_secret: b\ndiscovery: {}\n",
     ];

@@ -102,7 +102,10 @@ impl Planner {
     /// its token, its rate limit and any 429 throttle.
     pub fn client_for(&self, config: &Config) -> Option<Arc<Client>> {
         let state = self.lock();
-        (state.config.elements == config.elements).then(|| state.client.clone())
+        state
+            .config
+            .same_client_as(config)
+            .then(|| state.client.clone())
     }
 
     /// Applies a reloaded config with its client: publishes a plan at once (the poller polls
