@@ -313,7 +313,8 @@ async fn without_the_customers_scope_discovery_fails_clearly() {
     .await;
     let text = exporter
         .metrics_when("a failed list", |t| {
-            t.contains("customer_id=\"listed\"")
+            // The listed customer's poll, not its `customer_info` (there from the start).
+            t.contains("avepoint_exporter_target_up{customer_id=\"listed\"")
                 && t.contains("avepoint_exporter_discovery_errors_total{cause=\"http_4xx\"} 1")
         })
         .await;
