@@ -36,7 +36,8 @@
 //!   due times across restarts).
 //! - `metrics/`: the self-metrics registry and the scrape (`mod`), how a self-metric is
 //!   named and registered (`registry`), the metric groups the layers count through, with
-//!   typed methods (`api` for `elements`, `polling` for `polling`), the exposition formats
+//!   typed methods (`api` for `elements`, `polling` for `polling`), `customers` (the
+//!   per-customer `customer_info` family, rendered once per plan), the exposition formats
 //!   (`format`: text and OpenMetrics), and the seat snapshot with its exposition
 //!   (`snapshot`: its metric families are `Family`; `snapshot/series`: a target's escaped
 //!   labels, compact seat series and counters; `snapshot/deflate`: the raw deflate that gzip

@@ -14,15 +14,17 @@ use flate2::Compression;
 use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Registry, TextEncoder};
 
 mod api;
+mod customers;
 mod format;
 mod polling;
 mod registry;
 mod snapshot;
 
 pub use api::ApiMetrics;
+pub use customers::CustomerInfo;
 use format::text_to_openmetrics;
 pub use format::Format;
-pub use polling::{CustomerInfo, PollingMetrics, SKIP_REASONS};
+pub use polling::{PollingMetrics, SKIP_REASONS};
 use registry::{opts, register};
 
 use snapshot::{deflate_raw, GZIP_HEADER};
@@ -211,6 +213,7 @@ impl Metrics {
     /// now as the final blocks, and a trailer whose CRC-32 combines both parts (as pigz does).
     pub fn scrape(&self, gzip: bool, format: Format) -> Scrape {
         let snapshot = self.snapshot.load_full();
+        let customers = self.polling.customer_info();
         let mut dynamic = Vec::with_capacity(8 * 1024);
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut dynamic) {
             tracing::error!(error = %e, "cannot encode self-metrics");
@@ -221,8 +224,16 @@ impl Metrics {
             converted.push_str("# EOF\n");
             dynamic = converted.into_bytes();
         }
+        // customer_info (a gauge: the same in both formats) comes before the self-metrics,
+        // which end with OpenMetrics' `# EOF`; a gzip scrape sends its pre-compressed blocks,
+        // or compresses it with the self-metrics if compressing it once failed.
+        let spliced = customers.deflate.clone().filter(|_| gzip);
+        let tail_text: Vec<&[u8]> = match spliced {
+            Some(_) => vec![&dynamic],
+            None => vec![&customers.text, &dynamic],
+        };
         let compressed = match snapshot.gzip_pieces(format) {
-            Some(pieces) if gzip => match deflate_raw(&[&dynamic], Compression::fast(), true) {
+            Some(pieces) if gzip => match deflate_raw(&tail_text, Compression::fast(), true) {
                 Ok(tail) => Some((pieces, tail)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot compress a scrape; sending plain text");
@@ -242,22 +253,31 @@ impl Metrics {
             ])
             .inc();
         let Some((pieces, mut tail)) = compressed else {
-            return Scrape::new(false, format, Some(snapshot), vec![Bytes::from(dynamic)]);
+            let rest = [customers.text.clone(), Bytes::from(dynamic)]
+                .into_iter()
+                .filter(|piece| !piece.is_empty())
+                .collect();
+            return Scrape::new(false, format, Some(snapshot), rest);
         };
-        let mut body = Vec::with_capacity(pieces.len() + 2);
+        let customers_blocks =
+            spliced.map(|(blocks, crc)| (blocks, crc, customers.text.len() as u64));
+        let mut body = Vec::with_capacity(pieces.len() + 3);
         body.push(Bytes::from_static(&GZIP_HEADER));
         let mut crc = crc32fast::Hasher::new();
         let mut total = 0u64;
-        for (blocks, piece_crc, len) in pieces {
+        for (blocks, piece_crc, len) in pieces.into_iter().chain(customers_blocks) {
             crc.combine(&crc32fast::Hasher::new_with_initial_len(piece_crc, len));
             total += len;
             body.push(blocks);
         }
         let mut tail_crc = crc32fast::Hasher::new();
-        tail_crc.update(&dynamic);
+        for text in &tail_text {
+            tail_crc.update(text);
+            total += text.len() as u64;
+        }
         crc.combine(&tail_crc);
         tail.extend_from_slice(&crc.finalize().to_le_bytes());
-        let total = (total + dynamic.len() as u64) as u32; // ISIZE is the length mod 2^32
+        let total = total as u32; // ISIZE is the length mod 2^32
         tail.extend_from_slice(&total.to_le_bytes());
         body.push(Bytes::from(tail));
         Scrape::new(true, format, None, body)
@@ -333,6 +353,63 @@ mod tests {
         assert!(!scrape.is_gzip());
         assert!(scrape.concat().starts_with(&plain));
         assert!(m.scrape(false, Format::Text).concat().starts_with(&plain));
+    }
+
+    #[test]
+    fn customer_info_is_served_from_its_rendered_family_in_every_encoding() {
+        let m = Metrics::new(&BuildInfo::current()).unwrap();
+        let line = "avepoint_exporter_customer_info{country_or_region=\"DE\",customer_id=\"c1\",customer_name=\"Contoso\",management_mode=\"Managed\"} 1\n";
+        let customers = || {
+            [CustomerInfo {
+                id: "c1",
+                name: "Contoso",
+                country_or_region: "DE",
+                management_mode: "Managed",
+            }]
+        };
+        m.polling().set_discovery(true, 1, customers());
+        let check = |m: &Metrics| {
+            for format in [Format::Text, Format::OpenMetrics] {
+                let plain = String::from_utf8(m.scrape(false, format).concat()).unwrap();
+                let scrape = m.scrape(true, format);
+                assert!(scrape.is_gzip());
+                let gz = gunzip(&scrape.concat());
+                assert_eq!(plain.matches(line).count(), 1, "{plain}");
+                assert_eq!(
+                    plain
+                        .matches("# TYPE avepoint_exporter_customer_info gauge")
+                        .count(),
+                    1
+                );
+                // Before the self-metrics (OpenMetrics ends with `# EOF`).
+                assert!(plain.find(line) < plain.find("avepoint_exporter_build_info"));
+                // The same text either way, but for the scrape counter and the process.
+                let counterless = |t: &str| {
+                    t.lines()
+                        .filter(|l| {
+                            !l.starts_with("avepoint_exporter_scrapes_total")
+                                && !l.starts_with("process_")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                assert_eq!(counterless(&plain), counterless(&gz));
+            }
+        };
+        check(&m);
+        // Compressing it failed once: gzip scrapes compress it with the self-metrics.
+        let family = m.polling().customer_info();
+        m.polling()
+            .set_customer_info_for_test(customers::CustomerInfoFamily {
+                text: family.text.clone(),
+                deflate: None,
+            });
+        check(&m);
+        // A plan without customers: no family at all.
+        m.polling().set_discovery(true, 0, []);
+        let plain = String::from_utf8(m.scrape(false, Format::Text).concat()).unwrap();
+        assert!(!plain.contains("customer_info"), "{plain}");
+        assert!(!gunzip(&m.scrape(true, Format::Text).concat()).contains("customer_info"));
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! The metric group of polling (`crate::polling`): polls and their failures, utilization,
 //! the empty cadence, discovery and the persistence file.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use arc_swap::ArcSwap;
+use prometheus::{Gauge, Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 
+use super::customers::{CustomerInfo, CustomerInfoFamily};
 use super::registry::{histogram_opts, opts, register};
 use crate::domain::{unix_seconds, Cause};
 
@@ -23,24 +26,13 @@ pub struct PollingMetrics {
     discovery_enabled: IntGauge,
     discovery_last_success: Gauge,
     discovery_errors: IntCounterVec,
-    customer_info: IntGaugeVec,
+    /// Rendered once per plan, outside the registry (see [`super::customers`]).
+    customer_info: ArcSwap<CustomerInfoFamily>,
     write_failures: IntCounter,
     last_write: Gauge,
     restored_targets: IntGauge,
     last_write_duration: Gauge,
     labels_cut: IntCounter,
-}
-
-/// One planned customer's facts, as `avepoint_exporter_customer_info` labels them.
-pub struct CustomerInfo<'a> {
-    /// Customer id.
-    pub id: &'a str,
-    /// The name it is polled under.
-    pub name: &'a str,
-    /// `countryOrRegion` from the list.
-    pub country_or_region: &'a str,
-    /// `managementMode` from the list.
-    pub management_mode: &'a str,
 }
 
 impl PollingMetrics {
@@ -113,16 +105,7 @@ impl PollingMetrics {
                     &["cause"],
                 ),
             )?,
-            customer_info: register(
-                registry,
-                IntGaugeVec::new(
-                    opts(
-                        "customer_info",
-                        "One per customer this shard polls, configured or discovered, from the start: its customer_name (the id when it has none) and, when it is on the customer list, its country and management mode; always 1.",
-                    ),
-                    &["customer_id", "customer_name", "country_or_region", "management_mode"],
-                ),
-            )?,
+            customer_info: ArcSwap::default(),
             write_failures: counter(
                 "persistence_write_failures_total",
                 "Writes of the persistence file (--persistence.file) that failed; polling and serving go on.",
@@ -194,12 +177,19 @@ impl PollingMetrics {
     ) {
         self.discovery_enabled.set(i64::from(enabled));
         self.discovered_customers.set(discovered as i64);
-        self.customer_info.reset();
-        for c in customers {
-            self.customer_info
-                .with_label_values(&[c.id, c.name, c.country_or_region, c.management_mode])
-                .set(1);
-        }
+        self.customer_info
+            .store(CustomerInfoFamily::render(customers));
+    }
+
+    /// The `customer_info` family of the current plan, as every scrape sends it.
+    pub(super) fn customer_info(&self) -> Arc<CustomerInfoFamily> {
+        self.customer_info.load_full()
+    }
+
+    /// Replaces the rendered `customer_info` family (tests of its fallbacks).
+    #[cfg(test)]
+    pub(super) fn set_customer_info_for_test(&self, family: CustomerInfoFamily) {
+        self.customer_info.store(Arc::new(family));
     }
 
     /// Whether discovery is on, as last set.
@@ -260,7 +250,15 @@ mod tests {
                 management_mode: "1",
             }],
         );
+        let one = m.customer_info();
+        assert!(std::str::from_utf8(&one.text)
+            .unwrap()
+            .contains("customer_id=\"c1\",customer_name=\"Contoso\""));
         m.set_discovery(true, 0, []);
+        assert!(
+            m.customer_info().text.is_empty(),
+            "a new plan replaces the customers"
+        );
         // There from the start, so that increase() sees the first cut.
         let cut = |registry: &Registry| {
             registry
@@ -272,14 +270,11 @@ mod tests {
         assert_eq!(cut(&registry), Some(0.0));
         m.labels_cut(3);
         assert_eq!(cut(&registry), Some(3.0));
-        let families = registry.gather();
-        let info = families
+        // Per customer: outside the registry, which every scrape gathers and sorts.
+        assert!(registry
+            .gather()
             .iter()
-            .find(|f| f.name() == "avepoint_exporter_customer_info");
-        assert!(
-            info.is_none_or(|f| f.get_metric().is_empty()),
-            "a new plan replaces the customers"
-        );
+            .all(|f| f.name() != "avepoint_exporter_customer_info"));
         assert!(m.discovery_enabled());
     }
 }

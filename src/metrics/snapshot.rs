@@ -24,6 +24,7 @@ use super::format::Format;
 use deflate::Deflater;
 pub(super) use deflate::{deflate_raw, GZIP_HEADER};
 use series::write_u64;
+pub(super) use series::Escaped;
 pub use series::{SeatSeries, TargetCounters, TargetLabels};
 
 /// How much of the snapshot a plain scrape hands to the connection at once.

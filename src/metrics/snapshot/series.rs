@@ -228,7 +228,7 @@ impl TargetCounters {
 }
 
 /// Writes a label value escaped per the text format: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub(super) struct Escaped<'a>(pub(super) &'a str);
+pub(in crate::metrics) struct Escaped<'a>(pub(in crate::metrics) &'a str);
 
 impl std::fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
