@@ -312,12 +312,12 @@ outage_kib=$(curl -fsS -H 'Accept-Encoding: gzip' "$EXP_URL" | wc -c | awk '{pri
 # nginx serves the outage's text (the same bytes, error series included) beside it: healthy
 # and outage, the Prometheus path against gzip_static.
 NGINX_URL="http://127.0.0.1:$NGINX_PORT/metrics"
-read -r prom_healthy _ < <(median_max_ms "$EXP_URL" prom)
+prom_healthy=$(median_ms "$EXP_URL" prom)  # measured as nginx is (median_ms: no pauses)
 healthy_nginx_gz=$(median_ms "$NGINX_URL" gzip)
 curl -fsS "$EXP_URL" >"$tmp/msp/outage.prom"
 cp "$tmp/msp/outage.prom" "$tmp/msp/www/metrics.new" && mv "$tmp/msp/www/metrics.new" "$tmp/msp/www/metrics"
 gzip -6 -c "$tmp/msp/outage.prom" >"$tmp/msp/www/metrics.gz.new" && mv "$tmp/msp/www/metrics.gz.new" "$tmp/msp/www/metrics.gz"
-read -r prom_outage _ < <(median_max_ms "$EXP_URL" prom)
+prom_outage=$(median_ms "$EXP_URL" prom)
 outage_nginx_gz=$(median_ms "$NGINX_URL" gzip)
 outage_plain=$(median_ms "$EXP_URL"); outage_nginx_plain=$(median_ms "$NGINX_URL")
 slow_outage=$(slow_readers_rss "$EXP_PID" "$EXP_PORT" /api/v1/targets)
